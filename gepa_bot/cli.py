@@ -1,0 +1,119 @@
+"""`gepa-bot` command line: `optimize` runs GEPA on a repo and writes the PR body (dry run)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from gepa_bot.budget import Budget
+from gepa_bot.config import DEFAULT_CONFIG_NAME, Config, load_config
+from gepa_bot.engine import RunSettings, optimize
+from gepa_bot.errors import UserError
+from gepa_bot.report import render
+
+err_console = Console(stderr=True)
+
+
+def apply_overrides(config: Config, **flags: Any) -> Config:
+    """CLI flags win over the config file; None means "not given"."""
+    updates = {
+        ("budget", "rollouts"): flags.get("budget"), ("models", "task"): flags.get("model"),
+        ("models", "reflection"): flags.get("reflection_model"), ("optimizer", "workers"): flags.get("workers"),
+        ("optimizer", "seed"): flags.get("seed"),
+    }
+    data = config.model_dump()
+    for (section, name), value in updates.items():
+        if value is not None:
+            data[section][name] = value
+    return Config.model_validate(data)
+
+
+def resolve_paths(repo: Path, config_path: Path, run_dir: Path | None, config: Config) -> RunSettings:
+    return RunSettings(repo=repo, config=config, config_path=config_path,
+                       run_dir=(run_dir or repo / config.output.run_dir).resolve(),
+                       cache_dir=(repo / config.output.cache_dir).resolve())
+
+
+@click.group()
+@click.version_option(package_name="gepa-bot")
+def main() -> None:
+    """Optimize the prompts in a repository with GEPA and propose the result as a pull request."""
+
+
+@main.command("optimize")
+@click.option("--repo", type=click.Path(file_okay=False, path_type=Path), default=".", show_default=True,
+              help="Repository to optimize.")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
+              help=f"Config file (default: <repo>/{DEFAULT_CONFIG_NAME}).")
+@click.option("--budget", type=click.IntRange(min=1), help="Hard cap on rollouts (eval calls).")
+@click.option("--model", help="Task model (litellm string; local/smollm2-135m = embedded).")
+@click.option("--reflection-model", help="Reflection model (litellm string).")
+@click.option("--workers", type=click.IntRange(1, 64), help="Parallel eval processes.")
+@click.option("--seed", type=int, help="Random seed (same seed + cache = free rerun).")
+@click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Run directory (run log, result.json); an existing one is resumed.")
+@click.option("--dry-run", is_flag=True, help="Write the PR body to --out instead of opening a PR.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Where to write the PR body.")
+def optimize_command(repo: Path, config_file: Path | None, dry_run: bool, out: Path | None, run_dir: Path | None,
+                     **flags: Any) -> None:
+    """Run GEPA on the repo's prompts using its own eval suite; write result.json and the PR body."""
+    try:
+        result, body = run_optimize(repo, config_file, run_dir, out, flags)
+    except UserError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    budget = result["budget"]
+    best, base = result["candidates"][result["best_candidate"]], result["candidates"][0]
+    click.echo(f"baseline {base['val_mean']:.3f} -> best {best['val_mean']:.3f} (candidate #{best['index']}); "
+               f"rollouts {budget['rollouts_used']}/{budget['rollouts_limit']} ({budget['rollouts_executed']} executed, "
+               f"{budget['cache_hits']} cached); {budget['wall_time_s']:.1f}s")
+    if not dry_run:
+        click.echo("note: opening a pull request is done by `gepa-bot action` in GitHub Actions; "
+                   "this run wrote the body only.", err=True)
+
+
+def run_optimize(repo: Path, config_file: Path | None, run_dir: Path | None, out: Path | None,
+                 flags: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """Load config, run the engine with a progress bar, write the PR body; returns (result, body)."""
+    if not repo.is_dir():
+        raise UserError(f"--repo {repo}: not a directory", fix="pass the path of the repository to optimize")
+    repo = repo.resolve()
+    config_path = (config_file or repo / DEFAULT_CONFIG_NAME).resolve()
+    config = apply_overrides(load_config(config_path), **flags)
+    settings = resolve_paths(repo, config_path, run_dir, config)
+    with _progress(config.budget.rollouts) as on_progress:
+        settings.on_progress = on_progress
+        result = optimize(settings)
+    originals = {path: (repo / path).read_text(encoding="utf-8") for path in result["best_files"]}
+    body, full = render(result, originals)
+    out = out or settings.run_dir / "pr-body.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(body, encoding="utf-8")
+    (out.parent / "report-full.md").write_text(full, encoding="utf-8")
+    click.echo(f"PR body written to {out} ({len(body)} chars); result in {settings.run_dir / 'result.json'}")
+    return result, body
+
+
+class _progress:
+    """A rich progress bar over rollouts (quiet when stderr is not a terminal)."""
+
+    def __init__(self, total: int):
+        self.progress = Progress(TextColumn("[bold]rollouts"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("cache hits {task.fields[hits]}"), TimeElapsedColumn(),
+                                 console=err_console, transient=False, disable=not err_console.is_terminal)
+        self.task = self.progress.add_task("rollouts", total=total, hits=0)
+
+    def __enter__(self):
+        self.progress.start()
+        return self.update
+
+    def update(self, budget: Budget) -> None:
+        self.progress.update(self.task, completed=budget.rollouts, hits=budget.cache_hits)
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()

@@ -1,0 +1,205 @@
+"""`.gepa-bot.yml`: schema, loading, and precise errors (file, field, what to do)."""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from gepa_bot.errors import UserError
+
+DEFAULT_CONFIG_NAME = ".gepa-bot.yml"
+LOCAL_MODEL = "local/smollm2-135m"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _relative_glob(value: str) -> str:
+    """Globs and paths must stay inside the repository."""
+    path = PurePosixPath(value)
+    if not value.strip():
+        raise ValueError("must not be empty")
+    if path.is_absolute() or ".." in path.parts:
+        raise ValueError(f"{value!r} escapes the repository: use a path relative to the repo root, without '..'")
+    return value
+
+
+class PromptSpec(Strict):
+    """Which files hold prompts and how to read them."""
+
+    path: str = Field(description="glob relative to the repo root, e.g. prompts/**/*.md")
+    format: Literal["auto", "text", "frontmatter", "yaml"] = "auto"
+    keys: list[str] = Field(default_factory=list, description="dotted keys of prompt strings in YAML files")
+
+    _check_path = field_validator("path")(classmethod(lambda cls, v: _relative_glob(v)))
+
+    @model_validator(mode="after")
+    def _keys_only_for_yaml(self) -> PromptSpec:
+        if self.keys and self.format in ("text", "frontmatter"):
+            raise ValueError(f"'keys' only applies to YAML files, but format is {self.format!r}")
+        return self
+
+
+class CommandSuiteConfig(Strict):
+    """The JSONL command protocol (see gepa_bot/evalkit.py)."""
+
+    type: Literal["command"] = "command"
+    command: str = Field(min_length=1)
+    watch: list[str] = Field(default_factory=list, description="globs whose content changes invalidate the cache")
+    instances: str | None = Field(default=None, description="file of ids (JSONL or one per line) instead of list mode")
+    timeout: float = Field(default=300.0, gt=0)
+
+    _check_watch = field_validator("watch")(classmethod(lambda cls, v: [_relative_glob(p) for p in v]))
+
+
+from gepa_bot.suites.junit_suite import PytestSuiteConfig  # noqa: E402  (adapters need CommandSuiteConfig's helpers)
+
+try:  # TEMP until the promptfoo adapter lands
+    from gepa_bot.suites.promptfoo_suite import PromptfooSuiteConfig  # noqa: E402
+    _SUITES = (CommandSuiteConfig, PytestSuiteConfig, PromptfooSuiteConfig)
+except ImportError:
+    _SUITES = (CommandSuiteConfig, PytestSuiteConfig)
+
+SuiteConfig = Annotated[Union[_SUITES], Field(discriminator="type")]  # type: ignore[valid-type]
+
+
+class SplitConfig(Strict):
+    """Train/validation split of the suite's instances (the suite's own labels win when present)."""
+
+    val_fraction: float = Field(default=0.5, gt=0, lt=1)
+    max_train: int | None = Field(default=None, gt=0)
+    max_val: int | None = Field(default=None, gt=0)
+    seed: int = 0
+
+
+class BudgetConfig(Strict):
+    """Hard caps: the run stops before crossing any of them."""
+
+    rollouts: int = Field(default=150, gt=0, description="eval-suite calls (one instance x one candidate)")
+    max_llm_cost_usd: float | None = Field(default=None, gt=0)
+    wall_time_minutes: float | None = Field(default=None, gt=0)
+
+
+class ModelsConfig(Strict):
+    """litellm model strings; `local/smollm2-135m` starts the embedded model."""
+
+    task: str = LOCAL_MODEL
+    reflection: str = LOCAL_MODEL
+    reflection_max_tokens: int = Field(default=1024, gt=0)
+    reflection_temperature: float = Field(default=0.7, ge=0, le=2)
+
+
+class OptimizerConfig(Strict):
+    """GEPA settings."""
+
+    minibatch_size: int = Field(default=3, gt=0)
+    merge: bool | Literal["auto"] = "auto"
+    max_merge_invocations: int = Field(default=5, ge=0)
+    candidate_selection: Literal["pareto", "current_best", "epsilon_greedy", "top_k_pareto"] = "pareto"
+    workers: int = Field(default=2, gt=0, le=64)
+    seed: int = 0
+    reflection_attempts: int = Field(default=2, gt=0, le=5)
+
+
+class OutputConfig(Strict):
+    """Where results go and what the pull request looks like."""
+
+    run_dir: str = ".gepa-bot/run"
+    cache_dir: str = ".gepa-bot/cache"
+    pr_title: str = "gepa-bot: optimized prompts"
+    labels: list[str] = Field(default_factory=lambda: ["gepa-bot"])
+    min_improvement: float = Field(default=0.0, ge=0, description="held-out gain needed to propose a change")
+
+    _check_dirs = field_validator("run_dir", "cache_dir")(classmethod(lambda cls, v: _relative_glob(v)))
+
+
+class Config(Strict):
+    """The whole `.gepa-bot.yml`."""
+
+    prompts: list[PromptSpec] = Field(min_length=1)
+    eval: SuiteConfig
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    budget: BudgetConfig = Field(default_factory=BudgetConfig)
+    models: ModelsConfig = Field(default_factory=ModelsConfig)
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_eval_type(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("eval"), dict) and "type" not in data["eval"]:
+            data = {**data, "eval": {"type": "command", **data["eval"]}}
+        return data
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate a config file; every problem becomes a UserError naming file and field."""
+    if not path.is_file():
+        raise UserError(f"{path}: config file not found",
+                        fix=f"create {DEFAULT_CONFIG_NAME} at the repo root (see README 'Configuration') or pass --config")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not UTF-8 text", fix="save the config as UTF-8") from None
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: invalid YAML {_yaml_location(exc)}: {getattr(exc, 'problem', None) or exc}",
+                        fix="fix the YAML syntax at that line") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a mapping at the top level, got {type(data).__name__}",
+                        fix="start the file with keys like 'prompts:' and 'eval:'")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise UserError(_describe_validation_error(path, exc), fix=_fix_hint(exc)) from None
+
+
+def _yaml_location(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    return f"at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+
+
+def _describe_validation_error(path: Path, exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        location = _field_path(error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown field (typo?)"
+        elif error["type"] == "missing":
+            message = "required field is missing"
+        problems.append(f"field '{location}': {message}" + _got(error))
+    return f"{path}: " + "; ".join(problems)
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts[-1:] = [f"{parts[-1]}[{item}]"] if parts else [f"[{item}]"]
+        elif item in ("command", "pytest", "promptfoo") and parts and parts[-1] == "eval":
+            continue  # discriminated-union tag, not a field the user wrote
+        else:
+            parts.append(str(item))
+    return ".".join(parts)
+
+
+def _got(error: dict[str, Any]) -> str:
+    if error["type"] in ("missing", "extra_forbidden") or "input" not in error:
+        return ""
+    shown = repr(error["input"])
+    return f" (got {shown[:80]})"
+
+
+def _fix_hint(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    if first["type"] == "extra_forbidden":
+        return "remove or rename that field; the README's 'Configuration' section lists every field"
+    if first["type"] == "missing":
+        return "add the field; the README's 'Configuration' section shows an example"
+    if first["type"] == "union_tag_invalid":
+        return "set eval.type to one of: command, pytest, promptfoo"
+    return "change the value as described; the README's 'Configuration' section documents each field"

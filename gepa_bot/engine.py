@@ -1,0 +1,277 @@
+"""Running GEPA on a repository: adapter, split, budget, models, and the result.json artifact.
+
+gepa owns the search (reflective mutation, Pareto selection, merge). We own everything that touches
+the outside world: evaluating candidates through the repo's suite with an on-disk cache, the hard
+budget, the LLM seam with replay, and recording every candidate with its rationale and lineage.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gepa
+from gepa.core.adapter import EvaluationBatch
+
+from gepa_bot.budget import Budget, BudgetExhausted
+from gepa_bot.cache import EvalCache, candidate_hash
+from gepa_bot.config import LOCAL_MODEL, CommandSuiteConfig, Config
+from gepa_bot.discovery import Component, discover, render_files
+from gepa_bot.errors import UserError
+from gepa_bot.evalsuite import (CommandSuite, EvalSuite, Instance, InstanceResult, SuiteContext, SuiteError,
+                                evaluate_parallel, materialize, remove_workdir)
+from gepa_bot.llm import LLM, Transport, litellm_transport
+from gepa_bot.reflection import RationaleReflector
+from gepa_bot.runlog import RunLog, read_records
+
+RESULT_NAME = "result.json"
+MAX_REFLECTIVE_RECORDS = 8
+
+
+@dataclass
+class RunSettings:
+    """Everything one optimize run needs; CLI flags override config values before this is built."""
+
+    repo: Path
+    config: Config
+    config_path: Path
+    run_dir: Path
+    cache_dir: Path
+    transport: Transport = litellm_transport
+    reflection_extra: dict[str, Any] = field(default_factory=dict)
+    on_progress: Callable[[Budget], None] | None = None
+
+
+@dataclass
+class Split:
+    train: list[str]
+    val: list[str]
+
+    def split_of(self, instance_id: str) -> str:
+        return "val" if instance_id in self._val_set else "train"
+
+    def __post_init__(self) -> None:
+        self._val_set = set(self.val)
+
+
+class RepoAdapter:
+    """gepa adapter: a candidate's texts -> prompt files -> the repo's eval suite -> scores + feedback."""
+
+    propose_new_texts = None
+
+    def __init__(self, suite: EvalSuite, components: list[Component], repo: Path, split: Split, cache: EvalCache,
+                 budget: Budget, runlog: RunLog, workers: int, scratch: Path,
+                 on_progress: Callable[[Budget], None] | None = None):
+        self.suite, self.components, self.repo, self.split = suite, components, repo, split
+        self.cache, self.budget, self.runlog, self.workers = cache, budget, runlog, workers
+        self.scratch, self.on_progress = scratch, on_progress
+
+    def evaluate(self, batch: list[str], candidate: dict[str, str], capture_traces: bool = False) -> EvaluationBatch:
+        self.budget.reserve_rollouts(len(batch))
+        results = self.results_for(candidate, batch)
+        if self.on_progress:
+            self.on_progress(self.budget)
+        ordered = [results[i] for i in batch]
+        return EvaluationBatch(outputs=[r.output or "" for r in ordered], scores=[r.score for r in ordered],
+                               trajectories=ordered if capture_traces else None)
+
+    def results_for(self, candidate: dict[str, str], ids: list[str]) -> dict[str, InstanceResult]:
+        """Cached results where we have them; the rest executed (in parallel), logged and cached."""
+        started = time.monotonic()
+        cand_hash = candidate_hash(candidate)
+        results: dict[str, InstanceResult] = {}
+        for instance_id in ids:
+            cached = self.cache.get(cand_hash, self.split.split_of(instance_id), instance_id)
+            if cached is not None:
+                results[instance_id] = cached
+        missing = [i for i in ids if i not in results]
+        if missing:
+            results.update(self._execute(candidate, cand_hash, missing))
+        self.budget.record_eval(len(missing), len(ids) - len(missing), time.monotonic() - started)
+        return results
+
+    def _execute(self, candidate: dict[str, str], cand_hash: str, ids: list[str]) -> dict[str, InstanceResult]:
+        files = render_files(self.repo, self.components, candidate)
+        workdir = materialize(self.repo, files, candidate, self.scratch)
+        try:
+            fresh = evaluate_parallel(self.suite, workdir, ids, self.workers)
+        finally:
+            remove_workdir(workdir)
+        for instance_id in ids:
+            split = self.split.split_of(instance_id)
+            self.runlog.write("rollout", candidate=cand_hash, split=split, **fresh[instance_id].to_json())
+            self.cache.put(cand_hash, split, fresh[instance_id])
+        return fresh
+
+    def make_reflective_dataset(self, candidate: dict[str, str], eval_batch: EvaluationBatch,
+                                components_to_update: list[str]) -> dict[str, list[dict[str, Any]]]:
+        results: list[InstanceResult] = sorted(eval_batch.trajectories or [], key=lambda r: r.score)
+        records = [{"Inputs": {"instance_id": r.id}, "Generated Outputs": r.output or "",
+                    "Feedback": r.feedback or "(no feedback)", "score": r.score, "trace": r.trace}
+                   for r in results[:MAX_REFLECTIVE_RECORDS]]
+        return {name: records for name in components_to_update}
+
+
+# --- the run ---------------------------------------------------------------------------------------
+
+def build_suite(settings: RunSettings, context: SuiteContext) -> EvalSuite:
+    eval_config = settings.config.eval
+    if isinstance(eval_config, CommandSuiteConfig):
+        context.timeout = eval_config.timeout
+        return CommandSuite(context, eval_config.command, eval_config.watch, eval_config.instances)
+    return eval_config.build(context)
+
+
+def choose_split(instances: list[Instance], settings: RunSettings) -> Split:
+    """The suite's own train/val labels where given; the rest split by val_fraction with a seeded shuffle."""
+    cfg = settings.config.split
+    train = [i.id for i in instances if i.split == "train"]
+    val = [i.id for i in instances if i.split == "val"]
+    unlabelled = [i.id for i in instances if i.split not in ("train", "val", "test")]
+    random.Random(cfg.seed).shuffle(unlabelled)
+    n_val = round(len(unlabelled) * cfg.val_fraction)
+    val += unlabelled[:n_val]
+    train += unlabelled[n_val:]
+    train, val = train[: cfg.max_train or None], val[: cfg.max_val or None]
+    if not train or not val:
+        raise UserError(f"{settings.config_path}: field 'split': need at least one train and one val instance "
+                        f"(the suite listed {len(instances)}; got {len(train)} train, {len(val)} val)",
+                        fix="add instances to the eval suite or adjust split.val_fraction")
+    return Split(train=train, val=val)
+
+
+def check_budget_fits(settings: RunSettings, split: Split) -> None:
+    needed = len(split.val) + 2 * settings.config.optimizer.minibatch_size
+    if settings.config.budget.rollouts < needed:
+        raise UserError(f"{settings.config_path}: field 'budget.rollouts': {settings.config.budget.rollouts} is too "
+                        f"small: the baseline alone takes {len(split.val)} val rollouts and one GEPA step "
+                        f"{2 * settings.config.optimizer.minibatch_size} more", fix=f"use --budget {needed} or more "
+                        "(3-10x the val size lets GEPA try several candidates), or lower split.max_val")
+
+
+@contextlib.contextmanager
+def resolved_model(model: str) -> Iterator[dict[str, Any]]:
+    """litellm parameters for a model string; the embedded local model is started for the duration."""
+    if model != LOCAL_MODEL:
+        yield {"model": model}
+        return
+    from gepa_bot.localmodel import LocalModelServer, LocalModelUnavailable
+
+    try:
+        server = LocalModelServer()
+        server.start()
+    except LocalModelUnavailable as exc:
+        raise UserError(str(exc), fix="run scripts/install-local-model, or set models.task/models.reflection "
+                                      "(or --model/--reflection-model) to a hosted litellm model") from None
+    try:
+        yield {"model": server.model, "api_base": server.api_base, "api_key": server.api_key}
+    finally:
+        server.stop()
+
+
+class _GepaLog:
+    """gepa's logger protocol, written to a text file in the run dir."""
+
+    def __init__(self, path: Path):
+        self.handle = path.open("a", encoding="utf-8")
+
+    def log(self, message: str) -> None:
+        self.handle.write(message.rstrip() + "\n")
+        self.handle.flush()
+
+
+def optimize(settings: RunSettings) -> dict[str, Any]:
+    """Run GEPA on the repo's prompts; returns (and writes) the result.json data."""
+    config = settings.config
+    components = discover(settings.repo, config, settings.config_path)
+    runlog = RunLog(settings.run_dir)
+    try:
+        with resolved_model(config.models.task) as task, resolved_model(config.models.reflection) as reflection:
+            return _optimize(settings, components, runlog, task, reflection)
+    finally:
+        runlog.close()
+
+
+def _optimize(settings: RunSettings, components: list[Component], runlog: RunLog, task: dict[str, Any],
+              reflection: dict[str, Any]) -> dict[str, Any]:
+    config = settings.config
+    context = SuiteContext(repo=settings.repo, model=task["model"], api_base=task.get("api_base"),
+                           api_key=task.get("api_key"))
+    suite = build_suite(settings, context)
+    try:
+        split = choose_split(suite.list_instances(), settings)
+    except SuiteError as exc:
+        raise UserError(f"{settings.config_path}: field 'eval': {exc}", fix="make the eval command work by hand first "
+                        "(see README 'Eval protocol')") from None
+    check_budget_fits(settings, split)
+    budget = Budget(max_rollouts=config.budget.rollouts, max_cost_usd=config.budget.max_llm_cost_usd,
+                    max_seconds=config.budget.wall_time_minutes * 60 if config.budget.wall_time_minutes else None)
+    cache = EvalCache(settings.cache_dir, suite.fingerprint())
+    runlog.write("start", repo=str(settings.repo), components=[c.name for c in components], train=split.train,
+                 val=split.val, budget=config.budget.model_dump(), models=config.models.model_dump(),
+                 seed=config.optimizer.seed, fingerprint=cache.fingerprint)
+    adapter = RepoAdapter(suite, components, settings.repo, split, cache, budget, runlog,
+                          config.optimizer.workers, settings.run_dir / "scratch", settings.on_progress)
+    llm = LLM(reflection["model"], budget, runlog, transport=settings.transport,
+              replay=list(read_records(settings.run_dir, "llm")),
+              max_tokens=config.models.reflection_max_tokens, temperature=config.models.reflection_temperature,
+              extra={**{k: v for k, v in reflection.items() if k != "model"}, **settings.reflection_extra})
+    reflector = RationaleReflector(llm=llm, runlog=runlog, attempts=config.optimizer.reflection_attempts)
+    seed = {c.name: c.text for c in components}
+    gepa_result = gepa.optimize(
+        seed_candidate=seed, trainset=split.train, valset=split.val, adapter=adapter,
+        reflection_strategy=reflector, candidate_selection_strategy=config.optimizer.candidate_selection,
+        reflection_minibatch_size=config.optimizer.minibatch_size, use_merge=_use_merge(config, components),
+        max_merge_invocations=config.optimizer.max_merge_invocations, stop_callbacks=[lambda _state: budget.should_stop()],
+        logger=_GepaLog(settings.run_dir / "gepa.log"), seed=config.optimizer.seed, raise_on_exception=False,
+        cache_evaluation=False, display_progress_bar=False, track_best_outputs=False)
+    result = build_result(gepa_result, components, split, adapter, reflector, budget, settings)
+    (settings.run_dir / RESULT_NAME).write_text(json.dumps(result, indent=2, ensure_ascii=False), encoding="utf-8")
+    runlog.write("end", best=result["best_candidate"], budget=result["budget"])
+    return result
+
+
+def _use_merge(config: Config, components: list[Component]) -> bool:
+    merge = config.optimizer.merge
+    return len(components) > 1 if merge == "auto" else bool(merge)
+
+
+def build_result(gepa_result: Any, components: list[Component], split: Split, adapter: RepoAdapter,
+                 reflector: RationaleReflector, budget: Budget, settings: RunSettings) -> dict[str, Any]:
+    """Everything the report and the PR need, JSON-serializable."""
+    front = sorted({idx for ids in gepa_result.per_val_instance_best_candidates.values() for idx in ids})
+    candidates = []
+    for index, texts in enumerate(gepa_result.candidates):
+        cand_hash = candidate_hash(texts)
+        parents = [p for p in gepa_result.parents[index] if p is not None]
+        val_results = {split.val[k]: adapter.cache.get(cand_hash, "val", split.val[k])
+                       for k in gepa_result.val_subscores[index]}
+        candidates.append({
+            "index": index, "hash": cand_hash, "components": texts, "parents": parents,
+            "origin": "seed" if index == 0 else ("merge" if len(parents) > 1 else "reflection"),
+            "rationale": reflector.rationales.get(cand_hash, {}),
+            "val_mean": gepa_result.val_aggregate_scores[index],
+            "val": {i: {"score": r.score, "feedback": r.feedback, "failed": r.failed} if r else None
+                    for i, r in val_results.items()},
+            "discovered_at_rollout": gepa_result.discovery_eval_counts[index],
+        })
+    best = max(range(len(candidates)), key=lambda i: (candidates[i]["val_mean"], -i))
+    return {
+        "version": 1,
+        "components": [{"name": c.name, "path": c.path, "kind": c.kind, "key": c.key} for c in components],
+        "split": {"train": split.train, "val": split.val},
+        "candidates": candidates, "pareto_front": front, "best_candidate": best, "baseline_candidate": 0,
+        "best_files": render_files(settings.repo, components, candidates[best]["components"]),
+        "rejected_proposals": reflector.rejected,
+        "budget": {**budget.to_json(), "cache_hit_rate": round(budget.cache_hits / budget.rollouts, 4)
+                   if budget.rollouts else 0.0},
+        "models": settings.config.models.model_dump(),
+        "seed": settings.config.optimizer.seed,
+        "min_improvement": settings.config.output.min_improvement,
+    }

@@ -1,0 +1,17 @@
+"""Errors a user can act on: shown as one clear message (no traceback), exit code 2."""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """Bad input or environment: `message` names the file/field, `fix` says what to do."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, fix: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.fix = fix
+
+    def __str__(self) -> str:
+        return f"{self.message}. Fix: {self.fix}" if self.fix else self.message

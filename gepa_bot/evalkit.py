@@ -1,0 +1,101 @@
+"""Helpers for eval scripts that speak gepa-bot's "command" protocol.
+
+An eval command is run by gepa-bot with its working directory set to a temporary copy of the
+repository in which the candidate prompt files are already written. It reads:
+
+- ``GEPA_BOT_MODE``: ``evaluate`` (score instances) or ``list`` (print the instance ids).
+- ``GEPA_BOT_IDS_FILE``: a file with the instance ids to score, one per line (also sent on stdin).
+- ``GEPA_BOT_CANDIDATE_FILE``: JSON ``{"components": {name: text}, "files": {path: content}}``.
+- ``GEPA_BOT_MODEL`` / ``GEPA_BOT_API_BASE`` / ``GEPA_BOT_API_KEY``: the task model (a litellm string).
+
+and prints one JSON line per instance on stdout::
+
+    {"id": "t01", "score": 1.0, "feedback": "expected billing, got billing", "trace": {...}}
+
+In ``list`` mode it prints ``{"id": "t01", "split": "train"}`` lines (``split`` optional) or bare ids.
+Anything else on stdout is treated as log noise; ids that never get a valid line are scored 0 with the
+command's output as feedback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENV_MODE = "GEPA_BOT_MODE"
+ENV_IDS_FILE = "GEPA_BOT_IDS_FILE"
+ENV_CANDIDATE_FILE = "GEPA_BOT_CANDIDATE_FILE"
+ENV_MODEL = "GEPA_BOT_MODEL"
+ENV_API_BASE = "GEPA_BOT_API_BASE"
+ENV_API_KEY = "GEPA_BOT_API_KEY"
+
+
+@dataclass
+class Request:
+    """What gepa-bot asks of an eval command in one invocation."""
+
+    mode: str
+    ids: list[str]
+    components: dict[str, str] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)
+    model: str | None = None
+    api_base: str | None = None
+    api_key: str | None = None
+
+
+def request() -> Request:
+    """Read the current invocation's request from the environment."""
+    ids_file = os.environ.get(ENV_IDS_FILE)
+    ids = Path(ids_file).read_text(encoding="utf-8").split() if ids_file else []
+    candidate_file = os.environ.get(ENV_CANDIDATE_FILE)
+    candidate = json.loads(Path(candidate_file).read_text(encoding="utf-8")) if candidate_file else {}
+    return Request(
+        mode=os.environ.get(ENV_MODE, "evaluate"),
+        ids=ids,
+        components=candidate.get("components", {}),
+        files=candidate.get("files", {}),
+        model=os.environ.get(ENV_MODEL) or None,
+        api_base=os.environ.get(ENV_API_BASE) or None,
+        api_key=os.environ.get(ENV_API_KEY) or None,
+    )
+
+
+def complete(prompt: str, req: Request | None = None, *, max_tokens: int = 64, **kwargs: Any) -> str:
+    """Ask the task model (from the request's env) to complete ``prompt``; deterministic by default."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+
+    litellm.suppress_debug_info = True  # its help banner would land on stdout, the protocol channel
+    req = req or request()
+    if not req.model:
+        raise RuntimeError(f"{ENV_MODEL} is not set: run this script through gepa-bot or set it by hand")
+    params: dict[str, Any] = {"temperature": 0.0, "max_tokens": max_tokens, **kwargs}
+    if req.api_base:
+        params["api_base"] = req.api_base
+    if req.api_key:
+        params["api_key"] = req.api_key
+    response = litellm.completion(model=req.model, messages=[{"role": "user", "content": prompt}], **params)
+    return response.choices[0].message.content or ""
+
+
+def emit(instance_id: str, score: float, feedback: str, trace: Any = None, output: str | None = None) -> None:
+    """Print one result line in the protocol's format."""
+    line: dict[str, Any] = {"id": instance_id, "score": score, "feedback": feedback}
+    if trace is not None:
+        line["trace"] = trace
+    if output is not None:
+        line["output"] = output
+    sys.stdout.write(json.dumps(line, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def emit_ids(ids_with_splits: list[tuple[str, str | None]]) -> None:
+    """Print the instance list in ``list`` mode."""
+    for instance_id, split in ids_with_splits:
+        line = {"id": instance_id} if split is None else {"id": instance_id, "split": split}
+        sys.stdout.write(json.dumps(line) + "\n")
+    sys.stdout.flush()

@@ -1,0 +1,344 @@
+"""Running the repository's own eval suite on a candidate: protocol, materialization, parallelism.
+
+A *suite* knows how to list instances and score a set of instance ids in a *workdir* (a temporary copy
+of the repository with the candidate's prompt files written in place). This module owns everything
+around that: materializing workdirs, splitting ids over workers, and turning crashes, hangs and garbage
+into scored failures whose feedback is the offending text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gepa_bot import evalkit
+
+MAX_FEEDBACK_CHARS = 4000
+MAX_CAPTURE_BYTES = 2_000_000
+IGNORED_DIRS = (".git", ".gepa-bot")
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One evaluable example; ``split`` is the suite's own train/val/test label when it has one."""
+
+    id: str
+    split: str | None = None
+
+
+@dataclass(frozen=True)
+class InstanceResult:
+    """Score and textual feedback for one instance; ``failed`` marks failures gepa-bot synthesized."""
+
+    id: str
+    score: float
+    feedback: str
+    trace: Any = None
+    output: str | None = None
+    failed: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "score": self.score, "feedback": self.feedback, "trace": self.trace,
+                "output": self.output, "failed": self.failed}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> InstanceResult:
+        return cls(id=data["id"], score=float(data["score"]), feedback=data.get("feedback", ""),
+                   trace=data.get("trace"), output=data.get("output"), failed=bool(data.get("failed", False)))
+
+
+@dataclass
+class Workdir:
+    """A materialized candidate: repo copy with prompt files rewritten, plus the candidate JSON file."""
+
+    path: Path
+    components: dict[str, str]
+    files: dict[str, str]
+    candidate_file: Path
+
+
+@dataclass
+class SuiteContext:
+    """What every suite gets: the repo, the task model settings and extra env for the eval process."""
+
+    repo: Path
+    model: str | None = None
+    api_base: str | None = None
+    api_key: str | None = None
+    timeout: float = 300.0
+    env: dict[str, str] = field(default_factory=dict)
+
+    def task_env(self) -> dict[str, str]:
+        """Environment variables that tell an eval process which task model to use."""
+        env = dict(self.env)
+        for name, value in ((evalkit.ENV_MODEL, self.model), (evalkit.ENV_API_BASE, self.api_base),
+                            (evalkit.ENV_API_KEY, self.api_key)):
+            if value:
+                env[name] = value
+        return env
+
+
+class EvalSuite(ABC):
+    """The contract every eval-suite adapter fulfils. ``evaluate`` must be safe to call from threads."""
+
+    def __init__(self, context: SuiteContext):
+        self.context = context
+
+    @abstractmethod
+    def list_instances(self) -> list[Instance]:
+        """All instances this suite can score, in a stable order."""
+
+    @abstractmethod
+    def fingerprint_parts(self) -> list[str]:
+        """Strings that identify the suite's behaviour (command, data, scorer files); hashed for the cache."""
+
+    @abstractmethod
+    def evaluate(self, workdir: Workdir, ids: list[str]) -> dict[str, InstanceResult]:
+        """Score ``ids`` in ``workdir``; never raise for per-instance failures."""
+
+    def fingerprint(self) -> str:
+        """Stable hash of the suite definition plus the task model: part of every cache key."""
+        digest = hashlib.sha256()
+        for part in [type(self).__name__, self.context.model or "", *self.fingerprint_parts()]:
+            digest.update(part.encode("utf-8", "replace"))
+            digest.update(b"\0")
+        return digest.hexdigest()
+
+
+def hash_files(repo: Path, patterns: Iterable[str]) -> list[str]:
+    """``path:sha256`` for every file under ``repo`` matching the glob patterns, sorted."""
+    seen: dict[str, str] = {}
+    for pattern in patterns:
+        for path in sorted(repo.glob(pattern)):
+            if path.is_file() and not _is_ignored(path.relative_to(repo)):
+                seen[path.relative_to(repo).as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return [f"{name}:{digest}" for name, digest in sorted(seen.items())]
+
+
+def _is_ignored(relative: Path) -> bool:
+    return bool(relative.parts) and relative.parts[0] in IGNORED_DIRS
+
+
+def failure(instance_id: str, feedback: str) -> InstanceResult:
+    """A synthesized failure: score 0 with the offending text (truncated) as feedback."""
+    return InstanceResult(id=instance_id, score=0.0, feedback=truncate(feedback), failed=True)
+
+
+def truncate(text: str, limit: int = MAX_FEEDBACK_CHARS) -> str:
+    """Keep the head and the tail of long text, where errors usually are."""
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    return f"{text[:half]}\n... [{len(text) - limit} chars cut] ...\n{text[-half:]}"
+
+
+# --- materialization -------------------------------------------------------------------------------
+
+def materialize(repo: Path, files: Mapping[str, str], components: Mapping[str, str], parent: Path) -> Workdir:
+    """Copy ``repo`` (hard links where possible) into a new dir under ``parent`` and write ``files``."""
+    parent.mkdir(parents=True, exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix="cand-", dir=parent))
+    workdir = root / "repo"
+    shutil.copytree(repo, workdir, symlinks=True, ignore=shutil.ignore_patterns(*IGNORED_DIRS),
+                    copy_function=_link_or_copy)
+    for relative, content in files.items():
+        target = workdir / relative
+        target.unlink(missing_ok=True)  # break the hard link before writing: never touch the real repo
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(content, encoding="utf-8")
+    candidate_file = root / "candidate.json"
+    candidate_file.write_text(json.dumps({"components": dict(components), "files": dict(files)},
+                                         ensure_ascii=False), encoding="utf-8")
+    return Workdir(path=workdir, components=dict(components), files=dict(files), candidate_file=candidate_file)
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def remove_workdir(workdir: Workdir) -> None:
+    shutil.rmtree(workdir.path.parent, ignore_errors=True)
+
+
+def evaluate_parallel(suite: EvalSuite, workdir: Workdir, ids: list[str], workers: int) -> dict[str, InstanceResult]:
+    """Split ``ids`` into ``workers`` chunks, score them concurrently, and fill in anything missing."""
+    if not ids:
+        return {}
+    chunks = [ids[i::workers] for i in range(max(1, min(workers, len(ids))))]
+    results: dict[str, InstanceResult] = {}
+    with ThreadPoolExecutor(max_workers=len(chunks)) as pool:
+        for chunk, chunk_results in zip(chunks, pool.map(lambda c: _evaluate_chunk(suite, workdir, c), chunks)):
+            results.update({i: chunk_results[i] for i in chunk})
+    return results
+
+
+def _evaluate_chunk(suite: EvalSuite, workdir: Workdir, ids: list[str]) -> dict[str, InstanceResult]:
+    try:
+        results = suite.evaluate(workdir, ids)
+    except Exception as exc:  # a broken adapter must not lose the run: score the chunk as failed
+        return {i: failure(i, f"eval suite error: {type(exc).__name__}: {exc}") for i in ids}
+    return {i: results.get(i) or failure(i, "the eval suite returned no result for this instance") for i in ids}
+
+
+# --- the "command" protocol ------------------------------------------------------------------------
+
+@dataclass
+class ProcessOutput:
+    """What a finished (or killed) eval process left behind."""
+
+    returncode: int | None
+    stdout: str
+    stderr: str
+    timed_out: bool
+
+
+def run_process(argv: str, cwd: Path, env: Mapping[str, str], stdin: str, timeout: float) -> ProcessOutput:
+    """Run a shell command in its own process group; on timeout kill the whole group."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(argv, shell=True, cwd=cwd, env={**os.environ, **env}, stdin=subprocess.PIPE,
+                                stdout=out, stderr=err, start_new_session=True)
+        timed_out = False
+        try:
+            proc.communicate(stdin.encode(), timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            _kill_group(proc)
+        return ProcessOutput(proc.returncode, _read_capped(out), _read_capped(err), timed_out)
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def _read_capped(handle: Any) -> str:
+    handle.seek(0, os.SEEK_END)
+    size = handle.tell()
+    handle.seek(0)
+    data = handle.read(MAX_CAPTURE_BYTES)
+    text = data.decode("utf-8", "replace")
+    if size > MAX_CAPTURE_BYTES:
+        text += f"\n... [{size - MAX_CAPTURE_BYTES} bytes of output cut]"
+    return text
+
+
+def parse_result_lines(stdout: str, wanted: Iterable[str]) -> tuple[dict[str, InstanceResult], list[str]]:
+    """Results for wanted ids from JSONL ``stdout``, plus the problems met (bad lines, bad scores)."""
+    wanted_set = set(wanted)
+    results: dict[str, InstanceResult] = {}
+    problems: list[str] = []
+    for number, line in enumerate(stdout.splitlines(), start=1):
+        line = line.strip()
+        if not line.startswith("{"):
+            continue
+        try:
+            data = json.loads(line)
+            instance_id = str(data["id"])
+            score = float(data["score"])
+        except (ValueError, KeyError, TypeError) as exc:
+            problems.append(f"stdout line {number} is not a result line ({type(exc).__name__}): {line[:200]}")
+            continue
+        if instance_id not in wanted_set:
+            problems.append(f"stdout line {number}: unexpected id {instance_id!r}")
+            continue
+        if not 0.0 <= score <= 1.0:
+            results[instance_id] = failure(instance_id, f"score {score} is outside [0, 1]; line: {line[:500]}")
+            continue
+        feedback = data.get("feedback", "")
+        results[instance_id] = InstanceResult(
+            id=instance_id, score=score, feedback=truncate(feedback if isinstance(feedback, str) else json.dumps(feedback)),
+            trace=data.get("trace"), output=None if data.get("output") is None else str(data["output"]))
+    return results, problems
+
+
+def describe_process(output: ProcessOutput, timeout: float) -> str:
+    """A short human account of how the eval process ended, with the tail of its output."""
+    if output.timed_out:
+        head = f"eval command timed out after {timeout:g}s (process group killed)"
+    else:
+        head = f"eval command exited with code {output.returncode}"
+    return f"{head}\n--- stderr ---\n{truncate(output.stderr, 1500)}\n--- stdout ---\n{truncate(output.stdout, 1500)}"
+
+
+class CommandSuite(EvalSuite):
+    """The JSONL command protocol (see :mod:`gepa_bot.evalkit` for the contract)."""
+
+    def __init__(self, context: SuiteContext, command: str, watch: list[str], instances_file: str | None = None):
+        super().__init__(context)
+        self.command = command
+        self.watch = watch
+        self.instances_file = instances_file
+
+    def fingerprint_parts(self) -> list[str]:
+        return [self.command, *hash_files(self.context.repo, self.watch)]
+
+    def list_instances(self) -> list[Instance]:
+        if self.instances_file:
+            return _instances_from_file(self.context.repo / self.instances_file)
+        output = run_process(self.command, self.context.repo, {**self.context.task_env(), evalkit.ENV_MODE: "list"},
+                             "", self.context.timeout)
+        if output.timed_out or output.returncode != 0:
+            raise SuiteError(f"listing instances failed: {describe_process(output, self.context.timeout)}")
+        return _instances_from_lines(output.stdout.splitlines())
+
+    def evaluate(self, workdir: Workdir, ids: list[str]) -> dict[str, InstanceResult]:
+        ids_file = workdir.candidate_file.parent / f"ids-{os.getpid()}-{id(ids)}.txt"
+        ids_file.write_text("\n".join(ids) + "\n", encoding="utf-8")
+        env = {**self.context.task_env(), evalkit.ENV_MODE: "evaluate", evalkit.ENV_IDS_FILE: str(ids_file),
+               evalkit.ENV_CANDIDATE_FILE: str(workdir.candidate_file)}
+        output = run_process(self.command, workdir.path, env, "\n".join(ids) + "\n", self.context.timeout)
+        results, problems = parse_result_lines(output.stdout, ids)
+        if output.timed_out or output.returncode != 0 or len(results) < len(ids):
+            context = describe_process(output, self.context.timeout)
+            if problems:
+                context += "\n--- protocol problems ---\n" + "\n".join(problems[:10])
+            for missing in (i for i in ids if i not in results):
+                results[missing] = failure(missing, f"no result line for this id.\n{context}")
+        return results
+
+
+class SuiteError(Exception):
+    """The suite cannot be used at all (listing failed, config unusable)."""
+
+
+def _instances_from_file(path: Path) -> list[Instance]:
+    if not path.is_file():
+        raise SuiteError(f"instances file {path} does not exist: fix eval.instances in the config")
+    return _instances_from_lines(path.read_text(encoding="utf-8").splitlines())
+
+
+def _instances_from_lines(lines: Iterable[str]) -> list[Instance]:
+    instances: list[Instance] = []
+    for line in (raw.strip() for raw in lines):
+        if not line:
+            continue
+        if line.startswith("{"):
+            try:
+                data = json.loads(line)
+                instances.append(Instance(id=str(data["id"]), split=data.get("split")))
+            except (ValueError, KeyError) as exc:
+                raise SuiteError(f"instance line is not JSON with an 'id': {line[:200]} ({exc})") from exc
+        else:
+            instances.append(Instance(id=line))
+    ids = [i.id for i in instances]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise SuiteError(f"instance ids must be unique; duplicated: {', '.join(duplicates[:10])}")
+    return instances

@@ -1,0 +1,145 @@
+"""The single seam for LLM calls: litellm, retries with backoff, cost cap, write-ahead replay.
+
+Every reply is written to the run log before it is used. On resume the same request (same model,
+messages and parameters, n-th occurrence) is answered from the log, so a resumed run proposes the same
+candidates at no cost. Tests swap the transport for a scripted callable; nothing else changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from tenacity import RetryError, retry, retry_if_exception, stop_after_attempt, wait_exponential
+
+from gepa_bot.budget import Budget
+from gepa_bot.runlog import RunLog
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+Messages = list[dict[str, str]]
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What a transport returns for one completion."""
+
+    text: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    finish_reason: str | None = None
+
+
+Transport = Callable[..., Reply]
+
+
+class LLMError(Exception):
+    """A call failed for good (after retries, or with a non-transient error)."""
+
+
+def litellm_transport(model: str, messages: Messages, **params: Any) -> Reply:
+    """Call litellm.completion and normalize the answer (cost is 0 for unknown/local models)."""
+    import litellm
+
+    response = litellm.completion(model=model, messages=messages, **params)
+    choice = response.choices[0]
+    usage = getattr(response, "usage", None)
+    try:
+        cost = float(litellm.completion_cost(completion_response=response) or 0.0)
+    except Exception:  # litellm raises for models missing from its cost map (e.g. a local server)
+        cost = 0.0
+    return Reply(text=choice.message.content or "", prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
+                 completion_tokens=getattr(usage, "completion_tokens", 0) or 0, cost_usd=cost,
+                 finish_reason=getattr(choice, "finish_reason", None))
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Rate limits, timeouts, connection problems and 5xx are worth retrying."""
+    import litellm
+
+    transient = (litellm.RateLimitError, litellm.Timeout, litellm.APIConnectionError,
+                 litellm.ServiceUnavailableError, litellm.InternalServerError, litellm.BadGatewayError)
+    return isinstance(exc, transient) or isinstance(exc, (TimeoutError, ConnectionError))
+
+
+def worst_case_cost(model: str, prompt_chars: int, max_tokens: int) -> float:
+    """Upper bound of one call's cost from litellm's price table (0 when the model is unpriced)."""
+    import litellm
+
+    try:
+        prompt_cost, completion_cost = litellm.cost_per_token(model=model, prompt_tokens=prompt_chars // 2 + 1,
+                                                              completion_tokens=max_tokens)
+        return float(prompt_cost + completion_cost)
+    except Exception:
+        return 0.0
+
+
+class LLM:
+    """A model behind the seam, with budget accounting and replay from the run log."""
+
+    def __init__(self, model: str, budget: Budget, runlog: RunLog, *, transport: Transport = litellm_transport,
+                 replay: Iterable[dict[str, Any]] = (), max_tokens: int = 1024, temperature: float = 0.7,
+                 attempts: int = 4, extra: dict[str, Any] | None = None, min_wait: float = 1.0):
+        self.model = model
+        self.budget = budget
+        self.runlog = runlog
+        self.transport = transport
+        self.params = {"max_tokens": max_tokens, "temperature": temperature, **(extra or {})}
+        self._secret_params = {k: self.params.pop(k) for k in ("api_key",) if k in self.params}
+        self.attempts = attempts
+        self.min_wait = min_wait
+        self._replay = {(r["key"], r["occurrence"]): r for r in replay if r.get("model") == model}
+        self._seen: Counter[str] = Counter()
+
+    def request_key(self, messages: Messages) -> str:
+        public = {k: v for k, v in self.params.items() if k != "api_base"}
+        raw = json.dumps([self.model, messages, public], sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(raw.encode()).hexdigest()
+
+    def complete(self, messages: Messages, purpose: str = "reflection") -> Reply:
+        """One completion: from the replay log if this exact request was answered before, else live."""
+        key = self.request_key(messages)
+        occurrence = self._seen[key]
+        self._seen[key] += 1
+        recorded = self._replay.get((key, occurrence))
+        if recorded is not None:
+            reply = Reply(text=recorded["text"], prompt_tokens=recorded.get("prompt_tokens", 0),
+                          completion_tokens=recorded.get("completion_tokens", 0),
+                          finish_reason=recorded.get("finish_reason"))
+            self.budget.record_llm(reply.prompt_tokens, reply.completion_tokens, 0.0, 0.0, replayed=True)
+            return reply
+        prompt_chars = sum(len(m.get("content", "")) for m in messages)
+        self.budget.check_llm_call(worst_case_cost(self.model, prompt_chars, int(self.params["max_tokens"])))
+        started = time.monotonic()
+        reply = self._call_with_retries(messages)
+        self.runlog.write("llm", model=self.model, key=key, occurrence=occurrence, purpose=purpose, text=reply.text,
+                          prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens,
+                          cost_usd=reply.cost_usd, finish_reason=reply.finish_reason)
+        self.budget.record_llm(reply.prompt_tokens, reply.completion_tokens, reply.cost_usd,
+                               time.monotonic() - started, replayed=False)
+        return reply
+
+    def _call_with_retries(self, messages: Messages) -> Reply:
+        @retry(retry=retry_if_exception(is_transient), stop=stop_after_attempt(self.attempts),
+               wait=wait_exponential(multiplier=self.min_wait, max=30), reraise=False)
+        def call() -> Reply:
+            return self.transport(self.model, messages, **self.params, **self._secret_params)
+
+        try:
+            return call()
+        except RetryError as exc:
+            last = exc.last_attempt.exception()
+            raise LLMError(f"{self.model}: still failing after {self.attempts} attempts: {_describe(last)}") from None
+        except Exception as exc:
+            raise LLMError(f"{self.model}: {_describe(exc)}") from None
+
+
+def _describe(exc: BaseException | None) -> str:
+    return f"{type(exc).__name__}: {str(exc)[:300]}" if exc else "unknown error"

@@ -1,0 +1,129 @@
+"""The pull-request body: verdict, scores, diffs, per-instance table, rationale, lineage, budget.
+
+GitHub refuses bodies over 65,536 characters. The renderer degrades in steps (fewer rows, shorter
+excerpts, diffs folded) until the body fits, and the complete report is always written to a file.
+Text that comes from evals or the LLM is untrusted: it is escaped so it cannot close our `<details>`
+blocks, break tables, or start workflow commands when echoed in a GitHub Actions log.
+"""
+
+from __future__ import annotations
+
+import difflib
+import html
+from dataclasses import dataclass
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+
+GITHUB_BODY_LIMIT = 65_536
+BODY_BUDGET = GITHUB_BODY_LIMIT - 1_536  # room for a truncation note and GitHub's own counting quirks
+
+
+@dataclass(frozen=True)
+class Detail:
+    """How much to show; the renderer walks down this ladder until the body fits."""
+
+    max_rows: int
+    excerpt: int
+    max_diff_lines: int
+    max_rationale: int
+
+
+LADDER = (Detail(200, 300, 400, 3000), Detail(60, 160, 200, 1500), Detail(25, 80, 80, 600), Detail(10, 40, 30, 200))
+
+
+def untrusted(text: Any, limit: int) -> str:
+    """Escape untrusted text for a Markdown table cell or HTML block: no tags, no pipes, no `::` commands."""
+    value = " ".join(str(text).split())
+    if len(value) > limit:
+        value = value[: limit - 1] + "…"
+    value = html.escape(value, quote=False).replace("|", "\\|").replace("`", "'")
+    return value.replace("::", ":\u200b:")
+
+
+def untrusted_block(text: str, limit: int) -> str:
+    """Escape multi-line untrusted text for a fenced block inside <details>."""
+    value = text if len(text) <= limit else text[:limit] + "\n… (cut)"
+    value = value.replace("```", "'''").replace("::", ":\u200b:")
+    return html.escape(value, quote=False)
+
+
+def verdict(result: dict[str, Any]) -> dict[str, Any]:
+    """Baseline vs best on the validation set, and whether that is worth a PR."""
+    baseline = result["candidates"][result["baseline_candidate"]]
+    best = result["candidates"][result["best_candidate"]]
+    gain = best["val_mean"] - baseline["val_mean"]
+    improved = result["best_candidate"] != result["baseline_candidate"] and gain > result.get("min_improvement", 0.0)
+    return {"baseline": baseline["val_mean"], "best": best["val_mean"], "gain": gain, "improved": improved,
+            "n_val": len(result["split"]["val"])}
+
+
+def instance_rows(result: dict[str, Any], detail: Detail) -> list[dict[str, Any]]:
+    """Per-instance baseline vs best, regressions first, then fixes, then the rest."""
+    baseline = result["candidates"][result["baseline_candidate"]]["val"]
+    best = result["candidates"][result["best_candidate"]]["val"]
+    rows = []
+    for instance_id in result["split"]["val"]:
+        before, after = baseline.get(instance_id), best.get(instance_id)
+        if before is None or after is None:
+            continue
+        delta = after["score"] - before["score"]
+        rows.append({"id": untrusted(instance_id, 60), "before": before["score"], "after": after["score"],
+                     "delta": delta, "status": "regressed" if delta < 0 else ("fixed" if delta > 0 else "same"),
+                     "feedback": untrusted(after["feedback"], detail.excerpt)})
+    order = {"regressed": 0, "fixed": 1, "same": 2}
+    return sorted(rows, key=lambda r: (order[r["status"]], r["delta"], r["id"]))
+
+
+def file_diffs(result: dict[str, Any], original_files: dict[str, str], detail: Detail) -> list[dict[str, Any]]:
+    """Unified diff per prompt file between the repo's version and the best candidate's."""
+    diffs = []
+    for path, new in sorted(result["best_files"].items()):
+        old = original_files.get(path, "")
+        lines = list(difflib.unified_diff(old.splitlines(), new.splitlines(), f"a/{path}", f"b/{path}", lineterm=""))
+        if not lines:
+            continue
+        cut = len(lines) - detail.max_diff_lines
+        diffs.append({"path": untrusted(path, 200), "diff": untrusted_block("\n".join(lines[: detail.max_diff_lines]), 10**9),
+                      "cut": max(cut, 0)})
+    return diffs
+
+
+def lineage(result: dict[str, Any], index: int) -> list[int]:
+    """Ancestors of a candidate back to the seed (first parent at each step)."""
+    chain = [index]
+    while result["candidates"][chain[-1]]["parents"]:
+        chain.append(result["candidates"][chain[-1]]["parents"][0])
+    return list(reversed(chain))
+
+
+def render(result: dict[str, Any], original_files: dict[str, str], full_report_name: str = "report-full.md") -> tuple[str, str]:
+    """(PR body that fits GitHub's limit, complete report)."""
+    full = _render(result, original_files, LADDER[0], None)
+    for detail in LADDER:
+        body = _render(result, original_files, detail, full_report_name if detail is not LADDER[0] else None)
+        if len(body) <= BODY_BUDGET:
+            return body, full
+    note = f"\n\n> Report cut to fit GitHub's limit; the complete report is in `{full_report_name}`.\n"
+    return body[: BODY_BUDGET - len(note)] + note, full
+
+
+_ENV = Environment(loader=PackageLoader("gepa_bot", "templates"), undefined=StrictUndefined, autoescape=False,
+                   trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+
+
+def _render(result: dict[str, Any], original_files: dict[str, str], detail: Detail, overflow: str | None) -> str:
+    candidates = result["candidates"]
+    best = candidates[result["best_candidate"]]
+    shown = sorted(result["pareto_front"] or [result["best_candidate"]],
+                   key=lambda i: -candidates[i]["val_mean"])[:10]
+    rows = instance_rows(result, detail)
+    return _ENV.get_template("pr_body.md.j2").render(
+        v=verdict(result), result=result, best=best, budget=result["budget"],
+        pareto=[candidates[i] for i in shown], rows=rows[: detail.max_rows], rows_cut=max(len(rows) - detail.max_rows, 0),
+        diffs=file_diffs(result, original_files, detail), lineage=lineage(result, result["best_candidate"]),
+        steps=[{"index": i, "origin": candidates[i]["origin"], "val_mean": candidates[i]["val_mean"],
+                 "rationale": [(untrusted(name, 120), untrusted_block(text, detail.max_rationale))
+                               for name, text in candidates[i]["rationale"].items()]}
+               for i in lineage(result, result["best_candidate"])],
+        rejected=len(result["rejected_proposals"]), overflow=overflow, untrusted=untrusted)

@@ -1,0 +1,63 @@
+"""Write-ahead JSONL run log: every rollout, LLM call and candidate is on disk before it is used.
+
+The log is the run's memory: ``--run-dir`` resume replays LLM replies from it (so a resumed run
+proposes the same candidates without paying again) and the eval cache supplies the rollouts.
+A torn last line (the process was killed mid-write) is ignored on reading.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+RUN_LOG_NAME = "run.jsonl"
+
+
+class RunLog:
+    """Append-only JSONL file, flushed and fsynced per record; thread-safe."""
+
+    def __init__(self, run_dir: Path):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self.path = run_dir / RUN_LOG_NAME
+        self._lock = threading.Lock()
+        self._repair_torn_tail()
+        self._handle = self.path.open("a", encoding="utf-8")
+
+    def _repair_torn_tail(self) -> None:
+        """Drop a trailing partial line so new records start on a line of their own."""
+        if not self.path.exists():
+            return
+        data = self.path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            self.path.write_bytes(data[: data.rfind(b"\n") + 1])
+
+    def write(self, kind: str, **fields: Any) -> None:
+        line = json.dumps({"kind": kind, **fields}, ensure_ascii=False, default=str)
+        with self._lock:
+            self._handle.write(line + "\n")
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._handle.closed:
+                self._handle.close()
+
+
+def read_records(run_dir: Path, kind: str | None = None) -> Iterator[dict[str, Any]]:
+    """Records of the log (optionally of one kind), skipping unreadable lines."""
+    path = run_dir / RUN_LOG_NAME
+    if not path.exists():
+        return
+    with path.open(encoding="utf-8", errors="replace") as handle:
+        for line in handle:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and (kind is None or record.get("kind") == kind):
+                yield record

@@ -1,0 +1,82 @@
+"""A tiny repository with a real eval command, and a scripted reflection LLM that reads its feedback.
+
+The eval scores an instance 1 when the prompt mentions the instance's keyword, else 0 with feedback
+"the prompt should mention '<keyword>'". The scripted LLM adds the keywords named in the feedback it is
+shown, so GEPA measurably improves the prompt with no real model involved.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import textwrap
+from pathlib import Path
+
+from gepa_bot.llm import Reply
+
+KEYWORDS = ["billing", "refund", "login", "password", "crash", "export", "invoice", "upgrade",
+            "cancel", "delete", "bug", "slow"]
+
+EVAL_SCRIPT = textwrap.dedent('''
+    import json, os, sys, time
+    from pathlib import Path
+    data = {json.loads(l)["id"]: json.loads(l) for l in Path(__file__).with_name("data.jsonl").read_text().splitlines()}
+    if os.environ.get("GEPA_BOT_MODE") == "list":
+        for i, row in data.items():
+            print(json.dumps({"id": i, "split": row["split"]}))
+        sys.exit(0)
+    prompt = Path("prompts/main.txt").read_text()
+    system = Path("prompts/agent.yaml").read_text() if Path("prompts/agent.yaml").exists() else ""
+    delay = float(os.environ.get("TOY_EVAL_SLEEP", "0"))
+    for i in Path(os.environ["GEPA_BOT_IDS_FILE"]).read_text().split():
+        time.sleep(delay)
+        word = data[i]["keyword"]
+        counter = Path(os.environ["TOY_COUNTER_DIR"]) / f"{os.getpid()}-{i}" if os.environ.get("TOY_COUNTER_DIR") else None
+        if counter: counter.write_text(i)
+        hit = word in prompt.lower() or word in system.lower()
+        print(json.dumps({"id": i, "score": 1.0 if hit else 0.0,
+                          "feedback": "correct" if hit else f"the prompt should mention '{word}'",
+                          "output": word if hit else "unknown"}))
+''')
+
+
+def make_toy_repo(root: Path, n: int = 12, val_every: int = 2, yaml_prompt: bool = False) -> Path:
+    """Write the toy repo under ``root`` and return its path."""
+    repo = root / "toy"
+    (repo / "prompts").mkdir(parents=True)
+    (repo / "evals").mkdir()
+    rows = [{"id": f"i{k:02d}", "keyword": KEYWORDS[(k // 2) % len(KEYWORDS)], "split": "val" if k % val_every else "train"}
+            for k in range(n)]
+    (repo / "evals" / "data.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    (repo / "evals" / "eval.py").write_text(EVAL_SCRIPT)
+    (repo / "prompts" / "main.txt").write_text("Classify the ticket {ticket} into a queue.\n")
+    prompts = ["  - path: prompts/main.txt"]
+    if yaml_prompt:
+        (repo / "prompts" / "agent.yaml").write_text("# agent settings\nname: triage\nsystem: |\n  You are helpful.\n  Be brief.\nretries: 2\n")
+        prompts.append("  - path: prompts/agent.yaml\n    keys: [system]")
+    (repo / ".gepa-bot.yml").write_text(
+        "prompts:\n" + "\n".join(prompts) + "\n"
+        "eval:\n  command: python evals/eval.py\n  watch: ['evals/**']\n  timeout: 30\n"
+        "budget:\n  rollouts: 60\n"
+        "models:\n  task: openai/toy-task\n  reflection: openai/toy-reflection\n"
+        "optimizer:\n  minibatch_size: 3\n  workers: 2\n  seed: 0\n")
+    return repo
+
+
+class ScriptedReflection:
+    """Transport for the LLM seam: proposes the current prompt plus the keywords its feedback asks for."""
+
+    def __init__(self, junk_every: int = 0):
+        self.calls: list[str] = []
+        self.junk_every = junk_every
+
+    def __call__(self, model: str, messages: list[dict[str, str]], **params: object) -> Reply:
+        content = messages[-1]["content"]
+        self.calls.append(content)
+        if self.junk_every and len(self.calls) % self.junk_every == 0:
+            return Reply(text="Rationale: truncated reply\n````prompt\nhalf a prom", prompt_tokens=10, completion_tokens=5)
+        current = content.split("````prompt\n", 1)[1].split("\n````", 1)[0]
+        wanted = sorted(set(re.findall(r"should mention '(\w+)'", content)))
+        new = current.rstrip("\n") + ("\nConsider: " + ", ".join(wanted) if wanted else "\nBe precise.")
+        return Reply(text=f"Rationale: failures mention {', '.join(wanted) or 'nothing'}.\n\n````prompt\n{new}\n````",
+                     prompt_tokens=len(content) // 4, completion_tokens=len(new) // 4)

@@ -775,8 +775,11 @@ class FakeGitHub:
             "active_lock_reason": None, "body": issue.body, "closed_by": None,
             "reactions": self._reactions_rollup(f"{api}/reactions", []),
             "timeline_url": f"{api}/timeline", "performed_via_github_app": None,
-            "state_reason": ("completed" if issue.state == "closed" else None),
         }
+        if issue.state == "closed":
+            # GitHub sends "state_reason": null for open issues, but the spec's nullable enum
+            # lacks null (openapi-schema-validator rejects it): leave the optional key out.
+            data["state_reason"] = "completed"
         if issue.is_pull:
             pr_api = f"{GITHUB_API}/repos/{repo.full_name}/pulls/{issue.number}"
             data["draft"] = issue.draft

@@ -1,0 +1,173 @@
+"""GEPA end to end on a real (tiny) repo and eval command, with the LLM scripted at the single seam."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gepa_bot.config import load_config
+from gepa_bot.discovery import placeholders_in
+from gepa_bot.engine import RunSettings, optimize
+from gepa_bot.errors import UserError
+from gepa_bot.llm import Reply
+from gepa_bot.runlog import read_records
+from toyrepo import ScriptedReflection, make_toy_repo
+
+
+def settings_for(repo: Path, root: Path, transport, run: str = "run", **overrides) -> RunSettings:
+    config = load_config(repo / ".gepa-bot.yml")
+    for dotted, value in overrides.items():
+        section, name = dotted.split("__")
+        setattr(getattr(config, section), name, value)
+    return RunSettings(repo=repo, config=config, config_path=repo / ".gepa-bot.yml", run_dir=root / run,
+                       cache_dir=root / "cache", transport=transport)
+
+
+def executed_rollouts(counter_dir: Path) -> list[str]:
+    return sorted(p.name for p in counter_dir.iterdir())
+
+
+@pytest.fixture
+def toy(tmp_path, monkeypatch):
+    counter = tmp_path / "counter"
+    counter.mkdir()
+    monkeypatch.setenv("TOY_COUNTER_DIR", str(counter))
+    return make_toy_repo(tmp_path, yaml_prompt=True), counter
+
+
+def test_gepa_improves_the_prompts_and_records_everything(toy, tmp_path):
+    repo, _ = toy
+    result = optimize(settings_for(repo, tmp_path, ScriptedReflection()))
+
+    baseline, best = result["candidates"][0], result["candidates"][result["best_candidate"]]
+    assert baseline["val_mean"] == 0.0 and best["val_mean"] == 1.0
+    assert best["origin"] == "reflection" and best["parents"] and best["rationale"]
+    assert set(result["pareto_front"]) >= {result["best_candidate"]}
+    assert "{ticket}" in result["best_files"]["prompts/main.txt"]
+    assert result["best_files"]["prompts/agent.yaml"].startswith("# agent settings\nname: triage\nsystem: |")
+    assert set(best["val"]) == set(result["split"]["val"])
+    on_disk = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert on_disk["best_candidate"] == result["best_candidate"]
+    assert (repo / "prompts" / "main.txt").read_text() == "Classify the ticket {ticket} into a queue.\n"
+
+
+def test_rerun_with_same_seed_spends_no_new_rollouts(toy, tmp_path):
+    repo, counter = toy
+    first = optimize(settings_for(repo, tmp_path, ScriptedReflection(), run="run1"))
+    executed_first = executed_rollouts(counter)
+    second = optimize(settings_for(repo, tmp_path, ScriptedReflection(), run="run2"))
+
+    assert executed_rollouts(counter) == executed_first
+    assert second["budget"]["rollouts_executed"] == 0
+    assert second["budget"]["cache_hits"] == second["budget"]["rollouts_used"] == first["budget"]["rollouts_used"]
+    assert [c["components"] for c in second["candidates"]] == [c["components"] for c in first["candidates"]]
+
+
+def test_every_executed_rollout_is_unique_and_accounted(toy, tmp_path):
+    repo, counter = toy
+    result = optimize(settings_for(repo, tmp_path, ScriptedReflection()))
+    rollouts = list(read_records(tmp_path / "run", "rollout"))
+
+    assert len(executed_rollouts(counter)) == result["budget"]["rollouts_executed"] == len(rollouts)
+    assert len({(r["candidate"], r["id"]) for r in rollouts}) == len(rollouts)
+    assert result["budget"]["rollouts_used"] <= 60
+
+
+@pytest.mark.parametrize("budget", [14, 17, 23, 31])
+def test_rollout_budget_is_a_hard_cap(toy, tmp_path, budget):
+    repo, _ = toy
+    result = optimize(settings_for(repo, tmp_path, ScriptedReflection(), budget__rollouts=budget))
+    assert result["budget"]["rollouts_used"] <= budget
+    assert result["budget"]["stop_reason"]
+
+
+def test_budget_too_small_for_the_baseline_is_a_clear_error(toy, tmp_path):
+    repo, _ = toy
+    with pytest.raises(UserError, match=r"budget\.rollouts.*too small") as error:
+        optimize(settings_for(repo, tmp_path, ScriptedReflection(), budget__rollouts=5))
+    assert "--budget 12" in error.value.fix
+
+
+def test_resume_replays_llm_and_rollouts_without_paying_again(toy, tmp_path):
+    repo, counter = toy
+    first = optimize(settings_for(repo, tmp_path, ScriptedReflection()))
+    executed = executed_rollouts(counter)
+    transport = ScriptedReflection()
+    resumed = optimize(settings_for(repo, tmp_path, transport))
+
+    assert transport.calls == []
+    assert resumed["budget"]["llm_calls_replayed"] == resumed["budget"]["llm_calls"] == first["budget"]["llm_calls"]
+    assert executed_rollouts(counter) == executed
+    assert resumed["best_candidate"] == first["best_candidate"]
+
+
+def test_interrupted_run_resumes_and_loses_nothing(toy, tmp_path):
+    repo, counter = toy
+
+    class Interrupting(ScriptedReflection):
+        def __call__(self, model, messages, **params):
+            if len(self.calls) == 1:
+                raise KeyboardInterrupt  # like Ctrl-C / CI cancellation mid-run
+            return super().__call__(model, messages, **params)
+
+    with pytest.raises(KeyboardInterrupt):
+        optimize(settings_for(repo, tmp_path, Interrupting()))
+    before = executed_rollouts(counter)
+    logged = list(read_records(tmp_path / "run", "rollout"))
+    assert len(logged) == len(before) > 0
+    with (tmp_path / "run" / "run.jsonl").open("a") as log:
+        log.write('{"kind": "rollout", "torn')  # a write cut by the kill
+
+    resumed = optimize(settings_for(repo, tmp_path, ScriptedReflection()))
+    fresh_dir = tmp_path / "fresh"
+    fresh_dir.mkdir()
+    reference = optimize(RunSettings(repo=repo, config=load_config(repo / ".gepa-bot.yml"),
+                                     config_path=repo / ".gepa-bot.yml", run_dir=fresh_dir / "run",
+                                     cache_dir=fresh_dir / "cache", transport=ScriptedReflection()))
+    assert resumed["budget"]["rollouts_executed"] == reference["budget"]["rollouts_executed"] - len(before)
+    assert resumed["candidates"][resumed["best_candidate"]]["components"] == \
+        reference["candidates"][reference["best_candidate"]]["components"]
+
+
+def test_proposals_that_drop_placeholders_or_are_truncated_are_rejected(toy, tmp_path):
+    repo, _ = toy
+
+    class Careless:
+        replies = ["Rationale: simpler.\n````prompt\nClassify the ticket into a queue.\n````",  # drops {ticket}
+                   "Rationale: new var.\n````prompt\nClassify {ticket} for {customer}.\n````",  # invents one
+                   "Rationale: cut off\n````prompt\nClassify the ticket {ticket} and"]  # no closing fence
+
+        def __init__(self):
+            self.count = 0
+
+        def __call__(self, model, messages, **params):
+            self.count += 1
+            return Reply(text=self.replies[(self.count - 1) % len(self.replies)])
+
+    result = optimize(settings_for(repo, tmp_path, Careless(), budget__rollouts=30))
+    reasons = " | ".join(r["reason"] for r in result["rejected_proposals"])
+    assert "drops placeholder(s) {ticket}" in reasons
+    assert "adds unknown placeholder(s) {customer}" in reasons
+    assert "never closed" in reasons
+    for candidate in result["candidates"]:
+        assert placeholders_in(candidate["components"]["prompts/main.txt"]) == {"{ticket}"}
+
+
+def test_gepa_through_litellm_mock_response(toy, tmp_path):
+    """The real litellm transport, answered by litellm's own mock_response: no sockets."""
+    from gepa_bot.llm import litellm_transport
+
+    repo, _ = toy
+    settings = settings_for(repo, tmp_path, litellm_transport, budget__rollouts=40)
+    reply = ("Rationale: the failures name their queues.\n\n````prompt\nClassify the ticket {ticket} into a queue."
+             "\nKnown topics: billing refund login password crash export\n````")
+    settings.reflection_extra = {"mock_response": reply}
+    result = optimize(settings)
+
+    best = result["candidates"][result["best_candidate"]]
+    assert best["val_mean"] > result["candidates"][0]["val_mean"]
+    assert "Known topics" in best["components"]["prompts/main.txt"]
+    assert best["rationale"]["prompts/main.txt"] == "the failures name their queues."
+    assert result["budget"]["llm_calls"] >= 1 and result["budget"]["completion_tokens"] > 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import html
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,10 +43,11 @@ def untrusted(text: Any, limit: int) -> str:
 
 
 def untrusted_block(text: str, limit: int) -> str:
-    """Escape multi-line untrusted text for a fenced block inside <details>."""
+    """Neutralize multi-line untrusted text for a fenced block inside <details> (shown verbatim otherwise)."""
     value = text if len(text) <= limit else text[:limit] + "\n… (cut)"
-    value = value.replace("```", "'''").replace("::", ":\u200b:")
-    return html.escape(value, quote=False)
+    value = re.sub(r"`{3,}|~{3,}", lambda m: m.group(0)[0] * 2 + "\u200b" + m.group(0)[2:], value)
+    value = re.sub(r"<(/?)(details|summary)", "<\\1\u200b\\2", value, flags=re.IGNORECASE)
+    return value.replace("::", ":\u200b:")
 
 
 def verdict(result: dict[str, Any]) -> dict[str, Any]:

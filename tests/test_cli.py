@@ -1,0 +1,64 @@
+"""The `gepa-bot optimize` command: a dry run writes the PR body; bad input exits 2 with one clear line."""
+
+from __future__ import annotations
+
+import functools
+import subprocess
+import sys
+
+import litellm
+import pytest
+from click.testing import CliRunner
+
+from gepa_bot.cli import main
+from toyrepo import make_toy_repo
+
+REPLY = "Rationale: name the topics.\n\n````prompt\nClassify the ticket {ticket}.\nTopics: billing refund login\n````"
+
+
+@pytest.fixture
+def mocked_litellm(monkeypatch):
+    """litellm answers from its own mock_response: the real transport, no sockets."""
+    monkeypatch.setattr(litellm, "completion", functools.partial(litellm.completion, mock_response=REPLY))
+
+
+def test_dry_run_writes_pr_body_and_result(tmp_path, mocked_litellm):
+    repo = make_toy_repo(tmp_path)
+    out = tmp_path / "body.md"
+    result = CliRunner().invoke(main, ["optimize", "--repo", str(repo), "--budget", "30", "--workers", "3",
+                                       "--seed", "1", "--run-dir", str(tmp_path / "run"), "--dry-run", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    body = out.read_text()
+    assert body.startswith("## gepa-bot: improved prompts")
+    assert "+Topics: billing refund login" in body
+    assert (tmp_path / "run" / "result.json").is_file() and (tmp_path / "report-full.md").is_file()
+    assert "rollouts 30/30" in result.output or "rollouts 2" in result.output
+
+
+@pytest.mark.parametrize(("config", "expected"), [
+    ("prompts: [", "invalid YAML at line"),
+    ("prompts: []\neval: {command: x}\n", "field 'prompts'"),
+    ("prompts: [{path: p.txt}]\neval: {command: x}\nbudgett: 3\n", "field 'budgett': unknown field"),
+    ("prompts: [{path: ../p.txt}]\neval: {command: x}\n", "escapes the repository"),
+    ("prompts: [{path: nothing/*.md}]\neval: {command: 'python -c 0'}\n", "no file matches 'nothing/*.md'"),
+])
+def test_bad_config_is_one_clear_line_and_exit_2(tmp_path, config, expected):
+    (tmp_path / ".gepa-bot.yml").write_text(config)
+    result = CliRunner().invoke(main, ["optimize", "--repo", str(tmp_path), "--dry-run"])
+    assert result.exit_code == 2
+    assert expected in result.output
+    assert "Traceback" not in result.output and "Fix:" in result.output
+
+
+def test_missing_eval_command_is_reported_clearly(tmp_path):
+    repo = make_toy_repo(tmp_path)
+    (repo / ".gepa-bot.yml").write_text((repo / ".gepa-bot.yml").read_text().replace("python evals/eval.py",
+                                                                                       "no-such-eval-tool"))
+    result = CliRunner().invoke(main, ["optimize", "--repo", str(repo), "--dry-run"])
+    assert result.exit_code == 2
+    assert "field 'eval'" in result.output and "no-such-eval-tool: not found" in result.output
+
+
+def test_console_script_entry_point_runs():
+    completed = subprocess.run([sys.executable, "-m", "gepa_bot", "optimize", "--help"], capture_output=True, text=True)
+    assert completed.returncode == 0 and "--reflection-model" in completed.stdout

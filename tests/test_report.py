@@ -1,0 +1,73 @@
+"""PR body rendering: sections, ordering, escaping of untrusted text, GitHub's size limit."""
+
+from __future__ import annotations
+
+import copy
+
+from gepa_bot.report import BODY_BUDGET, GITHUB_BODY_LIMIT, render, untrusted
+
+
+def make_result(n_val: int = 4, feedback: str = "expected bug, got billing", prompt_lines: int = 3) -> dict:
+    val_ids = [f"v{k:03d}" for k in range(n_val)]
+    base_scores = {i: (1.0 if k % 2 == 0 else 0.0) for k, i in enumerate(val_ids)}
+    best_scores = {i: (0.0 if k == 0 else 1.0) for k, i in enumerate(val_ids)}  # v000 regresses, odd ones fixed
+    def cand(index, scores, text, parents, rationale):
+        return {"index": index, "hash": f"h{index}", "components": {"p.txt": text}, "parents": parents,
+                "origin": "seed" if index == 0 else "reflection", "rationale": rationale,
+                "val_mean": sum(scores.values()) / len(scores), "discovered_at_rollout": 10 * index,
+                "val": {i: {"score": s, "feedback": feedback, "failed": False} for i, s in scores.items()}}
+    old = "\n".join(f"line {k} {{question}}" for k in range(prompt_lines)) + "\n"
+    new = "\n".join(f"better line {k} {{question}}" for k in range(prompt_lines)) + "\n"
+    return {
+        "version": 1, "components": [{"name": "p.txt", "path": "p.txt", "kind": "text", "key": None}],
+        "split": {"train": ["t1"], "val": val_ids},
+        "candidates": [cand(0, base_scores, old, [], {}), cand(1, best_scores, new, [0], {"p.txt": "Say the label set."})],
+        "pareto_front": [0, 1], "best_candidate": 1, "baseline_candidate": 0, "best_files": {"p.txt": new},
+        "rejected_proposals": [{"reason": "no fence"}], "min_improvement": 0.0,
+        "budget": {"rollouts_limit": 100, "rollouts_used": 90, "rollouts_executed": 60, "cache_hits": 30,
+                   "cache_hit_rate": 0.333, "llm_calls": 5, "llm_calls_replayed": 0, "prompt_tokens": 1000,
+                   "completion_tokens": 200, "llm_cost_usd": 0.0123, "wall_time_s": 12.5, "stop_reason": "budget"},
+        "models": {"task": "openai/gpt-4o-mini", "reflection": "openai/gpt-4o"},
+    }, {"p.txt": old}
+
+
+def test_body_has_every_section_with_regressions_first():
+    result, originals = make_result()
+    body, full = render(result, originals)
+    for heading in ("## gepa-bot: improved prompts", "### Changes", "### Per-instance results",
+                    "### Pareto front", "### Reflection rationale and lineage", "### Budget"):
+        assert heading in body
+    table = body.split("### Per-instance results")[1].split("###")[0]
+    rows = [line for line in table.splitlines() if line.startswith("| v")]
+    assert rows[0].startswith("| v000 | 1.00 | 0.00 | ⚠️ regressed")
+    assert "✅ fixed" in rows[1]
+    assert "-line 0 {question}" in body and "+better line 0 {question}" in body
+    assert "Say the label set." in body and "#0 (0.500) → #1 (0.750)" in body
+    assert "| 90 / 100 | 60 | 30 (33%)" in body
+    assert body == full  # small enough: nothing cut
+
+
+def test_no_improvement_verdict():
+    result, originals = make_result()
+    result["best_candidate"] = 0
+    body, _ = render(result, originals)
+    assert "no candidate beats the current prompts" in body
+
+
+def test_huge_report_fits_githubs_limit_and_keeps_the_full_version():
+    result, originals = make_result(n_val=3000, feedback="x" * 5000, prompt_lines=4000)
+    body, full = render(result, originals)
+    assert len(body) <= BODY_BUDGET < GITHUB_BODY_LIMIT
+    assert len(full) > GITHUB_BODY_LIMIT
+    assert "report-full.md" in body
+    assert "### Budget" in body  # the tail sections survive the cut
+
+
+def test_untrusted_text_cannot_escape_markdown_or_emit_workflow_commands():
+    result, originals = make_result(feedback="</details>| pipe\n::set-output name=x::pwned\n<script>")
+    result["candidates"][1]["rationale"] = {"p.txt": "```\n</details>\n::add-mask::x"}
+    body, _ = render(copy.deepcopy(result), originals)
+    assert "</details>|" not in body and "<script>" not in body
+    assert "::set-output" not in body and "::add-mask" not in body
+    assert body.count("<details>") == body.count("</details>")
+    assert untrusted("a|b", 10) == "a\\|b"

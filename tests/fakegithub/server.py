@@ -59,6 +59,17 @@ class ApiError(Exception):
         self.status, self.message, self.errors, self.headers = status, message, errors, headers or {}
 
 
+BODY_LIMIT = 65536
+
+
+def _check_body(data: dict, resource: str = "Issue") -> None:
+    body = data.get("body")
+    if isinstance(body, str) and len(body) > BODY_LIMIT:
+        raise ApiError(422, "Validation Failed", [{
+            "resource": resource, "code": "custom", "field": "body",
+            "message": f"body is too long (maximum is {BODY_LIMIT} characters)"}])
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -254,6 +265,9 @@ class FakeGitHub:
         self._ids = itertools.count(1000)
         self._numbers: dict[str, itertools.count] = {}
         self._lock = threading.RLock()
+        # operationId -> callable run before the operation is served (e.g. to play a
+        # concurrent workflow run that creates the same pull request first)
+        self.before_operation: dict[str, Any] = {}
         self._validator = SpecValidator()
         self._server = None
         self._thread: threading.Thread | None = None
@@ -430,6 +444,9 @@ class FakeGitHub:
         try:
             with self._lock:
                 token = self._authenticate(request)
+                hook = self.before_operation.pop(op["operationId"], None)
+                if hook is not None:
+                    hook()
                 handler = getattr(self, "_op_" + op["operationId"].replace("/", "_").replace("-", "_"))
                 params = self._path_params(request.path[len(_API_PREFIX):])
                 result = handler(request, token, **params)
@@ -531,6 +548,7 @@ class FakeGitHub:
     def _op_pulls_create(self, request, token, owner, repo):
         found = self._repo(token, owner, repo, "pull_requests", "write")
         data = request.get_json()
+        _check_body(data)
         if token.actions and not self.actions_can_create_prs:
             raise ApiError(403, ACTIONS_PR_MESSAGE)
         head_owner, _, head_ref = data["head"].rpartition(":")
@@ -577,6 +595,7 @@ class FakeGitHub:
         found = self._repo(token, owner, repo, "pull_requests", "write")
         pr = self._issue(found, pull_number, pull=True)
         data = request.get_json()
+        _check_body(data)
         for key in ("title", "body"):
             if key in data:
                 setattr(pr, key, data[key])
@@ -617,6 +636,7 @@ class FakeGitHub:
     def _op_issues_create_comment(self, request, token, owner, repo, issue_number):
         found = self._repo(token, owner, repo, "issues", "write")
         issue = self._issue(found, issue_number)
+        _check_body(request.get_json(), "IssueComment")
         comment = self.add_comment(owner, repo, issue.number, request.get_json()["body"], token.login)
         return 201, self._comment_json(found, comment), {
             "Location": f"{GITHUB_API}/repos/{found.full_name}/issues/comments/{comment.id}"}
@@ -628,6 +648,7 @@ class FakeGitHub:
     def _op_issues_update_comment(self, request, token, owner, repo, comment_id):
         found = self._repo(token, owner, repo, "issues", "write")
         comment = self._comment(found, comment_id)
+        _check_body(request.get_json(), "IssueComment")
         comment.body, comment.updated_at = request.get_json()["body"], _now()
         return 200, self._comment_json(found, comment)
 
@@ -741,7 +762,9 @@ class FakeGitHub:
         lid = self.label_catalog.setdefault((repo.full_name, name), next(self._ids))
         return {"id": lid, "node_id": _node_id("LA_kwDO", lid),
                 "url": f"{GITHUB_API}/repos/{repo.full_name}/labels/{urllib.parse.quote(name)}",
-                "name": name, "color": "ededed", "default": False, "description": None}
+                # GitHub sends null for a label without description, but pull-request-simple's
+                # schema says non-nullable string: "" is valid everywhere.
+                "name": name, "color": "ededed", "default": False, "description": ""}
 
     def _reactions_rollup(self, url: str, reactions: list[dict]) -> dict:
         rollup = {"url": url, "total_count": len(reactions)}

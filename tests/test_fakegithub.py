@@ -12,7 +12,7 @@ from github import Auth, BadCredentialsException, Github, GithubException
 
 from tests.fakegithub.server import ACTIONS_PR_MESSAGE, FakeGitHub, SpecValidator
 
-pytest_plugins = ["tests.fakegithub.fixtures"]
+pytest_plugins = ["tests.fakegithub.fixtures", "pytester"]
 
 SPEC = json.loads((Path(__file__).parent / "fakegithub" / "openapi-subset.json").read_text())
 
@@ -268,3 +268,22 @@ def test_git_clone_and_push_over_http_backend(hello, tmp_path):
     denied = subprocess.run(["git", "push", reader, "HEAD:refs/heads/x"], cwd=clone, env=noprompt,
                             capture_output=True, text=True)
     assert denied.returncode != 0 and "403" in denied.stderr
+
+
+def test_fixture_fails_a_test_whose_traffic_breaks_the_spec(pytester):
+    pytester.makepyfile(
+        """
+        import requests
+        pytest_plugins = ["tests.fakegithub.fixtures"]
+
+        def test_sends_garbage(fake_github):
+            r = requests.post(fake_github.api_url + "/repos/o/r/pulls", json={"title": 1}, timeout=10)
+            assert r.status_code == 422
+
+        def test_clean(fake_github):
+            assert fake_github.validation_errors == []
+        """)
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(["*do not match GitHub's OpenAPI description*",
+                                 "*POST /api/v3/repos/o/r/pulls: request does not match the spec*"])

@@ -76,6 +76,9 @@ def explain(exc: GithubException, action: str) -> GitHubError:
             "in the repository (or organization) go to Settings > Actions > General > "
             "Workflow permissions and tick \"Allow GitHub Actions to create and approve pull "
             "requests\", or pass a personal access token / GitHub App token instead of GITHUB_TOKEN")
+    if exc.status in (403, 429) and "rate limit" in message.lower():
+        return GitHubError(f"GitHub rate-limited the token while {action} ({said})",
+                           "wait for the limit to reset (see the X-RateLimit-Reset header) and rerun")
     if exc.status in (403, 404):
         return GitHubError(f"GitHub refused while {action} ({exc.status} {said}): the token "
                            "lacks a permission or cannot see the repository", PERMISSIONS_FIX)

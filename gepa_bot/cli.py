@@ -77,6 +77,14 @@ def optimize_command(repo: Path, config_file: Path | None, dry_run: bool, out: P
                    "this run wrote the body only.", err=True)
 
 
+@main.command("action")
+def action_command() -> None:
+    """GitHub Actions entry point: act on the current event (see action.yml)."""
+    from gepa_bot import action
+
+    sys.exit(action.main())
+
+
 def run_optimize(repo: Path, config_file: Path | None, run_dir: Path | None, out: Path | None,
                  flags: dict[str, Any]) -> tuple[dict[str, Any], str]:
     """Load config, run the engine with a progress bar, write the PR body; returns (result, body)."""

@@ -8,6 +8,7 @@ budget, the LLM seam with replay, and recording every candidate with its rationa
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import json
 import random
 import time
@@ -46,6 +47,7 @@ class RunSettings:
     transport: Transport = litellm_transport
     reflection_extra: dict[str, Any] = field(default_factory=dict)
     on_progress: Callable[[Budget], None] | None = None
+    only_files: str | None = None  # glob: optimize just these prompt files (e.g. from `/gepa optimize files=...`)
 
 
 @dataclass
@@ -186,10 +188,21 @@ class _GepaLog:
         self.handle.flush()
 
 
+def select_components(settings: RunSettings) -> list[Component]:
+    """The config's prompt components, narrowed to ``only_files`` when given."""
+    components = discover(settings.repo, settings.config, settings.config_path)
+    if settings.only_files:
+        components = [c for c in components if fnmatch.fnmatch(c.path, settings.only_files)]
+        if not components:
+            raise UserError(f"files={settings.only_files}: matches none of the prompt files in {settings.config_path}",
+                            fix="use a glob that matches a file selected by the config's prompts")
+    return components
+
+
 def optimize(settings: RunSettings) -> dict[str, Any]:
     """Run GEPA on the repo's prompts; returns (and writes) the result.json data."""
     config = settings.config
-    components = discover(settings.repo, config, settings.config_path)
+    components = select_components(settings)
     runlog = RunLog(settings.run_dir)
     try:
         with resolved_model(config.models.task) as task, resolved_model(config.models.reflection) as reflection:
@@ -204,11 +217,7 @@ def _optimize(settings: RunSettings, components: list[Component], runlog: RunLog
     context = SuiteContext(repo=settings.repo, model=task["model"], api_base=task.get("api_base"),
                            api_key=task.get("api_key"))
     suite = build_suite(settings, context)
-    try:
-        split = choose_split(suite.list_instances(), settings)
-    except SuiteError as exc:
-        raise UserError(f"{settings.config_path}: field 'eval': {exc}", fix="make the eval command work by hand first "
-                        "(see README 'Eval protocol')") from None
+    split = choose_split(_list_instances(suite, settings), settings)
     check_budget_fits(settings, split)
     budget = Budget(max_rollouts=config.budget.rollouts, max_cost_usd=config.budget.max_llm_cost_usd,
                     max_seconds=config.budget.wall_time_minutes * 60 if config.budget.wall_time_minutes else None)
@@ -235,6 +244,37 @@ def _optimize(settings: RunSettings, components: list[Component], runlog: RunLog
     (settings.run_dir / RESULT_NAME).write_text(json.dumps(result, indent=2, ensure_ascii=False), encoding="utf-8")
     runlog.write("end", best=result["best_candidate"], budget=result["budget"])
     return result
+
+
+def evaluate_current(settings: RunSettings) -> dict[str, Any]:
+    """Score the prompts as they are on the validation set (cached; no GEPA, no reflection model)."""
+    components = select_components(settings)
+    runlog = RunLog(settings.run_dir)
+    try:
+        with resolved_model(settings.config.models.task) as task:
+            context = SuiteContext(repo=settings.repo, model=task["model"], api_base=task.get("api_base"),
+                                   api_key=task.get("api_key"))
+            suite = build_suite(settings, context)
+            split = choose_split(_list_instances(suite, settings), settings)
+            budget = Budget(max_rollouts=len(split.val))
+            adapter = RepoAdapter(suite, components, settings.repo, split,
+                                  EvalCache(settings.cache_dir, suite.fingerprint()), budget, runlog,
+                                  settings.config.optimizer.workers, settings.run_dir / "scratch")
+            budget.reserve_rollouts(len(split.val))
+            results = adapter.results_for({c.name: c.text for c in components}, split.val)
+    finally:
+        runlog.close()
+    scores = [results[i].score for i in split.val]
+    return {"val_mean": sum(scores) / len(scores), "val": {i: results[i].to_json() for i in split.val},
+            "budget": budget.to_json()}
+
+
+def _list_instances(suite: EvalSuite, settings: RunSettings) -> list[Instance]:
+    try:
+        return suite.list_instances()
+    except SuiteError as exc:
+        raise UserError(f"{settings.config_path}: field 'eval': {exc}", fix="make the eval command work by hand first "
+                        "(see README 'Eval protocol')") from None
 
 
 def _use_merge(config: Config, components: list[Component]) -> bool:

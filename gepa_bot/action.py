@@ -1,0 +1,364 @@
+"""`gepa-bot action`: the GitHub Actions entry point.
+
+Reads the event GitHub sends (GITHUB_EVENT_NAME / GITHUB_EVENT_PATH), decides what to do, runs the
+optimization, pushes the best variant to `gepa-bot/<base>` and opens, updates or closes ONE pull
+request, then writes GITHUB_OUTPUT and GITHUB_STEP_SUMMARY. Security rules: secrets are masked,
+untrusted text is printed between `::stop-commands::` markers, comments are obeyed only from users
+with write access, fork PR heads are never checked out or run, nothing is pushed to the default branch.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import re
+import secrets
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import git
+
+from gepa_bot import github as gh
+from gepa_bot.config import DEFAULT_CONFIG_NAME, Config, load_config
+from gepa_bot.engine import RunSettings, evaluate_current, optimize
+from gepa_bot.errors import UserError
+from gepa_bot.report import render, untrusted, verdict
+
+COMMAND = re.compile(r"^\s*/gepa\s+(?P<verb>optimize|evaluate|stop)\b(?P<args>[^\n]*)", re.IGNORECASE)
+SECRET_ENV = re.compile(r"(TOKEN|API_KEY|SECRET|PASSWORD)$")
+MAX_COMMENT_BUDGET = 5000
+
+
+@dataclass
+class Plan:
+    """What this run will do, and why."""
+
+    verb: str  # "optimize" | "evaluate" | "stop" | "skip"
+    reason: str
+    budget: int | None = None
+    files: str | None = None
+    pr_number: int | None = None
+    comment_id: int | None = None
+    commenter: str | None = None
+    base: str | None = None
+
+
+@dataclass
+class Outputs:
+    """The action's outputs (see action.yml)."""
+
+    values: dict[str, str] = field(default_factory=lambda: {
+        "pull-request-number": "", "pull-request-url": "", "pull-request-operation": "none",
+        "best-score": "", "baseline-score": "", "rollouts-used": "0"})
+
+
+# --- deciding ---------------------------------------------------------------------------------------
+
+def parse_command(body: str) -> Plan | None:
+    """`/gepa optimize [budget=N] [files=glob]`, `/gepa evaluate`, `/gepa stop`; None if not a command."""
+    match = COMMAND.match(body or "")
+    if not match:
+        return None
+    plan = Plan(verb=match["verb"].lower(), reason="comment command")
+    for token in match["args"].split():
+        name, _, value = token.partition("=")
+        if name == "budget" and value.isdigit() and 0 < int(value) <= MAX_COMMENT_BUDGET:
+            plan.budget = int(value)
+        elif name == "files" and value and ".." not in value and not value.startswith("/"):
+            plan.files = value
+        else:
+            return Plan(verb="invalid", reason=f"cannot understand `{untrusted(token, 60)}`: use budget=N "
+                                               f"(1-{MAX_COMMENT_BUDGET}) or files=<glob inside the repo>")
+    return plan
+
+
+def changed_paths(push_event: Mapping[str, Any]) -> set[str]:
+    """Files added, modified or removed by the commits of a push event."""
+    paths: set[str] = set()
+    for commit in push_event.get("commits") or []:
+        for key in ("added", "modified", "removed"):
+            paths.update(commit.get(key) or [])
+    return paths
+
+
+def relevant_patterns(config: Config, config_rel: str) -> list[str]:
+    """Globs whose change should trigger an optimization: prompts, eval files, the config itself."""
+    patterns = [spec.path for spec in config.prompts] + [config_rel]
+    patterns += list(getattr(config.eval, "watch", []) or [])
+    return patterns
+
+
+def plan_for(event_name: str, event: Mapping[str, Any], config: Config, config_rel: str) -> Plan:
+    """Decide what to do for a GitHub event."""
+    if event_name == "schedule":
+        return Plan(verb="optimize", reason="nightly schedule")
+    if event_name == "workflow_dispatch":
+        inputs = event.get("inputs") or {}
+        budget = str(inputs.get("budget") or "").strip()
+        return Plan(verb="optimize", reason="manual dispatch", budget=int(budget) if budget.isdigit() else None,
+                    files=inputs.get("files") or None)
+    if event_name == "push":
+        ref = str(event.get("ref", ""))
+        if ref.startswith(f"refs/heads/{gh.BRANCH_PREFIX}"):
+            return Plan(verb="skip", reason="push to gepa-bot's own branch")
+        changed = changed_paths(event)
+        hits = sorted(p for p in changed if any(fnmatch.fnmatch(p, g) for g in relevant_patterns(config, config_rel)))
+        if not hits:
+            return Plan(verb="skip", reason="the push changed no prompt, eval or config file")
+        return Plan(verb="optimize", reason=f"push changed {', '.join(hits[:5])}")
+    if event_name == "issue_comment":
+        return _plan_for_comment(event)
+    return Plan(verb="skip", reason=f"event {event_name!r} is not handled (use push, schedule, workflow_dispatch "
+                                    "or issue_comment)")
+
+
+def _plan_for_comment(event: Mapping[str, Any]) -> Plan:
+    if event.get("action") != "created":
+        return Plan(verb="skip", reason="only new comments are commands")
+    issue, comment = event.get("issue") or {}, event.get("comment") or {}
+    plan = parse_command(comment.get("body", ""))
+    if plan is None:
+        return Plan(verb="skip", reason="the comment is not a /gepa command")
+    if not issue.get("pull_request"):
+        return Plan(verb="skip", reason="/gepa commands work on pull requests only")
+    if (comment.get("user") or {}).get("type") == "Bot":
+        return Plan(verb="skip", reason="comments from bots are ignored")
+    plan.pr_number, plan.comment_id = issue.get("number"), comment.get("id")
+    plan.commenter = (comment.get("user") or {}).get("login")
+    return plan
+
+
+# --- environment ------------------------------------------------------------------------------------
+
+def env_input(env: Mapping[str, str], name: str, default: str = "") -> str:
+    """An action input: GEPA_BOT_<NAME> (composite mapping) or INPUT_<NAME> (docker actions)."""
+    key = name.upper().replace("-", "_")
+    return env.get(f"GEPA_BOT_{key}") or env.get(f"INPUT_{key}") or default
+
+
+def mask_secrets(env: Mapping[str, str], emit: Callable[[str], None]) -> None:
+    """Ask the runner to mask every secret-looking value we can see."""
+    for name, value in env.items():
+        if SECRET_ENV.search(name) and len(value) >= 4:
+            emit(f"::add-mask::{value}")
+
+
+def print_untrusted(text: str, emit: Callable[[str], None]) -> None:
+    """Print text we do not control so the runner ignores any workflow commands inside it."""
+    marker = secrets.token_hex(16)
+    emit(f"::stop-commands::{marker}")
+    emit(text)
+    emit(f"::{marker}::")
+
+
+def write_outputs(env: Mapping[str, str], outputs: Outputs, summary: str) -> None:
+    if env.get("GITHUB_OUTPUT"):
+        with open(env["GITHUB_OUTPUT"], "a", encoding="utf-8") as handle:
+            for name, value in outputs.values.items():
+                handle.write(f"{name}={value}\n")
+    if env.get("GITHUB_STEP_SUMMARY") and summary:
+        with open(env["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as handle:
+            handle.write(summary[: 1024 * 1024 - 1] + "\n")
+
+
+# --- running ----------------------------------------------------------------------------------------
+
+@dataclass
+class Context:
+    """Everything an action run needs from its environment."""
+
+    env: Mapping[str, str]
+    workspace: Path
+    config_path: Path
+    config: Config
+    repo_name: str
+    token: str
+    emit: Callable[[str], None]
+    github_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def remote_url(self) -> str:
+        server = self.env.get("GITHUB_SERVER_URL", "https://github.com").rstrip("/")
+        return f"{server}/{self.repo_name}.git"
+
+
+def run(env: Mapping[str, str], emit: Callable[[str], None] = print, **github_kwargs: Any) -> Outputs:
+    """Handle the current GitHub event; returns the outputs (also written to GITHUB_OUTPUT)."""
+    mask_secrets(env, emit)
+    ctx = _context(env, emit, github_kwargs)
+    event = json.loads(Path(env["GITHUB_EVENT_PATH"]).read_text(encoding="utf-8"))
+    plan = plan_for(env.get("GITHUB_EVENT_NAME", ""), event, ctx.config, _relative(ctx.config_path, ctx.workspace))
+    emit(f"gepa-bot: {plan.verb} ({plan.reason})")
+    outputs, summary = Outputs(), ""
+    if plan.verb == "skip":
+        summary = f"gepa-bot skipped: {plan.reason}"
+    elif plan.pr_number is not None:
+        outputs, summary = _run_comment(ctx, plan)
+    else:
+        plan.base = env.get("GITHUB_REF_NAME") or _checked_out_branch(ctx.workspace)
+        outputs, summary = _optimize_and_publish(ctx, plan)
+    write_outputs(env, outputs, summary)
+    return outputs
+
+
+def _context(env: Mapping[str, str], emit: Callable[[str], None], github_kwargs: dict[str, Any]) -> Context:
+    missing = [n for n in ("GITHUB_EVENT_PATH", "GITHUB_REPOSITORY") if not env.get(n)]
+    if missing:
+        raise UserError(f"environment: {', '.join(missing)} not set", fix="run `gepa-bot action` inside GitHub "
+                        "Actions (or set the variables GitHub sets); use `gepa-bot optimize` locally")
+    token = env_input(env, "token") or env.get("GITHUB_TOKEN", "")
+    if not token:
+        raise UserError("input 'token': no GitHub token", fix="pass `token: ${{ github.token }}` (the default) "
+                        "or a PAT with contents/pull-requests write access")
+    workspace = Path(env.get("GITHUB_WORKSPACE") or ".").resolve()
+    config_path = (workspace / env_input(env, "config", DEFAULT_CONFIG_NAME)).resolve()
+    if not config_path.is_relative_to(workspace):
+        raise UserError(f"input 'config': {config_path} is outside the workspace", fix="use a path inside the repo")
+    return Context(env=env, workspace=workspace, config_path=config_path, config=load_config(config_path),
+                   repo_name=env["GITHUB_REPOSITORY"], token=token, emit=emit, github_kwargs=github_kwargs)
+
+
+def _relative(path: Path, root: Path) -> str:
+    return path.relative_to(root).as_posix()
+
+
+def _checked_out_branch(workspace: Path) -> str:
+    repo = git.Repo(workspace)
+    if repo.head.is_detached:
+        raise UserError("the workspace is on a detached HEAD", fix="check out a branch (actions/checkout does for push "
+                        "and schedule events) or set GITHUB_REF_NAME")
+    return repo.active_branch.name
+
+
+def _settings(ctx: Context, plan: Plan) -> RunSettings:
+    config = ctx.config
+    overrides = {"budget": plan.budget or env_input(ctx.env, "budget") or None,
+                 "task": env_input(ctx.env, "model") or None, "reflection": env_input(ctx.env, "reflection-model") or None}
+    data = config.model_dump()
+    if overrides["budget"]:
+        data["budget"]["rollouts"] = int(overrides["budget"])
+    for name in ("task", "reflection"):
+        if overrides[name]:
+            data["models"][name] = overrides[name]
+    config = Config.model_validate(data)
+    return RunSettings(repo=ctx.workspace, config=config, config_path=ctx.config_path,
+                       run_dir=ctx.workspace / config.output.run_dir, cache_dir=ctx.workspace / config.output.cache_dir,
+                       only_files=plan.files)
+
+
+def _repository(ctx: Context):
+    return gh.get_repository(gh.connect(ctx.token, ctx.env.get("GITHUB_API_URL"), **ctx.github_kwargs), ctx.repo_name)
+
+
+def _optimize_and_publish(ctx: Context, plan: Plan) -> tuple[Outputs, str]:
+    """Optimize on the checked-out base branch and open/update/close the bot's PR into it."""
+    assert plan.base
+    settings = _settings(ctx, plan)
+    result = optimize(settings)
+    originals = {p: (ctx.workspace / p).read_text(encoding="utf-8") for p in result["best_files"]}
+    body, full = render(result, originals)
+    (settings.run_dir / "report-full.md").write_text(full, encoding="utf-8")
+    print_untrusted(body, ctx.emit)
+    outputs = Outputs()
+    v = verdict(result)
+    outputs.values.update({"best-score": f"{v['best']:.4f}", "baseline-score": f"{v['baseline']:.4f}",
+                           "rollouts-used": str(result["budget"]["rollouts_used"])})
+    repo = _repository(ctx)
+    head = gh.branch_for(plan.base)
+    if v["improved"]:
+        gh.publish_branch(ctx.workspace, plan.base, result["best_files"], f"gepa-bot: optimize prompts ({plan.reason})",
+                          ctx.remote_url, ctx.token)
+        operation, pr = gh.upsert_pull_request(repo, plan.base, head, ctx.config.output.pr_title, body,
+                                               ctx.config.output.labels)
+    else:
+        pr = gh.close_pull_request(repo, head, "Closing: after the latest run no candidate beats the prompts on "
+                                               f"`{plan.base}` on the validation set.")
+        operation = "closed" if pr else "none"
+    if pr is not None:
+        outputs.values.update({"pull-request-number": str(pr.number), "pull-request-url": pr.html_url,
+                               "pull-request-operation": operation})
+    ctx.emit(f"gepa-bot: pull request {operation}" + (f": {pr.html_url}" if pr else ""))
+    return outputs, body
+
+
+def _run_comment(ctx: Context, plan: Plan) -> tuple[Outputs, str]:
+    """A `/gepa ...` comment on a PR: check the commenter, react, run, report back on the PR."""
+    repo = _repository(ctx)
+    assert plan.pr_number is not None and plan.commenter
+    if not gh.commenter_can_write(repo, plan.commenter):
+        gh.react(repo, plan.comment_id, "confused")
+        gh.post_comment(repo, plan.pr_number, f"Sorry @{plan.commenter}, only people with write access to this "
+                                              "repository can run `/gepa` commands.")
+        return Outputs(), f"gepa-bot refused a command from {plan.commenter} (no write access)"
+    if plan.verb == "invalid":
+        gh.react(repo, plan.comment_id, "confused")
+        gh.post_comment(repo, plan.pr_number, f"gepa-bot: {plan.reason}")
+        return Outputs(), plan.reason
+    gh.react(repo, plan.comment_id, "eyes")
+    if plan.verb == "stop":
+        gh.post_comment(repo, plan.pr_number, "gepa-bot: stopped. A running optimization for this pull request is "
+                                              "cancelled by the workflow's concurrency group (`cancel-in-progress`).")
+        return Outputs(), "stop requested"
+    pr = repo.get_pull(plan.pr_number)
+    if gh.is_fork_pull(pr):
+        gh.post_comment(repo, plan.pr_number, "gepa-bot: this pull request comes from a fork. Its code is never run "
+                                              "with this repository's secrets; push the branch here to optimize it.")
+        return Outputs(), "refused: fork pull request"
+    _checkout_pr_head(ctx, pr.head.ref)
+    plan.base = pr.head.ref
+    if plan.verb == "evaluate":
+        return _evaluate_and_comment(ctx, plan, repo)
+    gh.post_comment(repo, plan.pr_number, f"gepa-bot: optimizing `{untrusted(pr.head.ref, 100)}`"
+                                          + (f" with a budget of {plan.budget} rollouts" if plan.budget else "") + "…")
+    outputs, body = _optimize_and_publish(ctx, plan)
+    op, url = outputs.values["pull-request-operation"], outputs.values["pull-request-url"]
+    summary = f"gepa-bot: {'proposed improvements in ' + url if op in ('created', 'updated') else 'no candidate beats the current prompts'} " \
+              f"(validation {outputs.values['baseline-score']} → {outputs.values['best-score']}, " \
+              f"{outputs.values['rollouts-used']} rollouts)."
+    gh.post_comment(repo, plan.pr_number, summary)
+    return outputs, body
+
+
+def _checkout_pr_head(ctx: Context, ref: str) -> None:
+    """Fetch and check out the PR's branch (same repository only: forks were refused before)."""
+    repo = git.Repo(ctx.workspace)
+    if not repo.head.is_detached and repo.active_branch.name == ref:
+        return
+    repo.git.fetch("--quiet", ctx.remote_url, f"+refs/heads/{ref}:refs/heads/{ref}",
+                   env=gh._auth_env(ctx.remote_url, ctx.token))
+    repo.git.checkout("--quiet", ref)
+
+
+def _evaluate_and_comment(ctx: Context, plan: Plan, repo: Any) -> tuple[Outputs, str]:
+    current = evaluate_current(_settings(ctx, plan))
+    failing = [(i, r) for i, r in current["val"].items() if r["score"] < 1.0][:20]
+    lines = [f"gepa-bot: current prompts on `{untrusted(plan.base, 100)}` score **{current['val_mean']:.3f}** on "
+             f"{len(current['val'])} validation instances ({current['budget']['rollouts_executed']} evaluated, "
+             f"{current['budget']['cache_hits']} cached)."]
+    if failing:
+        lines += ["", "| instance | score | feedback |", "|---|---|---|"]
+        lines += [f"| {untrusted(i, 60)} | {r['score']:.2f} | {untrusted(r['feedback'], 200)} |" for i, r in failing]
+    body = "\n".join(lines)
+    gh.post_comment(repo, plan.pr_number, body)
+    outputs = Outputs()
+    outputs.values.update({"baseline-score": f"{current['val_mean']:.4f}", "best-score": f"{current['val_mean']:.4f}",
+                           "rollouts-used": str(current["budget"]["rollouts_used"])})
+    return outputs, body
+
+
+def main(env: Mapping[str, str] | None = None) -> int:
+    """Console entry: returns the process exit code."""
+    try:
+        run(env if env is not None else dict(os.environ))
+    except UserError as exc:
+        print(f"::error::{untrusted(str(exc), 2000)}")
+        return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

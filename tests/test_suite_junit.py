@@ -54,6 +54,10 @@ def test_config_is_strict_and_has_defaults():
         PytestSuiteConfig.model_validate({"type": "pytest", "argz": ["tests"]})
     with pytest.raises(ValidationError):
         PytestSuiteConfig.model_validate({"type": "command"})
+    with pytest.raises(ValidationError, match="relative to the repo root"):
+        PytestSuiteConfig.model_validate({"type": "pytest", "watch": ["../elsewhere/*.py"]})
+    with pytest.raises(ValidationError):
+        PytestSuiteConfig.model_validate({"type": "pytest", "timeout": 0})
 
 
 def test_lists_one_instance_per_node_id(repo: Path):

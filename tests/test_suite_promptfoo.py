@@ -79,6 +79,8 @@ def test_config_model():
     assert (config.config, config.timeout, config.max_tokens) == ("promptfooconfig.yaml", 120, 256)
     with pytest.raises(ValidationError):
         PromptfooSuiteConfig.model_validate({"type": "promptfoo", "providers": ["x"]})
+    with pytest.raises(ValidationError, match="relative to the repo root"):
+        PromptfooSuiteConfig.model_validate({"type": "promptfoo", "config": "../other/promptfooconfig.yaml"})
     suite = config.model_copy(update={"config": "promptfooconfig.yaml"}).build(
         SuiteContext(repo=FIXTURES / "init-native", model="m"))
     assert isinstance(suite, PromptfooSuite)

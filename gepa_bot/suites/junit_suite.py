@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Literal
 
 from junitparser import Error, Failure, JUnitXml, Properties, Property, Skipped
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gepa_bot import evalkit
 from gepa_bot.evalsuite import (EvalSuite, Instance, InstanceResult, SuiteContext, SuiteError, Workdir,
@@ -76,10 +76,18 @@ class PytestSuiteConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["pytest"]
-    args: list[str] = []
-    python: str = "python"
-    watch: list[str] = ["**/*.py"]
-    timeout: float = 600
+    args: list[str] = Field(default_factory=list, description="pytest selection and options, e.g. [tests/evals]")
+    python: str = Field(default="python", min_length=1, description="interpreter command (a shell fragment)")
+    watch: list[str] = Field(default_factory=lambda: ["**/*.py"], description="globs hashed into the cache key")
+    timeout: float = Field(default=600, gt=0)
+
+    @field_validator("watch")
+    @classmethod
+    def _inside_repo(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            if not pattern.strip() or pattern.startswith("/") or ".." in Path(pattern).parts:
+                raise ValueError(f"{pattern!r} must be a non-empty glob relative to the repo root, without '..'")
+        return value
 
     def build(self, context: SuiteContext) -> PytestSuite:
         return PytestSuite(context, self)

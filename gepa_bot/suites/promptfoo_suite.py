@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 import jinja2
 import yaml
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gepa_bot.evalsuite import (EvalSuite, Instance, InstanceResult, SuiteContext, SuiteError, Workdir, failure,
                                 hash_files, truncate)
@@ -47,9 +47,16 @@ class PromptfooSuiteConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["promptfoo"]
-    config: str = "promptfooconfig.yaml"
-    timeout: float = 120
-    max_tokens: int = 256
+    config: str = Field(default="promptfooconfig.yaml", description="promptfoo config path relative to the repo")
+    timeout: float = Field(default=120, gt=0, description="seconds per task-model call")
+    max_tokens: int = Field(default=256, gt=0)
+
+    @field_validator("config")
+    @classmethod
+    def _inside_repo(cls, value: str) -> str:
+        if not value.strip() or value.startswith("/") or ".." in Path(value).parts:
+            raise ValueError(f"{value!r} must be a path relative to the repo root, without '..'")
+        return value
 
     def build(self, context: SuiteContext) -> PromptfooSuite:
         return PromptfooSuite(context, self)

@@ -158,21 +158,22 @@ def check_budget_fits(settings: RunSettings, split: Split) -> None:
 
 
 @contextlib.contextmanager
-def resolved_model(model: str) -> Iterator[dict[str, Any]]:
-    """litellm parameters for a model string; the embedded local model is started for the duration."""
-    if model != LOCAL_MODEL:
-        yield {"model": model}
+def resolved_models(*models: str) -> Iterator[list[dict[str, Any]]]:
+    """litellm parameters per model string; the embedded local model is started once, for the duration."""
+    if LOCAL_MODEL not in models:
+        yield [{"model": m} for m in models]
         return
     from gepa_bot.localmodel import LocalModelServer, LocalModelUnavailable
 
+    server = LocalModelServer()
     try:
-        server = LocalModelServer()
         server.start()
     except LocalModelUnavailable as exc:
-        raise UserError(str(exc), fix="run scripts/install-local-model, or set models.task/models.reflection "
-                                      "(or --model/--reflection-model) to a hosted litellm model") from None
+        raise UserError(str(exc).replace("\n", " "), fix="run scripts/install-local-model, or set models.task/"
+                        "models.reflection (or --model/--reflection-model) to a hosted litellm model") from None
+    local = {"model": server.model, "api_base": server.api_base, "api_key": server.api_key}
     try:
-        yield {"model": server.model, "api_base": server.api_base, "api_key": server.api_key}
+        yield [local if m == LOCAL_MODEL else {"model": m} for m in models]
     finally:
         server.stop()
 
@@ -205,7 +206,7 @@ def optimize(settings: RunSettings) -> dict[str, Any]:
     components = select_components(settings)
     runlog = RunLog(settings.run_dir)
     try:
-        with resolved_model(config.models.task) as task, resolved_model(config.models.reflection) as reflection:
+        with resolved_models(config.models.task, config.models.reflection) as (task, reflection):
             return _optimize(settings, components, runlog, task, reflection)
     finally:
         runlog.close()
@@ -251,7 +252,7 @@ def evaluate_current(settings: RunSettings) -> dict[str, Any]:
     components = select_components(settings)
     runlog = RunLog(settings.run_dir)
     try:
-        with resolved_model(settings.config.models.task) as task:
+        with resolved_models(settings.config.models.task) as (task,):
             context = SuiteContext(repo=settings.repo, model=task["model"], api_base=task.get("api_base"),
                                    api_key=task.get("api_key"))
             suite = build_suite(settings, context)

@@ -64,8 +64,9 @@ def request() -> Request:
     )
 
 
-def complete(prompt: str, req: Request | None = None, *, max_tokens: int = 64, **kwargs: Any) -> str:
-    """Ask the task model (from the request's env) to complete ``prompt``; deterministic by default."""
+def complete(prompt: str, req: Request | None = None, *, system: str | None = None, max_tokens: int = 64,
+             **kwargs: Any) -> str:
+    """Ask the task model (from the request's env) to answer ``prompt``; deterministic by default."""
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     import litellm
 
@@ -78,7 +79,8 @@ def complete(prompt: str, req: Request | None = None, *, max_tokens: int = 64, *
         params["api_base"] = req.api_base
     if req.api_key:
         params["api_key"] = req.api_key
-    response = litellm.completion(model=req.model, messages=[{"role": "user", "content": prompt}], **params)
+    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
+    response = litellm.completion(model=req.model, messages=messages, **params)
     return response.choices[0].message.content or ""
 
 

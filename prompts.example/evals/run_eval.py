@@ -54,20 +54,21 @@ def load_settings() -> tuple[str, int]:
 
 
 def normalize(reply: str) -> str:
-    """The first word-ish token of the reply, lowercased, with simple synonyms mapped to labels."""
-    words = re.findall(r"[a-z][a-z_\-]*", reply.lower())
-    while words and words[0] in PREFIXES:  # "Category: billing"
-        words = words[1:]
-    if not words:
-        return ""
-    word = words[0].replace("-", "_").strip("_")
-    if word == "feature" and len(words) > 1 and words[1].startswith("request"):
-        return "feature_request"
-    return SYNONYMS.get(word, word)
+    """The first allowed label (or a synonym of one) the reply mentions, lowercased; else its first word."""
+    words = [w.replace("-", "_").strip("_") for w in re.findall(r"[a-z][a-z_\-]*", reply.lower())]
+    words = [w for w in words if w not in PREFIXES]  # "Category: billing"
+    for index, word in enumerate(words):
+        if word == "feature" and index + 1 < len(words) and words[index + 1].startswith("request"):
+            return "feature_request"
+        label = SYNONYMS.get(word, word)
+        if label in LABELS:
+            return label
+    return words[0] if words else ""
 
 
 def score_one(ticket: dict, system: str, prompt: str, max_words: int, req: evalkit.Request) -> None:
-    full = system + "\n\n" + prompt.replace("{ticket}", ticket["text"])
+    user = prompt.replace("{ticket}", ticket["text"])
+    full = system + "\n\n" + user
     expected = ticket["label"]
     if "{ticket}" not in prompt:
         evalkit.emit(ticket["id"], 0.0, "the prompt has no {ticket} placeholder, so the model never saw the "
@@ -75,7 +76,7 @@ def score_one(ticket: dict, system: str, prompt: str, max_words: int, req: evalk
                      trace={"prompt_chars": len(full), "raw": None})
         return
     try:
-        raw = evalkit.complete(full, req, max_tokens=12)
+        raw = evalkit.complete(user, req, system=system, max_tokens=12)
     except Exception as exc:  # one failing call must not sink the batch
         evalkit.emit(ticket["id"], 0.0, f"model call failed: {type(exc).__name__}: {exc}",
                      trace={"prompt_chars": len(full), "raw": None})

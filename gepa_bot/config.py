@@ -56,15 +56,10 @@ class CommandSuiteConfig(Strict):
     _check_watch = field_validator("watch")(classmethod(lambda cls, v: [_relative_glob(p) for p in v]))
 
 
-from gepa_bot.suites.junit_suite import PytestSuiteConfig  # noqa: E402  (adapters need CommandSuiteConfig's helpers)
+from gepa_bot.suites.junit_suite import PytestSuiteConfig  # noqa: E402
+from gepa_bot.suites.promptfoo_suite import PromptfooSuiteConfig  # noqa: E402
 
-try:  # TEMP until the promptfoo adapter lands
-    from gepa_bot.suites.promptfoo_suite import PromptfooSuiteConfig  # noqa: E402
-    _SUITES = (CommandSuiteConfig, PytestSuiteConfig, PromptfooSuiteConfig)
-except ImportError:
-    _SUITES = (CommandSuiteConfig, PytestSuiteConfig)
-
-SuiteConfig = Annotated[Union[_SUITES], Field(discriminator="type")]  # type: ignore[valid-type]
+SuiteConfig = Annotated[Union[CommandSuiteConfig, PytestSuiteConfig, PromptfooSuiteConfig], Field(discriminator="type")]
 
 
 class SplitConfig(Strict):
@@ -142,11 +137,16 @@ def load_config(path: Path) -> Config:
         raise UserError(f"{path}: config file not found",
                         fix=f"create {DEFAULT_CONFIG_NAME} at the repo root (see README 'Configuration') or pass --config")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise UserError(f"{path}: not UTF-8 text", fix="save the config as UTF-8") from None
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: invalid YAML {_yaml_location(exc)}: {getattr(exc, 'problem', None) or exc}",
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read the config: {exc.strerror}", fix="check the file's permissions") from None
+    try:
+        data = yaml.safe_load(text)
+    except Exception as exc:  # besides YAMLError, PyYAML raises ValueError (2001-02-30), IndexError ('!!int'), ...
+        detail = " ".join(str(getattr(exc, "problem", None) or exc).split()) or type(exc).__name__  # one line
+        raise UserError(f"{path}: invalid YAML{_yaml_location(exc)}: {detail}",
                         fix="fix the YAML syntax at that line") from None
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a mapping at the top level, got {type(data).__name__}",
@@ -159,7 +159,7 @@ def load_config(path: Path) -> Config:
 
 def _yaml_location(exc: yaml.YAMLError) -> str:
     mark = getattr(exc, "problem_mark", None)
-    return f"at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    return f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
 
 
 def _describe_validation_error(path: Path, exc: ValidationError) -> str:
@@ -177,13 +177,14 @@ def _describe_validation_error(path: Path, exc: ValidationError) -> str:
 
 def _field_path(loc: tuple[Any, ...]) -> str:
     parts: list[str] = []
-    for item in loc:
+    for position, item in enumerate(loc):
         if isinstance(item, int):
             parts[-1:] = [f"{parts[-1]}[{item}]"] if parts else [f"[{item}]"]
-        elif item in ("command", "pytest", "promptfoo") and parts and parts[-1] == "eval":
+        elif item in ("command", "pytest", "promptfoo") and position == 1 and loc[0] == "eval":
             continue  # discriminated-union tag, not a field the user wrote
         else:
-            parts.append(str(item))
+            text = str(item)
+            parts.append(text if text.isprintable() else repr(text))  # keys can hold newlines: stay one line
     return ".".join(parts)
 
 

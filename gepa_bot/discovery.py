@@ -23,6 +23,7 @@ YAML_SUFFIXES = (".yaml", ".yml")
 FRONT_MATTER = re.compile(r"\A(---[ \t]*\r?\n.*?\r?\n---[ \t]*(?:\r?\n|\Z))", re.DOTALL)
 PLACEHOLDER = re.compile(r"\{\{\s*[A-Za-z_][\w.]*\s*\}\}|(?<!\{)\{[A-Za-z_][\w.]*(?:![rsa])?(?::[^{}]*)?\}(?!\})")
 IGNORED_TOP_DIRS = (".git", ".gepa-bot")
+YAML_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ def _glob_files(repo: Path, pattern: str) -> list[Path]:
 def _components_of(repo: Path, path: Path, spec: PromptSpec, where: str) -> list[Component]:
     relative = path.relative_to(repo).as_posix()
     try:
-        content = path.read_text(encoding="utf-8")
+        content = path.read_bytes().decode("utf-8")  # not read_text: keep CRLF line endings byte for byte
     except UnicodeDecodeError:
         raise UserError(f"{relative}: not UTF-8 text", fix=f"save it as UTF-8 or exclude it from {where}") from None
     kind = _kind_of(path, spec, content)
@@ -154,7 +155,7 @@ def render_files(repo: Path, components: list[Component], texts: Mapping[str, st
 
 
 def _render_file(path: Path, group: list[Component], texts: Mapping[str, str]) -> str:
-    content = path.read_text(encoding="utf-8")
+    content = path.read_bytes().decode("utf-8")
     first = group[0]
     if first.kind == "text":
         return texts[first.name]
@@ -172,12 +173,18 @@ def splice_yaml_value(content: str, key: str, value: str) -> str:
     if node.value == value:
         return content
     start, end = node.start_mark.index, node.end_mark.index
+    if node.style in ("|", ">"):  # a block scalar's span swallows the line break and blank lines after it
+        newline = content.find("\n", len(content[:end].rstrip()))
+        end = newline + 1 if 0 <= newline < end else end
+    ends_line = content[start:end].endswith("\n")
     indent = _block_indent(content, start)
-    for rendered in (_literal_block(value, indent), json.dumps(value, ensure_ascii=False)):
+    for rendered in (_literal_block(value, indent), _double_quoted(value)):
         if rendered is None:
             continue
         tail = content[end:]
-        if rendered.endswith("\n") and tail.startswith("\n"):
+        if ends_line and not rendered.endswith("\n"):
+            rendered += "\r\n" if content[start:end].endswith("\r\n") else "\n"
+        elif rendered.endswith("\n") and not ends_line and (tail.startswith(("\n", "\r\n")) or not tail):
             rendered = rendered[:-1]
         updated = content[:start] + rendered + tail
         try:
@@ -186,6 +193,11 @@ def splice_yaml_value(content: str, key: str, value: str) -> str:
         except UserError:
             continue
     raise UserError(f"cannot write the new text for YAML key '{key}'", fix="report this as a gepa-bot bug")
+
+
+def _double_quoted(value: str) -> str:
+    """A YAML double-quoted scalar: JSON's escapes plus escapes for what YAML reads as line breaks or rejects."""
+    return YAML_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(value, ensure_ascii=False))
 
 
 def _block_indent(content: str, start: int) -> str:

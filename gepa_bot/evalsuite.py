@@ -120,9 +120,11 @@ def hash_files(repo: Path, patterns: Iterable[str]) -> list[str]:
     """``path:sha256`` for every file under ``repo`` matching the glob patterns, sorted."""
     seen: dict[str, str] = {}
     for pattern in patterns:
-        for path in sorted(repo.glob(pattern)):
-            if path.is_file() and not _is_ignored(path.relative_to(repo)):
-                seen[path.relative_to(repo).as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()
+        for match in sorted(repo.glob(pattern)):
+            # before Python 3.13 a trailing "**" (as in "evals/**") matches only directories: take their files
+            for path in sorted(match.rglob("*")) if match.is_dir() else [match]:
+                if path.is_file() and not _is_ignored(path.relative_to(repo)):
+                    seen[path.relative_to(repo).as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()
     return [f"{name}:{digest}" for name, digest in sorted(seen.items())]
 
 

@@ -1,0 +1,497 @@
+"""The "command" eval protocol with real scripts: results, crashes, hangs, garbage, listing, parallelism."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+import textwrap
+import time
+import tracemalloc
+from pathlib import Path
+
+import pytest
+
+from gepa_bot import evalkit
+from gepa_bot.evalsuite import (
+    MAX_CAPTURE_BYTES,
+    MAX_FEEDBACK_CHARS,
+    CommandSuite,
+    EvalSuite,
+    Instance,
+    InstanceResult,
+    SuiteContext,
+    SuiteError,
+    Workdir,
+    evaluate_parallel,
+    hash_files,
+    materialize,
+    remove_workdir,
+    run_process,
+)
+
+PY = shlex.quote(sys.executable)
+IDS = ["a", "b", "c", "d", "e", "f", "g"]
+
+GOOD = """
+    import json, os, sys
+    from pathlib import Path
+    ids = Path(os.environ["GEPA_BOT_IDS_FILE"]).read_text().split()
+    assert sys.stdin.read().split() == ids, "stdin carries the same ids"
+    prompt = Path("prompts/main.txt").read_text()
+    if os.environ.get("COUNT_DIR"):
+        with open(Path(os.environ["COUNT_DIR"]) / f"{os.getpid()}.txt", "a") as log:
+            log.write("".join(i + "\\n" for i in ids))
+    print("log noise before the results")
+    for i in ids:
+        score = 1.0 if i in prompt else 0.25
+        print(json.dumps({"id": i, "score": score, "feedback": f"feedback for {i}", "trace": {"n": len(i)},
+                          "output": i.upper()}))
+"""
+
+
+def make_repo(tmp_path: Path, scripts: dict[str, str], prompt: str = "mentions a and c\n") -> Path:
+    repo = tmp_path / "repo"
+    (repo / "evals").mkdir(parents=True)
+    (repo / "prompts").mkdir()
+    (repo / "prompts" / "main.txt").write_text(prompt)
+    for name, body in scripts.items():
+        (repo / "evals" / name).write_text(textwrap.dedent(body))
+    return repo
+
+
+def suite_for(repo: Path, script: str, timeout: float = 30, instances: str | None = None, **env: str) -> CommandSuite:
+    context = SuiteContext(repo=repo, model="openai/test-model", timeout=timeout, env=dict(env))
+    return CommandSuite(context, f"{PY} evals/{script}", watch=["evals/**"], instances_file=instances)
+
+
+def workdir_for(repo: Path, tmp_path: Path, files: dict[str, str] | None = None) -> Workdir:
+    files = files or {}
+    return materialize(repo, files, {name: text for name, text in files.items()}, tmp_path / "work")
+
+
+def run(tmp_path: Path, body: str, ids: list[str] = IDS, timeout: float = 30, **env: str) -> dict[str, InstanceResult]:
+    repo = make_repo(tmp_path, {"s.py": body})
+    suite = suite_for(repo, "s.py", timeout=timeout, **env)
+    results = suite.evaluate(workdir_for(repo, tmp_path), ids)
+    assert set(results) == set(ids)
+    return results
+
+
+# --- results -----------------------------------------------------------------------------------------
+
+def test_good_jsonl(tmp_path):
+    results = run(tmp_path, GOOD)
+    assert results["a"] == InstanceResult(id="a", score=1.0, feedback="feedback for a", trace={"n": 1}, output="A")
+    assert results["b"].score == 0.25 and not results["b"].failed
+    assert all(not r.failed for r in results.values())
+    assert InstanceResult.from_json(results["c"].to_json()) == results["c"]
+
+
+def test_eval_sees_candidate_files_and_env(tmp_path):
+    repo = make_repo(tmp_path, {"s.py": """
+        import json, os
+        from pathlib import Path
+        candidate = json.loads(Path(os.environ["GEPA_BOT_CANDIDATE_FILE"]).read_text())
+        for i in Path(os.environ["GEPA_BOT_IDS_FILE"]).read_text().split():
+            ok = (Path("prompts/main.txt").read_text() == "candidate {x}\\n"
+                  and candidate["components"] == {"prompts/main.txt": "candidate {x}\\n"}
+                  and os.environ["GEPA_BOT_MODE"] == "evaluate"
+                  and os.environ["GEPA_BOT_MODEL"] == "openai/test-model")
+            print(json.dumps({"id": i, "score": 1 if ok else 0, "feedback": os.getcwd()}))
+    """})
+    workdir = workdir_for(repo, tmp_path, {"prompts/main.txt": "candidate {x}\n"})
+    results = suite_for(repo, "s.py").evaluate(workdir, ["x", "y"])
+    assert [results[i].score for i in ("x", "y")] == [1.0, 1.0]
+    assert Path(results["x"].feedback).resolve() == workdir.path.resolve()  # runs inside the copy
+
+
+def test_crash_fails_every_id_with_stderr(tmp_path):
+    results = run(tmp_path, """
+        import sys
+        print("starting")
+        raise RuntimeError("boom in the scorer")
+    """)
+    for i in IDS:
+        assert results[i].failed and results[i].score == 0.0
+        assert "exited with code 1" in results[i].feedback
+        assert "Traceback" in results[i].feedback and "RuntimeError: boom in the scorer" in results[i].feedback
+        assert "no result line for this id" in results[i].feedback
+
+
+def test_crash_after_some_results_keeps_them(tmp_path):
+    results = run(tmp_path, """
+        import json, sys
+        print(json.dumps({"id": "a", "score": 0.5, "feedback": "fine"}))
+        sys.stderr.write("died on b\\n")
+        sys.exit(3)
+    """)
+    assert results["a"].score == 0.5 and not results["a"].failed
+    assert all(results[i].failed and "died on b" in results[i].feedback and "code 3" in results[i].feedback
+               for i in IDS[1:])
+
+
+def test_nonzero_exit_with_every_result_keeps_the_results(tmp_path):
+    results = run(tmp_path, textwrap.dedent(GOOD) + "\nsys.exit(1)\n", ids=["a", "b"])
+    assert results["a"].score == 1.0 and not results["a"].failed and not results["b"].failed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # an unreaped zombie (no init reaping in some containers) is dead too
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+def test_hang_times_out_and_kills_the_process_group(tmp_path):
+    pid_file = tmp_path / "child.pid"
+    started = time.monotonic()
+    results = run(tmp_path, """
+        import os, subprocess, time
+        from pathlib import Path
+        child = subprocess.Popen(["sleep", "60"])
+        Path(os.environ["PID_FILE"]).write_text(str(child.pid))
+        print("working...", flush=True)
+        time.sleep(60)
+    """, timeout=1, PID_FILE=str(pid_file))
+    assert time.monotonic() - started < 20
+    for i in IDS:
+        assert results[i].failed and results[i].score == 0.0
+        assert "timed out" in results[i].feedback and "process group killed" in results[i].feedback
+        assert "working..." in results[i].feedback
+    child = int(pid_file.read_text())
+    deadline = time.monotonic() + 5
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(child), "the eval's child process survived the timeout"
+
+
+def test_results_before_a_hang_are_kept(tmp_path):
+    results = run(tmp_path, """
+        import json, time
+        print(json.dumps({"id": "a", "score": 1, "feedback": "quick"}), flush=True)
+        time.sleep(60)
+    """, ids=["a", "b"], timeout=1)
+    assert results["a"].score == 1.0 and not results["a"].failed
+    assert results["b"].failed and "timed out" in results["b"].feedback
+
+
+def test_huge_output_is_capped(tmp_path):
+    repo = make_repo(tmp_path, {"s.py": """
+        import json, sys
+        print(json.dumps({"id": "a", "score": 0.75, "feedback": "first"}))
+        chunk = ("x" * 999 + "\\n") * 1000
+        for _ in range(30):  # 30 MB of noise on stdout and 3 MB on stderr
+            sys.stdout.write(chunk)
+        sys.stderr.write(chunk * 3)
+    """})
+    suite = suite_for(repo, "s.py")
+    workdir = workdir_for(repo, tmp_path)
+    tracemalloc.start()
+    try:
+        results = suite.evaluate(workdir, ["a", "b"])
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 25_000_000, f"peak {peak} bytes while capturing 30 MB of output"
+    assert results["a"].score == 0.75 and not results["a"].failed
+    assert results["b"].failed
+    assert len(results["b"].feedback) <= MAX_FEEDBACK_CHARS + 100
+    output = run_process(f"{PY} evals/s.py", repo, {}, "", 30)
+    assert output.returncode == 0 and not output.timed_out
+    assert MAX_CAPTURE_BYTES <= len(output.stdout) <= MAX_CAPTURE_BYTES + 200
+    assert output.stdout.endswith("bytes of output cut]")
+    assert len(output.stderr) <= MAX_CAPTURE_BYTES + 200
+
+
+def test_malformed_lines_and_garbage(tmp_path):
+    results = run(tmp_path, """
+        import json
+        print("GARBAGE-LINE-1 not json at all")
+        print("{this is not json}")
+        print(json.dumps({"id": "a"}))
+        print(json.dumps({"id": "b", "score": "high"}))
+        print(json.dumps({"score": 1}))
+        print(json.dumps({"id": "c", "score": None}))
+        print(json.dumps({"id": "d", "score": 1.0, "feedback": {"structured": True}}))
+        print("[1, 2, 3]")
+    """, ids=["a", "b", "c", "d"])
+    assert results["d"].score == 1.0 and json.loads(results["d"].feedback) == {"structured": True}
+    for i in "abc":
+        feedback = results[i].feedback
+        assert results[i].failed and results[i].score == 0.0
+        assert "GARBAGE-LINE-1 not json at all" in feedback
+        assert "protocol problems" in feedback
+        assert "{this is not json}" in feedback
+    assert '"id": "b", "score": "high"' in results["a"].feedback
+    assert "KeyError" in results["a"].feedback and "TypeError" in results["a"].feedback
+
+
+def test_score_out_of_range(tmp_path):
+    results = run(tmp_path, """
+        import json
+        print(json.dumps({"id": "hi", "score": 1.5, "feedback": "too good"}))
+        print(json.dumps({"id": "lo", "score": -1, "feedback": "too bad"}))
+        print('{"id": "nan", "score": NaN}')
+        print(json.dumps({"id": "ok0", "score": 0}))
+        print(json.dumps({"id": "ok1", "score": 1}))
+    """, ids=["hi", "lo", "nan", "ok0", "ok1"])
+    assert results["hi"].failed and results["hi"].score == 0.0 and "score 1.5 is outside [0, 1]" in results["hi"].feedback
+    assert results["lo"].failed and "score -1.0 is outside [0, 1]" in results["lo"].feedback
+    assert results["nan"].failed and "score nan" in results["nan"].feedback
+    assert (results["ok0"].score, results["ok1"].score) == (0.0, 1.0)
+    assert not results["ok0"].failed and not results["ok1"].failed
+
+
+def test_missing_and_unexpected_ids(tmp_path):
+    results = run(tmp_path, """
+        import json
+        for i in ["a", "zzz-unexpected", "c"]:
+            print(json.dumps({"id": i, "score": 1, "feedback": "ok"}))
+    """, ids=["a", "b", "c"])
+    assert set(results) == {"a", "b", "c"}
+    assert not results["a"].failed and not results["c"].failed
+    assert results["b"].failed and "no result line for this id" in results["b"].feedback
+    assert "unexpected id 'zzz-unexpected'" in results["b"].feedback
+
+
+def test_numeric_ids_are_matched_as_strings(tmp_path):
+    results = run(tmp_path, """
+        import json
+        print(json.dumps({"id": 7, "score": 1}))
+    """, ids=["7"])
+    assert results["7"].score == 1.0 and not results["7"].failed
+
+
+def test_long_feedback_is_truncated(tmp_path):
+    results = run(tmp_path, """
+        import json
+        print(json.dumps({"id": "a", "score": 1, "feedback": "HEAD" + "x" * 20000 + "TAIL"}))
+    """, ids=["a"])
+    feedback = results["a"].feedback
+    assert len(feedback) < MAX_FEEDBACK_CHARS + 100
+    assert feedback.startswith("HEAD") and feedback.endswith("TAIL") and "chars cut" in feedback
+
+
+# --- listing instances -------------------------------------------------------------------------------
+
+def test_list_mode_via_command(tmp_path):
+    repo = make_repo(tmp_path, {"list.py": """
+        import json, os, sys
+        assert os.environ["GEPA_BOT_MODE"] == "list"
+        assert os.environ["GEPA_BOT_MODEL"] == "openai/test-model"
+        print(json.dumps({"id": "t1", "split": "train"}))
+        print(json.dumps({"id": 2, "split": "val"}))
+        print("")
+        print("  plain-id  ")
+        print(json.dumps({"id": "t3"}))
+    """})
+    assert suite_for(repo, "list.py").list_instances() == [
+        Instance("t1", "train"), Instance("2", "val"), Instance("plain-id"), Instance("t3")]
+
+
+def test_list_mode_failure_is_suite_error(tmp_path):
+    repo = make_repo(tmp_path, {"list.py": "import sys\nsys.stderr.write('no dataset here')\nsys.exit(2)\n"})
+    with pytest.raises(SuiteError, match="(?s)listing instances failed.*exited with code 2.*no dataset here"):
+        suite_for(repo, "list.py").list_instances()
+
+
+def test_list_mode_timeout_is_suite_error(tmp_path):
+    repo = make_repo(tmp_path, {"list.py": "import time\ntime.sleep(60)\n"})
+    with pytest.raises(SuiteError, match="timed out"):
+        suite_for(repo, "list.py", timeout=0.5).list_instances()
+
+
+def test_list_mode_duplicates_are_suite_error(tmp_path):
+    repo = make_repo(tmp_path, {"list.py": "print('a')\nprint('{\"id\": \"a\"}')\nprint('b')\n"})
+    with pytest.raises(SuiteError, match="duplicated: a"):
+        suite_for(repo, "list.py").list_instances()
+
+
+def test_instances_file(tmp_path):
+    repo = make_repo(tmp_path, {"never.py": "raise SystemExit('list mode must not run the command')\n"})
+    (repo / "data").mkdir()
+    (repo / "data" / "ids.jsonl").write_text(
+        '{"id": "q1", "split": "train"}\n\n{"id": "q2", "split": "test", "extra": 1}\nplain3\n  {"id": 4}\n')
+    suite = suite_for(repo, "never.py", instances="data/ids.jsonl")
+    assert suite.list_instances() == [Instance("q1", "train"), Instance("q2", "test"), Instance("plain3"),
+                                      Instance("4")]
+
+
+def test_instances_file_plain_ids(tmp_path):
+    repo = make_repo(tmp_path, {})
+    (repo / "ids.txt").write_text("one\ntwo\nthree")
+    assert [i.id for i in suite_for(repo, "none.py", instances="ids.txt").list_instances()] == ["one", "two", "three"]
+
+
+@pytest.mark.parametrize("content,match", [
+    ("a\nb\na\n", "duplicated: a"),
+    ('{"id": "x"}\nx\n', "duplicated: x"),
+    ('{"id": "x"\n', "not JSON with an 'id'"),
+    ('{"split": "train"}\n', "not JSON with an 'id'"),
+])
+def test_bad_instances_file(tmp_path, content, match):
+    repo = make_repo(tmp_path, {})
+    (repo / "ids.jsonl").write_text(content)
+    with pytest.raises(SuiteError, match=match):
+        suite_for(repo, "none.py", instances="ids.jsonl").list_instances()
+
+
+def test_missing_instances_file(tmp_path):
+    repo = make_repo(tmp_path, {})
+    with pytest.raises(SuiteError, match="does not exist"):
+        suite_for(repo, "none.py", instances="nope.jsonl").list_instances()
+
+
+# --- materialization ---------------------------------------------------------------------------------
+
+def test_materialize(tmp_path):
+    repo = make_repo(tmp_path, {"s.py": GOOD})
+    (repo / "data").mkdir()
+    (repo / "data" / "big.bin").write_bytes(os.urandom(4096))
+    (repo / ".git").mkdir()
+    (repo / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (repo / ".gepa-bot" / "cache").mkdir(parents=True)
+    (repo / ".gepa-bot" / "cache" / "x.json").write_text("{}")
+    files = {"prompts/main.txt": "NEW prompt {x}\n", "prompts/new/extra.md": "brand new\n"}
+    components = {"prompts/main.txt": "NEW prompt {x}\n", "prompts/new/extra.md": "brand new\n"}
+
+    workdir = materialize(repo, files, components, tmp_path / "work")
+
+    assert workdir.path.is_dir() and not workdir.path.resolve().is_relative_to(repo.resolve())
+    assert (workdir.path / "prompts" / "main.txt").read_text() == "NEW prompt {x}\n"
+    assert (workdir.path / "prompts" / "new" / "extra.md").read_text() == "brand new\n"
+    assert (repo / "prompts" / "main.txt").read_text() == "mentions a and c\n"  # the real repo is untouched
+    assert not (repo / "prompts" / "new").exists()
+    original, copy = repo / "data" / "big.bin", workdir.path / "data" / "big.bin"
+    assert copy.read_bytes() == original.read_bytes()
+    assert os.stat(copy).st_ino == os.stat(original).st_ino, "untouched files are hard links"
+    assert os.stat(workdir.path / "prompts" / "main.txt").st_ino != os.stat(repo / "prompts" / "main.txt").st_ino
+    assert (workdir.path / "evals" / "s.py").read_text() == (repo / "evals" / "s.py").read_text()
+    assert not (workdir.path / ".git").exists() and not (workdir.path / ".gepa-bot").exists()
+    assert json.loads(workdir.candidate_file.read_text(encoding="utf-8")) == {"components": components, "files": files}
+    assert workdir.candidate_file.parent == workdir.path.parent  # outside the copy the eval sees
+    assert workdir.files == files and workdir.components == components
+
+    second = materialize(repo, {"prompts/main.txt": "other"}, {}, tmp_path / "work")
+    assert second.path != workdir.path
+    assert (workdir.path / "prompts" / "main.txt").read_text() == "NEW prompt {x}\n"
+
+    remove_workdir(workdir)
+    assert not workdir.path.parent.exists()
+    assert (repo / "prompts" / "main.txt").read_text() == "mentions a and c\n"
+    assert original.exists() and (second.path / "data" / "big.bin").exists()
+
+
+def test_materialize_non_ascii_candidate(tmp_path):
+    repo = make_repo(tmp_path, {})
+    workdir = materialize(repo, {"prompts/main.txt": "héllo ✓\n"}, {"prompts/main.txt": "héllo ✓\n"}, tmp_path / "w")
+    assert (workdir.path / "prompts" / "main.txt").read_bytes() == "héllo ✓\n".encode()
+    assert json.loads(workdir.candidate_file.read_bytes().decode("utf-8"))["files"] == {"prompts/main.txt": "héllo ✓\n"}
+
+
+# --- parallel evaluation -----------------------------------------------------------------------------
+
+def _count_lines(count_dir: Path) -> list[str]:
+    return [line for f in sorted(count_dir.iterdir()) for line in f.read_text().splitlines()]
+
+
+@pytest.mark.parametrize("workers", [1, 3, 20])
+def test_evaluate_parallel_matches_single_call(tmp_path, workers):
+    single_dir, parallel_dir = tmp_path / "single", tmp_path / "parallel"
+    single_dir.mkdir()
+    parallel_dir.mkdir()
+    repo = make_repo(tmp_path, {"s.py": GOOD})
+    workdir = workdir_for(repo, tmp_path)
+
+    single = suite_for(repo, "s.py", COUNT_DIR=str(single_dir)).evaluate(workdir, IDS)
+    parallel = evaluate_parallel(suite_for(repo, "s.py", COUNT_DIR=str(parallel_dir)), workdir, IDS, workers)
+
+    assert {i: r.to_json() for i, r in parallel.items()} == {i: r.to_json() for i, r in single.items()}
+    assert list(parallel) != [] and set(parallel) == set(IDS)
+    evaluated = _count_lines(parallel_dir)
+    assert sorted(evaluated) == sorted(IDS), "every id evaluated exactly once"
+    assert len(list(parallel_dir.iterdir())) == min(workers, len(IDS))  # one process per chunk
+
+
+def test_evaluate_parallel_no_ids(tmp_path):
+    repo = make_repo(tmp_path, {"s.py": GOOD})
+    assert evaluate_parallel(suite_for(repo, "s.py"), workdir_for(repo, tmp_path), [], 3) == {}
+
+
+class ExplodingSuite(EvalSuite):
+    """A broken adapter: raises for any chunk that contains 'boom', returns nothing for 'lost'."""
+
+    def list_instances(self) -> list[Instance]:
+        return [Instance(i) for i in IDS]
+
+    def fingerprint_parts(self) -> list[str]:
+        return ["exploding"]
+
+    def evaluate(self, workdir: Workdir, ids: list[str]) -> dict[str, InstanceResult]:
+        if "boom" in ids:
+            raise ValueError("adapter exploded on purpose")
+        return {i: InstanceResult(id=i, score=1.0, feedback="fine") for i in ids if i != "lost"}
+
+
+def test_exception_in_evaluate_fails_that_chunk(tmp_path):
+    repo = make_repo(tmp_path, {})
+    suite = ExplodingSuite(SuiteContext(repo=repo))
+    ids = ["boom", "x", "y", "lost", "z", "w"]  # chunks for 3 workers: [boom, lost], [x, z], [y, w]
+    results = evaluate_parallel(suite, workdir_for(repo, tmp_path), ids, 3)
+    assert set(results) == set(ids)
+    for i in ("boom", "lost"):
+        assert results[i].failed and results[i].score == 0.0
+        assert results[i].feedback == "eval suite error: ValueError: adapter exploded on purpose"
+    for i in ("x", "y", "z", "w"):
+        assert results[i].score == 1.0 and not results[i].failed
+
+
+def test_missing_result_from_adapter_is_failure(tmp_path):
+    repo = make_repo(tmp_path, {})
+    results = evaluate_parallel(ExplodingSuite(SuiteContext(repo=repo)), workdir_for(repo, tmp_path), ["x", "lost"], 1)
+    assert results["x"].score == 1.0
+    assert results["lost"].failed and "returned no result" in results["lost"].feedback
+
+
+def test_exception_with_single_worker_fails_everything(tmp_path):
+    repo = make_repo(tmp_path, {})
+    results = evaluate_parallel(ExplodingSuite(SuiteContext(repo=repo)), workdir_for(repo, tmp_path),
+                                ["x", "boom", "y"], 1)
+    assert all(r.failed and "adapter exploded on purpose" in r.feedback for r in results.values())
+
+
+# --- fingerprint and env -----------------------------------------------------------------------------
+
+def test_fingerprint_tracks_command_watch_files_and_model(tmp_path):
+    repo = make_repo(tmp_path, {"s.py": GOOD})
+    first = suite_for(repo, "s.py").fingerprint()
+    assert suite_for(repo, "s.py").fingerprint() == first
+    (repo / "prompts" / "main.txt").write_text("not watched")
+    assert suite_for(repo, "s.py").fingerprint() == first
+    (repo / "evals" / "s.py").write_text(GOOD + "\n# changed\n")
+    changed = suite_for(repo, "s.py").fingerprint()
+    assert changed != first
+    other_model = CommandSuite(SuiteContext(repo=repo, model="openai/other"), f"{PY} evals/s.py", ["evals/**"])
+    assert other_model.fingerprint() != changed
+    (repo / "evals" / "deep" / "er").mkdir(parents=True)
+    (repo / "evals" / "deep" / "er" / "data.jsonl").write_text("{}")
+    assert suite_for(repo, "s.py").fingerprint() != changed  # "evals/**" covers nested files too
+
+
+def test_hash_files_with_trailing_double_star(tmp_path):
+    repo = make_repo(tmp_path, {"s.py": "print()", "t.py": "pass"})
+    (repo / ".git").mkdir()
+    (repo / ".git" / "x.py").write_text("ignored")
+    hashed = hash_files(repo, ["evals/**", "evals/*.py", ".git/**"])
+    assert [h.split(":")[0] for h in hashed] == ["evals/s.py", "evals/t.py"]
+
+
+def test_task_env():
+    context = SuiteContext(repo=Path("."), model="m", api_base="http://x", api_key=None, env={"A": "1"})
+    assert context.task_env() == {"A": "1", evalkit.ENV_MODEL: "m", evalkit.ENV_API_BASE: "http://x"}

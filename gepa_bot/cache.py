@@ -48,6 +48,9 @@ class EvalCache:
         self.hits += 1
         return result
 
+    def contains(self, cand_hash: str, split: str, instance_id: str) -> bool:
+        return self._path(self.key(cand_hash, split, instance_id)).is_file()
+
     def put(self, cand_hash: str, split: str, result: InstanceResult) -> None:
         """Store a result atomically (write to a temp file, then rename)."""
         path = self._path(self.key(cand_hash, split, result.id))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -39,10 +40,19 @@ def resolve_paths(repo: Path, config_path: Path, run_dir: Path | None, config: C
                        cache_dir=(repo / config.output.cache_dir).resolve())
 
 
+def _interrupt_on_sigterm() -> None:
+    """CI cancellation sends SIGTERM: treat it like Ctrl-C so the run log is closed and servers stop."""
+    def handler(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 @click.group()
 @click.version_option(package_name="gepa-bot")
 def main() -> None:
     """Optimize the prompts in a repository with GEPA and propose the result as a pull request."""
+    _interrupt_on_sigterm()
 
 
 @main.command("optimize")
@@ -67,6 +77,10 @@ def optimize_command(repo: Path, config_file: Path | None, dry_run: bool, out: P
     except UserError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted: every finished rollout and LLM reply is in the run log; run the same command "
+                   "again (same --run-dir) to resume without paying for them twice", err=True)
+        sys.exit(130)
     budget = result["budget"]
     best, base = result["candidates"][result["best_candidate"]], result["candidates"][0]
     click.echo(f"baseline {base['val_mean']:.3f} -> best {best['val_mean']:.3f} (candidate #{best['index']}); "

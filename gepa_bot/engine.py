@@ -107,7 +107,8 @@ class RepoAdapter:
             remove_workdir(workdir)
         for instance_id in ids:
             split = self.split.split_of(instance_id)
-            self.runlog.write("rollout", candidate=cand_hash, split=split, **fresh[instance_id].to_json())
+            self.runlog.write("rollout", candidate=cand_hash, split=split, fingerprint=self.cache.fingerprint,
+                              **fresh[instance_id].to_json())
             self.cache.put(cand_hash, split, fresh[instance_id])
         return fresh
 
@@ -169,7 +170,7 @@ def resolved_models(*models: str) -> Iterator[list[dict[str, Any]]]:
     try:
         server.start()
     except LocalModelUnavailable as exc:
-        raise UserError(str(exc).replace("\n", " "), fix="run scripts/install-local-model, or set models.task/"
+        raise UserError(str(exc), fix="run scripts/install-local-model, or set models.task/"
                         "models.reflection (or --model/--reflection-model) to a hosted litellm model") from None
     local = {"model": server.model, "api_base": server.api_base, "api_key": server.api_key}
     try:
@@ -223,9 +224,11 @@ def _optimize(settings: RunSettings, components: list[Component], runlog: RunLog
     budget = Budget(max_rollouts=config.budget.rollouts, max_cost_usd=config.budget.max_llm_cost_usd,
                     max_seconds=config.budget.wall_time_minutes * 60 if config.budget.wall_time_minutes else None)
     cache = EvalCache(settings.cache_dir, suite.fingerprint())
+    restored = restore_logged_rollouts(settings.run_dir, cache)
     runlog.write("start", repo=str(settings.repo), components=[c.name for c in components], train=split.train,
                  val=split.val, budget=config.budget.model_dump(), models=config.models.model_dump(),
-                 seed=config.optimizer.seed, fingerprint=cache.fingerprint)
+                 seed=config.optimizer.seed, fingerprint=cache.fingerprint,
+                 restored_rollouts=restored)
     adapter = RepoAdapter(suite, components, settings.repo, split, cache, budget, runlog,
                           config.optimizer.workers, settings.run_dir / "scratch", settings.on_progress)
     llm = LLM(reflection["model"], budget, runlog, transport=settings.transport,
@@ -276,6 +279,18 @@ def _list_instances(suite: EvalSuite, settings: RunSettings) -> list[Instance]:
     except SuiteError as exc:
         raise UserError(f"{settings.config_path}: field 'eval': {exc}", fix="make the eval command work by hand first "
                         "(see README 'Eval protocol')") from None
+
+
+def restore_logged_rollouts(run_dir: Path, cache: EvalCache) -> int:
+    """Put rollouts from the write-ahead log back into the cache (a kill may land between log and cache)."""
+    restored = 0
+    for record in read_records(run_dir, "rollout"):
+        if record.get("fingerprint") != cache.fingerprint:
+            continue
+        if not cache.contains(record["candidate"], record["split"], record["id"]):
+            cache.put(record["candidate"], record["split"], InstanceResult.from_json(record))
+            restored += 1
+    return restored
 
 
 def _use_merge(config: Config, components: list[Component]) -> bool:

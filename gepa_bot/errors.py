@@ -14,4 +14,5 @@ class UserError(Exception):
         self.fix = fix
 
     def __str__(self) -> str:
-        return f"{self.message}. Fix: {self.fix}" if self.fix else self.message
+        text = f"{self.message}. Fix: {self.fix}" if self.fix else self.message
+        return " ".join(text.split("\n"))  # one line: CI logs and `::error::` annotations stay readable

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import subprocess
 import sys
 
@@ -62,3 +63,38 @@ def test_missing_eval_command_is_reported_clearly(tmp_path):
 def test_console_script_entry_point_runs():
     completed = subprocess.run([sys.executable, "-m", "gepa_bot", "optimize", "--help"], capture_output=True, text=True)
     assert completed.returncode == 0 and "--reflection-model" in completed.stdout
+
+
+def test_sigterm_mid_run_flushes_the_log_and_resume_finishes(tmp_path):
+    """CI cancellation: SIGTERM during evaluation; the rerun with the same --run-dir completes the job."""
+    import os
+    import signal
+    import time
+
+    from gepa_bot.runlog import read_records
+
+    repo = make_toy_repo(tmp_path)
+    env = {**os.environ, "TOY_EVAL_SLEEP": "0.05", "PYTHONPATH": os.pathsep.join(sys.path)}
+    script = ("import functools, litellm, sys; from gepa_bot.cli import main; "
+              f"litellm.completion = functools.partial(litellm.completion, mock_response={REPLY!r}); "
+              "sys.exit(main())")
+    args = [sys.executable, "-c", script, "optimize", "--repo", str(repo), "--budget", "40",
+            "--run-dir", str(tmp_path / "run"), "--dry-run", "--out", str(tmp_path / "body.md")]
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not list(read_records(tmp_path / "run", "rollout")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "resume" in err and "Traceback" not in err
+    done_before = len(list(read_records(tmp_path / "run", "rollout")))
+    assert done_before > 0 and not (tmp_path / "body.md").exists()
+
+    finished = subprocess.run(args, env={**env, "TOY_EVAL_SLEEP": "0"}, capture_output=True, text=True, timeout=120)
+    assert finished.returncode == 0, finished.stderr
+    assert (tmp_path / "body.md").read_text().startswith("## gepa-bot")
+    result = json.loads((tmp_path / "run" / "result.json").read_text())
+    logged = list(read_records(tmp_path / "run", "rollout"))
+    assert len(logged) == len({(r["candidate"], r["id"]) for r in logged})  # nothing evaluated twice
+    assert result["budget"]["rollouts_used"] <= 40

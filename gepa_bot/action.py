@@ -155,6 +155,18 @@ def print_untrusted(text: str, emit: Callable[[str], None]) -> None:
     emit(f"::{marker}::")
 
 
+def command_data(text: str, limit: int) -> str:
+    """Text as the data of a one-line workflow command (`::error::<data>`), shown verbatim in the log.
+
+    One line, no `::` that could start another command, and the runner's own escapes (`%`, CR, LF)
+    applied; no HTML escaping (the log is plain text: "Settings > Actions" must read as such).
+    """
+    value = " ".join(str(text).split())
+    if len(value) > limit:
+        value = value[: limit - 1] + "…"
+    return value.replace("%", "%25").replace("::", ":\u200b:")
+
+
 def write_outputs(env: Mapping[str, str], outputs: Outputs, summary: str) -> None:
     if env.get("GITHUB_OUTPUT"):
         with open(env["GITHUB_OUTPUT"], "a", encoding="utf-8") as handle:
@@ -254,10 +266,12 @@ def _repository(ctx: Context):
     return gh.get_repository(gh.connect(ctx.token, ctx.env.get("GITHUB_API_URL"), **ctx.github_kwargs), ctx.repo_name)
 
 
-def _optimize_and_publish(ctx: Context, plan: Plan) -> tuple[Outputs, str]:
+def _optimize_and_publish(ctx: Context, plan: Plan, repo: Any = None) -> tuple[Outputs, str]:
     """Optimize on the checked-out base branch and open/update/close the bot's PR into it."""
     assert plan.base
     settings = _settings(ctx, plan)
+    # Reach GitHub before spending rollouts: a bad token or missing access fails in seconds, not after the run.
+    repo = repo if repo is not None else _repository(ctx)
     result = optimize(settings)
     originals = {p: (ctx.workspace / p).read_text(encoding="utf-8") for p in result["best_files"]}
     body, full = render(result, originals)
@@ -267,7 +281,6 @@ def _optimize_and_publish(ctx: Context, plan: Plan) -> tuple[Outputs, str]:
     v = verdict(result)
     outputs.values.update({"best-score": f"{v['best']:.4f}", "baseline-score": f"{v['baseline']:.4f}",
                            "rollouts-used": str(result["budget"]["rollouts_used"])})
-    repo = _repository(ctx)
     head = gh.branch_for(plan.base)
     if v["improved"]:
         gh.publish_branch(ctx.workspace, plan.base, result["best_files"], f"gepa-bot: optimize prompts ({plan.reason})",
@@ -314,7 +327,7 @@ def _run_comment(ctx: Context, plan: Plan) -> tuple[Outputs, str]:
         return _evaluate_and_comment(ctx, plan, repo)
     gh.post_comment(repo, plan.pr_number, f"gepa-bot: optimizing `{untrusted(pr.head.ref, 100)}`"
                                           + (f" with a budget of {plan.budget} rollouts" if plan.budget else "") + "…")
-    outputs, body = _optimize_and_publish(ctx, plan)
+    outputs, body = _optimize_and_publish(ctx, plan, repo)
     op, url = outputs.values["pull-request-operation"], outputs.values["pull-request-url"]
     summary = f"gepa-bot: {'proposed improvements in ' + url if op in ('created', 'updated') else 'no candidate beats the current prompts'} " \
               f"(validation {outputs.values['baseline-score']} → {outputs.values['best-score']}, " \
@@ -355,7 +368,7 @@ def main(env: Mapping[str, str] | None = None) -> int:
     try:
         run(env if env is not None else dict(os.environ))
     except UserError as exc:
-        print(f"::error::{untrusted(str(exc), 2000)}")
+        print(f"::error::{command_data(str(exc), 2000)}")
         return exc.exit_code
     return 0
 

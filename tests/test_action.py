@@ -1,0 +1,432 @@
+"""`gepa-bot action` end to end: real webhook payloads, the OpenAPI-validating fake GitHub, real git pushes.
+
+Nothing of gepa-bot is mocked. The only stand-in is litellm's own `mock_response` (no sockets), which
+answers the reflection model; the toy repo's eval command runs for real. Each run gets a fresh clone of
+the fake remote as its workspace, like `actions/checkout` with `persist-credentials: false`.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import litellm
+import pytest
+
+from gepa_bot import action
+from toyrepo import make_toy_repo
+
+pytest_plugins = ["tests.fakegithub.fixtures"]
+
+EVENTS = Path(__file__).parent / "fixtures" / "events"
+OWNER, NAME = "octo", "toy"
+FULL = f"{OWNER}/{NAME}"
+TOKEN = "ghs_fakeWorkflowToken0123456789abcdef"
+NO_KWARGS = dict(seconds_between_requests=0, seconds_between_writes=0, retry=None)
+# Names 3 of the 6 validation keywords (billing, refund, login): 0/6 -> 3/6 on the toy eval.
+IMPROVING = "Rationale: name the topics.\n\n````prompt\nClassify the ticket {ticket}.\nTopics: billing refund login\n````"
+# Names none of them: no candidate can beat the baseline.
+USELESS = "Rationale: be brief.\n\n````prompt\nClassify the ticket {ticket}. Be brief.\n````"
+_REAL_COMPLETION = litellm.completion
+
+
+def _git(*args: str, cwd: Path | None = None) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
+
+
+def _commit_all(path: Path, message: str) -> None:
+    _git("add", ".", cwd=path)
+    _git("-c", "user.name=Dev", "-c", "user.email=dev@example.com", "commit", "-qm", message, cwd=path)
+
+
+class Harness:
+    """The fake GitHub with octo/toy on it, and everything needed to play one workflow run."""
+
+    def __init__(self, fake, tmp_path: Path, monkeypatch):
+        self.fake, self.tmp, self.monkeypatch = fake, tmp_path, monkeypatch
+        self.src = make_toy_repo(tmp_path / "src")
+        _git("init", "-q", "-b", "main", cwd=self.src)
+        (self.src / "README.md").write_text("toy\n")
+        (self.src / ".gitignore").write_text(".gepa-bot/\n")
+        _commit_all(self.src, "initial")
+        fake.create_repo(OWNER, NAME, self.src)
+        fake.add_actions_token(TOKEN, OWNER, NAME)
+        self.counter = tmp_path / "eval-counter"
+        self.counter.mkdir()
+        monkeypatch.setenv("TOY_COUNTER_DIR", str(self.counter))
+        self.runs = 0
+        self.lines: list[str] = []
+        self.reply(IMPROVING)
+
+    # ---- the reflection model --------------------------------------------------------------------
+    def reply(self, text: str) -> None:
+        self.monkeypatch.setattr(litellm, "completion", functools.partial(_REAL_COMPLETION, mock_response=text))
+
+    # ---- one workflow run ------------------------------------------------------------------------
+    def workspace(self, branch: str = "main") -> Path:
+        """A fresh checkout of the fake remote, like actions/checkout (no credentials left behind)."""
+        self.runs += 1
+        work = self.tmp / f"run{self.runs}" / "workspace"
+        remote = self.fake.git_url(OWNER, NAME)
+        _git("clone", "-q", "-b", branch, remote.replace("http://", f"http://x-access-token:{TOKEN}@"), str(work))
+        _git("remote", "set-url", "origin", remote, cwd=work)
+        return work
+
+    def env(self, event_name: str, payload: dict, *, token: str = TOKEN, work: Path | None = None,
+            **extra: str) -> dict[str, str]:
+        work = work or self.workspace()
+        run_dir = work.parent
+        (run_dir / "event.json").write_text(json.dumps(payload))
+        env = {
+            "GITHUB_ACTIONS": "true", "GITHUB_EVENT_NAME": event_name,
+            "GITHUB_EVENT_PATH": str(run_dir / "event.json"), "GITHUB_REPOSITORY": FULL,
+            "GITHUB_API_URL": self.fake.api_url, "GITHUB_SERVER_URL": self.fake.base_url,
+            "GITHUB_WORKSPACE": str(work), "GITHUB_OUTPUT": str(run_dir / "output"),
+            "GITHUB_STEP_SUMMARY": str(run_dir / "summary.md"), "GITHUB_REF_NAME": "main",
+            "GITHUB_TOKEN": token, "GEPA_BOT_TOKEN": token,
+        }
+        env.update(extra)
+        return env
+
+    def run(self, env: dict[str, str]) -> dict[str, str]:
+        self.lines = []
+        outputs = action.run(env, emit=self.lines.append, **NO_KWARGS)
+        assert outputs.values == read_outputs(env)
+        return outputs.values
+
+    def eval_ran(self) -> bool:
+        return any(self.counter.iterdir())
+
+    # ---- GitHub state ----------------------------------------------------------------------------
+    def open_pulls(self, head: str) -> list:
+        return [p for p in self.fake.pulls(OWNER, NAME) if p.state == "open" and p.head_ref == head]
+
+    def comments_on(self, number: int) -> list:
+        return [c for c in self.fake.comments.values() if c.repo == FULL and c.issue_number == number]
+
+    def push_branch(self, branch: str, prompt: str) -> None:
+        """A contributor's same-repo branch changing the prompt."""
+        _git("checkout", "-q", "-b", branch, cwd=self.src)
+        (self.src / "prompts" / "main.txt").write_text(prompt)
+        _commit_all(self.src, f"{branch}: edit the prompt")
+        _git("push", "-q", str(self.fake.repos[FULL].git_dir), f"{branch}:refs/heads/{branch}", cwd=self.src)
+        _git("checkout", "-q", "main", cwd=self.src)
+
+
+@pytest.fixture
+def h(fake_github, tmp_path, monkeypatch) -> Harness:
+    return Harness(fake_github, tmp_path, monkeypatch)
+
+
+def read_outputs(env: dict[str, str]) -> dict[str, str]:
+    path = Path(env["GITHUB_OUTPUT"])
+    return dict(line.split("=", 1) for line in path.read_text().splitlines()) if path.exists() else {}
+
+
+def event(name: str, **edits) -> dict:
+    """A real webhook payload with the repository pointed at octo/toy."""
+    payload = copy.deepcopy(json.loads((EVENTS / f"{name}.json").read_text()))
+    if "repository" in payload:
+        payload["repository"].update(full_name=FULL, name=NAME)
+        payload["repository"]["owner"]["login"] = OWNER
+    payload.update(edits)
+    return payload
+
+
+def push_event(*modified: str) -> dict:
+    payload = event("push", ref="refs/heads/main")
+    payload["commits"][0].update(added=[], removed=[], modified=list(modified))
+    payload["head_commit"].update(added=[], removed=[], modified=list(modified))
+    return payload
+
+
+def comment_event(h: Harness, pr_number: int, body: str, user: str) -> dict:
+    """issue_comment.created on pull request ``pr_number``; the comment also exists on the fake."""
+    comment = h.fake.add_comment(OWNER, NAME, pr_number, body, user)
+    payload = event("issue_comment.created.pull_request")
+    payload["issue"]["number"] = pr_number
+    payload["comment"].update(id=comment.id, body=body)
+    payload["comment"]["user"].update(login=user, type="User")
+    return payload
+
+
+def reactions(h: Harness, payload: dict) -> list[str]:
+    return [r["content"] for r in h.fake.comments[payload["comment"]["id"]].reactions]
+
+
+# ---- push / schedule / dispatch: the bot's PR into the base branch -------------------------------
+
+def test_push_creates_pr_then_rerun_updates_it_then_close_when_nothing_beats_baseline(h):
+    env = h.env("push", push_event("prompts/main.txt"))
+    out = h.run(env)
+
+    assert out["pull-request-operation"] == "created"
+    number = int(out["pull-request-number"])
+    assert out["pull-request-url"].endswith(f"/{FULL}/pull/{number}")
+    assert float(out["best-score"]) > float(out["baseline-score"])
+    assert 0 < int(out["rollouts-used"]) <= 60
+    # the improved prompt is on gepa-bot/main in the remote's bare repository; main is untouched
+    improved = h.fake.read_file(OWNER, NAME, "gepa-bot/main", "prompts/main.txt")
+    assert "{ticket}" in improved and "billing" in improved
+    assert h.fake.read_file(OWNER, NAME, "main", "prompts/main.txt") == "Classify the ticket {ticket} into a queue.\n"
+    pr = h.fake.issues[(FULL, number)]
+    assert (pr.head_ref, pr.base_ref, pr.state, pr.labels) == ("gepa-bot/main", "main", "open", ["gepa-bot"])
+    for section in ("### Changes", "### Per-instance results", "### Budget"):
+        assert section in pr.body
+    summary = Path(env["GITHUB_STEP_SUMMARY"]).read_text()
+    assert "### Changes" in summary
+    assert any(line == f"gepa-bot: pull request created: {out['pull-request-url']}" for line in h.lines)
+    first_sha = h.fake.branch_sha(FULL, "gepa-bot/main")
+
+    # nightly rerun on a fresh runner: same PR updated, never a second one
+    out2 = h.run(h.env("schedule", event("schedule")))
+    assert (out2["pull-request-operation"], out2["pull-request-number"]) == ("updated", str(number))
+    assert [p.number for p in h.open_pulls("gepa-bot/main")] == [number]
+    assert len(h.fake.pulls(OWNER, NAME)) == 1
+    assert "billing" in h.fake.read_file(OWNER, NAME, "gepa-bot/main", "prompts/main.txt")
+    assert h.fake.branch_sha(FULL, "gepa-bot/main") is not None and first_sha is not None
+
+    # the reflection model stops helping: nothing beats main's prompts, so the stale PR is closed
+    h.reply(USELESS)
+    out3 = h.run(h.env("schedule", event("schedule")))
+    assert (out3["pull-request-operation"], out3["pull-request-number"]) == ("closed", str(number))
+    assert float(out3["best-score"]) <= float(out3["baseline-score"])
+    assert h.fake.issues[(FULL, number)].state == "closed"
+    assert h.open_pulls("gepa-bot/main") == []
+    closing = h.comments_on(number)
+    assert len(closing) == 1 and "no candidate beats" in closing[0].body
+
+    # and once closed, another useless run has nothing to close
+    out4 = h.run(h.env("schedule", event("schedule")))
+    assert (out4["pull-request-operation"], out4["pull-request-number"]) == ("none", "")
+
+
+def test_push_touching_only_the_readme_is_skipped(h):
+    env = h.env("push", push_event("README.md"))
+    out = h.run(env)
+    assert out["pull-request-operation"] == "none" and out["pull-request-number"] == ""
+    assert h.fake.pulls(OWNER, NAME) == [] and h.fake.branch_sha(FULL, "gepa-bot/main") is None
+    assert not h.eval_ran()
+    assert "skipped" in Path(env["GITHUB_STEP_SUMMARY"]).read_text()
+    assert not any(method != "GET" and path.startswith("/api/") for method, path, _status in h.fake.requests)
+
+
+def test_push_to_the_bots_own_branch_is_skipped(h):
+    payload = push_event("prompts/main.txt")
+    payload["ref"] = "refs/heads/gepa-bot/main"
+    out = h.run(h.env("push", payload, GITHUB_REF_NAME="gepa-bot/main"))
+    assert out["pull-request-operation"] == "none" and not h.eval_ran()
+
+
+def test_workflow_dispatch_budget_input_is_respected(h):
+    payload = event("workflow_dispatch", inputs={"budget": "30"})
+    env = h.env("workflow_dispatch", payload)
+    out = h.run(env)
+    assert out["pull-request-operation"] == "created"
+    assert 0 < int(out["rollouts-used"]) <= 30
+    result = json.loads((Path(env["GITHUB_WORKSPACE"]) / ".gepa-bot" / "run" / "result.json").read_text())
+    assert result["budget"]["rollouts_used"] <= 30
+
+
+# ---- comment commands ----------------------------------------------------------------------------
+
+@pytest.fixture
+def feature_pr(h):
+    """octocat (write access) opened same-repo PR `feature` -> main that edits the prompt."""
+    h.fake.set_permission(OWNER, NAME, "octocat", "write")
+    h.push_branch("feature", "Route the support ticket {ticket} to a queue.\n")
+    return h.fake.add_pull(OWNER, NAME, head="feature", base="main", title="Reword the prompt", user="octocat")
+
+
+def test_optimize_comment_from_a_writer_opens_a_pr_into_the_pr_branch(h, feature_pr):
+    payload = comment_event(h, feature_pr.number, "/gepa optimize budget=40", "octocat")
+    out = h.run(h.env("issue_comment", payload))
+
+    assert reactions(h, payload) == ["eyes"]
+    assert out["pull-request-operation"] == "created" and 0 < int(out["rollouts-used"]) <= 40
+    bot_pr = h.fake.issues[(FULL, int(out["pull-request-number"]))]
+    assert (bot_pr.head_ref, bot_pr.base_ref) == ("gepa-bot/feature", "feature")
+    improved = h.fake.read_file(OWNER, NAME, "gepa-bot/feature", "prompts/main.txt")
+    assert improved.startswith("Classify") or "Route" in improved
+    assert "billing" in improved and "{ticket}" in improved
+    # built on the PR's head, not on main
+    parent = _git("--git-dir", str(h.fake.repos[FULL].git_dir), "rev-parse", "gepa-bot/feature^").strip()
+    assert parent == h.fake.branch_sha(FULL, "feature")
+    bodies = [c.body for c in h.comments_on(feature_pr.number) if c.user == "github-actions[bot]"]
+    assert len(bodies) == 2
+    assert bodies[0].startswith("gepa-bot: optimizing `feature` with a budget of 40 rollouts")
+    assert "proposed improvements in " + out["pull-request-url"] in bodies[1]
+    assert h.fake.read_file(OWNER, NAME, "feature", "prompts/main.txt") == "Route the support ticket {ticket} to a queue.\n"
+
+
+def test_comment_from_a_read_only_outsider_is_refused(h, feature_pr):
+    h.fake.set_permission(OWNER, NAME, "outsider", "read")
+    payload = comment_event(h, feature_pr.number, "/gepa optimize budget=40", "outsider")
+    out = h.run(h.env("issue_comment", payload))
+
+    assert out["pull-request-operation"] == "none"
+    assert reactions(h, payload) == ["confused"]
+    replies = [c.body for c in h.comments_on(feature_pr.number) if c.user == "github-actions[bot]"]
+    assert len(replies) == 1 and "@outsider" in replies[0] and "write access" in replies[0]
+    assert h.fake.branch_sha(FULL, "gepa-bot/feature") is None
+    assert not h.eval_ran()
+
+
+def test_evaluate_comment_reports_the_score(h, feature_pr):
+    payload = comment_event(h, feature_pr.number, "/gepa evaluate", "octocat")
+    out = h.run(h.env("issue_comment", payload))
+
+    assert reactions(h, payload) == ["eyes"]
+    replies = [c.body for c in h.comments_on(feature_pr.number) if c.user == "github-actions[bot]"]
+    assert len(replies) == 1
+    assert re.search(r"current prompts on `feature` score \*\*0\.000\*\* on 6 validation instances", replies[0])
+    assert "should mention" in replies[0]  # the failing instances' feedback
+    assert out["baseline-score"] == "0.0000" and out["pull-request-operation"] == "none"
+    assert h.eval_ran() and h.fake.branch_sha(FULL, "gepa-bot/feature") is None
+
+
+def test_stop_comment_answers(h, feature_pr):
+    payload = comment_event(h, feature_pr.number, "/gepa stop", "octocat")
+    out = h.run(h.env("issue_comment", payload))
+    assert reactions(h, payload) == ["eyes"]
+    replies = [c.body for c in h.comments_on(feature_pr.number) if c.user == "github-actions[bot]"]
+    assert len(replies) == 1 and "stopped" in replies[0] and "cancel-in-progress" in replies[0]
+    assert out["pull-request-operation"] == "none" and not h.eval_ran()
+
+
+def test_invalid_command_argument_is_explained(h, feature_pr):
+    payload = comment_event(h, feature_pr.number, "/gepa optimize budget=lots", "octocat")
+    h.run(h.env("issue_comment", payload))
+    assert reactions(h, payload) == ["confused"]
+    replies = [c.body for c in h.comments_on(feature_pr.number) if c.user == "github-actions[bot]"]
+    assert len(replies) == 1 and "budget=N" in replies[0]
+    assert not h.eval_ran()
+
+
+def test_fork_pull_request_is_refused_and_nothing_runs(h, tmp_path):
+    h.fake.set_permission(OWNER, NAME, "octocat", "write")
+    fork_src = tmp_path / "fork"
+    _git("clone", "-q", str(h.src), str(fork_src))
+    # a hostile fork: its "eval" would leak the environment if it were ever run
+    (fork_src / "evals" / "eval.py").write_text("import os; print(os.environ)\n")
+    _commit_all(fork_src, "evil")
+    h.fake.create_repo("mallory", NAME, fork_src, fork_of=FULL)
+    pr = h.fake.add_pull(OWNER, NAME, head="main", base="main", title="improve", user="mallory",
+                         head_repo=f"mallory/{NAME}")
+    payload = comment_event(h, pr.number, "/gepa optimize", "octocat")
+    out = h.run(h.env("issue_comment", payload))
+
+    assert out["pull-request-operation"] == "none"
+    replies = [c.body for c in h.comments_on(pr.number) if c.user == "github-actions[bot]"]
+    assert len(replies) == 1 and "comes from a fork" in replies[0]
+    assert not h.eval_ran()
+    assert h.fake.branch_sha(FULL, "gepa-bot/main") is None
+    assert all(not ref.startswith("gepa-bot/") for ref in _git(
+        "--git-dir", str(h.fake.repos[FULL].git_dir), "for-each-ref", "--format=%(refname:short)").split())
+
+
+def test_plain_comments_and_bot_comments_are_ignored(h, feature_pr):
+    payload = comment_event(h, feature_pr.number, "LGTM, thanks", "octocat")
+    assert h.run(h.env("issue_comment", payload))["pull-request-operation"] == "none"
+    bot = comment_event(h, feature_pr.number, "/gepa optimize", "octocat")
+    bot["comment"]["user"]["type"] = "Bot"
+    assert h.run(h.env("issue_comment", bot))["pull-request-operation"] == "none"
+    assert reactions(h, payload) == [] and reactions(h, bot) == []
+    assert not h.eval_ran()
+
+
+# ---- failures a user must fix: exit 2, one ::error:: line ----------------------------------------
+
+def _error_lines(capsys) -> list[str]:
+    return [line for line in capsys.readouterr().out.splitlines() if line.startswith("::error::")]
+
+
+def test_actions_not_permitted_to_create_prs(h, capsys):
+    h.fake.actions_can_create_prs = False
+    code = action.main(h.env("push", push_event("prompts/main.txt")))
+    assert code == 2
+    errors = _error_lines(capsys)
+    assert len(errors) == 1
+    assert "not permitted to create or approve pull requests" in errors[0]
+    assert "Settings > Actions > General" in errors[0]
+    assert TOKEN not in errors[0]
+    assert h.fake.pulls(OWNER, NAME) == []
+
+
+def test_bad_token_fails_fast_with_a_token_hint(h, capsys):
+    bad = "ghp_revokedTokenValue000000000000000"
+    code = action.main(h.env("push", push_event("prompts/main.txt"), token=bad))
+    assert code == 2
+    errors = _error_lines(capsys)
+    assert len(errors) == 1 and "401" in errors[0] and "check the token input" in errors[0]
+    assert bad not in errors[0]
+    assert not h.eval_ran()  # checked before any rollout is spent
+    assert h.fake.branch_sha(FULL, "gepa-bot/main") is None
+
+
+def test_missing_config_names_the_file(h, capsys):
+    work = h.workspace()
+    (work / ".gepa-bot.yml").unlink()
+    code = action.main(h.env("schedule", event("schedule"), work=work))
+    assert code == 2
+    errors = _error_lines(capsys)
+    assert len(errors) == 1 and ".gepa-bot.yml: config file not found" in errors[0]
+    assert not h.eval_ran()
+
+
+# ---- secrets and untrusted text ------------------------------------------------------------------
+
+def test_token_never_leaks_and_untrusted_report_is_fenced(h):
+    env = h.env("push", push_event("prompts/main.txt"), OPENAI_API_KEY="sk-fakeProviderKey123456")
+    h.run(env)
+    lines = h.lines
+    secrets = (TOKEN, "sk-fakeProviderKey123456")
+    masks = [line for line in lines if line.startswith("::add-mask::")]
+    assert set(masks) == {f"::add-mask::{s}" for s in secrets}
+    # masks come first, before anything else is printed
+    assert lines[: len(masks)] == masks
+    for line in lines[len(masks):]:
+        assert not any(s in line for s in secrets), line
+
+    work = Path(env["GITHUB_WORKSPACE"])
+    run_dir = work / ".gepa-bot" / "run"
+    places = {"GITHUB_OUTPUT": Path(env["GITHUB_OUTPUT"]).read_text(),
+              "step summary": Path(env["GITHUB_STEP_SUMMARY"]).read_text(),
+              "run.jsonl": (run_dir / "run.jsonl").read_text(),
+              "result.json": (run_dir / "result.json").read_text(),
+              "report-full.md": (run_dir / "report-full.md").read_text()}
+    places.update({f"PR #{p.number}": f"{p.title}\n{p.body}" for p in h.fake.pulls(OWNER, NAME)})
+    places.update({f"comment {c.id}": c.body for c in h.fake.comments.values()})
+    places["git config"] = (work / ".git" / "config").read_text()
+    for where, text in places.items():
+        assert not any(s in text for s in secrets), f"a secret leaked into {where}"
+    assert len(h.fake.pulls(OWNER, NAME)) == 1
+
+    # the report (text we do not control) is printed between ::stop-commands:: markers
+    start = next(i for i, line in enumerate(lines) if line.startswith("::stop-commands::"))
+    marker = lines[start].split("::stop-commands::", 1)[1]
+    assert re.fullmatch(r"[0-9a-f]{32}", marker) and marker not in TOKEN
+    end = lines.index(f"::{marker}::")
+    fenced = "\n".join(lines[start + 1:end])
+    assert "### Changes" in fenced and "billing" in fenced
+    assert not any("### Changes" in line for line in lines[:start] + lines[end + 1:])
+
+
+def test_workflow_commands_in_the_proposal_cannot_escape(h):
+    """A reflection reply that tries to end the fence and issue commands stays inert."""
+    h.reply("Rationale: x\n\n````prompt\nClassify the ticket {ticket}. billing refund login\n"
+            "::endgroup::\n::set-output name=pull-request-url::http://evil\n````")
+    env = h.env("push", push_event("prompts/main.txt"))
+    out = h.run(env)
+    assert out["pull-request-url"].startswith(h.fake.base_url)
+    start = next(i for i, line in enumerate(h.lines) if line.startswith("::stop-commands::"))
+    marker = h.lines[start].split("::stop-commands::", 1)[1]
+    end = h.lines.index(f"::{marker}::")
+    for line in h.lines[:start] + h.lines[end + 1:]:
+        assert "set-output" not in line and "evil" not in line
+    assert "http://evil" not in Path(env["GITHUB_OUTPUT"]).read_text().replace(
+        "pull-request-url=" + out["pull-request-url"], "")

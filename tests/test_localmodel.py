@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import textwrap
 import time
@@ -145,6 +146,22 @@ FAKE_SERVER = textwrap.dedent(
             self.end_headers()
             self.wfile.write(body)
 
+        def do_POST(self):  # /v1/chat/completions: a fixed reply, and the prompt logged for the test
+            request = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+            with open(state + ".prompts", "a") as f:
+                f.write(json.dumps(request.get("messages")) + "\\n")
+            reply = os.environ.get("FAKE_LLAMA_REPLY", "positive")
+            body = json.dumps({
+                "id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": a.model_alias,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 10, "completion_tokens": 1, "total_tokens": 11},
+            }).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
         def log_message(self, *args):
             sys.stderr.write("request logged\\n")
 
@@ -270,6 +287,131 @@ def test_default_log_goes_to_a_temp_file(fake_llama):
         assert log is not None and log.exists()
     assert "fake llama server starting" in log.read_text()
     log.unlink()
+
+
+# --------------------------------------------------------------------------------------------
+# The bench tasks' eval.py, end to end through litellm against the fake OpenAI-compatible server
+
+BENCH = Path(__file__).resolve().parent.parent / "bench" / "tasks"
+REPO = BENCH.parent.parent
+
+
+def _rows(task: str) -> list[dict]:
+    return [json.loads(line) for line in (BENCH / task / "data.jsonl").read_text().splitlines() if line.strip()]
+
+
+def _run_eval(task_dir: Path, env: dict[str, str]) -> list[dict]:
+    import subprocess
+
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), "LITELLM_LOCAL_MODEL_COST_MAP": "True", **env}
+    full_env.pop("GEPA_BOT_CANDIDATE_FILE", None)
+    out = subprocess.run([sys.executable, str(task_dir / "eval.py")], cwd=task_dir, env=full_env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+
+
+def test_bench_tasks_have_valid_data_and_seed_prompts():
+    tasks = sorted(p.name for p in BENCH.iterdir() if (p / "eval.py").is_file())
+    assert {"sentiment", "arithmetic", "shipping_city"} <= set(tasks)
+    for task in tasks:
+        rows = _rows(task)
+        assert 40 <= len(rows) <= 80, task
+        assert len({r["id"] for r in rows}) == len(rows), task
+        assert {r["split"] for r in rows} == {"train", "val", "test"}, task
+        assert all(isinstance(r["input"], str) and r["input"] and str(r["label"]) for r in rows), task
+        prompts = list((BENCH / task / "prompts").glob("*.txt"))
+        assert len(prompts) == 1, task
+        assert re.search(r"\{[a-z_]+\}", prompts[0].read_text()), task
+
+
+# task -> (fixed model reply, expected score for a row)
+BENCH_CASES = {
+    "sentiment": ("positive", lambda r: 1.0 if r["label"] == "positive" else 0.0),
+    "arithmetic": ("12 - 2 = 10. The answer is 10.", lambda r: 1.0 if r["label"] == "10" else 0.0),
+    "shipping_city": ("Osaka", lambda r: 1.0 if r["label"] == "Osaka" else 0.0),
+}
+
+
+@pytest.mark.parametrize("task", sorted(BENCH_CASES))
+def test_bench_eval_list_and_evaluate(task, fake_llama, tmp_path, monkeypatch):
+    rows = _rows(task)
+    reply, expected_score = BENCH_CASES[task]
+    listed = _run_eval(BENCH / task, {"GEPA_BOT_MODE": "list"})
+    assert [(x["id"], x["split"]) for x in listed] == [(r["id"], r["split"]) for r in rows if r["split"] != "test"]
+
+    # Evaluate every id (test included, as the bench does) from a copy of the task dir: the prompt
+    # must be read from the current directory.
+    task_copy = tmp_path / task
+    import shutil
+
+    shutil.copytree(BENCH / task, task_copy)
+    ids_file = tmp_path / "ids"
+    ids_file.write_text("\n".join(r["id"] for r in rows) + "\nno-such-id\n")
+    monkeypatch.setenv("FAKE_LLAMA_REPLY", reply)
+    with LocalModelServer(gguf=fake_llama["gguf"], log_path=fake_llama["log"]) as server:
+        env = {**server.eval_env(), "GEPA_BOT_MODE": "evaluate", "GEPA_BOT_IDS_FILE": str(ids_file)}
+        results = {x["id"]: x for x in _run_eval(task_copy, env)}
+        assert set(results) == {r["id"] for r in rows} | {"no-such-id"}
+        assert results.pop("no-such-id")["score"] == 0.0
+        for r in rows:
+            got = results[r["id"]]
+            assert got["score"] == expected_score(r), (r, got)
+            assert got["output"] == reply
+            assert got["feedback"] and (got["score"] == 1.0) == got["feedback"].startswith("correct")
+            if got["score"] == 0.0:
+                assert f"expected {r['label']}" in got["feedback"], got
+        assert any(x["score"] == 1.0 for x in results.values()) and any(x["score"] == 0.0 for x in results.values())
+        prompts = Path(str(fake_llama["state"]) + ".prompts").read_text().splitlines()
+        assert len(prompts) == len(rows)
+        sent = [json.loads(p)[0]["content"] for p in prompts]
+        assert all(any(r["input"] in s for s in sent) for r in rows)  # the placeholder was filled
+
+        # A candidate prompt without the placeholder scores 0 everywhere, without calling the model.
+        for prompt in (task_copy / "prompts").glob("*.txt"):
+            prompt.write_text("Answer the question.")
+        broken = _run_eval(task_copy, env)
+        assert len(broken) == len(rows) + 1
+        assert all(x["score"] == 0.0 for x in broken)
+        assert all("placeholder" in x["feedback"] for x in broken if x["id"] != "no-such-id")
+        assert len(Path(str(fake_llama["state"]) + ".prompts").read_text().splitlines()) == len(rows)
+
+
+def test_bench_feedback_names_the_mistake():
+    sys.path.insert(0, str(REPO))
+    import importlib.util as iu
+
+    def load(task):
+        spec = iu.spec_from_file_location(f"bench_{task}_eval", BENCH / task / "eval.py")
+        mod = iu.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
+
+    senti = load("sentiment")
+    assert senti.score("negative", "Negative.")[0] == 1.0
+    value, fb = senti.score("positive", "The review is positive and kind")
+    assert value == 0.5 and "one word" in fb
+    value, fb = senti.score("negative", "The review is positive")
+    assert value == 0.0 and "expected negative, got positive" in fb
+
+    arith = load("arithmetic")
+    row = {"label": "10", "numbers": [16, 6], "op": "16 - 6"}
+    assert arith.score(row, "16 - 6 = 10")[0] == 1.0
+    assert arith.score(row, "17 + 9 = 26. The answer is: 10")[0] == 1.0  # the marked answer wins
+    value, fb, got = arith.score(row, "16 + 6 = 22")
+    assert (value, got) == (0.0, 22.0) and "added" in fb and "16 - 6" in fb
+    value, fb, got = arith.score(row, "Omar has 16 eggs.")
+    assert value == 0.0 and "copied from the question" in fb
+    value, fb, _ = arith.score(row, "I do not know")
+    assert value == 0.0 and "no number" in fb
+
+    city = load("shipping_city")
+    row = {"label": "Osaka", "distractor": "Porto"}
+    assert city.score(row, "Delivery city: Osaka.")[0] == 1.0
+    assert city.score(row, "Osaka, Japan")[0] == 1.0
+    assert city.score(row, "It goes to Osaka for sure")[0] == 0.5
+    value, fb, _ = city.score(row, "Porto")
+    assert value == 0.0 and "not where the order must be delivered" in fb
 
 
 # --------------------------------------------------------------------------------------------

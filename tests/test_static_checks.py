@@ -1,0 +1,162 @@
+"""Offline static checks of action.yml and the workflows: JSON schemas (check-jsonschema) and zizmor.
+
+Both tools are pinned in pyproject's `test` extra (check-jsonschema==0.39.0, zizmor==1.32.0). There is
+no Docker engine here, so `act` cannot run the action; tests/test_action.py plays the runs instead.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+ACTION = ROOT / "action.yml"
+WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+SHA_PIN = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
+
+
+def _tool(name: str) -> str:
+    """The console script next to this interpreter (a pip install puts it there), else on PATH."""
+    local = Path(sys.executable).with_name(name)
+    found = str(local) if local.exists() else shutil.which(name)
+    if not found:
+        pytest.fail(f"{name} is not installed: pip install -e '.[test]'", pytrace=False)
+    return found
+
+
+def _run(*argv: str) -> subprocess.CompletedProcess:
+    proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    if proc.returncode != 0:
+        print(f"$ {' '.join(argv)}\n--- stdout ---\n{proc.stdout}\n--- stderr ---\n{proc.stderr}")
+    return proc
+
+
+def test_files_exist():
+    assert ACTION.is_file()
+    assert {p.name for p in WORKFLOWS} >= {"gepa-bot-push.yml", "gepa-bot-nightly.yml", "gepa-bot-comment.yml",
+                                           "ci.yml"}
+
+
+def test_action_yml_matches_the_github_actions_schema():
+    proc = _run(_tool("check-jsonschema"), "--builtin-schema", "vendor.github-actions", str(ACTION))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_workflows_match_the_github_workflows_schema():
+    proc = _run(_tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", *map(str, WORKFLOWS))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_zizmor_finds_nothing():
+    proc = _run(_tool("zizmor"), "--offline", "--no-progress", "--color=never", str(ACTION),
+                str(ROOT / ".github" / "workflows"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# ---- properties the tools do not check -------------------------------------------------------------
+
+def _load(path: Path) -> dict:
+    # PyYAML reads the bare key `on` as True
+    data = yaml.safe_load(path.read_text())
+    if True in data:
+        data["on"] = data.pop(True)
+    return data
+
+
+def _steps(data: dict) -> list[dict]:
+    if "runs" in data:
+        return data["runs"]["steps"]
+    return [s for job in data["jobs"].values() for s in job.get("steps", [])]
+
+
+@pytest.mark.parametrize("path", [ACTION, *WORKFLOWS], ids=lambda p: p.name)
+def test_remote_actions_are_pinned_by_commit_sha_with_a_version_comment(path):
+    text = path.read_text()
+    for step in _steps(_load(path)):
+        uses = step.get("uses")
+        if uses is None or uses.startswith("./"):
+            continue
+        assert SHA_PIN.match(uses), f"{path.name}: {uses} is not pinned to a full commit SHA"
+        assert re.search(re.escape(uses) + r" # v\d+(\.\d+)*\s*$", text, re.MULTILINE), \
+            f"{path.name}: {uses} has no '# vX.Y.Z' comment"
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_workflows_have_minimal_permissions_and_do_not_persist_credentials(path):
+    data = _load(path)
+    assert "permissions" in data, "set workflow-level permissions (e.g. {} or contents: read)"
+    for name, job in data["jobs"].items():
+        granted = {**(data["permissions"] or {}), **(job.get("permissions") or {})}
+        assert set(granted) <= {"contents", "pull-requests", "issues"}, (name, granted)
+        for step in job["steps"]:
+            if step.get("uses", "").startswith("actions/checkout@"):
+                assert step["with"]["persist-credentials"] is False, f"{path.name}:{name}"
+                assert "ref" not in step.get("with", {}), "never check out a ref taken from the event"
+
+
+def test_no_expression_is_interpolated_into_a_script():
+    """Untrusted values reach scripts only through env (the template-injection rule, stricter)."""
+    for path in [ACTION, *WORKFLOWS]:
+        for step in _steps(_load(path)):
+            assert "${{" not in step.get("run", ""), f"{path.name}: {step.get('name') or step['run']!r}"
+
+
+def test_action_inputs_and_outputs():
+    data = _load(ACTION)
+    assert data["runs"]["using"] == "composite"
+    assert {"icon", "color"} <= set(data["branding"])
+    assert set(data["inputs"]) >= {"config", "budget", "model", "reflection-model", "token", "python-version"}
+    assert data["inputs"]["config"]["default"] == ".gepa-bot.yml"
+    assert data["inputs"]["token"]["default"] == "${{ github.token }}"
+    run = next(s for s in data["runs"]["steps"] if s.get("run", "").strip() == "gepa-bot action")
+    assert run["env"] == {**run["env"], "GEPA_BOT_CONFIG": "${{ inputs.config }}",
+                          "GEPA_BOT_BUDGET": "${{ inputs.budget }}", "GEPA_BOT_MODEL": "${{ inputs.model }}",
+                          "GEPA_BOT_REFLECTION_MODEL": "${{ inputs.reflection-model }}",
+                          "GEPA_BOT_TOKEN": "${{ inputs.token }}"}
+    outputs = {"pull-request-number", "pull-request-url", "pull-request-operation", "best-score", "baseline-score",
+               "rollouts-used"}
+    assert set(data["outputs"]) == outputs
+    for name in outputs:
+        assert data["outputs"][name]["value"] == f"${{{{ steps.{run['id']}.outputs.{name} }}}}"
+    # every output the action writes is declared, and the other way round
+    from gepa_bot.action import Outputs
+    assert set(Outputs().values) == outputs
+
+
+def test_comment_workflow_guards():
+    data = _load(ROOT / ".github" / "workflows" / "gepa-bot-comment.yml")
+    assert data["on"] == {"issue_comment": {"types": ["created"]}}
+    (job,) = data["jobs"].values()
+    assert job["if"] == "github.event.issue.pull_request && startsWith(github.event.comment.body, '/gepa')"
+    # per-PR group, cancelling: `/gepa stop` relies on it; job-level so that plain comments cancel nothing
+    assert job["concurrency"] == {"group": "gepa-bot-pr-${{ github.event.issue.number }}",
+                                  "cancel-in-progress": True}
+    assert job["permissions"] == {"contents": "write", "pull-requests": "write", "issues": "write"}
+    assert "github.event.pull_request" not in (ROOT / ".github" / "workflows" / "gepa-bot-comment.yml").read_text()
+
+
+def test_trigger_filters():
+    push = _load(ROOT / ".github" / "workflows" / "gepa-bot-push.yml")["on"]["push"]
+    assert set(push["paths"]) == {"prompts/**", "evals/**", ".gepa-bot.yml"}
+    nightly = _load(ROOT / ".github" / "workflows" / "gepa-bot-nightly.yml")["on"]
+    assert nightly["schedule"] and "budget" in nightly["workflow_dispatch"]["inputs"]
+    ci = _load(ROOT / ".github" / "workflows" / "ci.yml")
+    assert set(ci["on"]) == {"push", "pull_request"} and ci["permissions"] == {"contents": "read"}
+    assert any(s.get("run") == "bash .ci/run" for s in _steps(ci))
+
+
+def test_dockerfile():
+    text = (ROOT / "Dockerfile").read_text()
+    assert [line for line in text.splitlines() if line.startswith("FROM ")] == ["FROM python:3.11-slim"]
+    assert "install --yes --no-install-recommends git" in text and "pip install ." in text
+    assert 'ENTRYPOINT ["gepa-bot", "action"]' in text
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert ".git" in ignored and "tests" in ignored
+    for needed in ("pyproject.toml", "README.md", "gepa_bot"):
+        assert needed not in ignored

@@ -155,16 +155,20 @@ def print_untrusted(text: str, emit: Callable[[str], None]) -> None:
     emit(f"::{marker}::")
 
 
-def command_data(text: str, limit: int) -> str:
-    """Text as the data of a one-line workflow command (`::error::<data>`), shown verbatim in the log.
+def log_line(text: str, limit: int) -> str:
+    """Text for one plain log line: no line breaks and no `::` that could start a workflow command.
 
-    One line, no `::` that could start another command, and the runner's own escapes (`%`, CR, LF)
-    applied; no HTML escaping (the log is plain text: "Settings > Actions" must read as such).
+    No HTML escaping: the log is plain text ("Settings > Actions" must read as such).
     """
     value = " ".join(str(text).split())
     if len(value) > limit:
         value = value[: limit - 1] + "…"
-    return value.replace("%", "%25").replace("::", ":\u200b:")
+    return value.replace("::", ":\u200b:")
+
+
+def command_data(text: str, limit: int) -> str:
+    """Text as the data of a one-line workflow command (`::error::<data>`), with the runner's `%` escape."""
+    return log_line(text, limit).replace("%", "%25")
 
 
 def write_outputs(env: Mapping[str, str], outputs: Outputs, summary: str) -> None:
@@ -204,7 +208,7 @@ def run(env: Mapping[str, str], emit: Callable[[str], None] = print, **github_kw
     ctx = _context(env, emit, github_kwargs)
     event = json.loads(Path(env["GITHUB_EVENT_PATH"]).read_text(encoding="utf-8"))
     plan = plan_for(env.get("GITHUB_EVENT_NAME", ""), event, ctx.config, _relative(ctx.config_path, ctx.workspace))
-    emit(f"gepa-bot: {plan.verb} ({plan.reason})")
+    emit(f"gepa-bot: {plan.verb} ({log_line(plan.reason, 500)})")  # the reason may quote pushed file names
     outputs, summary = Outputs(), ""
     if plan.verb == "skip":
         summary = f"gepa-bot skipped: {plan.reason}"

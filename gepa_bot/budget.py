@@ -84,6 +84,14 @@ class Budget:
                     self.exhausted_reason = f"LLM cost cap ${self.max_cost_usd:g} reached"
             return self.exhausted_reason is not None
 
+    def remaining_seconds(self) -> float | None:
+        """Wall time left under the cap (None when there is no cap)."""
+        return None if self.max_seconds is None else max(0.0, self.max_seconds - self.elapsed())
+
+    def deadline(self) -> float | None:
+        """The monotonic time at which the wall-time cap is reached."""
+        return None if self.max_seconds is None else self.started + self.max_seconds
+
     def remaining_rollouts(self) -> int:
         return self.max_rollouts - self.rollouts
 

@@ -98,6 +98,7 @@ class OptimizerConfig(Strict):
     workers: int = Field(default=2, gt=0, le=64)
     seed: int = 0
     reflection_attempts: int = Field(default=2, gt=0, le=5)
+    eval_repeats: int = Field(default=1, gt=0, le=10, description="run each eval N times; score = mean, spread reported")
 
 
 class OutputConfig(Strict):

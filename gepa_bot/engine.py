@@ -11,6 +11,7 @@ import contextlib
 import fnmatch
 import json
 import random
+import statistics
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -69,10 +70,10 @@ class RepoAdapter:
 
     def __init__(self, suite: EvalSuite, components: list[Component], repo: Path, split: Split, cache: EvalCache,
                  budget: Budget, runlog: RunLog, workers: int, scratch: Path,
-                 on_progress: Callable[[Budget], None] | None = None):
+                 on_progress: Callable[[Budget], None] | None = None, repeats: int = 1):
         self.suite, self.components, self.repo, self.split = suite, components, repo, split
         self.cache, self.budget, self.runlog, self.workers = cache, budget, runlog, workers
-        self.scratch, self.on_progress = scratch, on_progress
+        self.scratch, self.on_progress, self.repeats = scratch, on_progress, repeats
 
     def evaluate(self, batch: list[str], candidate: dict[str, str], capture_traces: bool = False) -> EvaluationBatch:
         self.budget.reserve_rollouts(len(batch))
@@ -102,9 +103,10 @@ class RepoAdapter:
         files = render_files(self.repo, self.components, candidate)
         workdir = materialize(self.repo, files, candidate, self.scratch)
         try:
-            fresh = evaluate_parallel(self.suite, workdir, ids, self.workers)
+            runs = [evaluate_parallel(self.suite, workdir, ids, self.workers) for _ in range(self.repeats)]
         finally:
             remove_workdir(workdir)
+        fresh = {i: combine_repeats([run[i] for run in runs]) for i in ids}
         for instance_id in ids:
             split = self.split.split_of(instance_id)
             self.runlog.write("rollout", candidate=cand_hash, split=split, fingerprint=self.cache.fingerprint,
@@ -119,6 +121,20 @@ class RepoAdapter:
                     "Feedback": r.feedback or "(no feedback)", "score": r.score, "trace": r.trace}
                    for r in results[:MAX_REFLECTIVE_RECORDS]]
         return {name: records for name in components_to_update}
+
+
+def combine_repeats(results: list[InstanceResult]) -> InstanceResult:
+    """One result from repeated evals of the same instance: mean score, spread noted when scores differ."""
+    if len(results) == 1:
+        return results[0]
+    scores = [r.score for r in results]
+    mean = statistics.fmean(scores)
+    spread = statistics.pstdev(scores)
+    worst = min(results, key=lambda r: r.score)
+    note = f"[score varied over {len(scores)} repeats: {', '.join(f'{s:g}' for s in scores)}] " if spread else ""
+    trace = {"repeat_scores": scores, "stdev": spread, "trace": worst.trace}
+    return InstanceResult(id=worst.id, score=mean, feedback=note + worst.feedback, trace=trace, output=worst.output,
+                          failed=all(r.failed for r in results))
 
 
 # --- the run ---------------------------------------------------------------------------------------
@@ -223,6 +239,7 @@ def _optimize(settings: RunSettings, components: list[Component], runlog: RunLog
     check_budget_fits(settings, split)
     budget = Budget(max_rollouts=config.budget.rollouts, max_cost_usd=config.budget.max_llm_cost_usd,
                     max_seconds=config.budget.wall_time_minutes * 60 if config.budget.wall_time_minutes else None)
+    context.deadline = budget.deadline()
     cache = EvalCache(settings.cache_dir, suite.fingerprint())
     restored = restore_logged_rollouts(settings.run_dir, cache)
     runlog.write("start", repo=str(settings.repo), components=[c.name for c in components], train=split.train,
@@ -230,7 +247,8 @@ def _optimize(settings: RunSettings, components: list[Component], runlog: RunLog
                  seed=config.optimizer.seed, fingerprint=cache.fingerprint,
                  restored_rollouts=restored)
     adapter = RepoAdapter(suite, components, settings.repo, split, cache, budget, runlog,
-                          config.optimizer.workers, settings.run_dir / "scratch", settings.on_progress)
+                          config.optimizer.workers, settings.run_dir / "scratch", settings.on_progress,
+                          repeats=config.optimizer.eval_repeats)
     llm = LLM(reflection["model"], budget, runlog, transport=settings.transport,
               replay=list(read_records(settings.run_dir, "llm")),
               max_tokens=config.models.reflection_max_tokens, temperature=config.models.reflection_temperature,
@@ -313,7 +331,8 @@ def build_result(gepa_result: Any, components: list[Component], split: Split, ad
             "origin": "seed" if index == 0 else ("merge" if len(parents) > 1 else "reflection"),
             "rationale": reflector.rationales.get(cand_hash, {}),
             "val_mean": gepa_result.val_aggregate_scores[index],
-            "val": {i: {"score": r.score, "feedback": r.feedback, "failed": r.failed} if r else None
+            "val": {i: {"score": r.score, "feedback": r.feedback, "failed": r.failed,
+                        "stdev": (r.trace or {}).get("stdev", 0.0) if isinstance(r.trace, dict) else 0.0} if r else None
                     for i, r in val_results.items()},
             "discovered_at_rollout": gepa_result.discovery_eval_counts[index],
         })
@@ -325,6 +344,7 @@ def build_result(gepa_result: Any, components: list[Component], split: Split, ad
         "candidates": candidates, "pareto_front": front, "best_candidate": best, "baseline_candidate": 0,
         "best_files": render_files(settings.repo, components, candidates[best]["components"]),
         "rejected_proposals": reflector.rejected,
+        "eval_repeats": settings.config.optimizer.eval_repeats,
         "budget": {**budget.to_json(), "cache_hit_rate": round(budget.cache_hits / budget.rollouts, 4)
                    if budget.rollouts else 0.0},
         "models": settings.config.models.model_dump(),

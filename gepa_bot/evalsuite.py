@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from gepa_bot import evalkit
+from gepa_bot.redact import redact
 
 MAX_FEEDBACK_CHARS = 4000
 MAX_CAPTURE_BYTES = 2_000_000
@@ -78,6 +80,13 @@ class SuiteContext:
     api_key: str | None = None
     timeout: float = 300.0
     env: dict[str, str] = field(default_factory=dict)
+    deadline: float | None = None  # time.monotonic() value when the run's wall-time cap is reached
+
+    def clamp(self, timeout: float) -> float:
+        """``timeout`` shortened so no eval outlives the run's wall-time cap."""
+        if self.deadline is None:
+            return timeout
+        return max(0.1, min(timeout, self.deadline - time.monotonic()))
 
     def task_env(self) -> dict[str, str]:
         """Environment variables that tell an eval process which task model to use."""
@@ -193,7 +202,14 @@ def _evaluate_chunk(suite: EvalSuite, workdir: Workdir, ids: list[str]) -> dict[
         results = suite.evaluate(workdir, ids)
     except Exception as exc:  # a broken adapter must not lose the run: score the chunk as failed
         return {i: failure(i, f"eval suite error: {type(exc).__name__}: {exc}") for i in ids}
-    return {i: results.get(i) or failure(i, "the eval suite returned no result for this instance") for i in ids}
+    return {i: _redacted(results.get(i) or failure(i, "the eval suite returned no result for this instance"))
+            for i in ids}
+
+
+def _redacted(result: InstanceResult) -> InstanceResult:
+    """Eval processes inherit API keys: never let one echoed in output reach logs, cache or report."""
+    return InstanceResult(id=result.id, score=result.score, feedback=redact(result.feedback),
+                          trace=redact(result.trace), output=redact(result.output), failed=result.failed)
 
 
 # --- the "command" protocol ------------------------------------------------------------------------
@@ -295,7 +311,7 @@ class CommandSuite(EvalSuite):
         if self.instances_file:
             return _instances_from_file(self.context.repo / self.instances_file)
         output = run_process(self.command, self.context.repo, {**self.context.task_env(), evalkit.ENV_MODE: "list"},
-                             "", self.context.timeout)
+                             "", self.context.clamp(self.context.timeout))
         if output.timed_out or output.returncode != 0:
             raise SuiteError(f"listing instances failed: {describe_process(output, self.context.timeout)}")
         return _instances_from_lines(output.stdout.splitlines())
@@ -305,10 +321,11 @@ class CommandSuite(EvalSuite):
         ids_file.write_text("\n".join(ids) + "\n", encoding="utf-8")
         env = {**self.context.task_env(), evalkit.ENV_MODE: "evaluate", evalkit.ENV_IDS_FILE: str(ids_file),
                evalkit.ENV_CANDIDATE_FILE: str(workdir.candidate_file)}
-        output = run_process(self.command, workdir.path, env, "\n".join(ids) + "\n", self.context.timeout)
+        timeout = self.context.clamp(self.context.timeout)
+        output = run_process(self.command, workdir.path, env, "\n".join(ids) + "\n", timeout)
         results, problems = parse_result_lines(output.stdout, ids)
         if output.timed_out or output.returncode != 0 or len(results) < len(ids):
-            context = describe_process(output, self.context.timeout)
+            context = describe_process(output, timeout)
             if problems:
                 context += "\n--- protocol problems ---\n" + "\n".join(problems[:10])
             for missing in (i for i in ids if i not in results):

@@ -19,6 +19,7 @@ from typing import Any
 from tenacity import RetryError, retry, retry_if_exception, stop_after_attempt, wait_exponential
 
 from gepa_bot.budget import Budget
+from gepa_bot.redact import redact
 from gepa_bot.runlog import RunLog
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -119,6 +120,7 @@ class LLM:
         self.budget.check_llm_call(worst_case_cost(self.model, prompt_chars, int(self.params["max_tokens"])))
         started = time.monotonic()
         reply = self._call_with_retries(messages)
+        reply = Reply(redact(reply.text), reply.prompt_tokens, reply.completion_tokens, reply.cost_usd, reply.finish_reason)
         self.runlog.write("llm", model=self.model, key=key, occurrence=occurrence, purpose=purpose, text=reply.text,
                           prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens,
                           cost_usd=reply.cost_usd, finish_reason=reply.finish_reason)
@@ -130,7 +132,9 @@ class LLM:
         @retry(retry=retry_if_exception(is_transient), stop=stop_after_attempt(self.attempts),
                wait=wait_exponential(multiplier=self.min_wait, max=30), reraise=False)
         def call() -> Reply:
-            return self.transport(self.model, messages, **self.params, **self._secret_params)
+            timeout = self.budget.remaining_seconds()
+            limits = {} if timeout is None else {"timeout": max(1.0, min(timeout, 600.0))}
+            return self.transport(self.model, messages, **self.params, **limits, **self._secret_params)
 
         try:
             return call()

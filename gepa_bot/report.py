@@ -16,6 +16,8 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
+from gepa_bot.redact import redact
+
 GITHUB_BODY_LIMIT = 65_536
 BODY_BUDGET = GITHUB_BODY_LIMIT - 1_536  # room for a truncation note and GitHub's own counting quirks
 
@@ -71,7 +73,7 @@ def instance_rows(result: dict[str, Any], detail: Detail) -> list[dict[str, Any]
             continue
         delta = after["score"] - before["score"]
         rows.append({"id": untrusted(instance_id, 60), "before": before["score"], "after": after["score"],
-                     "delta": delta, "status": "regressed" if delta < 0 else ("fixed" if delta > 0 else "same"),
+                     "noise": max(before.get("stdev", 0.0), after.get("stdev", 0.0)), "delta": delta, "status": "regressed" if delta < 0 else ("fixed" if delta > 0 else "same"),
                      "feedback": untrusted(after["feedback"], detail.excerpt)})
     order = {"regressed": 0, "fixed": 1, "same": 2}
     return sorted(rows, key=lambda r: (order[r["status"]], r["delta"], r["id"]))
@@ -101,6 +103,7 @@ def lineage(result: dict[str, Any], index: int) -> list[int]:
 
 def render(result: dict[str, Any], original_files: dict[str, str], full_report_name: str = "report-full.md") -> tuple[str, str]:
     """(PR body that fits GitHub's limit, complete report)."""
+    result = redact(result)
     full = _render(result, original_files, LADDER[0], None)
     for detail in LADDER:
         body = _render(result, original_files, detail, full_report_name if detail is not LADDER[0] else None)

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from gepa_bot.redact import redact
+
 RUN_LOG_NAME = "run.jsonl"
 
 
@@ -36,7 +38,7 @@ class RunLog:
             self.path.write_bytes(data[: data.rfind(b"\n") + 1])
 
     def write(self, kind: str, **fields: Any) -> None:
-        line = json.dumps({"kind": kind, **fields}, ensure_ascii=False, default=str)
+        line = json.dumps(redact({"kind": kind, **fields}), ensure_ascii=False, default=str)
         with self._lock:
             self._handle.write(line + "\n")
             self._handle.flush()

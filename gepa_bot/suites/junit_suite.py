@@ -114,7 +114,7 @@ class PytestSuite(EvalSuite):
             env = {**task_env, **_plugin_env(scratch, task_env), ENV_COLLECT_OUT: str(out_file),
                    evalkit.ENV_MODE: "list", "PYTHONDONTWRITEBYTECODE": "1"}
             command = self._command(["--collect-only", "-q"])
-            output = run_process(command, self.context.repo, env, "", self.config.timeout)
+            output = run_process(command, self.context.repo, env, "", self.context.clamp(self.config.timeout))
             if output.timed_out or output.returncode != 0:
                 hint = " (no tests were collected: check eval.args)" if output.returncode == 5 else ""
                 raise SuiteError(f"collecting pytest tests failed{hint}: `{command}` in {self.context.repo}\n"
@@ -161,7 +161,7 @@ class PytestSuite(EvalSuite):
         # xunit1 keeps record_property warning-free; junit_logging=all puts captured output in the XML.
         command = self._command([f"--junitxml={xml_file}", "-o", "junit_family=xunit1", "-o", "junit_logging=all",
                                  "-o", "junit_log_passing_tests=true"])
-        output = run_process(command, workdir.path, env, "", self.config.timeout)
+        output = run_process(command, workdir.path, env, "", self.context.clamp(self.config.timeout))
         cases: dict[tuple[str, str], list[_Case]] = {}
         xml_problem = ""
         if xml_file.is_file():

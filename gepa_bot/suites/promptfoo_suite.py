@@ -662,7 +662,7 @@ class PromptfooSuite(EvalSuite):
             try:
                 output = complete(_messages(rendered), model=self.context.model, api_base=self.context.api_base,
                                   api_key=self.context.api_key, max_tokens=self.config.max_tokens,
-                                  timeout=self.config.timeout, **self.completion_kwargs)
+                                  timeout=self.context.clamp(self.config.timeout), **self.completion_kwargs)
             except Exception as exc:
                 return failure(test.id, f"task model call failed for prompt {prompt.label}: "
                                         f"{type(exc).__name__}: {exc}\n{_vars_text(test.vars)}")

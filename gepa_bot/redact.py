@@ -1,0 +1,47 @@
+"""Keeping secrets out of everything gepa-bot writes: run log, cache, result.json, report, PR, comments.
+
+Eval commands inherit the environment (they may need an API key), so their output can echo a key.
+Every piece of text that leaves an eval process or an LLM reply passes through :func:`redact`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any
+
+SECRET_NAME = re.compile(r"(TOKEN|API_KEY|APIKEY|SECRET|PASSWORD|PRIVATE_KEY|ACCESS_KEY)", re.IGNORECASE)
+MIN_SECRET_LENGTH = 6
+MASK = "***"
+
+
+def secret_values(env: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """Values of secret-looking environment variables, longest first (so overlaps redact fully)."""
+    env = os.environ if env is None else env
+    values = {v for k, v in env.items() if SECRET_NAME.search(k) and len(v) >= MIN_SECRET_LENGTH}
+    return tuple(sorted(values, key=len, reverse=True))
+
+
+@lru_cache(maxsize=8)
+def _pattern(values: tuple[str, ...]) -> re.Pattern[str] | None:
+    return re.compile("|".join(re.escape(v) for v in values)) if values else None
+
+
+def redact(value: Any, env: Mapping[str, str] | None = None) -> Any:
+    """``value`` with every secret replaced by ``***`` (strings, and strings inside lists/dicts)."""
+    pattern = _pattern(secret_values(env))
+    if pattern is None:
+        return value
+    return _walk(value, pattern)
+
+
+def _walk(value: Any, pattern: re.Pattern[str]) -> Any:
+    if isinstance(value, str):
+        return pattern.sub(MASK, value)
+    if isinstance(value, list):
+        return [_walk(v, pattern) for v in value]
+    if isinstance(value, dict):
+        return {k: _walk(v, pattern) for k, v in value.items()}
+    return value

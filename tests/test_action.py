@@ -430,3 +430,12 @@ def test_workflow_commands_in_the_proposal_cannot_escape(h):
         assert "set-output" not in line and "evil" not in line
     assert "http://evil" not in Path(env["GITHUB_OUTPUT"]).read_text().replace(
         "pull-request-url=" + out["pull-request-url"], "")
+
+
+def test_pushed_file_names_cannot_inject_workflow_commands(h):
+    """Git allows newlines in file names; the push event's file list is echoed in the log."""
+    payload = push_event("evals/x\n::error::injected\n::set-output name=pull-request-url::http://evil")
+    out = h.run(h.env("push", payload))
+    assert out["pull-request-operation"] == "created"
+    assert not any(line.startswith("::") and "injected" in line for text in h.lines for line in text.splitlines())
+    assert not any(line.startswith("::set-output") for text in h.lines for line in text.splitlines())

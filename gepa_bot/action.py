@@ -326,6 +326,8 @@ def _run_comment(ctx: Context, plan: Plan) -> tuple[Outputs, str]:
                                               "with this repository's secrets; push the branch here to optimize it.")
         return Outputs(), "refused: fork pull request"
     _checkout_pr_head(ctx, pr.head.ref)
+    # The PR may change the config (new or renamed prompt files): use the one on its branch.
+    ctx.config = load_config(ctx.config_path)
     plan.base = pr.head.ref
     if plan.verb == "evaluate":
         return _evaluate_and_comment(ctx, plan, repo)

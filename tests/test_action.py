@@ -439,3 +439,23 @@ def test_pushed_file_names_cannot_inject_workflow_commands(h):
     assert out["pull-request-operation"] == "created"
     assert not any(line.startswith("::") and "injected" in line for text in h.lines for line in text.splitlines())
     assert not any(line.startswith("::set-output") for text in h.lines for line in text.splitlines())
+
+
+def test_comment_commands_use_the_config_on_the_pr_branch(h):
+    """A PR that renames the prompt file (and its config entry) is evaluated with its own config."""
+    h.fake.set_permission(OWNER, NAME, "octocat", "write")
+    _git("checkout", "-q", "-b", "rename", cwd=h.src)
+    _git("mv", "prompts/main.txt", "prompts/triage.txt", cwd=h.src)
+    config = h.src / ".gepa-bot.yml"
+    config.write_text(config.read_text().replace("prompts/main.txt", "prompts/triage.txt"))
+    h.src.joinpath("evals", "eval.py").write_text(
+        h.src.joinpath("evals", "eval.py").read_text().replace("prompts/main.txt", "prompts/triage.txt"))
+    _commit_all(h.src, "rename the prompt")
+    _git("push", "-q", str(h.fake.repos[FULL].git_dir), "rename:refs/heads/rename", cwd=h.src)
+    _git("checkout", "-q", "main", cwd=h.src)
+    pr = h.fake.add_pull(OWNER, NAME, head="rename", base="main", title="Rename the prompt", user="octocat")
+
+    payload = comment_event(h, pr.number, "/gepa evaluate", "octocat")
+    h.run(h.env("issue_comment", payload))
+    replies = [c.body for c in h.comments_on(pr.number) if c.user == "github-actions[bot]"]
+    assert len(replies) == 1 and "score **0.000** on 6 validation instances" in replies[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -66,14 +67,16 @@ def main() -> None:
 @click.option("--workers", type=click.IntRange(1, 64), help="Parallel eval processes.")
 @click.option("--seed", type=int, help="Random seed (same seed + cache = free rerun).")
 @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Run directory (run log, result.json); an existing one is resumed.")
+              help="Run directory (run log, result.json). An existing one is always resumed: its LLM replies are "
+                   "replayed and its rollouts reused (use --fresh to start over).")
+@click.option("--fresh", is_flag=True, help="Start over: delete the run directory first (the eval cache is kept).")
 @click.option("--dry-run", is_flag=True, help="Write the PR body to --out instead of opening a PR.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Where to write the PR body.")
-def optimize_command(repo: Path, config_file: Path | None, dry_run: bool, out: Path | None, run_dir: Path | None,
-                     **flags: Any) -> None:
+def optimize_command(repo: Path, config_file: Path | None, dry_run: bool, fresh: bool, out: Path | None,
+                     run_dir: Path | None, **flags: Any) -> None:
     """Run GEPA on the repo's prompts using its own eval suite; write result.json and the PR body."""
     try:
-        result, body = run_optimize(repo, config_file, run_dir, out, flags)
+        result, body = run_optimize(repo, config_file, run_dir, out, flags, fresh=fresh)
     except UserError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
@@ -100,7 +103,7 @@ def action_command() -> None:
 
 
 def run_optimize(repo: Path, config_file: Path | None, run_dir: Path | None, out: Path | None,
-                 flags: dict[str, Any]) -> tuple[dict[str, Any], str]:
+                 flags: dict[str, Any], fresh: bool = False) -> tuple[dict[str, Any], str]:
     """Load config, run the engine with a progress bar, write the PR body; returns (result, body)."""
     if not repo.is_dir():
         raise UserError(f"--repo {repo}: not a directory", fix="pass the path of the repository to optimize")
@@ -108,6 +111,8 @@ def run_optimize(repo: Path, config_file: Path | None, run_dir: Path | None, out
     config_path = (config_file or repo / DEFAULT_CONFIG_NAME).resolve()
     config = apply_overrides(load_config(config_path), **flags)
     settings = resolve_paths(repo, config_path, run_dir, config)
+    if fresh and settings.run_dir.exists():
+        shutil.rmtree(settings.run_dir)
     with _progress(config.budget.rollouts) as on_progress:
         settings.on_progress = on_progress
         result = optimize(settings)

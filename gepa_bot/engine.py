@@ -85,33 +85,39 @@ class RepoAdapter:
                                trajectories=ordered if capture_traces else None)
 
     def results_for(self, candidate: dict[str, str], ids: list[str]) -> dict[str, InstanceResult]:
-        """Cached results where we have them; the rest executed (in parallel), logged and cached."""
+        """Cached results where we have them; the rest executed (in parallel), logged and cached.
+
+        The cache key hashes the rendered prompt files, not just the optimized texts, so a change to
+        front-matter or to a YAML key that is not optimized is never served a stale score.
+        """
         started = time.monotonic()
-        cand_hash = candidate_hash(candidate)
+        files = render_files(self.repo, self.components, candidate)
+        eval_key = candidate_hash(files)
         results: dict[str, InstanceResult] = {}
         for instance_id in ids:
-            cached = self.cache.get(cand_hash, self.split.split_of(instance_id), instance_id)
+            cached = self.cache.get(eval_key, self.split.split_of(instance_id), instance_id)
             if cached is not None:
                 results[instance_id] = cached
         missing = [i for i in ids if i not in results]
         if missing:
-            results.update(self._execute(candidate, cand_hash, missing))
+            results.update(self._execute(candidate, files, eval_key, missing))
         self.budget.record_eval(len(missing), len(ids) - len(missing), time.monotonic() - started)
         return results
 
-    def _execute(self, candidate: dict[str, str], cand_hash: str, ids: list[str]) -> dict[str, InstanceResult]:
-        files = render_files(self.repo, self.components, candidate)
+    def _execute(self, candidate: dict[str, str], files: dict[str, str], eval_key: str,
+                 ids: list[str]) -> dict[str, InstanceResult]:
         workdir = materialize(self.repo, files, candidate, self.scratch)
         try:
             runs = [evaluate_parallel(self.suite, workdir, ids, self.workers) for _ in range(self.repeats)]
         finally:
             remove_workdir(workdir)
         fresh = {i: combine_repeats([run[i] for run in runs]) for i in ids}
+        cand_hash = candidate_hash(candidate)
         for instance_id in ids:
             split = self.split.split_of(instance_id)
-            self.runlog.write("rollout", candidate=cand_hash, split=split, fingerprint=self.cache.fingerprint,
-                              **fresh[instance_id].to_json())
-            self.cache.put(cand_hash, split, fresh[instance_id])
+            self.runlog.write("rollout", candidate=cand_hash, eval_key=eval_key, split=split,
+                              fingerprint=self.cache.fingerprint, **fresh[instance_id].to_json())
+            self.cache.put(eval_key, split, fresh[instance_id])
         return fresh
 
     def make_reflective_dataset(self, candidate: dict[str, str], eval_batch: EvaluationBatch,
@@ -305,8 +311,8 @@ def restore_logged_rollouts(run_dir: Path, cache: EvalCache) -> int:
     for record in read_records(run_dir, "rollout"):
         if record.get("fingerprint") != cache.fingerprint:
             continue
-        if not cache.contains(record["candidate"], record["split"], record["id"]):
-            cache.put(record["candidate"], record["split"], InstanceResult.from_json(record))
+        if not cache.contains(record["eval_key"], record["split"], record["id"]):
+            cache.put(record["eval_key"], record["split"], InstanceResult.from_json(record))
             restored += 1
     return restored
 
@@ -323,8 +329,9 @@ def build_result(gepa_result: Any, components: list[Component], split: Split, ad
     candidates = []
     for index, texts in enumerate(gepa_result.candidates):
         cand_hash = candidate_hash(texts)
+        eval_key = candidate_hash(render_files(settings.repo, components, texts))
         parents = [p for p in gepa_result.parents[index] if p is not None]
-        val_results = {split.val[k]: adapter.cache.get(cand_hash, "val", split.val[k])
+        val_results = {split.val[k]: adapter.cache.get(eval_key, "val", split.val[k])
                        for k in gepa_result.val_subscores[index]}
         candidates.append({
             "index": index, "hash": cand_hash, "components": texts, "parents": parents,

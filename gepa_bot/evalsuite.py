@@ -305,7 +305,8 @@ class CommandSuite(EvalSuite):
         self.instances_file = instances_file
 
     def fingerprint_parts(self) -> list[str]:
-        return [self.command, *hash_files(self.context.repo, self.watch)]
+        watched = [*self.watch, *([self.instances_file] if self.instances_file else [])]
+        return [self.command, *hash_files(self.context.repo, watched)]
 
     def list_instances(self) -> list[Instance]:
         if self.instances_file:

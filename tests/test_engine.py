@@ -171,3 +171,21 @@ def test_gepa_through_litellm_mock_response(toy, tmp_path):
     assert "Known topics" in best["components"]["prompts/main.txt"]
     assert best["rationale"]["prompts/main.txt"] == "the failures name their queues."
     assert result["budget"]["llm_calls"] >= 1 and result["budget"]["completion_tokens"] > 0
+
+
+def test_cache_key_covers_non_optimized_parts_of_prompt_files(toy, tmp_path):
+    """Editing a YAML key that is not optimized (or front-matter) must not be served stale scores."""
+    from gepa_bot.engine import evaluate_current
+
+    repo, _ = toy
+    first = evaluate_current(settings_for(repo, tmp_path, ScriptedReflection()))
+    again = evaluate_current(settings_for(repo, tmp_path, ScriptedReflection()))
+    agent = repo / "prompts" / "agent.yaml"
+    agent.write_text(agent.read_text().replace("name: triage", "name: billing-triage"))
+    edited = evaluate_current(settings_for(repo, tmp_path, ScriptedReflection()))
+
+    n_val = len(first["val"])
+    assert first["budget"]["rollouts_executed"] == n_val
+    assert again["budget"]["rollouts_executed"] == 0 and again["budget"]["cache_hits"] == n_val
+    assert edited["budget"]["rollouts_executed"] == n_val
+    assert edited["val_mean"] > first["val_mean"]  # the edit really changed what the eval sees

@@ -1,0 +1,280 @@
+"""LLM and eval faults, injected through the real litellm transport (litellm's own ``mock_response``).
+
+litellm 1.91.5 (``litellm/main.py``: ``_handle_mock_potential_exceptions`` / ``_handle_mock_timeout``)
+raises a real ``litellm.RateLimitError`` / ``litellm.InternalServerError`` for those exact
+``mock_response`` strings, re-raises any ``openai.APIError`` instance given as ``mock_response``
+(so ``litellm.AuthenticationError(...)``, ``litellm.BadRequestError(...)``,
+``litellm.ServiceUnavailableError(...)`` work), and raises ``litellm.Timeout`` for
+``mock_timeout=True`` when a ``timeout`` is passed. A dict or ``ModelResponse`` is returned as is,
+which lets us send a reply whose content is ``None`` (an "empty" answer). The only scripting is
+*which* ``mock_response`` each successive call gets; everything from ``litellm.completion`` through
+``litellm_transport``, the retry policy, the reflector and GEPA is the production code.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+import time
+from pathlib import Path
+
+import litellm
+import pytest
+
+from gepa_bot.budget import Budget
+from gepa_bot.cache import candidate_hash
+from gepa_bot.engine import optimize
+from gepa_bot.llm import LLM, LLMError, litellm_transport
+from gepa_bot.report import render
+from gepa_bot.runlog import RunLog, read_records
+from test_engine import settings_for
+from toyrepo import ScriptedReflection, make_toy_repo
+
+MODEL = "openai/toy-reflection"
+GOOD = "Rationale: name the topics.\n\n````prompt\nClassify the ticket {ticket} into a queue.\nTopics: billing refund\n````"
+MESSAGES = [{"role": "user", "content": "improve this prompt"}]
+
+
+def _auth_error() -> Exception:
+    return litellm.AuthenticationError(message="Incorrect API key provided", llm_provider="openai", model=MODEL)
+
+
+def _bad_request() -> Exception:
+    return litellm.BadRequestError(message="max_tokens is too large", llm_provider="openai", model=MODEL)
+
+
+TRANSIENT = {
+    "rate_limit": ("litellm.RateLimitError", "RateLimitError"),
+    "5xx": ("litellm.InternalServerError", "InternalServerError"),
+    "503": (lambda: litellm.ServiceUnavailableError(message="overloaded", llm_provider="openai", model=MODEL),
+            "ServiceUnavailableError"),
+    "timeout": ("timeout", "Timeout"),
+}
+
+
+class MockedLitellm:
+    """A transport that calls the real ``litellm_transport`` with the next scripted ``mock_response``.
+
+    A script item is a reply string, ``"timeout"`` (litellm's mock_timeout), an exception factory, or
+    a callable ``(messages) -> str`` computing the reply (e.g. the toy repo's scripted reflection).
+    The last item repeats forever.
+    """
+
+    def __init__(self, *script):
+        self.script = list(script)
+        self.calls: list[list[dict[str, str]]] = []
+        self.params: list[dict] = []
+
+    def __call__(self, model, messages, **params):
+        item = self.script[min(len(self.calls), len(self.script) - 1)]
+        self.calls.append(messages)
+        self.params.append(params)
+        if item == "timeout":
+            params.setdefault("timeout", 0.01)  # litellm's mock sleeps for the timeout, then raises Timeout
+            return litellm_transport(model, messages, mock_response="unused", mock_timeout=True, **params)
+        if isinstance(item, ScriptedReflection):
+            item = item(model, messages, **params).text  # the toy repo's reflection decides the text
+        elif callable(item):
+            item = item()  # a fresh exception (or response object) per call
+        return litellm_transport(model, messages, mock_response=item, **params)
+
+
+def _llm(tmp_path: Path, transport, attempts: int = 4, min_wait: float = 0.02) -> tuple[LLM, RunLog, Budget]:
+    budget = Budget(max_rollouts=10)
+    runlog = RunLog(tmp_path / "run")
+    return LLM(MODEL, budget, runlog, transport=transport, attempts=attempts, min_wait=min_wait), runlog, budget
+
+
+# --- the retry policy at the seam -----------------------------------------------------------------
+
+@pytest.mark.parametrize("fault", list(TRANSIENT))
+def test_transient_errors_are_retried_with_backoff_and_the_reply_is_used(tmp_path, fault):
+    mock, _ = TRANSIENT[fault]
+    transport = MockedLitellm(mock, mock, GOOD)
+    llm, runlog, budget = _llm(tmp_path, transport, min_wait=0.05)
+
+    started = time.monotonic()
+    reply = llm.complete(MESSAGES)
+    elapsed = time.monotonic() - started
+    runlog.close()
+
+    assert reply.text == GOOD and reply.completion_tokens > 0
+    assert len(transport.calls) == 3
+    assert elapsed >= 0.05 + 0.10  # exponential backoff: 1x then 2x min_wait before attempts 2 and 3
+    logged = list(read_records(tmp_path / "run", "llm"))
+    assert [r["text"] for r in logged] == [GOOD]  # only the successful answer is written ahead
+    assert budget.llm_calls == 1
+
+
+@pytest.mark.parametrize("fault", ["rate_limit", "5xx", "timeout"])
+def test_transient_errors_give_up_after_the_configured_attempts(tmp_path, fault):
+    mock, name = TRANSIENT[fault]
+    transport = MockedLitellm(mock)
+    llm, runlog, budget = _llm(tmp_path, transport, attempts=3, min_wait=0.001)
+
+    with pytest.raises(LLMError, match=rf"still failing after 3 attempts: {name}"):
+        llm.complete(MESSAGES)
+    runlog.close()
+    assert len(transport.calls) == 3
+    assert list(read_records(tmp_path / "run", "llm")) == [] and budget.llm_calls == 0
+
+
+@pytest.mark.parametrize(("factory", "name"), [(_auth_error, "AuthenticationError"), (_bad_request, "BadRequestError")])
+def test_permanent_errors_are_not_retried(tmp_path, factory, name):
+    transport = MockedLitellm(factory, GOOD)
+    llm, runlog, _ = _llm(tmp_path, transport, min_wait=5.0)  # a retry would take >= 5 s
+
+    started = time.monotonic()
+    with pytest.raises(LLMError, match=name):
+        llm.complete(MESSAGES)
+    runlog.close()
+    assert len(transport.calls) == 1 and time.monotonic() - started < 2.0
+
+
+# --- faults during a whole run --------------------------------------------------------------------
+
+@pytest.fixture
+def toy(tmp_path, monkeypatch):
+    counter = tmp_path / "counter"
+    counter.mkdir()
+    monkeypatch.setenv("TOY_COUNTER_DIR", str(counter))
+    return make_toy_repo(tmp_path)
+
+
+@pytest.mark.parametrize("fault", ["rate_limit", "5xx", "timeout"])
+def test_transient_llm_fault_mid_run_is_retried_and_the_run_goes_on(toy, tmp_path, fault):
+    mock, _ = TRANSIENT[fault]
+    scripted = ScriptedReflection()
+    transport = MockedLitellm(scripted, mock, scripted)  # 2nd call fails once, then succeeds on retry
+
+    result = optimize(settings_for(toy, tmp_path, transport, budget__rollouts=40))
+
+    assert result["rejected_proposals"] == []
+    assert len(transport.calls) == result["budget"]["llm_calls"] + 1 >= 3  # one retry, nothing else lost
+    assert transport.calls[1] == transport.calls[2]  # the retry re-sent the same request
+    logged = list(read_records(tmp_path / "run", "llm"))
+    assert len(logged) == result["budget"]["llm_calls"]
+    best = result["candidates"][result["best_candidate"]]
+    assert best["val_mean"] > result["candidates"][0]["val_mean"]
+    assert len(result["candidates"]) >= 2
+
+
+def _rollout_keys(run_dir: Path) -> list[tuple[str, str, str]]:
+    return sorted((r["candidate"], r["split"], r["id"]) for r in read_records(run_dir, "rollout"))
+
+
+@pytest.mark.parametrize(("factory", "name"), [(_auth_error, "AuthenticationError"), (_bad_request, "BadRequestError")])
+def test_permanent_llm_failure_rejects_the_proposal_and_keeps_the_baseline(toy, tmp_path, factory, name):
+    transport = MockedLitellm(factory)
+    result = optimize(settings_for(toy, tmp_path, transport, budget__rollouts=30))
+
+    assert len(result["candidates"]) == 1 and result["best_candidate"] == 0
+    rejected = result["rejected_proposals"]
+    assert rejected and len(transport.calls) == len(rejected)  # one call per proposal: no retries
+    assert all(r["reason"].startswith("LLM call failed") and name in r["reason"] for r in rejected)
+    logged = list(read_records(tmp_path / "run", "rejected_proposal"))
+    assert [r["reason"] for r in logged] == [r["reason"] for r in rejected]
+    assert result["budget"]["rollouts_used"] <= 30 and "rollout budget" in result["budget"]["stop_reason"]
+    assert json.loads((tmp_path / "run" / "result.json").read_text())["best_candidate"] == 0
+    seed = candidate_hash(result["candidates"][0]["components"])
+    assert {key[0] for key in _rollout_keys(tmp_path / "run")} == {seed}
+
+
+EMPTY = litellm.ModelResponse(choices=[{"message": {"role": "assistant", "content": None}, "finish_reason": "length",
+                                        "index": 0}])
+BAD_REPLIES = {
+    "empty": (lambda: EMPTY, "no fenced prompt block in the reply"),
+    "garbled": ("\ufffd\ufffd}{ ``prompt ]]\x07 Classify {ticket ~~ ``` ", "no fenced prompt block in the reply"),
+    "truncated": ("Rationale: add topics.\n\n````prompt\nClassify the ticket {ticket} into a queue.\nTopics: bil",
+                  "never closed"),
+    "drops_placeholder": ("Rationale: shorter.\n\n````prompt\nClassify the ticket into a queue.\n````",
+                          "drops placeholder(s) {ticket}"),
+    "unchanged": ("Rationale: fine as is.\n\n````prompt\nClassify the ticket {ticket} into a queue.\n````",
+                  "identical to the current one"),
+}
+
+
+@pytest.fixture(scope="module")
+def no_proposal_run(tmp_path_factory):
+    """The reference: a run where every reflection call fails, so only the seed is ever evaluated."""
+    root = tmp_path_factory.mktemp("reference")
+    repo = make_toy_repo(root)
+    result = optimize(settings_for(repo, root, MockedLitellm(_auth_error), budget__rollouts=30))
+    return result, _rollout_keys(root / "run")
+
+
+@pytest.mark.parametrize("kind", list(BAD_REPLIES))
+def test_bad_replies_are_rejected_with_a_reason_and_cost_no_rollouts(toy, tmp_path, kind, no_proposal_run):
+    reply, reason = BAD_REPLIES[kind]
+    transport = MockedLitellm(reply)
+    result = optimize(settings_for(toy, tmp_path, transport, budget__rollouts=30))
+
+    rejected = result["rejected_proposals"]
+    assert rejected and all(reason in r["reason"] for r in rejected)
+    assert [r["reason"] for r in read_records(tmp_path / "run", "rejected_proposal")] == [r["reason"] for r in rejected]
+    # reflection_attempts (2): the second try is told why the first was rejected
+    assert {r["attempt"] for r in rejected} == {"1", "2"}
+    first_reason = rejected[0]["reason"]
+    assert any(f"Your previous answer was rejected: {first_reason}" in m[0]["content"] for m in transport.calls)
+    assert len(result["candidates"]) == 1 and result["best_candidate"] == 0
+    reference, reference_rollouts = no_proposal_run
+    assert _rollout_keys(tmp_path / "run") == reference_rollouts  # nothing evaluated beyond the seed
+    assert result["budget"]["rollouts_executed"] == reference["budget"]["rollouts_executed"]
+    # every bad reply was paid for and logged, so a resume replays it instead of paying again
+    assert len(list(read_records(tmp_path / "run", "llm"))) == len(transport.calls) == len(rejected)
+
+
+# --- a non-deterministic eval ---------------------------------------------------------------------
+
+FLAKY_EVAL = textwrap.dedent('''
+    import json, os, sys
+    from pathlib import Path
+    data = {json.loads(l)["id"]: json.loads(l) for l in Path(__file__).with_name("data.jsonl").read_text().splitlines()}
+    if os.environ.get("GEPA_BOT_MODE") == "list":
+        for i, row in data.items():
+            print(json.dumps({"id": i, "split": row["split"]}))
+        sys.exit(0)
+    prompt = Path("prompts/main.txt").read_text().lower()
+    calls = Path(os.environ["TOY_FLIP_DIR"])
+    for i in Path(os.environ["GEPA_BOT_IDS_FILE"]).read_text().split():
+        word = data[i]["keyword"]
+        if i in ("i01", "i03"):  # flaky: the verdict flips on every call, whatever the prompt says
+            count = calls / i
+            n = int(count.read_text()) if count.exists() else 0
+            count.write_text(str(n + 1))
+            score = float(n % 2)
+        else:
+            score = 1.0 if word in prompt else 0.0
+        print(json.dumps({"id": i, "score": score, "feedback": "ok" if score else f"the prompt should mention '{word}'"}))
+''')
+
+
+def test_non_deterministic_eval_is_repeated_and_its_spread_reported(tmp_path, monkeypatch):
+    repo = make_toy_repo(tmp_path)
+    (repo / "evals" / "eval.py").write_text(FLAKY_EVAL)
+    flips = tmp_path / "flips"
+    flips.mkdir()
+    monkeypatch.setenv("TOY_FLIP_DIR", str(flips))
+
+    result = optimize(settings_for(repo, tmp_path, ScriptedReflection(), budget__rollouts=30,
+                                   optimizer__eval_repeats=3))
+
+    assert result["eval_repeats"] == 3
+    for candidate in result["candidates"]:
+        for instance_id, entry in candidate["val"].items():
+            if entry is None:
+                continue
+            if instance_id in ("i01", "i03"):
+                assert entry["stdev"] > 0 and 0 < entry["score"] < 1
+                assert entry["feedback"].startswith("[score varied over 3 repeats")
+            else:
+                assert entry["stdev"] == 0.0 and entry["score"] in (0.0, 1.0)
+    # each executed rollout of a flaky instance ran the eval three times
+    flaky_rollouts = [r for r in read_records(tmp_path / "run", "rollout") if r["id"] in ("i01", "i03")]
+    assert sum(int((flips / i).read_text()) for i in ("i01", "i03")) == 3 * len(flaky_rollouts)
+
+    originals = {path: (repo / path).read_text() for path in result["best_files"]}
+    body, full = render(result, originals)
+    for text in (body, full):
+        assert "±0.47" in text  # pstdev of three scores (0, 1, 0) or (1, 0, 1)
+        assert "2 instance(s) scored differently across 3 repeats" in text and "non-deterministic" in text

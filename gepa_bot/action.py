@@ -320,7 +320,7 @@ def _run_comment(ctx: Context, plan: Plan) -> tuple[Outputs, str]:
         gh.post_comment(repo, plan.pr_number, "gepa-bot: stopped. A running optimization for this pull request is "
                                               "cancelled by the workflow's concurrency group (`cancel-in-progress`).")
         return Outputs(), "stop requested"
-    pr = repo.get_pull(plan.pr_number)
+    pr = gh.get_pull(repo, plan.pr_number)
     if gh.is_fork_pull(pr):
         gh.post_comment(repo, plan.pr_number, "gepa-bot: this pull request comes from a fork. Its code is never run "
                                               "with this repository's secrets; push the branch here to optimize it.")

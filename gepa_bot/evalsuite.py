@@ -29,6 +29,9 @@ from gepa_bot.redact import redact
 MAX_FEEDBACK_CHARS = 4000
 MAX_CAPTURE_BYTES = 2_000_000
 IGNORED_DIRS = (".git", ".gepa-bot")
+# Credentials an eval never needs: the repo's GitHub token and the runner's own tokens.
+WITHHELD_ENV = ("GITHUB_TOKEN", "GEPA_BOT_TOKEN", "INPUT_TOKEN", "GH_TOKEN", "ACTIONS_RUNTIME_TOKEN",
+                "ACTIONS_ID_TOKEN_REQUEST_TOKEN", "ACTIONS_ID_TOKEN_REQUEST_URL")
 
 
 @dataclass(frozen=True)
@@ -227,7 +230,7 @@ class ProcessOutput:
 def run_process(argv: str, cwd: Path, env: Mapping[str, str], stdin: str, timeout: float) -> ProcessOutput:
     """Run a shell command in its own process group; on timeout kill the whole group."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(argv, shell=True, cwd=cwd, env={**os.environ, **env}, stdin=subprocess.PIPE,
+        proc = subprocess.Popen(argv, shell=True, cwd=cwd, env=eval_environment(env), stdin=subprocess.PIPE,
                                 stdout=out, stderr=err, start_new_session=True)
         timed_out = False
         try:
@@ -236,6 +239,11 @@ def run_process(argv: str, cwd: Path, env: Mapping[str, str], stdin: str, timeou
             timed_out = True
             _kill_group(proc)
         return ProcessOutput(proc.returncode, _read_capped(out), _read_capped(err), timed_out)
+
+
+def eval_environment(extra: Mapping[str, str]) -> dict[str, str]:
+    """The environment for eval processes: ours plus ``extra``, without GitHub/runner credentials."""
+    return {k: v for k, v in {**os.environ, **extra}.items() if k not in WITHHELD_ENV}
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

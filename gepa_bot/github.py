@@ -311,6 +311,13 @@ def react(gh_repo: Repository, comment_id: int, content: str) -> None:
             input={"content": content})
 
 
+def get_pull(gh_repo: Repository, number: int) -> PullRequest:
+    """Pull request ``number`` (GitHub errors explained)."""
+    with _github(f"reading pull request #{number}"):
+        return gh_repo.get_pull(number)
+    raise AssertionError("unreachable")
+
+
 def is_fork_pull(pr: PullRequest) -> bool:
     """Whether ``pr`` comes from another repository (a fork, or a deleted one)."""
     head_repo = pr.head.repo

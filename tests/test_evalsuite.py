@@ -495,3 +495,19 @@ def test_hash_files_with_trailing_double_star(tmp_path):
 def test_task_env():
     context = SuiteContext(repo=Path("."), model="m", api_base="http://x", api_key=None, env={"A": "1"})
     assert context.task_env() == {"A": "1", evalkit.ENV_MODEL: "m", evalkit.ENV_API_BASE: "http://x"}
+
+
+def test_eval_process_never_gets_github_or_runner_tokens(tmp_path, monkeypatch):
+    """The repo's eval is repo code: it may need an LLM key, never the token that can push."""
+    monkeypatch.setenv("GITHUB_TOKEN", "ghs_pushcapable")
+    monkeypatch.setenv("ACTIONS_RUNTIME_TOKEN", "runtime-secret")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-llm-key-needed")
+    body = textwrap.dedent('''
+        import json, os
+        for i in open(os.environ["GEPA_BOT_IDS_FILE"]).read().split():
+            seen = {k: k in os.environ for k in ("GITHUB_TOKEN", "ACTIONS_RUNTIME_TOKEN", "OPENAI_API_KEY")}
+            print(json.dumps({"id": i, "score": 1.0, "feedback": json.dumps(seen)}))
+    ''')
+    results = run(tmp_path, body)
+    seen = json.loads(results["a"].feedback)
+    assert seen == {"GITHUB_TOKEN": False, "ACTIONS_RUNTIME_TOKEN": False, "OPENAI_API_KEY": True}

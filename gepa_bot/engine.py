@@ -48,6 +48,7 @@ class RunSettings:
     transport: Transport = litellm_transport
     reflection_extra: dict[str, Any] = field(default_factory=dict)
     on_progress: Callable[[Budget], None] | None = None
+    use_cache: bool = True  # False re-executes every rollout (for benchmarks)
     only_files: str | None = None  # glob: optimize just these prompt files (e.g. from `/gepa optimize files=...`)
 
 
@@ -98,7 +99,8 @@ class RepoAdapter:
             cached = self.cache.get(eval_key, self.split.split_of(instance_id), instance_id)
             if cached is not None:
                 results[instance_id] = cached
-        missing = [i for i in ids if i not in results]
+        # gepa pads a short epoch with repeated ids, so a minibatch can name an instance twice: run it once
+        missing = list(dict.fromkeys(i for i in ids if i not in results))
         if missing:
             results.update(self._execute(candidate, files, eval_key, missing))
         self.budget.record_eval(len(missing), len(ids) - len(missing), time.monotonic() - started)
@@ -246,8 +248,8 @@ def _optimize(settings: RunSettings, components: list[Component], runlog: RunLog
     budget = Budget(max_rollouts=config.budget.rollouts, max_cost_usd=config.budget.max_llm_cost_usd,
                     max_seconds=config.budget.wall_time_minutes * 60 if config.budget.wall_time_minutes else None)
     context.deadline = budget.deadline()
-    cache = EvalCache(settings.cache_dir, suite.fingerprint())
-    restored = restore_logged_rollouts(settings.run_dir, cache)
+    cache = EvalCache(settings.cache_dir, suite.fingerprint(), enabled=settings.use_cache)
+    restored = restore_logged_rollouts(settings.run_dir, cache) if settings.use_cache else 0
     runlog.write("start", repo=str(settings.repo), components=[c.name for c in components], train=split.train,
                  val=split.val, budget=config.budget.model_dump(), models=config.models.model_dump(),
                  seed=config.optimizer.seed, fingerprint=cache.fingerprint,

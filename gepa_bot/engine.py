@@ -311,8 +311,8 @@ def restore_logged_rollouts(run_dir: Path, cache: EvalCache) -> int:
     """Put rollouts from the write-ahead log back into the cache (a kill may land between log and cache)."""
     restored = 0
     for record in read_records(run_dir, "rollout"):
-        if record.get("fingerprint") != cache.fingerprint:
-            continue
+        if record.get("fingerprint") != cache.fingerprint or not {"eval_key", "split", "id", "score"} <= set(record):
+            continue  # another eval suite, or a record from an older gepa-bot: re-executed if needed
         if not cache.contains(record["eval_key"], record["split"], record["id"]):
             cache.put(record["eval_key"], record["split"], InstanceResult.from_json(record))
             restored += 1

@@ -96,7 +96,8 @@ class LLM:
         self._secret_params = {k: self.params.pop(k) for k in ("api_key",) if k in self.params}
         self.attempts = attempts
         self.min_wait = min_wait
-        self._replay = {(r["key"], r["occurrence"]): r for r in replay if r.get("model") == model}
+        self._replay = {(r["key"], r["occurrence"]): r for r in replay
+                        if r.get("model") == model and {"key", "occurrence", "text"} <= set(r)}
         self._seen: Counter[str] = Counter()
 
     def request_key(self, messages: Messages) -> str:

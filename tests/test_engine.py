@@ -189,3 +189,15 @@ def test_cache_key_covers_non_optimized_parts_of_prompt_files(toy, tmp_path):
     assert again["budget"]["rollouts_executed"] == 0 and again["budget"]["cache_hits"] == n_val
     assert edited["budget"]["rollouts_executed"] == n_val
     assert edited["val_mean"] > first["val_mean"]  # the edit really changed what the eval sees
+
+
+def test_resume_tolerates_records_it_cannot_use(toy, tmp_path):
+    """Run logs from older versions or other suites are skipped, never a crash."""
+    repo, _ = toy
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "run.jsonl").write_text(
+        '{"kind": "rollout", "candidate": "abc", "split": "val", "id": "i01", "score": 1.0}\n'
+        '{"kind": "rollout", "eval_key": "k", "split": "val", "id": "i01", "score": 1.0, "fingerprint": "other"}\n'
+        '{"kind": "llm", "model": "openai/toy-reflection"}\n')
+    result = optimize(settings_for(repo, tmp_path, ScriptedReflection()))
+    assert result["candidates"][result["best_candidate"]]["val_mean"] == 1.0

@@ -1,0 +1,80 @@
+"""Soak: a 500-rollout run with 4 workers; every executed rollout is on disk exactly once.
+
+The eval is the toy repo's real eval command over 40 instances; the reflection LLM is scripted at the
+seam and improves the prompt one keyword at a time, so GEPA keeps proposing (and the budget, not
+convergence, tends to end the run).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections import Counter
+
+from gepa_bot.engine import optimize
+from gepa_bot.llm import Reply
+from gepa_bot.runlog import read_records
+from test_engine import settings_for
+from toyrepo import make_toy_repo
+
+BUDGET = 500
+
+
+class OneKeywordAtATime:
+    """Adds a single keyword the feedback asks for (rotating), or rewords when nothing is asked."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, model, messages, **params):
+        self.calls += 1
+        content = messages[-1]["content"]
+        current = content.split("````prompt\n", 1)[1].split("\n````", 1)[0]
+        wanted = sorted(set(re.findall(r"should mention '(\w+)'", content)))
+        line = f"Mention {wanted[self.calls % len(wanted)]}." if wanted else f"Be precise ({self.calls})."
+        return Reply(text=f"Rationale: step {self.calls}.\n\n````prompt\n{current}\n{line}\n````",
+                     prompt_tokens=len(content) // 4, completion_tokens=20)
+
+
+def test_500_rollouts_with_4_workers_are_each_recorded_exactly_once(tmp_path, monkeypatch):
+    counter = tmp_path / "counter"
+    counter.mkdir()
+    monkeypatch.setenv("TOY_COUNTER_DIR", str(counter))
+    repo = make_toy_repo(tmp_path, n=40)
+    transport = OneKeywordAtATime()
+
+    started = time.monotonic()
+    result = optimize(settings_for(repo, tmp_path, transport, budget__rollouts=BUDGET, optimizer__workers=4,
+                                   optimizer__minibatch_size=4))
+    elapsed = time.monotonic() - started
+
+    budget = result["budget"]
+    rollouts = list(read_records(tmp_path / "run", "rollout"))
+    executed = [p.read_text() for p in counter.iterdir()]  # one file per (eval process, instance) actually run
+    assert len(executed) == len(rollouts) == budget["rollouts_executed"]
+    keys = Counter((r["candidate"], r["id"]) for r in rollouts)
+    assert max(keys.values()) == 1
+    assert sorted(executed) == sorted(r["id"] for r in rollouts)
+    assert budget["rollouts_used"] <= BUDGET
+    assert budget["rollouts_executed"] + budget["cache_hits"] == budget["rollouts_used"]
+    assert budget["rollouts_executed"] >= 150, budget  # a real soak, not a run that stopped early
+    assert len(result["candidates"]) >= 5 and transport.calls == budget["llm_calls"]
+
+    # result.json is the returned result, and agrees with the run log
+    on_disk = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert on_disk == json.loads(json.dumps(result))
+    ends = list(read_records(tmp_path / "run", "end"))
+    assert len(ends) == 1 and ends[0]["best"] == result["best_candidate"]
+    assert len({c["hash"] for c in result["candidates"]}) == len(result["candidates"])
+    best = result["candidates"][result["best_candidate"]]
+    assert best["val_mean"] == max(c["val_mean"] for c in result["candidates"]) > result["candidates"][0]["val_mean"]
+    for candidate in result["candidates"]:
+        scored = [e["score"] for e in candidate["val"].values() if e is not None]
+        if len(scored) == len(result["split"]["val"]):  # fully evaluated on val: val_mean is their mean
+            assert abs(sum(scored) / len(scored) - candidate["val_mean"]) < 1e-9
+    val_rollouts = {(r["candidate"], r["id"]) for r in rollouts if r["split"] == "val"}
+    for candidate in result["candidates"]:
+        for instance_id, entry in candidate["val"].items():
+            assert entry is not None and (candidate["hash"], instance_id) in val_rollouts
+    assert elapsed < 60, f"soak took {elapsed:.1f}s"

@@ -50,6 +50,7 @@ class RunSettings:
     on_progress: Callable[[Budget], None] | None = None
     use_cache: bool = True  # False re-executes every rollout (for benchmarks)
     only_files: str | None = None  # glob: optimize just these prompt files (e.g. from `/gepa optimize files=...`)
+    models: dict[str, dict[str, Any]] | None = None  # pre-resolved litellm params per model string (e.g. a shared server)
 
 
 @dataclass
@@ -183,10 +184,14 @@ def check_budget_fits(settings: RunSettings, split: Split) -> None:
 
 
 @contextlib.contextmanager
-def resolved_models(*models: str) -> Iterator[list[dict[str, Any]]]:
-    """litellm parameters per model string; the embedded local model is started once, for the duration."""
-    if LOCAL_MODEL not in models:
-        yield [{"model": m} for m in models]
+def resolved_models(*models: str, known: dict[str, dict[str, Any]] | None = None) -> Iterator[list[dict[str, Any]]]:
+    """litellm parameters per model string; the embedded local model is started once, for the duration.
+
+    ``known`` maps model strings to parameters resolved by the caller (e.g. a local server it already runs).
+    """
+    known = known or {}
+    if LOCAL_MODEL not in models or LOCAL_MODEL in known:
+        yield [dict(known[m]) if m in known else {"model": m} for m in models]
         return
     from gepa_bot.localmodel import LocalModelServer, LocalModelUnavailable
 
@@ -231,7 +236,7 @@ def optimize(settings: RunSettings) -> dict[str, Any]:
     components = select_components(settings)
     runlog = RunLog(settings.run_dir)
     try:
-        with resolved_models(config.models.task, config.models.reflection) as (task, reflection):
+        with resolved_models(config.models.task, config.models.reflection, known=settings.models) as (task, reflection):
             return _optimize(settings, components, runlog, task, reflection)
     finally:
         runlog.close()
@@ -281,7 +286,7 @@ def evaluate_current(settings: RunSettings) -> dict[str, Any]:
     components = select_components(settings)
     runlog = RunLog(settings.run_dir)
     try:
-        with resolved_models(settings.config.models.task) as (task,):
+        with resolved_models(settings.config.models.task, known=settings.models) as (task,):
             context = SuiteContext(repo=settings.repo, model=task["model"], api_base=task.get("api_base"),
                                    api_key=task.get("api_key"))
             suite = build_suite(settings, context)

@@ -150,7 +150,12 @@ def failure(instance_id: str, feedback: str) -> InstanceResult:
 
 
 def truncate(text: str, limit: int = MAX_FEEDBACK_CHARS) -> str:
-    """Keep the head and the tail of long text, where errors usually are."""
+    """Keep the head and the tail of long text, where errors usually are.
+
+    Secrets are masked first: a cut through the middle of a key would leave a piece of it that
+    redaction can no longer recognize.
+    """
+    text = redact(text)
     if len(text) <= limit:
         return text
     half = limit // 2

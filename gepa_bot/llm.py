@@ -147,4 +147,5 @@ class LLM:
 
 
 def _describe(exc: BaseException | None) -> str:
-    return f"{type(exc).__name__}: {str(exc)[:300]}" if exc else "unknown error"
+    # providers quote the rejected key in auth errors: mask before cutting (a cut key escapes redaction)
+    return f"{type(exc).__name__}: {redact(str(exc))[:300]}" if exc else "unknown error"

@@ -1,0 +1,191 @@
+"""Secrets never leave the process, and untrusted text cannot break the PR body or the Actions log.
+
+A real `gepa-bot optimize --dry-run` subprocess runs with fake API keys and a GitHub token in its
+environment. The eval echoes every secret it can get in feedback, trace, output and stderr (and
+crashes on some ids so its stderr becomes feedback), and the reflection LLM (litellm's own
+``mock_response``) echoes one in its rationale. Afterwards no file under the run dir, the cache dir,
+the PR body, the full report, nor the command's output contains a secret, or any 12-character piece
+of one (a cut in the middle of a secret must not leave half of it); ``***`` shows where they were.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+SECRETS = {
+    "OPENAI_API_KEY": "sk-test-Zq8WvN3kLr5TxY2mHc7PjB4dFg6SaE1uKo9",
+    "ANTHROPIC_API_KEY": "sk-ant-test-Hn4Rt7Yp2Lm9Qw3Ez8Xc5Vb1Nk6Js0Df",
+    "GITHUB_TOKEN": "ghs_Pq2Wz7Xe4Rt9Yu1Io6Lk3Jh8Gf5Ds0Aa",
+}
+NASTY = "</details></summary> ``` ~~~ ::set-output name=x::y\n::add-mask::z\n::error::boom | cell"
+WINDOW = 12
+
+LEAKY_EVAL = textwrap.dedent('''
+    import json, os, sys
+    from pathlib import Path
+    data = {json.loads(l)["id"]: json.loads(l) for l in Path(__file__).with_name("data.jsonl").read_text().splitlines()}
+    if os.environ.get("GEPA_BOT_MODE") == "list":
+        for i, row in data.items():
+            print(json.dumps({"id": i, "split": row["split"]}))
+        sys.exit(0)
+    prompt = Path("prompts/main.txt").read_text().lower()
+    openai, anthropic = os.environ.get("OPENAI_API_KEY", "<none>"), os.environ.get("ANTHROPIC_API_KEY", "<none>")
+    github = os.environ.get("GITHUB_TOKEN") or Path(os.environ["LEAK_FILE"]).read_text()  # leaked some other way
+    nasty = os.environ["NASTY"]
+    written = 0  # chars of stderr so far: the crash below puts a key right where gepa-bot cuts long stderr
+
+    def err(text):
+        global written
+        written += len(text)
+        sys.stderr.write(text)
+
+    for i in Path(os.environ["GEPA_BOT_IDS_FILE"]).read_text().split():
+        if i in ("i05", "i06"):  # crash, dumping the environment; the cut of long stderr falls inside a key
+            err("x" * max(0, 730 - written) + openai + "y" * 3000 + "\\n")
+            err(f"Traceback: auth failed with {anthropic} / {github}\\n{nasty}\\n")
+            sys.exit(1)
+        word = data[i]["keyword"]
+        hit = word in prompt
+        print(json.dumps({"id": i, "score": 1.0 if hit else 0.0,
+                          "feedback": f"key={openai} {nasty} " + ("correct" if hit else f"the prompt should mention '{word}'"),
+                          "trace": {"headers": {"Authorization": f"Bearer {github}", "x-api-key": anthropic}},
+                          "output": f"{anthropic} {word}"}))
+        err(f"debug: using {openai}\\n")
+''')
+
+REPLY_TEMPLATE = ("Rationale: the eval printed @OPENAI@ and @GITHUB@; its feedback said </details> ::set-output name=a::b"
+                  " then ``` and ::add-mask::@ANTHROPIC@.\n\n````prompt\nClassify the ticket {ticket} into a queue.\n"
+                  "Topics: billing refund login password crash\n````")
+CHILD = ("import functools, os, sys, litellm; from gepa_bot.cli import main\n"
+         "reply = os.environ['REPLY_TEMPLATE']\n"
+         "for name, var in (('@OPENAI@', 'OPENAI_API_KEY'), ('@GITHUB@', 'GITHUB_TOKEN'), ('@ANTHROPIC@', 'ANTHROPIC_API_KEY')):\n"
+         "    reply = reply.replace(name, os.environ[var])\n"
+         "litellm.completion = functools.partial(litellm.completion, mock_response=reply)\n"
+         "sys.exit(main())\n")
+
+
+def leaks(text: str) -> list[str]:
+    """Every secret of which some WINDOW-character piece occurs in ``text``."""
+    found = []
+    for name, value in SECRETS.items():
+        if any(value[k:k + WINDOW] in text for k in range(len(value) - WINDOW + 1)):
+            found.append(name)
+    return found
+
+
+def test_no_secret_reaches_any_artifact_or_output(tmp_path):
+    from toyrepo import make_toy_repo
+
+    repo = make_toy_repo(tmp_path)
+    (repo / "evals" / "eval.py").write_text(LEAKY_EVAL)
+    leak_file = tmp_path / "outside" / "token.txt"
+    leak_file.parent.mkdir()
+    leak_file.write_text(SECRETS["GITHUB_TOKEN"])
+    out = tmp_path / "pr" / "body.md"
+    env = {**os.environ, **SECRETS, "LEAK_FILE": str(leak_file), "NASTY": NASTY, "REPLY_TEMPLATE": REPLY_TEMPLATE,
+           "PYTHONPATH": os.pathsep.join(sys.path), "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    completed = subprocess.run([sys.executable, "-c", CHILD, "optimize", "--repo", str(repo), "--budget", "30",
+                                "--run-dir", str(tmp_path / "run"), "--dry-run", "--out", str(out)],
+                               env=env, capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+
+    cache_dir = repo / ".gepa-bot" / "cache"
+    artifacts = [p for p in tmp_path.rglob("*") if p.is_file() and p != leak_file]
+    assert any(p.is_relative_to(cache_dir) for p in artifacts) and (tmp_path / "run" / "run.jsonl") in artifacts
+    assert out in artifacts and out.with_name("report-full.md") in artifacts
+    for path in artifacts:
+        text = path.read_bytes().decode("utf-8", "replace")
+        assert leaks(text) == [], f"{path.relative_to(tmp_path)} leaks {leaks(text)}"
+    assert leaks(completed.stdout + completed.stderr) == []
+
+    # the secrets were really there to leak, and were masked where they appeared
+    run_log = (tmp_path / "run" / "run.jsonl").read_text()
+    assert "key=***" in run_log and "Bearer ***" in run_log
+    llm = [json.loads(line) for line in run_log.splitlines() if '"kind": "llm"' in line]
+    assert llm and all("printed *** and ***" in r["text"] and "::add-mask::***" in r["text"] for r in llm)
+    crashed = [json.loads(line) for line in run_log.splitlines() if '"kind": "rollout"' in line
+               and json.loads(line)["id"] in ("i05", "i06")]
+    assert crashed and all(r["failed"] and "exited with code 1" in r["feedback"] for r in crashed)
+    assert all("auth failed with *** / ***" in r["feedback"] for r in crashed)
+    cached = [p.read_text() for p in cache_dir.rglob("*.json")]
+    assert any("key=***" in text for text in cached)
+    body, full = out.read_text(), out.with_name("report-full.md").read_text()
+    assert "***" in body and "***" in full
+    assert "improved prompts" in body  # the rationale (with its echoed key) is part of the body
+
+
+def test_untrusted_text_cannot_break_the_pr_body_or_emit_workflow_commands(tmp_path, monkeypatch):
+    """Runs the same leaky eval in process; checks the rendered PR body's structure."""
+    import functools
+
+    import litellm
+
+    from gepa_bot.cli import run_optimize
+    from toyrepo import make_toy_repo
+
+    repo = make_toy_repo(tmp_path)
+    (repo / "evals" / "eval.py").write_text(LEAKY_EVAL)
+    leak_file = tmp_path / "token.txt"
+    leak_file.write_text(SECRETS["GITHUB_TOKEN"])
+    reply = REPLY_TEMPLATE.replace("@OPENAI@", "o").replace("@GITHUB@", "g").replace("@ANTHROPIC@", "a")
+    reply = reply.replace("Rationale: ", "Rationale: </details>\n<details><summary>x</summary>\n::warning::hi\n")
+    monkeypatch.setenv("LEAK_FILE", str(leak_file))
+    monkeypatch.setenv("NASTY", NASTY)
+    monkeypatch.setattr(litellm, "completion", functools.partial(litellm.completion, mock_response=reply))
+    result, body = run_optimize(repo, None, tmp_path / "run", tmp_path / "body.md",
+                                {"budget": 30, "model": None, "reflection_model": None, "workers": None, "seed": None})
+
+    full = (tmp_path / "report-full.md").read_text()
+    assert result["best_candidate"] != 0  # the rationale and feedback are shown
+    for text in (body, full):
+        assert "::set-output" not in text and "::add-mask::" not in text and "::warning::" not in text
+        assert not [line for line in text.splitlines() if line.lstrip().startswith("::")]
+        opened = len(re.findall(r"<details>", text, re.IGNORECASE))
+        assert opened == len(re.findall(r"</details>", text, re.IGNORECASE)) >= 2
+        assert len(re.findall(r"<summary>", text)) == len(re.findall(r"</summary>", text)) == opened
+        # fences: every fence line we open is closed by ours, none is opened or closed by untrusted text
+        fences = [line for line in text.splitlines() if re.match(r"^\s*(`{3,}|~{3,})", line)]
+        assert len(fences) % 2 == 0 and all(f.strip() in ("```diff", "```text", "```") for f in fences)
+        # table rows keep their column count (pipes in feedback are escaped)
+        for line in text.splitlines():
+            if line.startswith("| i"):
+                assert len(re.findall(r"(?<!\\)\|", line)) == 6, line
+        assert "<details><summary>x</summary>" not in text
+
+
+def test_a_key_in_an_llm_error_message_is_masked_everywhere(tmp_path, monkeypatch):
+    """Providers quote the rejected key in auth errors; the reason is kept in the log and result.json."""
+    import litellm
+
+    from gepa_bot.engine import optimize
+    from test_engine import settings_for
+    from toyrepo import make_toy_repo
+
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    key = SECRETS["OPENAI_API_KEY"]
+    messages = [f"Incorrect API key provided: {key}. You can find your API key at https://platform.openai.com",
+                "x" * 270 + key]  # the second is cut (at 300 chars) in the middle of the key
+
+    class Rejecting:
+        calls = 0
+
+        def __call__(self, model, messages_, **params):
+            Rejecting.calls += 1
+            raise litellm.AuthenticationError(message=messages[Rejecting.calls % 2], llm_provider="openai", model=model)
+
+    repo = make_toy_repo(tmp_path)
+    result = optimize(settings_for(repo, tmp_path, Rejecting(), budget__rollouts=20))
+
+    reasons = [r["reason"] for r in result["rejected_proposals"]]
+    assert Rejecting.calls >= 2 and any("Incorrect API key provided: ***" in r for r in reasons)
+    for path in (tmp_path / "run").rglob("*"):
+        if path.is_file():
+            assert leaks(path.read_text(errors="replace")) == [], path.name
+    assert leaks(json.dumps(result)) == []

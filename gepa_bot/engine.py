@@ -250,6 +250,8 @@ def _optimize(settings: RunSettings, components: list[Component], runlog: RunLog
     suite = build_suite(settings, context)
     split = choose_split(_list_instances(suite, settings), settings)
     check_budget_fits(settings, split)
+    import litellm  # noqa: F401  (a cold import takes ~2 s: pay it before the wall-time clock starts)
+
     budget = Budget(max_rollouts=config.budget.rollouts, max_cost_usd=config.budget.max_llm_cost_usd,
                     max_seconds=config.budget.wall_time_minutes * 60 if config.budget.wall_time_minutes else None)
     context.deadline = budget.deadline()

@@ -34,7 +34,7 @@ from gepa_bot.evalsuite import (EvalSuite, InstanceResult, SuiteContext, Workdir
                                 remove_workdir)
 from gepa_bot.llm import LLM, LLMError, Transport, litellm_transport
 from gepa_bot.reflection import ProposalRejected, parse_reply
-from gepa_bot.runlog import RunLog
+from gepa_bot.runlog import RUN_LOG_NAME, RunLog, read_records
 
 BENCH_DIR = Path(__file__).resolve().parent
 TASKS_DIR = BENCH_DIR / "tasks"
@@ -97,12 +97,16 @@ class BenchOptions:
     models: dict[str, dict[str, Any]] = field(default_factory=dict)  # pre-resolved model params (shared server)
     work_dir: Path | None = None
     log: Any = print
+    replay_nocache: bool = True  # the no-cache arm replays the cached arm's reflection replies (same search)
+    reflection_max_tokens: int | None = None
 
 
 def make_config(task: Task, budget: int, opts: BenchOptions) -> Config:
     data = task.base_config()
     data["budget"] = {**data.get("budget", {}), "rollouts": budget}
     data["models"] = {**data.get("models", {}), "task": opts.task_model, "reflection": opts.reflection_model}
+    if opts.reflection_max_tokens:
+        data["models"]["reflection_max_tokens"] = opts.reflection_max_tokens
     data["optimizer"] = {**data.get("optimizer", {}), "workers": opts.workers, "seed": opts.seed}
     split = dict(data.get("split", {}))
     if opts.max_val:
@@ -207,14 +211,24 @@ def _budget_json(budget: Budget) -> dict[str, Any]:
     return data
 
 
-def run_gepa(task: Task, config: Config, run_dir: Path, opts: BenchOptions, use_cache: bool) -> dict[str, Any]:
+def run_gepa(task: Task, config: Config, run_dir: Path, opts: BenchOptions, use_cache: bool,
+             replay_from: Path | None = None) -> dict[str, Any]:
+    """One gepa-bot run. ``replay_from``: a finished run dir whose reflection replies are replayed (gepa-bot's
+    resume mechanism), so the no-cache run makes exactly the same search without paying for the LLM again."""
     settings = _settings(task, config, run_dir, opts, use_cache=use_cache)
+    replayed = 0
+    if replay_from is not None:
+        records = list(read_records(replay_from / "run", "llm"))
+        settings.run_dir.mkdir(parents=True, exist_ok=True)
+        (settings.run_dir / RUN_LOG_NAME).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records),
+                                                     encoding="utf-8")
+        replayed = len(records)
     result = engine.optimize(settings)
     best = result["candidates"][result["best_candidate"]]
     return {"candidate": best["components"], "val_score": best["val_mean"], "candidates": len(result["candidates"]),
             "rejected_proposals": result["rejected_proposals"], "budget": result["budget"],
             "components": engine.select_components(settings),
-            "accepted": sum(1 for c in result["candidates"] if c["origin"] != "seed")}
+            "accepted": sum(1 for c in result["candidates"] if c["origin"] != "seed"), "replay_records": replayed}
 
 
 # --- held-out test scoring ------------------------------------------------------------------------
@@ -259,7 +273,7 @@ def _row(task: Task, budget: int, method: str, outcome: dict[str, Any] | None, t
            "val_score": None if outcome is None else round(outcome["val_score"], 4),
            "rollouts_used": b.get("rollouts_used", 0), "rollouts_executed": b.get("rollouts_executed", 0),
            "cache_hits": b.get("cache_hits", 0), "cache_hit_rate": b.get("cache_hit_rate", 0.0),
-           "llm_calls": b.get("llm_calls", 0), "prompt_tokens": b.get("prompt_tokens", 0),
+           "llm_calls": b.get("llm_calls", 0), "llm_calls_replayed": b.get("llm_calls_replayed", 0), "prompt_tokens": b.get("prompt_tokens", 0),
            "completion_tokens": b.get("completion_tokens", 0), "wall_time_s": b.get("wall_time_s", 0.0),
            "eval_time_s": b.get("eval_time_s", 0.0), "llm_time_s": b.get("llm_time_s", 0.0),
            "overhead_share": b.get("overhead_share", 0.0),
@@ -297,8 +311,11 @@ def run_bench(tasks: list[Task], opts: BenchOptions) -> dict[str, Any]:
                 started = time.monotonic()
                 if method == "best_of_n":
                     outcome = run_best_of_n(task, config, run_dir, opts)
+                elif method == "gepa_bot":
+                    outcome = run_gepa(task, config, run_dir, opts, use_cache=True)
                 else:
-                    outcome = run_gepa(task, config, run_dir, opts, use_cache=(method == "gepa_bot"))
+                    outcome = run_gepa(task, config, run_dir, opts, use_cache=False,
+                                       replay_from=run_dir.parent / "gepa_bot" if opts.replay_nocache else None)
                 test = scorer.score(task, config, outcome["candidate"])
                 row = _row(task, budget, method, outcome, test, outcome["candidate"])
                 rows.append(row)
@@ -443,9 +460,10 @@ STATIC_NOTES = [
     "With the 135M model as both task and reflection model, reflection replies are often malformed or ignore the "
     "feedback; every rejected reply is counted in the tables. Scores on 15-18 test examples move in steps of "
     "~0.06, so small differences are noise.",
-    "The no-cache run uses the same seed and a fixed sampling seed for the reflection model, but llama.cpp "
-    "sampling under concurrent requests is not guaranteed to be bit-identical, so its search can diverge; its "
-    "purpose is the executed-rollout and wall-time comparison.",
+    "The no-cache run replays the cached run's reflection replies from its run log (gepa-bot's own resume "
+    "mechanism; LLM calls shown as replayed, 0 s), so it makes the same search at the same seed: compare its "
+    "rollouts executed and eval time with the cached run's. Its wall time excludes the reflection LLM time "
+    "the cached run paid; the cached run's eval time (in results.json) is the like-for-like number.",
     "Bot overhead share = (wall time - eval time - LLM time) / wall time, from gepa-bot's Budget (GEPA's own "
     "bookkeeping, materializing workdirs, cache and log I/O).",
 ]
@@ -464,7 +482,8 @@ def write_results(data: dict[str, Any], out_dir: Path) -> dict[str, Path]:
           f"- platform: {machine['platform']}", f"- date: {machine['date']}",
           f"- task model: `{meta['task_model']}`, reflection model: `{meta['reflection_model']}`",
           f"- budgets (rollouts): {', '.join(map(str, meta['budgets']))}; eval workers: {meta['workers']}; "
-          f"seed: {meta['seed']}",
+          f"seed: {meta['seed']}"
+          + (f"; reflection_max_tokens: {meta['reflection_max_tokens']}" if meta.get("reflection_max_tokens") else ""),
           f"- split sizes used (train/val/test): "
           + "; ".join(f"`{t}` {s['train']}/{s['val']}/{s['test']}" for t, s in data["splits"].items())
           + (f" (val capped with split.max_val={meta['max_val']})" if meta.get("max_val") else ""), ""]
@@ -522,18 +541,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="bench/run", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="small run (<10 min on 2 cores with the local model)")
     p.add_argument("--tasks", help="comma-separated task names (default: all; quick: sentiment,shipping_city)")
-    p.add_argument("--budgets", help="comma-separated rollout budgets (default 50,100,200; quick 30,60)")
+    p.add_argument("--budgets", help="comma-separated rollout budgets (default 50,100,200; quick 20,40)")
     p.add_argument("--model", default=LOCAL_MODEL, help="task model (litellm string or local/smollm2-135m)")
     p.add_argument("--reflection-model", default=None, help="reflection/rewrite model (default: --model)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-val", type=int, default=None, help="cap the val split (quick default 8)")
+    p.add_argument("--max-val", type=int, default=None, help="cap the val split (quick default 6)")
+    p.add_argument("--reflection-max-tokens", type=int, default=None, help="quick default 256; else the task config's")
+    p.add_argument("--no-replay", action="store_true", help="the no-cache arm calls the reflection LLM live")
     p.add_argument("--out", type=Path, default=RESULTS_DIR)
     p.add_argument("--keep-work", action="store_true", help="keep run dirs (printed) instead of deleting them")
     return p.parse_args(argv)
 
 
-QUICK = {"tasks": "sentiment,shipping_city", "budgets": "30,60", "max_val": 8}
+QUICK = {"tasks": "sentiment,shipping_city", "budgets": "20,40", "max_val": 6, "reflection_max_tokens": 256}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -543,6 +564,7 @@ def main(argv: list[str] | None = None) -> int:
                        (args.tasks or args.quick) else None)
     budgets = [int(b) for b in (args.budgets or (QUICK["budgets"] if args.quick else "50,100,200")).split(",")]
     max_val = args.max_val or (QUICK["max_val"] if args.quick else None)
+    refl_tokens = args.reflection_max_tokens or (QUICK["reflection_max_tokens"] if args.quick else None)
     reflection_model = args.reflection_model or args.model
     work = Path(tempfile.mkdtemp(prefix="gepa-bench-"))
     server = None
@@ -555,6 +577,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"local model server: {server.api_base}", flush=True)
         opts = BenchOptions(budgets=budgets, task_model=args.model, reflection_model=reflection_model,
                             workers=args.workers, seed=args.seed, max_val=max_val, models=models, work_dir=work,
+                            replay_nocache=not args.no_replay, reflection_max_tokens=refl_tokens,
                             log=lambda m: print(m, flush=True))
         speed = measure_speedup()
         print(f"parallel speedup: {speed['speedup']}", flush=True)
@@ -571,7 +594,8 @@ def main(argv: list[str] | None = None) -> int:
     data["meta"] = {"command": "bench/run " + " ".join(argv if argv is not None else sys.argv[1:]),
                     "quick": args.quick, "tasks": [t.name for t in tasks], "budgets": budgets,
                     "task_model": args.model, "reflection_model": reflection_model, "workers": args.workers,
-                    "seed": args.seed, "max_val": max_val, "total_wall_s": round(time.monotonic() - started, 1)}
+                    "seed": args.seed, "max_val": max_val, "reflection_max_tokens": refl_tokens,
+                    "nocache_replays_llm": not args.no_replay, "total_wall_s": round(time.monotonic() - started, 1)}
     data["meta"]["png"] = write_plot(data, args.out / "score_vs_rollouts.png")
     paths = write_results(data, args.out)
     print(f"wrote {paths['md']}, {paths['json']}" + (", score_vs_rollouts.png" if data["meta"]["png"] else

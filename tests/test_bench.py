@@ -114,6 +114,9 @@ def test_bench_end_to_end(tmp_path: Path):
     nocache = [r for r in rows if r["method"] == "gepa_bot_nocache"]
     assert all(r["test_score"] > 0 for r in gepa)  # feedback-driven keywords generalize to test
     assert all(r["cache_hits"] == 0 and r["rollouts_executed"] == r["rollouts_used"] for r in nocache)
+    for g, nc in zip(gepa, nocache):  # same search: reflection replies replayed, same prompt chosen
+        assert nc["llm_calls_replayed"] == nc["llm_calls"] == g["llm_calls"] > 0
+        assert nc["prompt"] == g["prompt"] and nc["rollouts_used"] == g["rollouts_used"]
     assert transport.reflections > 0 and transport.rewrites > 0
 
     data["speedup"] = harness.measure_speedup(instances=8, delay=0.02)

@@ -23,7 +23,7 @@ from typing import Any
 import git
 
 from gepa_bot import github as gh
-from gepa_bot.config import DEFAULT_CONFIG_NAME, Config, load_config
+from gepa_bot.config import DEFAULT_CONFIG_NAME, Config, load_config, with_overrides
 from gepa_bot.engine import RunSettings, evaluate_current, optimize
 from gepa_bot.errors import UserError
 from gepa_bot.report import render, untrusted, verdict
@@ -251,16 +251,8 @@ def _checked_out_branch(workspace: Path) -> str:
 
 
 def _settings(ctx: Context, plan: Plan) -> RunSettings:
-    config = ctx.config
-    overrides = {"budget": plan.budget or env_input(ctx.env, "budget") or None,
-                 "task": env_input(ctx.env, "model") or None, "reflection": env_input(ctx.env, "reflection-model") or None}
-    data = config.model_dump()
-    if overrides["budget"]:
-        data["budget"]["rollouts"] = int(overrides["budget"])
-    for name in ("task", "reflection"):
-        if overrides[name]:
-            data["models"][name] = overrides[name]
-    config = Config.model_validate(data)
+    config = with_overrides(ctx.config, source="action inputs", budget=plan.budget or env_input(ctx.env, "budget"),
+                            model=env_input(ctx.env, "model"), reflection_model=env_input(ctx.env, "reflection-model"))
     return RunSettings(repo=ctx.workspace, config=config, config_path=ctx.config_path,
                        run_dir=ctx.workspace / config.output.run_dir, cache_dir=ctx.workspace / config.output.cache_dir,
                        only_files=plan.files)

@@ -13,26 +13,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from gepa_bot.budget import Budget
-from gepa_bot.config import DEFAULT_CONFIG_NAME, Config, load_config
+from gepa_bot.config import DEFAULT_CONFIG_NAME, Config, load_config, with_overrides
 from gepa_bot.engine import RunSettings, optimize
 from gepa_bot.errors import UserError
 from gepa_bot.report import render
 
 err_console = Console(stderr=True)
-
-
-def apply_overrides(config: Config, **flags: Any) -> Config:
-    """CLI flags win over the config file; None means "not given"."""
-    updates = {
-        ("budget", "rollouts"): flags.get("budget"), ("models", "task"): flags.get("model"),
-        ("models", "reflection"): flags.get("reflection_model"), ("optimizer", "workers"): flags.get("workers"),
-        ("optimizer", "seed"): flags.get("seed"),
-    }
-    data = config.model_dump()
-    for (section, name), value in updates.items():
-        if value is not None:
-            data[section][name] = value
-    return Config.model_validate(data)
 
 
 def resolve_paths(repo: Path, config_path: Path, run_dir: Path | None, config: Config) -> RunSettings:
@@ -109,7 +95,7 @@ def run_optimize(repo: Path, config_file: Path | None, run_dir: Path | None, out
         raise UserError(f"--repo {repo}: not a directory", fix="pass the path of the repository to optimize")
     repo = repo.resolve()
     config_path = (config_file or repo / DEFAULT_CONFIG_NAME).resolve()
-    config = apply_overrides(load_config(config_path), **flags)
+    config = with_overrides(load_config(config_path), **flags)
     settings = resolve_paths(repo, config_path, run_dir, config)
     if fresh and settings.run_dir.exists():
         shutil.rmtree(settings.run_dir)

@@ -205,3 +205,23 @@ def _fix_hint(exc: ValidationError) -> str:
     if first["type"] == "union_tag_invalid":
         return "set eval.type to one of: command, pytest, promptfoo"
     return "change the value as described; the README's 'Configuration' section documents each field"
+
+
+OVERRIDABLE = {"budget": ("budget", "rollouts"), "model": ("models", "task"), "reflection_model": ("models", "reflection"),
+               "workers": ("optimizer", "workers"), "seed": ("optimizer", "seed")}
+
+
+def with_overrides(config: Config, source: str = "command line", **values: Any) -> Config:
+    """The config with CLI flags / action inputs applied (None or "" means "not given"); bad values are UserErrors."""
+    data = config.model_dump()
+    for name, value in values.items():
+        if value is not None and value != "":
+            section, field_name = OVERRIDABLE[name]
+            data[section][field_name] = value
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        given = next(n for n, (sec, f) in OVERRIDABLE.items() if (sec, f) == tuple(error["loc"][:2]))
+        raise UserError(f"{source}: {given.replace('_', '-')}: {error['msg']} (got {error.get('input')!r})",
+                        fix="pass a valid value") from None

@@ -270,13 +270,17 @@ def _optimize(settings: RunSettings, components: list[Component], runlog: RunLog
               extra={**{k: v for k, v in reflection.items() if k != "model"}, **settings.reflection_extra})
     reflector = RationaleReflector(llm=llm, runlog=runlog, attempts=config.optimizer.reflection_attempts)
     seed = {c.name: c.text for c in components}
-    gepa_result = gepa.optimize(
-        seed_candidate=seed, trainset=split.train, valset=split.val, adapter=adapter,
-        reflection_strategy=reflector, candidate_selection_strategy=config.optimizer.candidate_selection,
-        reflection_minibatch_size=config.optimizer.minibatch_size, use_merge=_use_merge(config, components),
-        max_merge_invocations=config.optimizer.max_merge_invocations, stop_callbacks=[lambda _state: budget.should_stop()],
-        logger=_GepaLog(settings.run_dir / "gepa.log"), seed=config.optimizer.seed, raise_on_exception=False,
-        cache_evaluation=False, display_progress_bar=False, track_best_outputs=False)
+    try:
+        gepa_result = gepa.optimize(
+            seed_candidate=seed, trainset=split.train, valset=split.val, adapter=adapter,
+            reflection_strategy=reflector, candidate_selection_strategy=config.optimizer.candidate_selection,
+            reflection_minibatch_size=config.optimizer.minibatch_size, use_merge=_use_merge(config, components),
+            max_merge_invocations=config.optimizer.max_merge_invocations, stop_callbacks=[lambda _state: budget.should_stop()],
+            logger=_GepaLog(settings.run_dir / "gepa.log"), seed=config.optimizer.seed, raise_on_exception=False,
+            cache_evaluation=False, display_progress_bar=False, track_best_outputs=False)
+    except BudgetExhausted as exc:  # raised outside gepa's iteration loop: the baseline itself did not fit
+        raise UserError(f"{settings.config_path}: field 'budget': ran out while scoring the baseline ({exc})",
+                        fix="raise budget.wall_time_minutes / budget.max_llm_cost_usd, or lower split.max_val") from None
     result = build_result(gepa_result, components, split, adapter, reflector, budget, settings)
     (settings.run_dir / RESULT_NAME).write_text(json.dumps(result, indent=2, ensure_ascii=False), encoding="utf-8")
     runlog.write("end", best=result["best_candidate"], budget=result["budget"])

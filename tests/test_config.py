@@ -333,3 +333,16 @@ def test_fuzz_bytes(data):
         path = Path(tmp) / ".gepa-bot.yml"
         path.write_bytes(data)
         _check_loader(path)
+
+
+def test_overrides_from_flags_or_action_inputs_are_validated():
+    from gepa_bot.config import with_overrides
+
+    config = load_config(Path("prompts.example/.gepa-bot.yml"))
+    updated = with_overrides(config, budget="77", model="openai/gpt-4o-mini", reflection_model="", workers=None)
+    assert (updated.budget.rollouts, updated.models.task) == (77, "openai/gpt-4o-mini")
+    assert updated.models.reflection == config.models.reflection and updated.optimizer.workers == config.optimizer.workers
+    with pytest.raises(UserError, match=r"action inputs: budget: .*integer.*'lots'"):
+        with_overrides(config, source="action inputs", budget="lots")
+    with pytest.raises(UserError, match=r"command line: workers"):
+        with_overrides(config, workers=0)

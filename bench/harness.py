@@ -287,6 +287,10 @@ def _row(task: Task, budget: int, method: str, outcome: dict[str, Any] | None, t
         row["accepted_candidates"] = outcome["accepted"]
     if outcome and outcome.get("rejected_proposals"):
         row["rejected_reasons"] = sorted({r["reason"] for r in outcome["rejected_proposals"]})[:5]
+        counts: dict[str, int] = {}
+        for r in outcome["rejected_proposals"]:
+            counts[r["reason"]] = counts.get(r["reason"], 0) + 1
+        row["rejected_reason_counts"] = dict(sorted(counts.items(), key=lambda kv: -kv[1]))
     row["prompt"] = candidate
     return row
 
@@ -398,14 +402,16 @@ def _fmt(value: Any, digits: int = 3) -> str:
 
 def task_table(rows: list[dict[str, Any]]) -> str:
     header = ("| budget | method | test score | val score | rollouts used | rollouts executed | cache hit rate "
-              "| LLM calls | LLM tokens (prompt+completion) | wall time (s) | bot overhead share | prompt chars "
-              "| candidates scored | rejected proposals |")
-    lines = [header, "|" + " --- |" * 14]
+              "| LLM calls | LLM tokens (prompt+completion) | wall time (s) | eval time (s) | bot overhead share "
+              "| prompt chars | candidates scored | rejected proposals |")
+    lines = [header, "|" + " --- |" * 15]
     for r in rows:
         label = METHOD_LABELS[r["method"]] + (f" (N={r['n_rewrites']})" if "n_rewrites" in r else "")
+        replayed = f" ({r['llm_calls_replayed']} replayed)" if r.get("llm_calls_replayed") else ""
         lines.append(f"| {r['budget']} | {label} | {_fmt(r['test_score'])} | {_fmt(r['val_score'])} "
                      f"| {r['rollouts_used']} | {r['rollouts_executed']} | {_fmt(r['cache_hit_rate'], 2)} "
-                     f"| {r['llm_calls']} | {r['prompt_tokens']}+{r['completion_tokens']} | {_fmt(r['wall_time_s'], 1)} "
+                     f"| {r['llm_calls']}{replayed} | {r['prompt_tokens']}+{r['completion_tokens']} "
+                     f"| {_fmt(r['wall_time_s'], 1)} | {_fmt(r['eval_time_s'], 1)} "
                      f"| {_fmt(r['overhead_share'], 3)} | {r['prompt_chars']} | {r['candidates']} "
                      f"| {r['rejected_proposals']} |")
     return "\n".join(lines)
@@ -435,14 +441,16 @@ def auto_notes(data: dict[str, Any]) -> list[str]:
                 f"best-of-{b.get('n_rewrites', '?')} {b['test_score']:.3f} -> {verdict}. "
                 f"GEPA kept {g.get('accepted_candidates', 0)} new candidate(s); "
                 f"{g['rejected_proposals']} reflection repl(ies) rejected before any rollout")
-        if g.get("rejected_reasons"):
+        if g.get("rejected_reason_counts"):
+            line += " (" + "; ".join(f"{n}x {why}" for why, n in list(g["rejected_reason_counts"].items())[:4]) + ")"
+        elif g.get("rejected_reasons"):
             line += " (" + "; ".join(g["rejected_reasons"][:3]) + ")"
         line += f"; best-of-N had {b['rejected_proposals']} rejected rewrite(s)."
         if nc:
             saved = nc["rollouts_executed"] - g["rollouts_executed"]
             line += (f" Cache: {g['rollouts_executed']} of {g['rollouts_used']} rollouts executed "
                      f"(hit rate {g['cache_hit_rate']:.2f}) vs {nc['rollouts_executed']} without cache "
-                     f"({saved} saved; wall {g['wall_time_s']:.0f}s vs {nc['wall_time_s']:.0f}s).")
+                     f"({saved} saved; eval time {g['eval_time_s']:.0f}s vs {nc['eval_time_s']:.0f}s).")
             if nc["val_score"] != g["val_score"] or nc["prompt"] != g["prompt"]:
                 line += " The no-cache run did not reproduce the cached run's search exactly (see notes)."
         notes.append(line)
@@ -464,8 +472,10 @@ STATIC_NOTES = [
     "mechanism; LLM calls shown as replayed, 0 s), so it makes the same search at the same seed: compare its "
     "rollouts executed and eval time with the cached run's. Its wall time excludes the reflection LLM time "
     "the cached run paid; the cached run's eval time (in results.json) is the like-for-like number.",
-    "Bot overhead share = (wall time - eval time - LLM time) / wall time, from gepa-bot's Budget (GEPA's own "
-    "bookkeeping, materializing workdirs, cache and log I/O).",
+    "Bot overhead share = (wall time - eval time - LLM time) / wall time, from gepa-bot's Budget. Eval time is "
+    "measured around the adapter's whole evaluation (cache lookups, materializing the workdir, the eval "
+    "processes), so what remains is GEPA's own bookkeeping and the reflector's parsing: a lower bound on the "
+    "bot's cost. Best-of-N's first run in a process also pays the one-off litellm import there.",
 ]
 
 
@@ -513,21 +523,25 @@ def write_plot(data: dict[str, Any], path: Path) -> bool:
     fig, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 4.2), squeeze=False)
     styles = {"seed": ("k", "--", "o"), "best_of_n": ("tab:orange", "-", "s"), "gepa_bot": ("tab:blue", "-", "^"),
               "gepa_bot_nocache": ("tab:green", ":", "v")}
+    budgets = sorted({r["budget"] for r in data["rows"]})
+    dodge = (budgets[-1] - budgets[0] or budgets[0]) * 0.012  # so identical scores stay visible side by side
     for ax, task in zip(axes[0], tasks):
-        for method in METHODS:
+        for k, method in enumerate(METHODS):
             pts = sorted((r["budget"], r["test_score"]) for r in data["rows"] if r["task"] == task and r["method"] == method)
             if pts:
                 color, line, marker = styles[method]
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], color=color, linestyle=line, marker=marker,
+                ax.plot([p[0] + (k - 1.5) * dodge for p in pts], [p[1] for p in pts], color=color, linestyle=line,
+                        marker=marker, markersize=7,
                         label=METHOD_LABELS[method], alpha=0.85)
         ax.set_title(f"{task}")
         ax.set_xlabel("rollout budget")
         ax.set_ylabel("held-out test score")
         ax.set_ylim(-0.02, 1.02)
-        ax.set_xticks(sorted({r["budget"] for r in data["rows"]}))
+        ax.set_xticks(budgets)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="best")
-    fig.suptitle(f"test score vs rollout budget ({data['meta']['task_model']})")
+    fig.suptitle(f"held-out test score vs rollout budget (task {data['meta']['task_model']}, reflection "
+                 f"{data['meta']['reflection_model']}; points dodged sideways, equal scores overlap)", fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -551,6 +565,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-replay", action="store_true", help="the no-cache arm calls the reflection LLM live")
     p.add_argument("--out", type=Path, default=RESULTS_DIR)
     p.add_argument("--keep-work", action="store_true", help="keep run dirs (printed) instead of deleting them")
+    p.add_argument("--note", action="append", default=[], help="a line for the notes section (repeatable)")
+    p.add_argument("--render-only", action="store_true",
+                   help="rewrite results.md and the PNG from OUT/results.json (adding --note lines); no runs")
     return p.parse_args(argv)
 
 
@@ -559,6 +576,12 @@ QUICK = {"tasks": "sentiment,shipping_city", "budgets": "20,40", "max_val": 6, "
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.render_only:
+        data = json.loads((args.out / "results.json").read_text(encoding="utf-8"))
+        data["meta"]["notes"] = list(dict.fromkeys(data["meta"].get("notes", []) + args.note))
+        data["meta"]["png"] = write_plot(data, args.out / "score_vs_rollouts.png")
+        print(f"rewrote {write_results(data, args.out)['md']}")
+        return 0
     started = time.monotonic()
     tasks = find_tasks((args.tasks or (QUICK["tasks"] if args.quick else "")).split(",") if
                        (args.tasks or args.quick) else None)
@@ -595,7 +618,7 @@ def main(argv: list[str] | None = None) -> int:
                     "quick": args.quick, "tasks": [t.name for t in tasks], "budgets": budgets,
                     "task_model": args.model, "reflection_model": reflection_model, "workers": args.workers,
                     "seed": args.seed, "max_val": max_val, "reflection_max_tokens": refl_tokens,
-                    "nocache_replays_llm": not args.no_replay, "total_wall_s": round(time.monotonic() - started, 1)}
+                    "nocache_replays_llm": not args.no_replay, "notes": args.note, "total_wall_s": round(time.monotonic() - started, 1)}
     data["meta"]["png"] = write_plot(data, args.out / "score_vs_rollouts.png")
     paths = write_results(data, args.out)
     print(f"wrote {paths['md']}, {paths['json']}" + (", score_vs_rollouts.png" if data["meta"]["png"] else

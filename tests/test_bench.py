@@ -131,7 +131,7 @@ def test_bench_end_to_end(tmp_path: Path):
     md = paths["md"].read_text()
     assert "## `toy`" in md and "Parallel evaluation speedup" in md and "nproc" in md and "## Notes" in md
     table_rows = [line for line in md.splitlines() if line.startswith(("| 20 |", "| 30 |"))]
-    assert len(table_rows) == 8 and all(line.count("|") == 15 for line in table_rows)
+    assert len(table_rows) == 8 and all(line.count("|") == 16 for line in table_rows)
     if importlib.util.find_spec("matplotlib") is None:
         assert data["meta"]["png"] is False
     else:

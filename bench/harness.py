@@ -494,7 +494,7 @@ def write_results(data: dict[str, Any], out_dir: Path) -> dict[str, Path]:
           f"- budgets (rollouts): {', '.join(map(str, meta['budgets']))}; eval workers: {meta['workers']}; "
           f"seed: {meta['seed']}"
           + (f"; reflection_max_tokens: {meta['reflection_max_tokens']}" if meta.get("reflection_max_tokens") else ""),
-          f"- split sizes used (train/val/test): "
+          "- split sizes used (train/val/test): "
           + "; ".join(f"`{t}` {s['train']}/{s['val']}/{s['test']}" for t, s in data["splits"].items())
           + (f" (val capped with split.max_val={meta['max_val']})" if meta.get("max_val") else ""), ""]
     for task in dict.fromkeys(r["task"] for r in data["rows"]):

@@ -22,6 +22,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,3 +103,63 @@ def emit_ids(ids_with_splits: list[tuple[str, str | None]]) -> None:
         line = {"id": instance_id} if split is None else {"id": instance_id, "split": split}
         sys.stdout.write(json.dumps(line) + "\n")
     sys.stdout.flush()
+
+
+# --- a ready-made main() for "dataset + prompt template" evals ------------------------------------------
+
+Scorer = Callable[[dict[str, Any], str], tuple[float, str, dict[str, Any]]]
+
+
+def load_jsonl(path: Path) -> dict[str, dict[str, Any]]:
+    """Rows of a JSONL file keyed by their ``id``."""
+    with path.open(encoding="utf-8") as handle:
+        rows = [json.loads(line) for line in handle if line.strip()]
+    return {str(row["id"]): row for row in rows}
+
+
+def run_template_eval(data_file: Path, prompt_file: Path, placeholder: str, scorer: Scorer, *, noun: str = "input",
+                      max_tokens: int = 64, held_out: tuple[str, ...] = ("test",)) -> int:
+    """The whole protocol for the common case: JSONL rows ``{id, input, label, split}`` and one prompt file.
+
+    In list mode the ids are printed with their split, except held-out splits (scored only when asked for
+    by id). For each id: ``placeholder`` in the prompt (read from the current directory, i.e. the candidate)
+    is replaced by the row's ``input``, the task model answers, and ``scorer(row, reply)`` gives
+    ``(score, feedback, trace)``. A missing prompt file, a dropped placeholder, an unknown id or a failing
+    model call is scored 0 with feedback saying so; one bad instance never stops the batch.
+    """
+    req = request()
+    data = load_jsonl(data_file)
+    visible = [(i, row.get("split")) for i, row in data.items() if row.get("split") not in held_out]
+    if req.mode == "list":
+        emit_ids(visible)
+        return 0
+    ids = req.ids or [i for i, _ in visible]
+    try:
+        template = prompt_file.read_text(encoding="utf-8")
+    except OSError as exc:
+        for instance_id in ids:
+            emit(instance_id, 0.0, f"cannot read the prompt file {prompt_file} in {Path.cwd()}: {exc}")
+        return 0
+    for instance_id in ids:
+        _score_row(req, data.get(instance_id), instance_id, template, placeholder, scorer, noun, max_tokens)
+    return 0
+
+
+def _score_row(req: Request, row: dict[str, Any] | None, instance_id: str, template: str, placeholder: str,
+               scorer: Scorer, noun: str, max_tokens: int) -> None:
+    if row is None:
+        emit(instance_id, 0.0, f"unknown instance id {instance_id!r}")
+        return
+    if placeholder not in template:
+        emit(instance_id, 0.0, f"the prompt has no {placeholder} placeholder, so the model never saw the {noun}; "
+             f"expected {row['label']}; {noun}: {row['input']!r}", trace={"raw": None})
+        return
+    started = time.monotonic()
+    try:
+        reply = complete(template.replace(placeholder, row["input"]), req, max_tokens=max_tokens)
+    except Exception as exc:  # one failing call must not sink the batch
+        emit(instance_id, 0.0, f"model call failed: {type(exc).__name__}: {exc}")
+        return
+    value, feedback, trace = scorer(row, reply)
+    emit(instance_id, value, f"{feedback}; {noun}: {row['input']!r}",
+         trace={"raw": reply, **trace, "seconds": round(time.monotonic() - started, 3)}, output=reply)

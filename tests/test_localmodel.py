@@ -428,7 +428,6 @@ def test_real_server_completion():
     litellm = pytest.importorskip("litellm")
 
     with LocalModelServer() as server:
-        t0 = time.monotonic()
         response = litellm.completion(
             model=server.model,
             api_base=server.api_base,
@@ -437,10 +436,8 @@ def test_real_server_completion():
             max_tokens=8,
             temperature=0.0,
         )
-        elapsed = time.monotonic() - t0
         text = response.choices[0].message.content
         assert isinstance(text, str) and text.strip(), response
         assert 0 < response.usage.completion_tokens <= 8
-        assert elapsed < 30
         pid = server._proc.pid
     assert _wait_dead(pid)

@@ -16,7 +16,6 @@ import re
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 SECRETS = {
     "OPENAI_API_KEY": "sk-test-Zq8WvN3kLr5TxY2mHc7PjB4dFg6SaE1uKo9",

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections import Counter
 
 from gepa_bot.engine import optimize
@@ -44,10 +43,8 @@ def test_500_rollouts_with_4_workers_are_each_recorded_exactly_once(tmp_path, mo
     repo = make_toy_repo(tmp_path, n=40)
     transport = OneKeywordAtATime()
 
-    started = time.monotonic()
     result = optimize(settings_for(repo, tmp_path, transport, budget__rollouts=BUDGET, optimizer__workers=4,
                                    optimizer__minibatch_size=4))
-    elapsed = time.monotonic() - started
 
     budget = result["budget"]
     rollouts = list(read_records(tmp_path / "run", "rollout"))
@@ -77,4 +74,3 @@ def test_500_rollouts_with_4_workers_are_each_recorded_exactly_once(tmp_path, mo
     for candidate in result["candidates"]:
         for instance_id, entry in candidate["val"].items():
             assert entry is not None and (candidate["hash"], instance_id) in val_rollouts
-    assert elapsed < 60, f"soak took {elapsed:.1f}s"

@@ -11,10 +11,8 @@ label (and not the other one) but not as its first word, 0.0 otherwise.
 
 from __future__ import annotations
 
-import json
 import re
 import sys
-import time
 from pathlib import Path
 
 from gepa_bot import evalkit
@@ -26,12 +24,6 @@ LABELS = ("positive", "negative")
 SYNONYMS = {"pos": "positive", "good": "positive", "neg": "negative", "bad": "negative"}
 PREFIXES = ("sentiment", "answer", "label", "the", "is")
 MAX_TOKENS = 8
-
-
-def load_data() -> dict[str, dict]:
-    with DATA.open(encoding="utf-8") as handle:
-        rows = [json.loads(line) for line in handle if line.strip()]
-    return {row["id"]: row for row in rows}
 
 
 def parse(reply: str) -> tuple[str, set[str]]:
@@ -64,44 +56,13 @@ def score(expected: str, reply: str) -> tuple[float, str]:
     return 0.0, (f"expected {expected}, got {shown!r}; the answer must be one word: positive or negative")
 
 
+def score_row(row: dict, reply: str) -> tuple[float, str, dict]:
+    value, feedback = score(row["label"], reply)
+    return value, feedback, {"parsed": parse(reply)[0], "expected": row["label"]}
+
+
 def main() -> int:
-    req = evalkit.request()
-    data = load_data()
-    if req.mode == "list":
-        evalkit.emit_ids([(i, row["split"]) for i, row in data.items() if row["split"] in ("train", "val")])
-        return 0
-    ids = req.ids or [i for i, row in data.items() if row["split"] in ("train", "val")]
-    try:
-        template = PROMPT_FILE.read_text(encoding="utf-8")
-    except OSError as exc:
-        for i in ids:
-            evalkit.emit(i, 0.0, f"cannot read the prompt file {PROMPT_FILE} in {Path.cwd()}: {exc}")
-        return 0
-    for instance_id in ids:
-        row = data.get(instance_id)
-        if row is None:
-            evalkit.emit(instance_id, 0.0, f"unknown instance id {instance_id!r}")
-            continue
-        expected, text = row["label"], row["input"]
-        if PLACEHOLDER not in template:
-            evalkit.emit(instance_id, 0.0, f"the prompt has no {PLACEHOLDER} placeholder, so the model never saw "
-                         f"the review; expected {expected}; review: {text!r}", trace={"raw": None})
-            continue
-        prompt = template.replace(PLACEHOLDER, text)
-        started = time.monotonic()
-        try:
-            reply = evalkit.complete(prompt, req, max_tokens=MAX_TOKENS)
-        except Exception as exc:  # one failing call must not sink the batch
-            evalkit.emit(instance_id, 0.0, f"model call failed: {type(exc).__name__}: {exc}")
-            continue
-        value, feedback = score(expected, reply)
-        evalkit.emit(
-            instance_id, value, f"{feedback}; review: {text!r}",
-            trace={"raw": reply, "parsed": parse(reply)[0], "expected": expected,
-                   "seconds": round(time.monotonic() - started, 3)},
-            output=reply,
-        )
-    return 0
+    return evalkit.run_template_eval(DATA, PROMPT_FILE, PLACEHOLDER, score_row, noun="review", max_tokens=MAX_TOKENS)
 
 
 if __name__ == "__main__":

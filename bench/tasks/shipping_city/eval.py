@@ -12,10 +12,8 @@ as "Dublin".
 
 from __future__ import annotations
 
-import json
 import re
 import sys
-import time
 from pathlib import Path
 
 from gepa_bot import evalkit
@@ -26,12 +24,6 @@ PLACEHOLDER = "{message}"
 MAX_TOKENS = 12
 PREFIX = re.compile(r"^(?:the\s+)?(?:delivery\s+|destination\s+|shipping\s+)?(?:city|answer)\s*(?:is|:)\s*",
                     re.IGNORECASE)
-
-
-def load_data() -> dict[str, dict]:
-    with DATA.open(encoding="utf-8") as handle:
-        rows = [json.loads(line) for line in handle if line.strip()]
-    return {row["id"]: row for row in rows}
 
 
 def normalize(reply: str) -> str:
@@ -69,43 +61,13 @@ def score(row: dict, reply: str) -> tuple[float, str, str]:
     return 0.0, f"expected {expected}, got {shown!r}; answer with the delivery city name only", answer
 
 
+def score_row(row: dict, reply: str) -> tuple[float, str, dict]:
+    value, feedback, answer = score(row, reply)
+    return value, feedback, {"parsed": answer, "expected": row["label"], "distractor": row.get("distractor")}
+
+
 def main() -> int:
-    req = evalkit.request()
-    data = load_data()
-    if req.mode == "list":
-        evalkit.emit_ids([(i, row["split"]) for i, row in data.items() if row["split"] in ("train", "val")])
-        return 0
-    ids = req.ids or [i for i, row in data.items() if row["split"] in ("train", "val")]
-    try:
-        template = PROMPT_FILE.read_text(encoding="utf-8")
-    except OSError as exc:
-        for i in ids:
-            evalkit.emit(i, 0.0, f"cannot read the prompt file {PROMPT_FILE} in {Path.cwd()}: {exc}")
-        return 0
-    for instance_id in ids:
-        row = data.get(instance_id)
-        if row is None:
-            evalkit.emit(instance_id, 0.0, f"unknown instance id {instance_id!r}")
-            continue
-        if PLACEHOLDER not in template:
-            evalkit.emit(instance_id, 0.0, f"the prompt has no {PLACEHOLDER} placeholder, so the model never saw "
-                         f"the message; expected {row['label']}; message: {row['input']!r}", trace={"raw": None})
-            continue
-        prompt = template.replace(PLACEHOLDER, row["input"])
-        started = time.monotonic()
-        try:
-            reply = evalkit.complete(prompt, req, max_tokens=MAX_TOKENS)
-        except Exception as exc:  # one failing call must not sink the batch
-            evalkit.emit(instance_id, 0.0, f"model call failed: {type(exc).__name__}: {exc}")
-            continue
-        value, feedback, answer = score(row, reply)
-        evalkit.emit(
-            instance_id, value, f"{feedback}; message: {row['input']!r}",
-            trace={"raw": reply, "parsed": answer, "expected": row["label"], "distractor": row.get("distractor"),
-                   "seconds": round(time.monotonic() - started, 3)},
-            output=reply,
-        )
-    return 0
+    return evalkit.run_template_eval(DATA, PROMPT_FILE, PLACEHOLDER, score_row, noun="message", max_tokens=MAX_TOKENS)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from gepa_bot.llm import LLM, LLMError, litellm_transport
 from gepa_bot.report import render
 from gepa_bot.runlog import RunLog, read_records
 from test_engine import settings_for
-from toyrepo import ScriptedReflection, make_toy_repo
+from toyrepo import EVAL_PRELUDE, ScriptedReflection, make_toy_repo
 
 MODEL = "openai/toy-reflection"
 GOOD = "Rationale: name the topics.\n\n````prompt\nClassify the ticket {ticket} into a queue.\nTopics: billing refund\n````"
@@ -226,14 +226,7 @@ def test_bad_replies_are_rejected_with_a_reason_and_cost_no_rollouts(toy, tmp_pa
 
 # --- a non-deterministic eval ---------------------------------------------------------------------
 
-FLAKY_EVAL = textwrap.dedent('''
-    import json, os, sys
-    from pathlib import Path
-    data = {json.loads(l)["id"]: json.loads(l) for l in Path(__file__).with_name("data.jsonl").read_text().splitlines()}
-    if os.environ.get("GEPA_BOT_MODE") == "list":
-        for i, row in data.items():
-            print(json.dumps({"id": i, "split": row["split"]}))
-        sys.exit(0)
+FLAKY_EVAL = EVAL_PRELUDE + textwrap.dedent('''
     prompt = Path("prompts/main.txt").read_text().lower()
     calls = Path(os.environ["TOY_FLIP_DIR"])
     for i in Path(os.environ["GEPA_BOT_IDS_FILE"]).read_text().split():

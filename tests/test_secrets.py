@@ -17,6 +17,8 @@ import subprocess
 import sys
 import textwrap
 
+from toyrepo import EVAL_PRELUDE
+
 SECRETS = {
     "OPENAI_API_KEY": "sk-test-Zq8WvN3kLr5TxY2mHc7PjB4dFg6SaE1uKo9",
     "ANTHROPIC_API_KEY": "sk-ant-test-Hn4Rt7Yp2Lm9Qw3Ez8Xc5Vb1Nk6Js0Df",
@@ -25,14 +27,7 @@ SECRETS = {
 NASTY = "</details></summary> ``` ~~~ ::set-output name=x::y\n::add-mask::z\n::error::boom | cell"
 WINDOW = 12
 
-LEAKY_EVAL = textwrap.dedent('''
-    import json, os, sys
-    from pathlib import Path
-    data = {json.loads(l)["id"]: json.loads(l) for l in Path(__file__).with_name("data.jsonl").read_text().splitlines()}
-    if os.environ.get("GEPA_BOT_MODE") == "list":
-        for i, row in data.items():
-            print(json.dumps({"id": i, "split": row["split"]}))
-        sys.exit(0)
+LEAKY_EVAL = EVAL_PRELUDE + textwrap.dedent('''
     prompt = Path("prompts/main.txt").read_text().lower()
     openai, anthropic = os.environ.get("OPENAI_API_KEY", "<none>"), os.environ.get("ANTHROPIC_API_KEY", "<none>")
     github = os.environ.get("GITHUB_TOKEN") or Path(os.environ["LEAK_FILE"]).read_text()  # leaked some other way

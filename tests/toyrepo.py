@@ -17,7 +17,8 @@ from gepa_bot.llm import Reply
 KEYWORDS = ["billing", "refund", "login", "password", "crash", "export", "invoice", "upgrade",
             "cancel", "delete", "bug", "slow"]
 
-EVAL_SCRIPT = textwrap.dedent('''
+# Every toy eval starts like this: load the data next to the script, answer list mode.
+EVAL_PRELUDE = textwrap.dedent('''
     import json, os, sys, time
     from pathlib import Path
     data = {json.loads(l)["id"]: json.loads(l) for l in Path(__file__).with_name("data.jsonl").read_text().splitlines()}
@@ -25,6 +26,9 @@ EVAL_SCRIPT = textwrap.dedent('''
         for i, row in data.items():
             print(json.dumps({"id": i, "split": row["split"]}))
         sys.exit(0)
+''')
+
+EVAL_SCRIPT = EVAL_PRELUDE + textwrap.dedent('''
     prompt = Path("prompts/main.txt").read_text()
     system = Path("prompts/agent.yaml").read_text() if Path("prompts/agent.yaml").exists() else ""
     delay = float(os.environ.get("TOY_EVAL_SLEEP", "0"))

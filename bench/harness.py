@@ -244,7 +244,7 @@ class TestScorer:
     def score(self, task: Task, config: Config, candidate: dict[str, str]) -> float:
         settings = _settings(task, config, self.scratch / "test-settings", self.opts)
         components = engine.select_components(settings)
-        files = render_files(task.repo, components, candidate)
+        files = render_files(components, candidate)
         key = (task.name, candidate_hash(files))
         if key not in self.memo:
             started = time.monotonic()

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -35,6 +35,7 @@ class Component:
     kind: str  # "text" | "frontmatter" | "yaml"
     text: str
     key: str | None = None
+    source: str = field(default="", repr=False)  # the whole file as discovered: rendering never re-reads disk
 
     @property
     def placeholders(self) -> frozenset[str]:
@@ -67,8 +68,7 @@ def discover(repo: Path, config: Config, config_path: Path) -> list[Component]:
                             fix="check the glob (it is relative to the repo root) or add the prompt file")
         for path in matches:
             components.extend(_components_of(repo, path, spec, f"{config_path}: field 'prompts[{index}]'"))
-    names = [c.name for c in components]
-    duplicated = sorted({n for n in names if names.count(n) > 1})
+    duplicated = sorted(name for name, count in Counter(c.name for c in components).items() if count > 1)
     if duplicated:
         raise UserError(f"{config_path}: field 'prompts': {', '.join(duplicated)} selected by more than one entry",
                         fix="make the globs select each file (or YAML key) once")
@@ -102,8 +102,8 @@ def _components_of(repo: Path, path: Path, spec: PromptSpec, where: str) -> list
         if not match:
             raise UserError(f"{relative}: format is 'frontmatter' but the file has no '---' front-matter block",
                             fix=f"add front-matter or set format: text in {where}")
-        return [Component(name=relative, path=relative, kind="frontmatter", text=content[match.end():])]
-    return [Component(name=relative, path=relative, kind="text", text=content)]
+        return [Component(name=relative, path=relative, kind="frontmatter", text=content[match.end():], source=content)]
+    return [Component(name=relative, path=relative, kind="text", text=content, source=content)]
 
 
 def _kind_of(path: Path, spec: PromptSpec, content: str) -> str:
@@ -121,7 +121,8 @@ def _yaml_components(relative: str, content: str, spec: PromptSpec, where: str) 
     components = []
     for key in spec.keys:
         node = _yaml_scalar_node(relative, content, key, where)
-        components.append(Component(name=f"{relative}#{key}", path=relative, kind="yaml", text=node.value, key=key))
+        components.append(Component(name=f"{relative}#{key}", path=relative, kind="yaml", text=node.value, key=key,
+                                    source=content))
     return components
 
 
@@ -146,17 +147,17 @@ def _yaml_scalar_node(relative: str, content: str, key: str, where: str) -> yaml
 
 # --- writing candidates back ------------------------------------------------------------------------
 
-def render_files(repo: Path, components: list[Component], texts: Mapping[str, str]) -> dict[str, str]:
+def render_files(components: list[Component], texts: Mapping[str, str]) -> dict[str, str]:
     """New content of every prompt file for a candidate (component name -> text)."""
     by_path: dict[str, list[Component]] = defaultdict(list)
     for component in components:
         by_path[component.path].append(component)
-    return {path: _render_file(repo / path, group, texts) for path, group in by_path.items()}
+    return {path: _render_file(group, texts) for path, group in by_path.items()}
 
 
-def _render_file(path: Path, group: list[Component], texts: Mapping[str, str]) -> str:
-    content = path.read_bytes().decode("utf-8")
+def _render_file(group: list[Component], texts: Mapping[str, str]) -> str:
     first = group[0]
+    content = first.source
     if first.kind == "text":
         return texts[first.name]
     if first.kind == "frontmatter":

@@ -93,7 +93,7 @@ class RepoAdapter:
         front-matter or to a YAML key that is not optimized is never served a stale score.
         """
         started = time.monotonic()
-        files = render_files(self.repo, self.components, candidate)
+        files = render_files(self.components, candidate)
         eval_key = candidate_hash(files)
         results: dict[str, InstanceResult] = {}
         for instance_id in ids:
@@ -342,7 +342,7 @@ def build_result(gepa_result: Any, components: list[Component], split: Split, ad
     candidates = []
     for index, texts in enumerate(gepa_result.candidates):
         cand_hash = candidate_hash(texts)
-        eval_key = candidate_hash(render_files(settings.repo, components, texts))
+        eval_key = candidate_hash(render_files(components, texts))
         parents = [p for p in gepa_result.parents[index] if p is not None]
         val_results = {split.val[k]: adapter.cache.get(eval_key, "val", split.val[k])
                        for k in gepa_result.val_subscores[index]}
@@ -362,7 +362,7 @@ def build_result(gepa_result: Any, components: list[Component], split: Split, ad
         "components": [{"name": c.name, "path": c.path, "kind": c.kind, "key": c.key} for c in components],
         "split": {"train": split.train, "val": split.val},
         "candidates": candidates, "pareto_front": front, "best_candidate": best, "baseline_candidate": 0,
-        "best_files": render_files(settings.repo, components, candidates[best]["components"]),
+        "best_files": render_files(components, candidates[best]["components"]),
         "rejected_proposals": reflector.rejected,
         "eval_repeats": settings.config.optimizer.eval_repeats,
         "budget": {**budget.to_json(), "cache_hit_rate": round(budget.cache_hits / budget.rollouts, 4)

@@ -17,6 +17,7 @@ import subprocess
 import tempfile
 import time
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -370,8 +371,7 @@ def _instances_from_lines(lines: Iterable[str]) -> list[Instance]:
                 raise SuiteError(f"instance line is not JSON with an 'id': {line[:200]} ({exc})") from exc
         else:
             instances.append(Instance(id=line))
-    ids = [i.id for i in instances]
-    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    duplicates = sorted(i for i, count in Counter(i.id for i in instances).items() if count > 1)
     if duplicates:
         raise SuiteError(f"instance ids must be unique; duplicated: {', '.join(duplicates[:10])}")
     return instances

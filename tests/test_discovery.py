@@ -73,7 +73,7 @@ def test_markdown_front_matter_body_is_the_component(tmp_path):
     [component] = discover(repo, config({"path": "prompts/*.md"}), CONFIG_PATH)
     assert component.kind == "frontmatter"
     assert component.text == "Body {x}\nline 2\n"
-    files = render_files(repo, [component], {component.name: "New body {x}\n"})
+    files = render_files([component], {component.name: "New body {x}\n"})
     assert files == {"prompts/classify.md": FRONT + "New body {x}\n"}
 
 
@@ -82,7 +82,7 @@ def test_front_matter_kept_byte_for_byte_with_crlf(tmp_path):
     repo = make_repo(tmp_path, {"p.md": front + "body\r\n"})
     [component] = discover(repo, config({"path": "p.md"}), CONFIG_PATH)
     assert component.text == "body\r\n"
-    rendered = render_files(repo, [component], {"p.md": "other"})["p.md"]
+    rendered = render_files([component], {"p.md": "other"})["p.md"]
     assert rendered.encode() == (front + "other").encode()
 
 
@@ -121,7 +121,7 @@ def test_yaml_render_rewrites_only_the_selected_values(tmp_path):
     repo = make_repo(tmp_path, {"agent.yml": AGENT_YAML})
     components = discover(repo, config({"path": "agent.yml", "keys": ["a.b", "items.1"]}), CONFIG_PATH)
     texts = {"agent.yml#a.b": "Be brief.\nAnswer {question} now.\n", "agent.yml#items.1": "2nd: {x} # not a comment"}
-    rendered = render_files(repo, components, texts)["agent.yml"]
+    rendered = render_files(components, texts)["agent.yml"]
     data = yaml.safe_load(rendered)
     assert data["a"]["b"] == texts["agent.yml#a.b"]
     assert data["items"] == ["first", texts["agent.yml#items.1"]]
@@ -227,7 +227,7 @@ def test_crlf_yaml_keeps_other_lines_byte_for_byte(tmp_path):
     [component] = discover(repo, config({"path": "agent.yaml", "keys": ["system"]}), CONFIG_PATH)
     assert component.text == "old\ntext\n"
     for value in ["new", "new\nlines\n"]:
-        rendered = render_files(repo, [component], {component.name: value})["agent.yaml"]
+        rendered = render_files([component], {component.name: value})["agent.yaml"]
         assert yaml.safe_load(rendered)["system"] == value
         assert rendered.startswith("# c\r\nname: triage\r\nsystem: ") and rendered.endswith("\nretries: 2\r\n")
         assert "\n\r\n" not in rendered and "\n\n" not in rendered  # no blank line slipped in
@@ -243,7 +243,7 @@ def test_render_several_files(tmp_path):
     repo = make_repo(tmp_path, {"p.txt": "old", "q.md": FRONT + "old body\n", "r.yaml": AGENT_YAML})
     components = discover(repo, config({"path": "p.txt"}, {"path": "q.md"}, {"path": "r.yaml", "keys": ["name"]}),
                           CONFIG_PATH)
-    files = render_files(repo, components, {"p.txt": "new", "q.md": "new body\n", "r.yaml#name": "router"})
+    files = render_files(components, {"p.txt": "new", "q.md": "new body\n", "r.yaml#name": "router"})
     assert files["p.txt"] == "new"
     assert files["q.md"] == FRONT + "new body\n"
     assert files["r.yaml"] == AGENT_YAML.replace("name: triage   #", 'name: "router"   #')
@@ -252,7 +252,7 @@ def test_render_several_files(tmp_path):
 def test_render_unchanged_texts_is_identity(tmp_path):
     repo = make_repo(tmp_path, {"p.md": FRONT + "body\n", "r.yaml": AGENT_YAML})
     components = discover(repo, config({"path": "p.md"}, {"path": "r.yaml", "keys": ["a.b", "items.0"]}), CONFIG_PATH)
-    files = render_files(repo, components, {c.name: c.text for c in components})
+    files = render_files(components, {c.name: c.text for c in components})
     assert files == {"p.md": FRONT + "body\n", "r.yaml": AGENT_YAML}
 
 

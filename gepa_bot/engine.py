@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import gepa
 from gepa.core.adapter import EvaluationBatch
@@ -190,8 +190,12 @@ def resolved_models(*models: str, known: dict[str, dict[str, Any]] | None = None
     ``known`` maps model strings to parameters resolved by the caller (e.g. a local server it already runs).
     """
     known = known or {}
+
+    def params(model: str) -> dict[str, Any]:
+        return dict(known[model]) if model in known else {"model": model}
+
     if LOCAL_MODEL not in models or LOCAL_MODEL in known:
-        yield [dict(known[m]) if m in known else {"model": m} for m in models]
+        yield [params(m) for m in models]
         return
     from gepa_bot.localmodel import LocalModelServer, LocalModelUnavailable
 
@@ -203,16 +207,16 @@ def resolved_models(*models: str, known: dict[str, dict[str, Any]] | None = None
                         "models.reflection (or --model/--reflection-model) to a hosted litellm model") from None
     local = {"model": server.model, "api_base": server.api_base, "api_key": server.api_key}
     try:
-        yield [local if m == LOCAL_MODEL else {"model": m} for m in models]
+        yield [local if m == LOCAL_MODEL else params(m) for m in models]
     finally:
         server.stop()
 
 
 class _GepaLog:
-    """gepa's logger protocol, written to a text file in the run dir."""
+    """gepa's logger protocol, written to an open text file in the run dir."""
 
-    def __init__(self, path: Path):
-        self.handle = path.open("a", encoding="utf-8")
+    def __init__(self, handle: TextIO):
+        self.handle = handle
 
     def log(self, message: str) -> None:
         self.handle.write(message.rstrip() + "\n")
@@ -271,13 +275,15 @@ def _optimize(settings: RunSettings, components: list[Component], runlog: RunLog
     reflector = RationaleReflector(llm=llm, runlog=runlog, attempts=config.optimizer.reflection_attempts)
     seed = {c.name: c.text for c in components}
     try:
-        gepa_result = gepa.optimize(
-            seed_candidate=seed, trainset=split.train, valset=split.val, adapter=adapter,
-            reflection_strategy=reflector, candidate_selection_strategy=config.optimizer.candidate_selection,
-            reflection_minibatch_size=config.optimizer.minibatch_size, use_merge=_use_merge(config, components),
-            max_merge_invocations=config.optimizer.max_merge_invocations, stop_callbacks=[lambda _state: budget.should_stop()],
-            logger=_GepaLog(settings.run_dir / "gepa.log"), seed=config.optimizer.seed, raise_on_exception=False,
-            cache_evaluation=False, display_progress_bar=False, track_best_outputs=False)
+        with (settings.run_dir / "gepa.log").open("a", encoding="utf-8") as gepa_log:
+            gepa_result = gepa.optimize(
+                seed_candidate=seed, trainset=split.train, valset=split.val, adapter=adapter,
+                reflection_strategy=reflector, candidate_selection_strategy=config.optimizer.candidate_selection,
+                reflection_minibatch_size=config.optimizer.minibatch_size, use_merge=_use_merge(config, components),
+                max_merge_invocations=config.optimizer.max_merge_invocations,
+                stop_callbacks=[lambda _state: budget.should_stop()], logger=_GepaLog(gepa_log),
+                seed=config.optimizer.seed, raise_on_exception=False,
+                cache_evaluation=False, display_progress_bar=False, track_best_outputs=False)
     except BudgetExhausted as exc:  # raised outside gepa's iteration loop: the baseline itself did not fit
         raise UserError(f"{settings.config_path}: field 'budget': ran out while scoring the baseline ({exc})",
                         fix="raise budget.wall_time_minutes / budget.max_llm_cost_usd, or lower split.max_val") from None

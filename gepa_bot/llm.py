@@ -7,6 +7,7 @@ candidates at no cost. Tests swap the transport for a scripted callable; nothing
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -121,7 +122,7 @@ class LLM:
         self.budget.check_llm_call(worst_case_cost(self.model, prompt_chars, int(self.params["max_tokens"])))
         started = time.monotonic()
         reply = self._call_with_retries(messages)
-        reply = Reply(redact(reply.text), reply.prompt_tokens, reply.completion_tokens, reply.cost_usd, reply.finish_reason)
+        reply = dataclasses.replace(reply, text=redact(reply.text))  # the reply feeds proposals and reports
         self.runlog.write("llm", model=self.model, key=key, occurrence=occurrence, purpose=purpose, text=reply.text,
                           prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens,
                           cost_usd=reply.cost_usd, finish_reason=reply.finish_reason)

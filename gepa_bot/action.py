@@ -26,10 +26,10 @@ from gepa_bot import github as gh
 from gepa_bot.config import DEFAULT_CONFIG_NAME, Config, load_config, with_overrides
 from gepa_bot.engine import RunSettings, evaluate_current, optimize
 from gepa_bot.errors import UserError
+from gepa_bot.redact import secret_values
 from gepa_bot.report import render, untrusted, verdict
 
 COMMAND = re.compile(r"^\s*/gepa\s+(?P<verb>optimize|evaluate|stop)\b(?P<args>[^\n]*)", re.IGNORECASE)
-SECRET_ENV = re.compile(r"(TOKEN|API_KEY|SECRET|PASSWORD)$")
 MAX_COMMENT_BUDGET = 5000
 
 
@@ -141,10 +141,9 @@ def env_input(env: Mapping[str, str], name: str, default: str = "") -> str:
 
 
 def mask_secrets(env: Mapping[str, str], emit: Callable[[str], None]) -> None:
-    """Ask the runner to mask every secret-looking value we can see."""
-    for name, value in env.items():
-        if SECRET_ENV.search(name) and len(value) >= 4:
-            emit(f"::add-mask::{value}")
+    """Ask the runner to mask every secret-looking value we can see (shorter ones too: masking is cheap)."""
+    for value in secret_values(env, min_length=4):
+        emit(f"::add-mask::{value}")
 
 
 def print_untrusted(text: str, emit: Callable[[str], None]) -> None:

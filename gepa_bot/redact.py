@@ -17,10 +17,10 @@ MIN_SECRET_LENGTH = 6
 MASK = "***"
 
 
-def secret_values(env: Mapping[str, str] | None = None) -> tuple[str, ...]:
+def secret_values(env: Mapping[str, str] | None = None, min_length: int = MIN_SECRET_LENGTH) -> tuple[str, ...]:
     """Values of secret-looking environment variables, longest first (so overlaps redact fully)."""
     env = os.environ if env is None else env
-    values = {v for k, v in env.items() if SECRET_NAME.search(k) and len(v) >= MIN_SECRET_LENGTH}
+    values = {v for k, v in env.items() if SECRET_NAME.search(k) and len(v) >= min_length}
     return tuple(sorted(values, key=len, reverse=True))
 
 

@@ -92,6 +92,11 @@ class SuiteContext:
             return timeout
         return max(0.1, min(timeout, self.deadline - time.monotonic()))
 
+    def evaluate_env(self, ids_file: Path, candidate_file: Path) -> dict[str, str]:
+        """The protocol's environment for scoring the ids in ``ids_file`` of the candidate in ``candidate_file``."""
+        return {**self.task_env(), evalkit.ENV_MODE: "evaluate", evalkit.ENV_IDS_FILE: str(ids_file),
+                evalkit.ENV_CANDIDATE_FILE: str(candidate_file)}
+
     def task_env(self) -> dict[str, str]:
         """Environment variables that tell an eval process which task model to use."""
         env = dict(self.env)
@@ -334,8 +339,7 @@ class CommandSuite(EvalSuite):
     def evaluate(self, workdir: Workdir, ids: list[str]) -> dict[str, InstanceResult]:
         ids_file = workdir.candidate_file.parent / f"ids-{os.getpid()}-{id(ids)}.txt"
         ids_file.write_text("\n".join(ids) + "\n", encoding="utf-8")
-        env = {**self.context.task_env(), evalkit.ENV_MODE: "evaluate", evalkit.ENV_IDS_FILE: str(ids_file),
-               evalkit.ENV_CANDIDATE_FILE: str(workdir.candidate_file)}
+        env = self.context.evaluate_env(ids_file, workdir.candidate_file)
         timeout = self.context.clamp(self.context.timeout)
         output = run_process(self.command, workdir.path, env, "\n".join(ids) + "\n", timeout)
         results, problems = parse_result_lines(output.stdout, ids)

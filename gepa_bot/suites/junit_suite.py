@@ -155,9 +155,8 @@ class PytestSuite(EvalSuite):
         ids_file.write_text("\n".join(ids) + "\n", encoding="utf-8")
         xml_file = scratch / "junit.xml"
         task_env = self.context.task_env()
-        env = {**task_env, **_plugin_env(scratch, task_env), ENV_SELECT_FILE: str(select_file),
-               evalkit.ENV_MODE: "evaluate", evalkit.ENV_IDS_FILE: str(ids_file),
-               evalkit.ENV_CANDIDATE_FILE: str(workdir.candidate_file)}
+        env = {**self.context.evaluate_env(ids_file, workdir.candidate_file), **_plugin_env(scratch, task_env),
+               ENV_SELECT_FILE: str(select_file)}
         # xunit1 keeps record_property warning-free; junit_logging=all puts captured output in the XML.
         command = self._command([f"--junitxml={xml_file}", "-o", "junit_family=xunit1", "-o", "junit_logging=all",
                                  "-o", "junit_log_passing_tests=true"])

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gepa_bot.errors import UserError
+from gepa_bot.evalsuite import repo_relative
 
 DEFAULT_CONFIG_NAME = ".gepa-bot.yml"
 LOCAL_MODEL = "local/smollm2-135m"
@@ -18,16 +19,6 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-def _relative_glob(value: str) -> str:
-    """Globs and paths must stay inside the repository."""
-    path = PurePosixPath(value)
-    if not value.strip():
-        raise ValueError("must not be empty")
-    if path.is_absolute() or ".." in path.parts:
-        raise ValueError(f"{value!r} escapes the repository: use a path relative to the repo root, without '..'")
-    return value
-
-
 class PromptSpec(Strict):
     """Which files hold prompts and how to read them."""
 
@@ -35,7 +26,7 @@ class PromptSpec(Strict):
     format: Literal["auto", "text", "frontmatter", "yaml"] = "auto"
     keys: list[str] = Field(default_factory=list, description="dotted keys of prompt strings in YAML files")
 
-    _check_path = field_validator("path")(classmethod(lambda cls, v: _relative_glob(v)))
+    _check_path = field_validator("path")(classmethod(lambda cls, v: repo_relative(v)))
 
     @model_validator(mode="after")
     def _keys_only_for_yaml(self) -> PromptSpec:
@@ -53,7 +44,7 @@ class CommandSuiteConfig(Strict):
     instances: str | None = Field(default=None, description="file of ids (JSONL or one per line) instead of list mode")
     timeout: float = Field(default=300.0, gt=0)
 
-    _check_watch = field_validator("watch")(classmethod(lambda cls, v: [_relative_glob(p) for p in v]))
+    _check_watch = field_validator("watch")(classmethod(lambda cls, v: [repo_relative(p) for p in v]))
 
 
 from gepa_bot.suites.junit_suite import PytestSuiteConfig  # noqa: E402
@@ -110,7 +101,7 @@ class OutputConfig(Strict):
     labels: list[str] = Field(default_factory=lambda: ["gepa-bot"])
     min_improvement: float = Field(default=0.0, ge=0, description="held-out gain needed to propose a change")
 
-    _check_dirs = field_validator("run_dir", "cache_dir")(classmethod(lambda cls, v: _relative_glob(v)))
+    _check_dirs = field_validator("run_dir", "cache_dir")(classmethod(lambda cls, v: repo_relative(v)))
 
 
 class Config(Strict):

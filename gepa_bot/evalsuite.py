@@ -21,7 +21,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from gepa_bot import evalkit
@@ -132,6 +132,16 @@ class EvalSuite(ABC):
             digest.update(part.encode("utf-8", "replace"))
             digest.update(b"\0")
         return digest.hexdigest()
+
+
+def repo_relative(value: str) -> str:
+    """``value`` if it is a path or glob that stays inside the repository (config validators use this)."""
+    path = PurePosixPath(value)
+    if not value.strip():
+        raise ValueError("must not be empty")
+    if path.is_absolute() or ".." in path.parts:
+        raise ValueError(f"{value!r} escapes the repository: use a path relative to the repo root, without '..'")
+    return value
 
 
 def hash_files(repo: Path, patterns: Iterable[str]) -> list[str]:

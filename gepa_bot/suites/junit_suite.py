@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gepa_bot import evalkit
 from gepa_bot.evalsuite import (EvalSuite, Instance, InstanceResult, SuiteContext, SuiteError, Workdir,
-                                describe_process, failure, hash_files, run_process, truncate)
+                                describe_process, failure, hash_files, repo_relative, run_process, truncate)
 
 SCORE_PROPERTY = "gepa_score"
 FEEDBACK_PROPERTY = "gepa_feedback"
@@ -84,10 +84,7 @@ class PytestSuiteConfig(BaseModel):
     @field_validator("watch")
     @classmethod
     def _inside_repo(cls, value: list[str]) -> list[str]:
-        for pattern in value:
-            if not pattern.strip() or pattern.startswith("/") or ".." in Path(pattern).parts:
-                raise ValueError(f"{pattern!r} must be a non-empty glob relative to the repo root, without '..'")
-        return value
+        return [repo_relative(pattern) for pattern in value]
 
     def build(self, context: SuiteContext) -> PytestSuite:
         return PytestSuite(context, self)

@@ -30,7 +30,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gepa_bot.evalsuite import (EvalSuite, Instance, InstanceResult, SuiteContext, SuiteError, Workdir, failure,
-                                hash_files, truncate)
+                                hash_files, repo_relative, truncate)
 
 BASE_TYPES = ("equals", "contains", "icontains", "contains-any", "contains-all", "icontains-any",
               "icontains-all", "regex", "starts-with", "is-json", "contains-json", "levenshtein")
@@ -54,9 +54,7 @@ class PromptfooSuiteConfig(BaseModel):
     @field_validator("config")
     @classmethod
     def _inside_repo(cls, value: str) -> str:
-        if not value.strip() or value.startswith("/") or ".." in Path(value).parts:
-            raise ValueError(f"{value!r} must be a path relative to the repo root, without '..'")
-        return value
+        return repo_relative(value)
 
     def build(self, context: SuiteContext) -> PromptfooSuite:
         return PromptfooSuite(context, self)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,7 @@ def main() -> None:
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
               help=f"Config file (default: <repo>/{DEFAULT_CONFIG_NAME}).")
 @click.option("--budget", type=click.IntRange(min=1), help="Hard cap on rollouts (eval calls).")
-@click.option("--model", help="Task model (litellm string; local/smollm2-135m = embedded).")
+@click.option("--model", help="Task model (litellm string; local/qwen2.5-coder-1.5b = embedded).")
 @click.option("--reflection-model", help="Reflection model (litellm string).")
 @click.option("--workers", type=click.IntRange(1, 64), help="Parallel eval processes.")
 @click.option("--seed", type=int, help="Random seed (same seed + cache = free rerun).")
@@ -116,6 +117,7 @@ class _progress:
     """A rich progress bar over rollouts (quiet when stderr is not a terminal)."""
 
     def __init__(self, total: int):
+        self.total, self.printed_step, self.started = total, 0, time.monotonic()
         self.progress = Progress(TextColumn("[bold]rollouts"), BarColumn(), MofNCompleteColumn(),
                                  TextColumn("cache hits {task.fields[hits]}"), TimeElapsedColumn(),
                                  console=err_console, transient=False, disable=not err_console.is_terminal)
@@ -127,6 +129,12 @@ class _progress:
 
     def update(self, budget: Budget) -> None:
         self.progress.update(self.task, completed=budget.rollouts, hits=budget.cache_hits)
+        step = budget.rollouts * 10 // max(1, self.total)
+        if not err_console.is_terminal and step > self.printed_step:  # CI logs: one plain line per 10%
+            self.printed_step = step
+            click.echo(f"progress: rollouts {budget.rollouts}/{self.total} ({budget.executed} executed, "
+                       f"{budget.cache_hits} cached), reflection calls {budget.llm_calls}, "
+                       f"{time.monotonic() - self.started:.0f}s", err=True)
 
     def __exit__(self, *exc: object) -> None:
         self.progress.stop()

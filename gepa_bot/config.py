@@ -12,7 +12,7 @@ from gepa_bot.errors import UserError
 from gepa_bot.evalsuite import repo_relative
 
 DEFAULT_CONFIG_NAME = ".gepa-bot.yml"
-LOCAL_MODEL = "local/smollm2-135m"
+LOCAL_MODEL = "local/qwen2.5-coder-1.5b"  # embedded default (gepa_bot/localmodel.py)
 
 
 class Strict(BaseModel):
@@ -71,7 +71,7 @@ class BudgetConfig(Strict):
 
 
 class ModelsConfig(Strict):
-    """litellm model strings; `local/smollm2-135m` starts the embedded model."""
+    """litellm model strings; `local/qwen2.5-coder-1.5b` (or `local/smollm2-135m`) starts an embedded model."""
 
     task: str = LOCAL_MODEL
     reflection: str = LOCAL_MODEL
@@ -89,6 +89,12 @@ class OptimizerConfig(Strict):
     workers: int = Field(default=2, gt=0, le=64)
     seed: int = 0
     reflection_attempts: int = Field(default=2, gt=0, le=5)
+    acceptance: Literal["strict_improvement", "improvement_or_equal"] = Field(
+        default="strict_improvement", description="when a child that was scored on the parent's minibatch goes on to "
+        "the val set: only when it scores higher, or also on a tie (small minibatches tie often)")
+    reflection_style: Literal["auto", "edit", "rewrite"] = Field(
+        default="auto", description="edit: one small JSON edit per step (small models); rewrite: the whole prompt "
+        "(strong models); auto: edit for embedded/loopback models, rewrite for hosted ones")
     eval_repeats: int = Field(default=1, gt=0, le=10, description="run each eval N times; score = mean, spread reported")
 
 

@@ -11,6 +11,7 @@ import contextlib
 import fnmatch
 import json
 import random
+import re
 import statistics
 import time
 from collections.abc import Callable, Iterator
@@ -23,13 +24,13 @@ from gepa.core.adapter import EvaluationBatch
 
 from gepa_bot.budget import Budget, BudgetExhausted
 from gepa_bot.cache import EvalCache, candidate_hash
-from gepa_bot.config import LOCAL_MODEL, CommandSuiteConfig, Config
+from gepa_bot.config import CommandSuiteConfig, Config
 from gepa_bot.discovery import Component, discover, render_files
 from gepa_bot.errors import UserError
 from gepa_bot.evalsuite import (CommandSuite, EvalSuite, Instance, InstanceResult, SuiteContext, SuiteError,
                                 evaluate_parallel, materialize, remove_workdir)
 from gepa_bot.llm import LLM, Transport, litellm_transport
-from gepa_bot.reflection import RationaleReflector
+from gepa_bot.reflection import RationaleReflector, edit_response_format
 from gepa_bot.runlog import RunLog, read_records
 
 RESULT_NAME = "result.json"
@@ -51,6 +52,7 @@ class RunSettings:
     use_cache: bool = True  # False re-executes every rollout (for benchmarks)
     only_files: str | None = None  # glob: optimize just these prompt files (e.g. from `/gepa optimize files=...`)
     models: dict[str, dict[str, Any]] | None = None  # pre-resolved litellm params per model string (e.g. a shared server)
+    proposer: str = "gepa_bot"  # "gepa_bot": our reflector; "gepa_default": gepa's own reflection prompt (bench arm)
 
 
 @dataclass
@@ -72,14 +74,18 @@ class RepoAdapter:
 
     def __init__(self, suite: EvalSuite, components: list[Component], repo: Path, split: Split, cache: EvalCache,
                  budget: Budget, runlog: RunLog, workers: int, scratch: Path,
-                 on_progress: Callable[[Budget], None] | None = None, repeats: int = 1):
+                 on_progress: Callable[[Budget], None] | None = None, repeats: int = 1,
+                 on_val_scored: Callable[[str], None] | None = None):
         self.suite, self.components, self.repo, self.split = suite, components, repo, split
         self.cache, self.budget, self.runlog, self.workers = cache, budget, runlog, workers
         self.scratch, self.on_progress, self.repeats = scratch, on_progress, repeats
+        self.on_val_scored = on_val_scored  # told the hash of every candidate GEPA scores on the whole val set
 
     def evaluate(self, batch: list[str], candidate: dict[str, str], capture_traces: bool = False) -> EvaluationBatch:
         self.budget.reserve_rollouts(len(batch))
         results = self.results_for(candidate, batch)
+        if self.on_val_scored and set(batch) == set(self.split.val):
+            self.on_val_scored(candidate_hash(candidate))
         if self.on_progress:
             self.on_progress(self.budget)
         ordered = [results[i] for i in batch]
@@ -185,31 +191,42 @@ def check_budget_fits(settings: RunSettings, split: Split) -> None:
 
 @contextlib.contextmanager
 def resolved_models(*models: str, known: dict[str, dict[str, Any]] | None = None) -> Iterator[list[dict[str, Any]]]:
-    """litellm parameters per model string; the embedded local model is started once, for the duration.
+    """litellm parameters per model string; embedded ``local/...`` models are served by ONE local server.
 
     ``known`` maps model strings to parameters resolved by the caller (e.g. a local server it already runs).
     """
+    from gepa_bot.localmodel import LocalModelServer, LocalModelUnavailable, local_model
+
     known = known or {}
-
-    def params(model: str) -> dict[str, Any]:
-        return dict(known[model]) if model in known else {"model": model}
-
-    if LOCAL_MODEL not in models or LOCAL_MODEL in known:
-        yield [params(m) for m in models]
+    wanted = [spec for m in dict.fromkeys(models) if m not in known and (spec := local_model(m)) is not None]
+    if not wanted:
+        yield [dict(known[m]) if m in known else {"model": m} for m in models]
         return
-    from gepa_bot.localmodel import LocalModelServer, LocalModelUnavailable
-
-    server = LocalModelServer()
+    server = LocalModelServer(wanted)
     try:
         server.start()
     except LocalModelUnavailable as exc:
         raise UserError(str(exc), fix="run scripts/install-local-model, or set models.task/"
                         "models.reflection (or --model/--reflection-model) to a hosted litellm model") from None
-    local = {"model": server.model, "api_base": server.api_base, "api_key": server.api_key}
+    served = {spec.name: server.litellm_kwargs(spec) for spec in wanted}
     try:
-        yield [local if m == LOCAL_MODEL else params(m) for m in models]
+        yield [dict(known[m]) if m in known else dict(served.get(m.strip().lower(), {"model": m})) for m in models]
     finally:
         server.stop()
+
+
+def reflection_style(configured: str, model: str, api_base: str | None) -> str:
+    """``edit`` or ``rewrite``: auto picks edit for embedded or loopback-served models (small ones, in practice).
+
+    Measured in bench/results: with Qwen2.5-Coder-1.5B as the reflection model, edit-style steps are kept far
+    more often than full rewrites, which it mostly returns unchanged.
+    """
+    if configured != "auto":
+        return configured
+    from gepa_bot.localmodel import local_model
+
+    loopback = bool(api_base and re.match(r"https?://(127\.0\.0\.1|localhost|\[::1\])[:/]", api_base))
+    return "edit" if local_model(model) is not None or loopback else "rewrite"
 
 
 class _GepaLog:
@@ -272,14 +289,23 @@ def _optimize(settings: RunSettings, components: list[Component], runlog: RunLog
               replay=list(read_records(settings.run_dir, "llm")),
               max_tokens=config.models.reflection_max_tokens, temperature=config.models.reflection_temperature,
               extra={**{k: v for k, v in reflection.items() if k != "model"}, **settings.reflection_extra})
-    reflector = RationaleReflector(llm=llm, runlog=runlog, attempts=config.optimizer.reflection_attempts)
+    style = reflection_style(config.optimizer.reflection_style, config.models.reflection, reflection.get("api_base"))
+    reflector = RationaleReflector(llm=llm, runlog=runlog, attempts=config.optimizer.reflection_attempts, style=style,
+                                   response_format=edit_response_format(reflection["model"], reflection.get("api_base")))
+    adapter.on_val_scored = reflector.accepted.add
+    if settings.proposer == "gepa_default":  # gepa's own prompt and full-text proposals, through our LLM seam
+        proposer: dict[str, Any] = {"reflection_lm": lambda prompt: llm.complete(
+            [{"role": "user", "content": prompt}], purpose="reflect:gepa-default").text}
+    else:
+        proposer = {"reflection_strategy": reflector}
     seed = {c.name: c.text for c in components}
     try:
         with (settings.run_dir / "gepa.log").open("a", encoding="utf-8") as gepa_log:
             gepa_result = gepa.optimize(
                 seed_candidate=seed, trainset=split.train, valset=split.val, adapter=adapter,
-                reflection_strategy=reflector, candidate_selection_strategy=config.optimizer.candidate_selection,
-                reflection_minibatch_size=config.optimizer.minibatch_size, use_merge=_use_merge(config, components),
+                **proposer, candidate_selection_strategy=config.optimizer.candidate_selection,
+                reflection_minibatch_size=config.optimizer.minibatch_size,
+                acceptance_criterion=config.optimizer.acceptance, use_merge=_use_merge(config, components),
                 max_merge_invocations=config.optimizer.max_merge_invocations,
                 stop_callbacks=[lambda _state: budget.should_stop()], logger=_GepaLog(gepa_log),
                 seed=config.optimizer.seed, raise_on_exception=False,
@@ -370,6 +396,7 @@ def build_result(gepa_result: Any, components: list[Component], split: Split, ad
         "candidates": candidates, "pareto_front": front, "best_candidate": best, "baseline_candidate": 0,
         "best_files": render_files(components, candidates[best]["components"]),
         "rejected_proposals": reflector.rejected,
+        "reflection_style": reflector.style,
         "eval_repeats": settings.config.optimizer.eval_repeats,
         "budget": {**budget.to_json(), "cache_hit_rate": round(budget.cache_hits / budget.rollouts, 4)
                    if budget.rollouts else 0.0},

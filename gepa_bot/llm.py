@@ -101,16 +101,23 @@ class LLM:
                         if r.get("model") == model and {"key", "occurrence", "text"} <= set(r)}
         self._seen: Counter[str] = Counter()
 
-    def request_key(self, messages: Messages) -> str:
-        public = {k: v for k, v in self.params.items() if k != "api_base"}
+    def request_key(self, messages: Messages, params: dict[str, Any] | None = None) -> str:
+        public = {k: v for k, v in {**self.params, **(params or {})}.items() if k != "api_base"}
         raw = json.dumps([self.model, messages, public], sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(raw.encode()).hexdigest()
 
-    def complete(self, messages: Messages, purpose: str = "reflection") -> Reply:
-        """One completion: from the replay log if this exact request was answered before, else live."""
-        key = self.request_key(messages)
+    def complete(self, messages: Messages, purpose: str = "reflection", params: dict[str, Any] | None = None) -> Reply:
+        """One completion: from the replay log if this exact request was answered before, else live.
+
+        ``params`` add to or override the model parameters for this call. When the same request is made
+        again, its sampling ``seed`` (if any) is offset by the repeat count, so repeats draw new samples.
+        """
+        key = self.request_key(messages, params)
         occurrence = self._seen[key]
         self._seen[key] += 1
+        call_params = {**self.params, **(params or {})}
+        if occurrence and isinstance(call_params.get("seed"), int):
+            call_params["seed"] = call_params["seed"] + occurrence
         recorded = self._replay.get((key, occurrence))
         if recorded is not None:
             reply = Reply(text=recorded["text"], prompt_tokens=recorded.get("prompt_tokens", 0),
@@ -119,9 +126,9 @@ class LLM:
             self.budget.record_llm(reply.prompt_tokens, reply.completion_tokens, 0.0, 0.0, replayed=True)
             return reply
         prompt_chars = sum(len(m.get("content", "")) for m in messages)
-        self.budget.check_llm_call(worst_case_cost(self.model, prompt_chars, int(self.params["max_tokens"])))
+        self.budget.check_llm_call(worst_case_cost(self.model, prompt_chars, int(call_params["max_tokens"])))
         started = time.monotonic()
-        reply = self._call_with_retries(messages)
+        reply = self._call_with_retries(messages, call_params)
         reply = dataclasses.replace(reply, text=redact(reply.text))  # the reply feeds proposals and reports
         self.runlog.write("llm", model=self.model, key=key, occurrence=occurrence, purpose=purpose, text=reply.text,
                           prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens,
@@ -130,13 +137,13 @@ class LLM:
                                time.monotonic() - started, replayed=False)
         return reply
 
-    def _call_with_retries(self, messages: Messages) -> Reply:
+    def _call_with_retries(self, messages: Messages, params: dict[str, Any]) -> Reply:
         @retry(retry=retry_if_exception(is_transient), stop=stop_after_attempt(self.attempts),
                wait=wait_exponential(multiplier=self.min_wait, max=30), reraise=False)
         def call() -> Reply:
             timeout = self.budget.remaining_seconds()
             limits = {} if timeout is None else {"timeout": max(1.0, min(timeout, 600.0))}
-            return self.transport(self.model, messages, **self.params, **limits, **self._secret_params)
+            return self.transport(self.model, messages, **params, **limits, **self._secret_params)
 
         try:
             return call()

@@ -1,8 +1,13 @@
-"""Reflective mutation: the LLM reads feedback, writes a rationale, then the new prompt in a fence.
+"""Reflective mutation: the LLM reads feedback, writes a rationale, then proposes a new prompt.
 
 This is gepa's ``reflection_strategy`` (ReflectionLM protocol). Owning it lets us keep the rationale
-of every candidate and refuse bad proposals before a single rollout is spent on them: no closed fence
-(truncated reply), empty or unchanged text, or placeholders dropped/invented.
+of every candidate and refuse bad proposals before a single rollout is spent on them. Two styles:
+
+- ``rewrite``: the complete new prompt in a fence (GEPA's own way; for strong models). Refused: no
+  closed fence (truncated reply), empty or unchanged text, placeholders dropped or invented.
+- ``edit``: one small JSON edit (gepa_bot/edits.py) applied deterministically; for small models.
+  Constrained decoding (JSON schema) is requested where the server supports it, and the model is
+  told which edits of the same parent were already tried without success.
 """
 
 from __future__ import annotations
@@ -18,10 +23,12 @@ from gepa.proposer.reflective_mutation.reflection_lm import ReflectionProposal
 from gepa_bot.budget import BudgetExhausted
 from gepa_bot.cache import candidate_hash
 from gepa_bot.discovery import placeholder_problem, placeholders_in
+from gepa_bot.edits import INSTRUCTION_SCHEMA, EditRejected, apply_edits, parse_edit_reply
 from gepa_bot.llm import LLM, LLMError
 from gepa_bot.runlog import RunLog
 
 FENCE_OPEN = re.compile(r"^(?P<fence>`{3,}|~{3,})[ \t]*(?P<lang>[\w-]*)[ \t]*$", re.MULTILINE)
+RATIONALE_HEADING = re.compile(r"^\s*(?:#+\s*)?[*_]*\s*rationale\s*[*_]*\s*:?\s*[*_]*\s*", re.IGNORECASE)
 MAX_EXAMPLES = 8
 MAX_GROWTH = 4  # a proposal may be at most this many times longer than the current text (+ 2000 chars)
 
@@ -43,12 +50,33 @@ INSTRUCTIONS = """You improve one prompt of a software system, using results fro
 Write nothing after the closing fence.{retry_note}"""
 
 
+EDIT_INSTRUCTIONS = """A small language model answers with the prompt below, and an evaluation checks its answers.
+
+PROMPT (component `{name}`):
+<<<
+{current}
+>>>
+
+WRONG ANSWERS, with the evaluation's feedback:
+{examples}
+{tried}
+What should the model do differently? The feedback usually says it (the expected answer, the right form of the
+answer, what went wrong). Write ONE instruction sentence for the model that would have fixed most of these answers,
+as a direct order, e.g. "Answer with ..." or "If ..., then ...". It is added to the prompt as it is, so it must make
+sense for every future input, not only these. {placeholder_rule}
+Answer in JSON: {{"problem": "<what went wrong, in one sentence>", "instruction": "<the instruction sentence>"}}{retry_note}"""
+
+MAX_EDIT_EXAMPLES = 3
+STYLES = ("rewrite", "edit")
+
+
 @dataclass
 class Proposal:
     """A parsed reflection answer."""
 
     rationale: str
     text: str
+    summary: str = ""  # what an edit changed, e.g. "add 'Answer in one word.'" (edit style)
 
 
 class ProposalRejected(ValueError):
@@ -66,7 +94,7 @@ def parse_reply(reply: str, current: str) -> Proposal:
     if not end:
         raise ProposalRejected("the fenced prompt block is never closed (reply truncated?)")
     text = reply[opening.end():end.start()].strip("\n")
-    rationale = re.sub(r"^\s*\**rationale\**\s*:?\s*", "", reply[:opening.start()].strip(), flags=re.IGNORECASE)
+    rationale = RATIONALE_HEADING.sub("", reply[:opening.start()].strip())
     if not text.strip():
         raise ProposalRejected("the proposed prompt is empty")
     if text.strip() == current.strip():
@@ -105,6 +133,65 @@ def build_messages(name: str, current: str, records: Sequence[Mapping[str, Any]]
     return [{"role": "user", "content": content}]
 
 
+def parse_edit_proposal(reply: str, current: str) -> Proposal:
+    """An edit reply applied to ``current``; EditRejected/ProposalRejected say why it cannot be used."""
+    try:
+        parsed = parse_edit_reply(reply)
+        text = apply_edits(current, parsed.edits)
+    except EditRejected as exc:
+        raise ProposalRejected(str(exc)) from None
+    if current.endswith("\n") and not text.endswith("\n"):
+        text += "\n"
+    summary = "; ".join(e.describe() for e in parsed.edits)
+    return Proposal(rationale=parsed.rationale or summary, text=text, summary=summary)
+
+
+def render_failures(records: Sequence[Mapping[str, Any]], limit: int = MAX_EDIT_EXAMPLES) -> str:
+    """Up to ``limit`` of the lowest-scored records, compact (small models have small attention spans)."""
+    ordered = sorted(records, key=lambda r: r.get("score", 0.0))
+    failing = [r for r in ordered if r.get("score", 0.0) < 1.0] or ordered
+    lines = []
+    for number, record in enumerate(failing[:limit], start=1):
+        outputs = record.get("Generated Outputs", "")
+        if not isinstance(outputs, str):
+            outputs = json.dumps(outputs, ensure_ascii=False)
+        lines.append(f"{number}. model output: {outputs[:160]!r}\n"
+                     f"   feedback (score {record.get('score', 0):g}): {str(record.get('Feedback', ''))[:500]}")
+    return "\n".join(lines) or "(no examples)"
+
+
+def build_edit_messages(name: str, current: str, records: Sequence[Mapping[str, Any]], retry_note: str = "",
+                        tried: Sequence[str] = ()) -> list[dict[str, str]]:
+    kept = sorted(placeholders_in(current))
+    rule = (f"Never write curly braces: the placeholders {', '.join(kept)} stay where they are." if kept
+            else "Never write curly braces.")
+    tried_text = ("\nALREADY TRIED, DID NOT HELP (write something different):\n"
+                  + "\n".join(f"- {t}" for t in tried[-5:]) + "\n") if tried else ""
+    content = EDIT_INSTRUCTIONS.format(name=name, current=current.rstrip("\n"), examples=render_failures(records), tried=tried_text,
+                                       placeholder_rule=rule, retry_note=retry_note)
+    return [{"role": "user", "content": content}]
+
+
+def edit_response_format(model: str, api_base: str | None) -> dict[str, Any] | None:
+    """The ``response_format`` that constrains a reply to INSTRUCTION_SCHEMA, or None when the model has no such mode.
+
+    llama.cpp's server (our embedded models, and any loopback OpenAI-compatible server) takes a JSON
+    schema in ``json_object`` mode and turns it into a grammar; hosted models get OpenAI-style structured
+    outputs when litellm says they support them.
+    """
+    if api_base and re.match(r"https?://(127\.0\.0\.1|localhost|\[::1\])[:/]", api_base):
+        return {"type": "json_object", "schema": INSTRUCTION_SCHEMA}
+    try:
+        import litellm
+
+        if litellm.supports_response_schema(model=model):
+            return {"type": "json_schema", "json_schema": {"name": "prompt_edit", "schema": INSTRUCTION_SCHEMA,
+                                                           "strict": True}}
+    except Exception:  # unknown to litellm's model table: no constrained mode, the text format still parses
+        pass
+    return None
+
+
 @dataclass
 class RationaleReflector:
     """gepa ReflectionLM that records a rationale per proposed candidate and rejects bad replies."""
@@ -112,36 +199,58 @@ class RationaleReflector:
     llm: LLM
     runlog: RunLog
     attempts: int = 2
+    style: str = "rewrite"  # "rewrite" | "edit"
+    response_format: dict[str, Any] | None = None  # constrained decoding for edit replies
     rationales: dict[str, dict[str, str]] = field(default_factory=dict)  # child hash -> component -> rationale
     rejected: list[dict[str, str]] = field(default_factory=list)
+    accepted: set[str] = field(default_factory=set)  # candidate hashes GEPA kept (scored on val)
+    tried: dict[tuple[str, str], list[tuple[str, str]]] = field(default_factory=dict)  # (parent, comp) -> (child, what)
 
     def reflect(self, candidate: dict[str, str], reflective_dataset: Mapping[str, Sequence[Mapping[str, Any]]],
                 components_to_update: list[str]) -> tuple[ReflectionProposal, RationaleReflector]:
         proposal = ReflectionProposal(new_texts={})
         rationales: dict[str, str] = {}
+        summaries: dict[str, str] = {}
         for name in components_to_update:
             records = reflective_dataset.get(name) or []
             if not records:
                 continue
-            result = self._propose_one(name, candidate[name], records, proposal)
+            result = self._propose_one(name, candidate[name], records, proposal, candidate_hash(candidate))
             if result:
                 proposal.new_texts[name] = result.text
                 rationales[name] = result.rationale
+                summaries[name] = result.summary or result.rationale
         if proposal.new_texts:
             child = {**candidate, **proposal.new_texts}
             child_hash = candidate_hash(child)
             self.rationales[child_hash] = rationales
+            for name, what in summaries.items():
+                self.tried.setdefault((candidate_hash(candidate), name), []).append((child_hash, what))
             self.runlog.write("proposal", parent=candidate_hash(candidate), child=child_hash, rationale=rationales,
                               texts=proposal.new_texts)
         return proposal, self
 
+    def failed_before(self, parent_hash: str, name: str) -> list[str]:
+        """What earlier proposals from this parent changed, for those GEPA did not keep."""
+        return [what for child, what in self.tried.get((parent_hash, name), []) if child not in self.accepted]
+
+    def _messages(self, name: str, current: str, records: Sequence[Mapping[str, Any]], retry_note: str,
+                  parent_hash: str) -> list[dict[str, str]]:
+        if self.style == "edit":
+            return build_edit_messages(name, current, records, retry_note, self.failed_before(parent_hash, name))
+        return build_messages(name, current, records, retry_note)
+
+    def _parse(self, reply: str, current: str) -> Proposal:
+        return parse_edit_proposal(reply, current) if self.style == "edit" else parse_reply(reply, current)
+
     def _propose_one(self, name: str, current: str, records: Sequence[Mapping[str, Any]],
-                     proposal: ReflectionProposal) -> Proposal | None:
+                     proposal: ReflectionProposal, parent_hash: str = "") -> Proposal | None:
         retry_note = ""
+        params = {"response_format": self.response_format} if self.style == "edit" and self.response_format else {}
         for attempt in range(1, self.attempts + 1):
-            messages = build_messages(name, current, records, retry_note)
+            messages = self._messages(name, current, records, retry_note, parent_hash)
             try:
-                reply = self.llm.complete(messages, purpose=f"reflect:{name}")
+                reply = self.llm.complete(messages, purpose=f"reflect:{name}", params=params)
             except LLMError as exc:
                 self._reject(name, attempt, f"LLM call failed: {exc}")
                 return None
@@ -150,7 +259,7 @@ class RationaleReflector:
             proposal.prompts[name] = messages[0]["content"]
             proposal.raw_lm_outputs[name] = reply.text
             try:
-                return parse_reply(reply.text, current)
+                return self._parse(reply.text, current)
             except ProposalRejected as exc:
                 self._reject(name, attempt, str(exc), reply.text)
                 retry_note = f"\n\nYour previous answer was rejected: {exc}. Follow the format exactly."

@@ -55,14 +55,21 @@ def make_task(root: Path) -> Path:
 
 
 class Scripted:
-    """Reflection: add the keywords the feedback names. Rewrite (no feedback): add one keyword per call."""
+    """Reflection: add the keywords the feedback names. Rewrite (no feedback): add one keyword per call.
+    gepa's default prompt (plain_gepa): the same, in its ``` format."""
 
     def __init__(self):
         self.rewrites = 0
         self.reflections = 0
+        self.default_prompts: list[str] = []
 
     def __call__(self, model: str, messages: list[dict[str, str]], **params: object) -> Reply:
         content = messages[-1]["content"]
+        if "````prompt" not in content:  # gepa's default reflection prompt: new instructions in a ``` block
+            self.default_prompts.append(content)
+            wanted = sorted(set(re.findall(r"should mention '(\w+)'", content)))
+            current = content.split("```\n", 1)[1].split("\n```", 1)[0]
+            return Reply(text=f"```\n{current}\nKeywords: {', '.join(wanted or ['none'])}\n```")
         current = content.split("````prompt\n", 1)[1].split("\n````", 1)[0]
         if "Evaluation results" in content:
             self.reflections += 1
@@ -86,58 +93,91 @@ def test_best_of_n_count_fits_budget():
             assert (harness.best_of_n_count(budget, n_val) + 1) * n_val <= max(budget, n_val)
 
 
+class SeedEcho:
+    """A rewrite model that returns whatever its sampling seed makes it write, and records the seeds."""
+
+    def __init__(self):
+        self.seeds = []
+
+    def __call__(self, model, messages, **params):
+        self.seeds.append(params.get("seed"))
+        current = messages[-1]["content"].split("````prompt\n", 1)[1].split("\n````", 1)[0]
+        return Reply(text=f"````prompt\n{current}\nSample {params.get('seed')}.\n````")
+
+
+def test_best_of_n_draws_distinct_samples(tmp_path: Path):
+    """N rewrites of the same prompt must be N different samples, not N copies of one request."""
+    from arms import make_config, run_best_of_n
+
+    task = harness.find_tasks(["toy"], make_task(tmp_path))[0]
+    transport = SeedEcho()
+    opts = harness.BenchOptions(budgets=[30], task_model="openai/toy-task", reflection_model="openai/toy-reflection",
+                                transport=transport, work_dir=tmp_path / "work", log=lambda m: None)
+    outcome = run_best_of_n(task, make_config(task, 30, 5, opts), tmp_path / "bon", opts)
+    n = outcome.extra["n"]
+    assert n >= 3
+    assert len(set(transport.seeds)) == len(transport.seeds) == n  # distinct sampling seeds...
+    assert outcome.extra["distinct_rewrites"] == n  # ...so distinct rewrites
+
+
 def test_bench_end_to_end(tmp_path: Path):
     tasks = harness.find_tasks(["toy"], make_task(tmp_path))
     transport = Scripted()
     budgets = [20, 30]
     opts = harness.BenchOptions(budgets=budgets, task_model="openai/toy-task", reflection_model="openai/toy-reflection",
-                                workers=2, transport=transport, work_dir=tmp_path / "work", log=lambda m: None)
-    data = harness.run_bench(tasks, opts)
+                                workers=2, transport=transport, work_dir=tmp_path / "work", log=lambda m: None,
+                                seeds=[0, 1], reflection_style="rewrite")
+    rows_file = tmp_path / "out" / "rows.jsonl"
+    rows_file.parent.mkdir()
+    data = harness.run_bench(tasks, opts, rows_file=rows_file)
     rows = data["rows"]
-    assert {(r["budget"], r["method"]) for r in rows} == {(b, m) for b in budgets for m in harness.METHODS}
+    expected = {(b, m, s) for b in budgets for m in harness.METHODS for s in (0, 1)} - {
+        (b, "gepa_bot_nocache", 1) for b in budgets}  # the no-cache arm runs for the first seed only
+    assert {(r["budget"], r["method"], r["seed"]) for r in rows} == expected
+    assert [json.loads(line) for line in rows_file.read_text().splitlines()] == rows  # written as they come
     for row in rows:
         assert set(harness.ROW_FIELDS) <= set(row)
-        assert row["rollouts_used"] <= row["budget"]
+        assert row["found_at_rollout"] <= row["budget"] or row["method"] == "seed"
+        assert row["rollouts_used"] <= max(budgets)
         assert 0.0 <= row["test_score"] <= 1.0
-        assert row["prompt_chars"] == len(row["prompt"]["main.txt"] if "main.txt" in row["prompt"]
-                                          else next(iter(row["prompt"].values())))
-    n_val = data["splits"]["toy"]["val"]
-    for row in (r for r in rows if r["method"] == "best_of_n"):
-        assert row["n_rewrites"] == harness.best_of_n_count(row["budget"], n_val)
-        assert row["rollouts_used"] <= (row["n_rewrites"] + 1) * n_val <= row["budget"]
-        assert row["prompt_tokens"] > 0
-    # the scripted placeholder-dropping rewrites were rejected, not scored
-    assert sum(r["rejected_proposals"] for r in rows if r["method"] == "best_of_n") >= 1
-    seed = next(r for r in rows if r["method"] == "seed")
-    assert seed["rollouts_used"] == 0 and seed["test_score"] == 0.0
-    gepa = [r for r in rows if r["method"] == "gepa_bot"]
-    nocache = [r for r in rows if r["method"] == "gepa_bot_nocache"]
+        assert row["prompt_chars"] == sum(len(t) for t in row["prompt"].values())
+    seed = [r for r in rows if r["method"] == "seed"]
+    assert all(r["test_score"] == 0.0 and r["rollouts_used"] == 0 for r in seed)
+    gepa = [r for r in rows if r["method"] == "gepa_bot" and r["budget"] == 30]
     assert all(r["test_score"] > 0 for r in gepa)  # feedback-driven keywords generalize to test
+    plain = [r for r in rows if r["method"] == "plain_gepa"]
+    assert all(r["llm_calls"] > 0 and r["reflection_style"] == "gepa-default" for r in plain)
+    assert "Evaluation results" not in transport.default_prompts[0] and transport.default_prompts  # gepa's own prompt
+    nocache = [r for r in rows if r["method"] == "gepa_bot_nocache"]
     assert all(r["cache_hits"] == 0 and r["rollouts_executed"] == r["rollouts_used"] for r in nocache)
-    for g, nc in zip(gepa, nocache):  # same search: reflection replies replayed, same prompt chosen
+    g0 = [r for r in rows if r["method"] == "gepa_bot" and r["seed"] == 0]
+    for g, nc in zip(g0, nocache):  # same search: reflection replies replayed, same prompt chosen
         assert nc["llm_calls_replayed"] == nc["llm_calls"] == g["llm_calls"] > 0
-        assert nc["prompt"] == g["prompt"] and nc["rollouts_used"] == g["rollouts_used"]
-    assert transport.reflections > 0 and transport.rewrites > 0
+        assert nc["prompt"] == g["prompt"]
+    # anytime: a larger budget never returns a candidate with a worse val score
+    for method in ("best_of_n", "plain_gepa", "gepa_bot"):
+        for s in (0, 1):
+            small, large = (next(r for r in rows if (r["method"], r["seed"], r["budget"]) == (method, s, b))
+                            for b in budgets)
+            assert large["val_score"] >= small["val_score"]
 
-    data["speedup"] = harness.measure_speedup(instances=8, delay=0.02)
-    data["machine"] = harness.machine_info()
-    data["meta"] = {"command": "test", "budgets": budgets, "task_model": "openai/toy-task",
-                    "reflection_model": "openai/toy-reflection", "workers": 2, "seed": 0, "total_wall_s": 1.0}
-    out = tmp_path / "results"
-    data["meta"]["png"] = harness.write_plot(data, out / "score_vs_rollouts.png")
-    paths = harness.write_results(data, out)
-    loaded = json.loads(paths["json"].read_text())
+    (tmp_path / "out" / "chunks.jsonl").write_text(json.dumps({
+        "command": "test", "tasks": ["toy"], "seeds": [0, 1], "budgets": budgets, "task_model": "openai/toy-task",
+        "reflection_model": "openai/toy-reflection", "workers": 2, "max_val": None, "splits": data["splits"],
+        "wall_s": 1.0, "machine": harness.machine_info()}) + "\n")
+    assert harness.render(tmp_path / "out", ["a note"]) == 0
+    out = tmp_path / "out"
+    loaded = json.loads((out / "results.json").read_text())
     assert len(loaded["rows"]) == len(rows)
-    md = paths["md"].read_text()
-    assert "## `toy`" in md and "Parallel evaluation speedup" in md and "nproc" in md and "## Notes" in md
+    agg = {(a["budget"], a["method"]): a for a in loaded["aggregate"]}
+    assert agg[(30, "gepa_bot")]["seeds"] == 2 and agg[(30, "gepa_bot_nocache")]["seeds"] == 1
+    assert loaded["targets"][0]["task"] == "toy" and "vs plain gepa (>=)" in loaded["targets"][0]["margins"]
+    md = (out / "results.md").read_text()
+    assert "## `toy`" in md and "Targets at each task" in md and "a note" in md and "nproc" not in md
+    assert "2 cores" in md or "cores" in md
     table_rows = [line for line in md.splitlines() if line.startswith(("| 20 |", "| 30 |"))]
-    assert len(table_rows) == 8 and all(line.count("|") == 16 for line in table_rows)
+    assert len(table_rows) == 10 and all(line.count("|") == 13 for line in table_rows)
     if importlib.util.find_spec("matplotlib") is None:
-        assert data["meta"]["png"] is False
+        assert loaded and not (out / "score_vs_rollouts.png").exists()
     else:
         assert (out / "score_vs_rollouts.png").stat().st_size > 1000
-
-
-def test_speedup_measures_parallelism():
-    speed = harness.measure_speedup(instances=8, delay=0.05, workers=(1, 4))
-    assert speed["speedup"]["4"] > 2.0

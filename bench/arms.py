@@ -1,0 +1,247 @@
+"""The bench's arms: what each method does with one task, one seed and a rollout budget.
+
+Every arm runs once at the largest budget and reports an *anytime trajectory*: the val-best candidate
+known after ``r`` rollouts, for each candidate it scores. The harness reads the candidate each arm
+would have returned at every smaller budget checkpoint from that trajectory, and scores it on the
+held-out test split (which no arm ever sees).
+
+- ``seed``: the prompt as written.
+- ``best_of_n``: N feedback-free rewrites by the reflection model, N distinct samples (the LLM seam
+  offsets the sampling seed on every repeat of the same request), each scored on the whole val split.
+- ``plain_gepa``: ``gepa.optimize`` with gepa's own default reflection prompt and full-text proposals.
+- ``gepa_bot``: gepa-bot as configured (edit-style reflection for the embedded model).
+- ``gepa_bot_nocache``: the same search with the eval cache off (reflection replies replayed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gepa_bot import engine
+from gepa_bot.budget import Budget, BudgetExhausted
+from gepa_bot.cache import EvalCache
+from gepa_bot.config import DEFAULT_CONFIG_NAME, LOCAL_MODEL, Config
+from gepa_bot.discovery import placeholders_in
+from gepa_bot.evalsuite import EvalSuite, SuiteContext
+from gepa_bot.llm import LLM, LLMError, Transport, litellm_transport
+from gepa_bot.reflection import ProposalRejected, parse_reply
+from gepa_bot.runlog import RUN_LOG_NAME, RunLog, read_records
+
+METHODS = ("seed", "best_of_n", "plain_gepa", "gepa_bot", "gepa_bot_nocache")
+
+REWRITE_INSTRUCTIONS = """Rewrite the prompt below so that a small language model answers it better.
+
+````prompt
+{current}
+````
+
+{placeholder_rule}
+Write the complete new prompt inside ONE fenced block that opens with ````prompt and closes with ````.
+Write nothing after the closing fence.{retry_note}"""
+
+
+@dataclass
+class Task:
+    """A task directory with a .gepa-bot.yml, a data.jsonl holding held-out ``test`` rows, and prompts."""
+
+    name: str
+    repo: Path
+
+    def base_config(self) -> dict[str, Any]:
+        return yaml.safe_load((self.repo / DEFAULT_CONFIG_NAME).read_text(encoding="utf-8"))
+
+    def test_ids(self) -> list[str]:
+        rows = [json.loads(line) for line in (self.repo / "data.jsonl").read_text(encoding="utf-8").splitlines()
+                if line.strip()]
+        return [str(r["id"]) for r in rows if r.get("split") == "test"]
+
+
+@dataclass
+class BenchOptions:
+    budgets: list[int]
+    task_model: str = LOCAL_MODEL
+    reflection_model: str = LOCAL_MODEL
+    workers: int = 2
+    seeds: list[int] = field(default_factory=lambda: [0])
+    methods: tuple[str, ...] = METHODS
+    nocache_seeds: int = 1  # the no-cache arm (same search, cache off) runs for the first N seeds only
+    max_val: int | None = None
+    max_train: int | None = None
+    transport: Transport = litellm_transport
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)  # pre-resolved model params (shared server)
+    work_dir: Path | None = None
+    log: Any = print
+    reflection_max_tokens: int | None = None
+    reflection_style: str | None = None  # override the tasks' optimizer.reflection_style
+
+
+@dataclass
+class Outcome:
+    """What an arm returns: its anytime trajectory and what it spent."""
+
+    trajectory: list[dict[str, Any]]  # [{"rollouts": r, "val_score": v, "candidate": {...}}] in discovery order
+    budget: dict[str, Any] = field(default_factory=dict)
+    rejected: list[dict[str, str]] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def best_at(self, rollouts: int) -> dict[str, Any]:
+        """The val-best entry known within ``rollouts`` (ties: the earliest; the seed if nothing fits)."""
+        known = [t for t in self.trajectory if t["rollouts"] <= rollouts] or self.trajectory[:1]
+        return max(known, key=lambda t: t["val_score"] if t["val_score"] is not None else -1.0)
+
+
+def make_config(task: Task, budget: int, seed: int, opts: BenchOptions) -> Config:
+    data = task.base_config()
+    data["budget"] = {**data.get("budget", {}), "rollouts": budget}
+    data["models"] = {**data.get("models", {}), "task": opts.task_model, "reflection": opts.reflection_model}
+    if opts.reflection_max_tokens:
+        data["models"]["reflection_max_tokens"] = opts.reflection_max_tokens
+    data["optimizer"] = {**data.get("optimizer", {}), "workers": opts.workers, "seed": seed}
+    if opts.reflection_style:
+        data["optimizer"]["reflection_style"] = opts.reflection_style
+    split = dict(data.get("split", {}))
+    if opts.max_val:
+        split["max_val"] = opts.max_val
+    if opts.max_train:
+        split["max_train"] = opts.max_train
+    data["split"] = split
+    return Config.model_validate(data)
+
+
+def settings_for(task: Task, config: Config, run_dir: Path, opts: BenchOptions, **overrides: Any) -> engine.RunSettings:
+    return engine.RunSettings(repo=task.repo, config=config, config_path=task.repo / DEFAULT_CONFIG_NAME,
+                              run_dir=run_dir / "run", cache_dir=run_dir / "cache", transport=opts.transport,
+                              reflection_extra={"seed": config.optimizer.seed}, models=opts.models or None,
+                              **overrides)
+
+
+@contextlib.contextmanager
+def task_suite(settings: engine.RunSettings) -> Iterator[tuple[EvalSuite, dict[str, Any], dict[str, Any]]]:
+    with engine.resolved_models(settings.config.models.task, settings.config.models.reflection,
+                                known=settings.models) as (task_model, reflection_model):
+        context = SuiteContext(repo=settings.repo, model=task_model["model"], api_base=task_model.get("api_base"),
+                               api_key=task_model.get("api_key"))
+        yield engine.build_suite(settings, context), task_model, reflection_model
+
+
+def seed_candidate(task: Task, config: Config, opts: BenchOptions, work: Path) -> dict[str, str]:
+    components = engine.select_components(settings_for(task, config, work / "probe", opts))
+    return {c.name: c.text for c in components}
+
+
+# --- best-of-N ---------------------------------------------------------------------------------------
+
+def best_of_n_count(budget: int, n_val: int) -> int:
+    """How many rewrites fit: the seed and every rewrite are each scored on the whole val split."""
+    return max(0, budget // n_val - 1)
+
+
+def rewrite_messages(current: str, retry_note: str = "") -> list[dict[str, str]]:
+    kept = sorted(placeholders_in(current))
+    rule = ("Keep these placeholders exactly as written: " + ", ".join(kept) + ". Do not add other text in braces."
+            if kept else "Do not add any text in curly braces.")
+    return [{"role": "user", "content": REWRITE_INSTRUCTIONS.format(current=current, placeholder_rule=rule,
+                                                                   retry_note=retry_note)}]
+
+
+def run_best_of_n(task: Task, config: Config, run_dir: Path, opts: BenchOptions) -> Outcome:
+    """Seed + N feedback-free rewrites, each scored on val in order; trajectory = after each candidate."""
+    settings = settings_for(task, config, run_dir, opts)
+    components = engine.select_components(settings)
+    runlog = RunLog(settings.run_dir)
+    try:
+        with task_suite(settings) as (suite, _task_model, reflection):
+            split = engine.choose_split(suite.list_instances(), settings)
+            budget = Budget(max_rollouts=config.budget.rollouts)
+            adapter = engine.RepoAdapter(suite, components, task.repo, split,
+                                         EvalCache(settings.cache_dir, suite.fingerprint()), budget, runlog,
+                                         config.optimizer.workers, settings.run_dir / "scratch")
+            llm = LLM(reflection["model"], budget, runlog, transport=opts.transport,
+                      max_tokens=config.models.reflection_max_tokens, temperature=config.models.reflection_temperature,
+                      extra={**{k: v for k, v in reflection.items() if k != "model"}, **settings.reflection_extra})
+            n = best_of_n_count(config.budget.rollouts, len(split.val))
+            seed = {c.name: c.text for c in components}
+            rejected: list[dict[str, str]] = []
+            candidates = [seed] + [_rewritten(llm, seed, config.optimizer.reflection_attempts, rejected)
+                                   for _ in range(n)]
+            trajectory = []
+            for cand in [c for c in candidates if c is not None]:
+                try:
+                    batch = adapter.evaluate(split.val, cand)
+                except BudgetExhausted:
+                    break
+                trajectory.append({"rollouts": budget.rollouts, "val_score": sum(batch.scores) / len(batch.scores),
+                                   "candidate": cand})
+            return Outcome(trajectory, _budget_json(budget), rejected,
+                           {"n": n, "distinct_rewrites": len({json.dumps(c, sort_keys=True)
+                                                              for c in candidates[1:] if c is not None})})
+    finally:
+        runlog.close()
+
+
+def _rewritten(llm: LLM, seed: dict[str, str], attempts: int, rejected: list[dict[str, str]]) -> dict[str, str] | None:
+    child = {name: _rewrite(llm, text, attempts, rejected) or text for name, text in seed.items()}
+    return child if child != seed else None
+
+
+def _rewrite(llm: LLM, current: str, attempts: int, rejected: list[dict[str, str]]) -> str | None:
+    retry_note = ""
+    for attempt in range(1, attempts + 1):
+        try:
+            reply = llm.complete(rewrite_messages(current, retry_note), purpose="rewrite")
+        except LLMError as exc:
+            rejected.append({"attempt": str(attempt), "reason": f"LLM call failed: {exc}"})
+            return None
+        try:
+            return parse_reply(reply.text, current).text
+        except ProposalRejected as exc:
+            rejected.append({"attempt": str(attempt), "reason": str(exc), "reply_excerpt": reply.text[:300]})
+            retry_note = f"\n\nYour previous answer was rejected: {exc}. Follow the format exactly."
+    return None
+
+
+def _budget_json(budget: Budget) -> dict[str, Any]:
+    data = budget.to_json()
+    data["cache_hit_rate"] = round(budget.cache_hits / budget.rollouts, 4) if budget.rollouts else 0.0
+    return data
+
+
+# --- GEPA arms ---------------------------------------------------------------------------------------
+
+def run_gepa(task: Task, config: Config, run_dir: Path, opts: BenchOptions, *, use_cache: bool = True,
+             proposer: str = "gepa_bot", replay_from: Path | None = None) -> Outcome:
+    """One engine.optimize run. ``replay_from``: a finished run dir whose LLM replies are replayed, so the
+    no-cache run makes the same search without paying for the reflection model again."""
+    settings = settings_for(task, config, run_dir, opts, use_cache=use_cache, proposer=proposer)
+    replayed = 0
+    if replay_from is not None:
+        records = list(read_records(replay_from / "run", "llm"))
+        settings.run_dir.mkdir(parents=True, exist_ok=True)
+        (settings.run_dir / RUN_LOG_NAME).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records),
+                                                     encoding="utf-8")
+        replayed = len(records)
+    result = engine.optimize(settings)
+    trajectory = sorted(({"rollouts": c["discovered_at_rollout"], "val_score": c["val_mean"],
+                          "candidate": c["components"]} for c in result["candidates"]), key=lambda t: t["rollouts"])
+    return Outcome(trajectory, result["budget"], result["rejected_proposals"],
+                   {"accepted": len(result["candidates"]) - 1, "replay_records": replayed,
+                    "reflection_style": result.get("reflection_style") if proposer == "gepa_bot" else "gepa-default"})
+
+
+def run_arm(method: str, task: Task, config: Config, run_dir: Path, opts: BenchOptions) -> Outcome:
+    if method == "best_of_n":
+        return run_best_of_n(task, config, run_dir, opts)
+    if method == "plain_gepa":
+        return run_gepa(task, config, run_dir, opts, proposer="gepa_default")
+    if method == "gepa_bot":
+        return run_gepa(task, config, run_dir, opts)
+    if method == "gepa_bot_nocache":
+        return run_gepa(task, config, run_dir, opts, use_cache=False, replay_from=run_dir.parent / "gepa_bot")
+    raise ValueError(f"unknown method {method!r}")

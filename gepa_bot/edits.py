@@ -1,0 +1,230 @@
+"""Edit-style proposals: the reflection model names a small edit, gepa-bot applies it deterministically.
+
+A small model asked to rewrite a whole prompt tends to return it unchanged or mangled; asked for ONE
+instruction sentence it writes usable rules. So in ``edit`` mode the model answers with JSON::
+
+    {"rationale": "...", "edits": [{"op": "add", "target": "", "text": "Answer with one word."}]}
+
+- ``add``: insert ``text`` as its own paragraph before the line that contains ``target``; with an empty
+  target, before the input section (the label line above the first placeholder), else at the end.
+- ``replace``: replace the one occurrence of ``target`` with ``text``.
+- ``delete``: remove the one occurrence of ``target``.
+
+Placeholders survive by construction: an edit may not put a placeholder in its text (new or duplicated)
+and may not touch text that holds one. Targets must occur exactly once; edits may not overlap.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from gepa_bot.discovery import PLACEHOLDER, placeholder_problem
+
+MAX_EDITS = 3
+MAX_EDIT_CHARS = 500
+OPS = ("add", "replace", "delete")
+
+INSTRUCTION_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "problem": {"type": "string", "maxLength": 240},
+        "instruction": {"type": "string", "maxLength": 300},
+    },
+    "required": ["problem", "instruction"],
+    "additionalProperties": False,
+}
+"""The short form small models are asked for (and constrained to): one instruction sentence to add."""
+
+EDIT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "rationale": {"type": "string", "maxLength": 300},
+        "edits": {
+            "type": "array", "minItems": 1, "maxItems": MAX_EDITS,
+            "items": {
+                "type": "object",
+                "properties": {
+                    "op": {"type": "string", "enum": list(OPS)},
+                    "target": {"type": "string", "maxLength": MAX_EDIT_CHARS},
+                    "text": {"type": "string", "maxLength": MAX_EDIT_CHARS},
+                },
+                "required": ["op", "target", "text"],
+                "additionalProperties": False,
+            },
+        },
+    },
+    "required": ["rationale", "edits"],
+    "additionalProperties": False,
+}
+"""The general form: up to three add/replace/delete edits (also accepted in replies)."""
+
+
+class EditRejected(ValueError):
+    """The edit cannot be applied; the message says why (it is shown to the model on retry)."""
+
+
+@dataclass(frozen=True)
+class Edit:
+    op: Literal["add", "replace", "delete"]
+    target: str = ""
+    text: str = ""
+
+    def describe(self) -> str:
+        if self.op == "add":
+            return f"add {self.text!r}"
+        if self.op == "delete":
+            return f"delete {self.target!r}"
+        return f"replace {self.target!r} with {self.text!r}"
+
+
+@dataclass(frozen=True)
+class EditReply:
+    rationale: str
+    edits: list[Edit]
+
+
+def parse_edit_reply(reply: str) -> EditReply:
+    """The JSON object in ``reply`` (bare, or inside a code fence) as an :class:`EditReply`.
+
+    Two forms: ``{"problem", "instruction"}`` (one sentence to add) or ``{"rationale", "edits": [...]}``.
+    """
+    data = _first_json_object(reply)
+    if not isinstance(data, dict):
+        raise EditRejected("no JSON object with \"instruction\" or \"edits\" in the reply")
+    if "instruction" in data and "edits" not in data:
+        text = str(data.get("instruction") or "").strip()
+        if not text:
+            raise EditRejected("the reply's \"instruction\" is empty")
+        return EditReply(rationale=str(data.get("problem") or "").strip(), edits=[_edit_from({"op": "add", "text": text})])
+    raw_edits = data.get("edits")
+    if isinstance(raw_edits, dict):
+        raw_edits = [raw_edits]
+    if not isinstance(raw_edits, list) or not raw_edits:
+        raise EditRejected("the reply's \"edits\" is missing or empty")
+    if len(raw_edits) > MAX_EDITS:
+        raise EditRejected(f"the reply has {len(raw_edits)} edits; at most {MAX_EDITS} are allowed")
+    edits = [_edit_from(item) for item in raw_edits]
+    return EditReply(rationale=str(data.get("rationale") or "").strip(), edits=edits)
+
+
+def _first_json_object(reply: str) -> Any:
+    decoder = json.JSONDecoder()
+    for match in re.finditer(r"\{", reply):
+        try:
+            value, _ = decoder.raw_decode(reply, match.start())
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            return value
+    return None
+
+
+def _edit_from(item: Any) -> Edit:
+    if not isinstance(item, dict):
+        raise EditRejected("each edit must be an object with op, target and text")
+    op = str(item.get("op", "")).strip().lower()
+    if op not in OPS:
+        raise EditRejected(f"unknown edit op {op!r}; use one of {', '.join(OPS)}")
+    target, text = str(item.get("target") or ""), str(item.get("text") or "").strip()
+    if op in ("add", "replace") and not text:
+        raise EditRejected(f"the {op} edit has no text")
+    if op in ("replace", "delete") and not target.strip():
+        raise EditRejected(f"the {op} edit has no target: copy the exact text to {op} from the prompt")
+    if len(text) > MAX_EDIT_CHARS:
+        raise EditRejected(f"the edit's text is {len(text)} chars; keep it under {MAX_EDIT_CHARS}")
+    return Edit(op=op, target=target, text=text)  # type: ignore[arg-type]
+
+
+def apply_edits(current: str, edits: Sequence[Edit]) -> str:
+    """``current`` with every edit applied, or EditRejected (placeholder, anchor, overlap, no-op)."""
+    if not edits:
+        raise EditRejected("no edits")
+    spans = sorted((_span(current, edit), index) for index, edit in enumerate(edits))
+    for (first, _), (second, _) in zip(spans, spans[1:]):
+        if second[0] < first[1] or (second[0] == first[0] and first[0] == first[1] == second[1]):
+            raise EditRejected("two edits overlap: make one edit per place")
+    text = current
+    for (start, end), index in reversed(spans):
+        text = text[:start] + _replacement(edits[index], at_end=start == len(text), after_newline=text[:start].endswith("\n") or not text[:start]) + text[end:]
+    text = _tidy(text)
+    if text.strip() == current.strip():
+        raise EditRejected("the edits leave the prompt unchanged")
+    problem = placeholder_problem(current, text)
+    if problem:  # unreachable by construction; a last guard
+        raise EditRejected(f"the edited prompt {problem}")
+    return text
+
+
+def _span(current: str, edit: Edit) -> tuple[int, int]:
+    if PLACEHOLDER.search(edit.text):
+        raise EditRejected(f"the edit's text {edit.text!r} contains a placeholder; placeholders are kept as they are, "
+                           "write plain text")
+    if edit.op == "add":
+        if _normalized(edit.text) in _normalized(current):
+            raise EditRejected(f"{edit.text!r} is already in the prompt")
+        if not edit.target.strip():
+            point = default_insertion_point(current)
+            return point, point
+        start, _ = _find_once(current, edit.target)
+        point = current.rfind("\n", 0, start) + 1
+        return point, point
+    start, end = _find_once(current, edit.target)
+    if PLACEHOLDER.search(current[start:end]):
+        raise EditRejected(f"the target {edit.target!r} holds a placeholder; edits may not touch placeholders")
+    return start, end
+
+
+def _find_once(current: str, target: str) -> tuple[int, int]:
+    """The span of ``target`` in ``current``: exact, else ignoring case and runs of white space."""
+    count = current.count(target)
+    if count == 1:
+        start = current.index(target)
+        return start, start + len(target)
+    if count == 0:
+        pattern = r"\s+".join(re.escape(word) for word in target.split())
+        matches = list(re.finditer(pattern, current, flags=re.IGNORECASE)) if pattern else []
+        if len(matches) == 1:
+            return matches[0].span()
+        count = len(matches)
+    if count == 0:
+        raise EditRejected(f"the target {target.strip()!r} is not in the prompt: copy it exactly")
+    raise EditRejected(f"the target {target.strip()!r} occurs {count} times; quote a longer, unique part")
+
+
+def _replacement(edit: Edit, *, at_end: bool, after_newline: bool) -> str:
+    if edit.op == "add" and at_end:
+        return ("" if after_newline else "\n") + edit.text + "\n"
+    if edit.op == "add":
+        return edit.text + "\n\n"
+    if edit.op == "replace":
+        return edit.text
+    return ""
+
+
+def default_insertion_point(current: str) -> int:
+    """Where a new instruction goes: before the input section (the label line above the first placeholder,
+    e.g. ``Ticket:``), else after the last line."""
+    match = PLACEHOLDER.search(current)
+    if not match:
+        return len(current)
+    line_start = current.rfind("\n", 0, match.start()) + 1
+    if current[line_start:match.start()].strip():
+        return line_start  # "Ticket: {ticket}": before that line
+    previous_start = current.rfind("\n", 0, max(0, line_start - 1)) + 1
+    previous = current[previous_start:line_start].strip()
+    if previous and previous.endswith(":") and len(previous) <= 40:
+        return previous_start  # a short label line such as "Ticket:" belongs with its placeholder
+    return line_start
+
+
+def _tidy(text: str) -> str:
+    """Collapse the blank lines an edit may leave (three or more newlines become two)."""
+    return re.sub(r"\n{3,}", "\n\n", text)
+
+
+def _normalized(text: str) -> str:
+    return " ".join(text.lower().split())

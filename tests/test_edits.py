@@ -1,0 +1,176 @@
+"""Edit-style reflection: parsing the JSON edit, applying it deterministically, and the reflector around it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gepa_bot.budget import Budget
+from gepa_bot.edits import INSTRUCTION_SCHEMA, Edit, EditRejected, apply_edits, default_insertion_point, parse_edit_reply
+from gepa_bot.llm import LLM, Reply
+from gepa_bot.reflection import RationaleReflector, edit_response_format, parse_edit_proposal
+from gepa_bot.runlog import RunLog, read_records
+
+PROMPT = """You help our support team triage incoming customer tickets.
+
+Read the ticket below and decide which queue it should go to.
+
+Ticket:
+{ticket}
+
+Queue:
+"""
+
+
+def test_add_goes_before_the_input_section_and_keeps_placeholders():
+    new = apply_edits(PROMPT, [Edit("add", "", "Answer with exactly one word.")])
+    assert new == PROMPT.replace("Ticket:\n", "Answer with exactly one word.\n\nTicket:\n")
+    assert new.count("{ticket}") == 1
+
+
+def test_add_before_a_named_line_replace_and_delete():
+    new = apply_edits(PROMPT, [Edit("add", "Read the ticket", "Be careful."),
+                               Edit("replace", "which queue it should go to", "which single queue fits best"),
+                               Edit("delete", "You help our support team triage incoming customer tickets.\n", "")])
+    assert new.startswith("\nBe careful.\n\nRead the ticket below and decide which single queue fits best.")
+    assert "{ticket}" in new and "support team" not in new
+
+
+def test_prompt_without_placeholders_gets_the_line_appended():
+    assert apply_edits("Be brief.", [Edit("add", "", "Use plain words.")]) == "Be brief.\nUse plain words.\n"
+    assert apply_edits("Be brief.\n", [Edit("add", "", "Use plain words.")]) == "Be brief.\nUse plain words.\n"
+    assert default_insertion_point("Q: {q}\nA:") == 0  # label on the placeholder's own line
+
+
+@pytest.mark.parametrize("edit, reason", [
+    (Edit("add", "", "Ticket: {ticket}"), "contains a placeholder"),          # duplicated placeholder
+    (Edit("add", "", "Use the {customer} name."), "contains a placeholder"),  # invented placeholder
+    (Edit("add", "", "Answer in {{ lang }}."), "contains a placeholder"),
+    (Edit("replace", "Ticket:\n{ticket}", "Ticket text"), "holds a placeholder"),
+    (Edit("delete", "{ticket}", ""), "holds a placeholder"),
+    (Edit("replace", "no such sentence", "x"), "is not in the prompt"),       # anchor not found
+    (Edit("add", "no such line", "x"), "is not in the prompt"),
+    (Edit("replace", "ticket", "x"), "occurs"),                                # ambiguous anchor
+    (Edit("add", "", "Read the ticket below and decide which queue it should go to."), "already in the prompt"),
+])
+def test_bad_edits_are_refused_with_a_reason(edit, reason):
+    with pytest.raises(EditRejected, match=reason):
+        apply_edits(PROMPT, [edit])
+
+
+def test_overlapping_edits_are_refused():
+    with pytest.raises(EditRejected, match="overlap"):
+        apply_edits(PROMPT, [Edit("replace", "Read the ticket below", "Read it"),
+                             Edit("delete", "the ticket below and decide", "")])
+    with pytest.raises(EditRejected, match="overlap"):  # two inserts at the same place
+        apply_edits(PROMPT, [Edit("add", "", "One."), Edit("add", "", "Two.")])
+    # adjacent, not overlapping: fine
+    new = apply_edits(PROMPT, [Edit("replace", "Read the ticket", "Read this ticket"), Edit("delete", " below", "")])
+    assert "Read this ticket and decide" in new
+
+
+def test_anchor_match_forgives_case_and_white_space_only():
+    new = apply_edits(PROMPT, [Edit("replace", "read the  TICKET below\nand", "Read the message below and")])
+    assert "Read the message below and decide" in new
+    with pytest.raises(EditRejected, match="not in the prompt"):  # other words: refused, never guessed at
+        apply_edits(PROMPT, [Edit("replace", "read the tickets below", "x")])
+
+
+def test_parse_reply_accepts_the_short_instruction_form():
+    parsed = parse_edit_reply('{"problem": "replies are sentences", "instruction": "Answer with one word."}')
+    assert parsed.rationale == "replies are sentences" and parsed.edits == [Edit("add", "", "Answer with one word.")]
+    with pytest.raises(EditRejected, match="empty"):
+        parse_edit_reply('{"problem": "p", "instruction": "  "}')
+    with pytest.raises(EditRejected, match="placeholder"):
+        apply_edits(PROMPT, parse_edit_reply('{"problem": "p", "instruction": "Ticket: {ticket}"}').edits)
+
+
+def test_parse_reply_accepts_fenced_json_and_a_single_edit_object():
+    reply = 'Here you go:\n```json\n{"rationale": "r", "edits": {"op": "ADD", "target": "", "text": "x."}}\n```'
+    parsed = parse_edit_reply(reply)
+    assert parsed.rationale == "r" and parsed.edits == [Edit("add", "", "x.")]
+    for bad, why in [("no json here", "no JSON object"), ('{"edits": []}', "missing or empty"),
+                     ('{"edits": [{"op": "rewrite", "text": "x"}]}', "unknown edit op"),
+                     ('{"edits": [{"op": "replace", "target": " ", "text": "x"}]}', "no target"),
+                     ('{"edits": [{"op": "add", "text": ""}]}', "no text")]:
+        with pytest.raises(EditRejected, match=why):
+            parse_edit_reply(bad)
+
+
+def test_proposal_keeps_the_trailing_newline_and_a_rationale():
+    proposal = parse_edit_proposal(json.dumps({"rationale": "", "edits": [{"op": "add", "target": "", "text": "X."}]}),
+                                   "Be brief.\n")
+    assert proposal.text == "Be brief.\nX.\n" and proposal.rationale == "add 'X.'"
+
+
+def test_constrained_output_for_loopback_servers_only():
+    assert edit_response_format("openai/qwen", "http://127.0.0.1:8080/v1") == {"type": "json_object",
+                                                                               "schema": INSTRUCTION_SCHEMA}
+    assert edit_response_format("openai/some-unknown-model", "https://example.invalid/v1") is None
+    hosted = edit_response_format("gpt-4o-mini", None)
+    assert hosted is not None and hosted["type"] == "json_schema"
+    assert hosted["json_schema"]["schema"] == INSTRUCTION_SCHEMA
+
+
+class ScriptedEdits:
+    """A reflection model that answers edit requests; records what it was asked."""
+
+    def __init__(self, replies):
+        self.replies, self.calls = list(replies), []
+
+    def __call__(self, model, messages, **params):
+        self.calls.append({"content": messages[-1]["content"], **params})
+        return Reply(text=self.replies.pop(0), prompt_tokens=10, completion_tokens=5)
+
+
+def _reflector(tmp_path, transport, **kw):
+    runlog = RunLog(tmp_path / "run")
+    llm = LLM("openai/toy", Budget(max_rollouts=10), runlog, transport=transport, extra={"seed": 3})
+    return RationaleReflector(llm=llm, runlog=runlog, style="edit", attempts=2,
+                              response_format={"type": "json_object", "schema": INSTRUCTION_SCHEMA}, **kw), runlog
+
+
+def test_edit_reflector_retries_with_the_reason_and_remembers_failed_edits(tmp_path):
+    add = lambda text: json.dumps({"rationale": "answers are sentences", "edits": [  # noqa: E731
+        {"op": "add", "target": "", "text": text}]})
+    transport = ScriptedEdits(['{"edits": [{"op": "add", "target": "", "text": "Ticket: {ticket}"}]}',
+                               add("Answer with one word."), add("Reply with the queue name only.")])
+    reflector, runlog = _reflector(tmp_path, transport)
+    records = [{"Inputs": {"instance_id": "t1"}, "Generated Outputs": "The billing queue", "score": 0.0,
+                "Feedback": "expected 'billing' but the reply is not one of the allowed labels"}]
+    parent = {"p": PROMPT}
+    proposal, _ = reflector.reflect(parent, {"p": records}, ["p"])
+    assert "Answer with one word.\n\nTicket:" in proposal.new_texts["p"]
+    assert "contains a placeholder" in transport.calls[1]["content"]  # the retry says why
+    assert all(c["response_format"]["schema"] == INSTRUCTION_SCHEMA for c in transport.calls)
+    # GEPA did not keep that child: the next reflection on the same parent is told not to repeat it
+    proposal2, _ = reflector.reflect(parent, {"p": records}, ["p"])
+    assert "DID NOT HELP" in transport.calls[2]["content"]
+    assert "- add 'Answer with one word.'" in transport.calls[2]["content"]
+    assert "Reply with the queue name only." in proposal2.new_texts["p"]
+    runlog.close()
+    kinds = [r["kind"] for r in read_records(tmp_path / "run")]
+    assert kinds.count("rejected_proposal") == 1 and kinds.count("proposal") == 2
+
+
+def test_kept_children_are_not_listed_as_failures(tmp_path):
+    reply = json.dumps({"rationale": "why", "edits": [{"op": "add", "target": "", "text": "Answer in one word."}]})
+    reflector, runlog = _reflector(tmp_path, ScriptedEdits([reply]))
+    parent = {"p": PROMPT}
+    proposal, _ = reflector.reflect(parent, {"p": [{"score": 0.0, "Feedback": "f"}]}, ["p"])
+    from gepa_bot.cache import candidate_hash
+
+    reflector.accepted.add(candidate_hash({**parent, **proposal.new_texts}))
+    assert reflector.failed_before(candidate_hash(parent), "p") == []
+    runlog.close()
+
+
+def test_repeated_identical_requests_draw_new_samples(tmp_path):
+    transport = ScriptedEdits(["a", "b", "c"])
+    runlog = RunLog(tmp_path / "run")
+    llm = LLM("openai/toy", Budget(max_rollouts=1), runlog, transport=transport, extra={"seed": 7})
+    for _ in range(3):
+        llm.complete([{"role": "user", "content": "same request"}])
+    runlog.close()
+    assert [c["seed"] for c in transport.calls] == [7, 8, 9]

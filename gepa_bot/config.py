@@ -89,9 +89,10 @@ class OptimizerConfig(Strict):
     workers: int = Field(default=2, gt=0, le=64)
     seed: int = 0
     reflection_attempts: int = Field(default=2, gt=0, le=5)
-    acceptance: Literal["strict_improvement", "improvement_or_equal"] = Field(
-        default="strict_improvement", description="when a child that was scored on the parent's minibatch goes on to "
-        "the val set: only when it scores higher, or also on a tie (small minibatches tie often)")
+    acceptance: Literal["auto", "strict_improvement", "improvement_or_equal"] = Field(
+        default="auto", description="when a child scored on its parent's minibatch goes on to the val set: only when "
+        "it scores higher, or also on a tie (one-sentence edits tie often on small minibatches); auto: "
+        "improvement_or_equal for edit-style reflection, strict_improvement for rewrites")
     reflection_style: Literal["auto", "edit", "rewrite"] = Field(
         default="auto", description="edit: one small JSON edit per step (small models); rewrite: the whole prompt "
         "(strong models); auto: edit for embedded/loopback models, rewrite for hosted ones")

@@ -229,6 +229,15 @@ def reflection_style(configured: str, model: str, api_base: str | None) -> str:
     return "edit" if local_model(model) is not None or loopback else "rewrite"
 
 
+def acceptance(configured: str, style: str, proposer: str) -> str:
+    """gepa's acceptance criterion. Plain gepa (the bench arm) keeps gepa's default, strict improvement."""
+    if proposer == "gepa_default":
+        return "strict_improvement"
+    if configured != "auto":
+        return configured
+    return "improvement_or_equal" if style == "edit" else "strict_improvement"
+
+
 class _GepaLog:
     """gepa's logger protocol, written to an open text file in the run dir."""
 
@@ -305,7 +314,7 @@ def _optimize(settings: RunSettings, components: list[Component], runlog: RunLog
                 seed_candidate=seed, trainset=split.train, valset=split.val, adapter=adapter,
                 **proposer, candidate_selection_strategy=config.optimizer.candidate_selection,
                 reflection_minibatch_size=config.optimizer.minibatch_size,
-                acceptance_criterion=config.optimizer.acceptance, use_merge=_use_merge(config, components),
+                acceptance_criterion=acceptance(config.optimizer.acceptance, style, settings.proposer), use_merge=_use_merge(config, components),
                 max_merge_invocations=config.optimizer.max_merge_invocations,
                 stop_callbacks=[lambda _state: budget.should_stop()], logger=_GepaLog(gepa_log),
                 seed=config.optimizer.seed, raise_on_exception=False,

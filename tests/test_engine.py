@@ -201,3 +201,45 @@ def test_resume_tolerates_records_it_cannot_use(toy, tmp_path):
         '{"kind": "llm", "model": "openai/toy-reflection"}\n')
     result = optimize(settings_for(repo, tmp_path, ScriptedReflection()))
     assert result["candidates"][result["best_candidate"]]["val_mean"] == 1.0
+
+
+class ScriptedInstruction:
+    """An edit-style reflection model: one instruction naming the keywords its feedback asks for."""
+
+    def __init__(self):
+        self.calls: list[dict] = []
+
+    def __call__(self, model, messages, **params):
+        import re as _re
+
+        content = messages[-1]["content"]
+        self.calls.append({"content": content, **params})
+        wanted = sorted(set(_re.findall(r"should mention '(\w+)'", content)))
+        return Reply(text=json.dumps({"problem": "keywords missing",
+                                      "instruction": "Consider: " + ", ".join(wanted or ["tone"]) + "."}))
+
+
+def test_edit_style_improves_the_prompt_with_one_instruction_per_step(toy, tmp_path):
+    repo, _ = toy
+    transport = ScriptedInstruction()
+    result = optimize(settings_for(repo, tmp_path, transport, optimizer__reflection_style="edit"))
+    best = result["candidates"][result["best_candidate"]]
+    assert result["reflection_style"] == "edit"
+    assert best["val_mean"] > result["candidates"][0]["val_mean"]
+    main = best["components"]["prompts/main.txt"]
+    assert main.startswith("Consider:") and main.endswith("\n\nClassify the ticket {ticket} into a queue.\n")
+    assert placeholders_in(main) == {"{ticket}"}
+    assert best["rationale"] and all("keywords missing" in r for r in best["rationale"].values())
+    assert all("ONE" in c["content"] and "JSON" in c["content"] for c in transport.calls)
+
+
+def test_auto_style_and_acceptance_follow_the_model():
+    from gepa_bot.engine import acceptance, reflection_style
+
+    assert reflection_style("auto", "local/qwen2.5-coder-1.5b", None) == "edit"
+    assert reflection_style("auto", "openai/my-server", "http://127.0.0.1:8000/v1") == "edit"
+    assert reflection_style("auto", "openai/gpt-4o", None) == "rewrite"
+    assert reflection_style("rewrite", "local/qwen2.5-coder-1.5b", None) == "rewrite"
+    assert acceptance("auto", "edit", "gepa_bot") == "improvement_or_equal"
+    assert acceptance("auto", "rewrite", "gepa_bot") == "strict_improvement"
+    assert acceptance("improvement_or_equal", "edit", "gepa_default") == "strict_improvement"  # plain gepa: defaults

@@ -181,10 +181,21 @@ def write_outputs(env: Mapping[str, str], outputs: Outputs, summary: str) -> Non
 
 
 # --- running ----------------------------------------------------------------------------------------
+#
+# Three phases, so that no process that runs an eval ever holds the GitHub token (an eval can read its
+# ancestors' /proc/<pid>/environ): `plan` (token, runs no eval: reads the event, checks the commenter,
+# checks out a PR branch), `optimize` (NO token: runs the evals and the search), `publish` (token, runs
+# no eval: pushes the branch, opens/updates/closes the PR, comments). action.yml runs them as three
+# steps and only the first and last get the token; they hand over a JSON state file in RUNNER_TEMP.
+# `run()` chains the same three functions in one process (docker entrypoint, other CI, tests).
+
+TOKEN_NAMES = ("GEPA_BOT_TOKEN", "INPUT_TOKEN", "GITHUB_TOKEN", "GH_TOKEN")
+PHASES = ("plan", "optimize", "publish")
+
 
 @dataclass
 class Context:
-    """Everything an action run needs from its environment."""
+    """Everything an action run needs from its environment (``token`` is empty in the optimize phase)."""
 
     env: Mapping[str, str]
     workspace: Path
@@ -201,32 +212,74 @@ class Context:
         return f"{server}/{self.repo_name}.git"
 
 
+@dataclass
+class State:
+    """What one phase hands to the next (JSON in RUNNER_TEMP; never holds a secret)."""
+
+    plan: Plan
+    stage: str = "optimize"  # "optimize" | "evaluate" | "publish" | "done"
+    summary: str = ""
+    outputs: dict[str, str] = field(default_factory=lambda: dict(Outputs().values))
+    result_file: str | None = None
+    body: str = ""
+    evaluation: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"plan": self.plan.__dict__, "stage": self.stage, "summary": self.summary, "outputs": self.outputs,
+                "result_file": self.result_file, "body": self.body, "evaluation": self.evaluation}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> State:
+        return cls(plan=Plan(**data["plan"]), **{k: v for k, v in data.items() if k != "plan"})
+
+
 def run(env: Mapping[str, str], emit: Callable[[str], None] = print, **github_kwargs: Any) -> Outputs:
-    """Handle the current GitHub event; returns the outputs (also written to GITHUB_OUTPUT)."""
+    """Handle the current GitHub event in one process; returns the outputs (also written to GITHUB_OUTPUT)."""
     mask_secrets(env, emit)
     ctx = _context(env, emit, github_kwargs)
-    event = json.loads(Path(env["GITHUB_EVENT_PATH"]).read_text(encoding="utf-8"))
-    plan = plan_for(env.get("GITHUB_EVENT_NAME", ""), event, ctx.config, _relative(ctx.config_path, ctx.workspace))
-    emit(f"gepa-bot: {plan.verb} ({log_line(plan.reason, 500)})")  # the reason may quote pushed file names
-    outputs, summary = Outputs(), ""
-    if plan.verb == "skip":
-        summary = f"gepa-bot skipped: {plan.reason}"
-    elif plan.pr_number is not None:
-        outputs, summary = _run_comment(ctx, plan)
+    state = plan_phase(ctx)
+    state = optimize_phase(ctx, state)
+    return publish_phase(ctx, state)
+
+
+def run_phase(phase: str, env: Mapping[str, str], emit: Callable[[str], None] = print, **github_kwargs: Any) -> None:
+    """One phase in its own process (action.yml's steps); the state file carries what the next one needs."""
+    mask_secrets(env, emit)
+    state_file = _state_file(env)
+    if phase == "optimize":
+        present = [n for n in TOKEN_NAMES if env.get(n)]
+        if present:
+            raise UserError(f"phase optimize: {', '.join(present)} is set, but the phase that runs evals must never "
+                            "hold the GitHub token", fix="pass the token only to the plan and publish steps "
+                            "(see action.yml)")
+    ctx = _context(env, emit, github_kwargs, token_required=phase != "optimize")
+    if phase == "plan":
+        state = plan_phase(ctx)
     else:
-        plan.base = env.get("GITHUB_REF_NAME") or _checked_out_branch(ctx.workspace)
-        outputs, summary = _optimize_and_publish(ctx, plan)
-    write_outputs(env, outputs, summary)
-    return outputs
+        if not state_file.is_file():
+            raise UserError(f"phase {phase}: no state file {state_file}", fix="run the plan phase first (action.yml)")
+        state = State.from_json(json.loads(state_file.read_text(encoding="utf-8")))
+        if phase == "optimize":
+            state = optimize_phase(ctx, state)
+        else:
+            publish_phase(ctx, state)
+            return
+    state_file.parent.mkdir(parents=True, exist_ok=True)
+    state_file.write_text(json.dumps(state.to_json()), encoding="utf-8")
 
 
-def _context(env: Mapping[str, str], emit: Callable[[str], None], github_kwargs: dict[str, Any]) -> Context:
+def _state_file(env: Mapping[str, str]) -> Path:
+    return Path(env.get("RUNNER_TEMP") or env.get("GITHUB_WORKSPACE") or ".") / "gepa-bot-state" / "state.json"
+
+
+def _context(env: Mapping[str, str], emit: Callable[[str], None], github_kwargs: dict[str, Any],
+             token_required: bool = True) -> Context:
     missing = [n for n in ("GITHUB_EVENT_PATH", "GITHUB_REPOSITORY") if not env.get(n)]
     if missing:
         raise UserError(f"environment: {', '.join(missing)} not set", fix="run `gepa-bot action` inside GitHub "
                         "Actions (or set the variables GitHub sets); use `gepa-bot optimize` locally")
     token = env_input(env, "token") or env.get("GITHUB_TOKEN", "")
-    if not token:
+    if token_required and not token:
         raise UserError("input 'token': no GitHub token", fix="pass `token: ${{ github.token }}` (the default) "
                         "or a PAT with contents/pull-requests write access")
     workspace = Path(env.get("GITHUB_WORKSPACE") or ".").resolve()
@@ -261,76 +314,52 @@ def _repository(ctx: Context):
     return gh.get_repository(gh.connect(ctx.token, ctx.env.get("GITHUB_API_URL"), **ctx.github_kwargs), ctx.repo_name)
 
 
-def _optimize_and_publish(ctx: Context, plan: Plan, repo: Any = None) -> tuple[Outputs, str]:
-    """Optimize on the checked-out base branch and open/update/close the bot's PR into it."""
-    assert plan.base
-    settings = _settings(ctx, plan)
-    # Reach GitHub before spending rollouts: a bad token or missing access fails in seconds, not after the run.
-    repo = repo if repo is not None else _repository(ctx)
-    result = optimize(settings)
-    originals = {p: (ctx.workspace / p).read_text(encoding="utf-8") for p in result["best_files"]}
-    body, full = render(result, originals)
-    (settings.run_dir / "report-full.md").write_text(full, encoding="utf-8")
-    print_untrusted(body, ctx.emit)
-    outputs = Outputs()
-    v = verdict(result)
-    outputs.values.update({"best-score": f"{v['best']:.4f}", "baseline-score": f"{v['baseline']:.4f}",
-                           "rollouts-used": str(result["budget"]["rollouts_used"])})
-    head = gh.branch_for(plan.base)
-    if v["improved"]:
-        gh.publish_branch(ctx.workspace, plan.base, result["best_files"], f"gepa-bot: optimize prompts ({plan.reason})",
-                          ctx.remote_url, ctx.token)
-        operation, pr = gh.upsert_pull_request(repo, plan.base, head, ctx.config.output.pr_title, body,
-                                               ctx.config.output.labels)
-    else:
-        pr = gh.close_pull_request(repo, head, "Closing: after the latest run no candidate beats the prompts on "
-                                               f"`{plan.base}` on the validation set.")
-        operation = "closed" if pr else "none"
-    if pr is not None:
-        outputs.values.update({"pull-request-number": str(pr.number), "pull-request-url": pr.html_url,
-                               "pull-request-operation": operation})
-    ctx.emit(f"gepa-bot: pull request {operation}" + (f": {pr.html_url}" if pr else ""))
-    return outputs, body
+# --- phase 1: plan (token, no eval) -------------------------------------------------------------------
+
+def plan_phase(ctx: Context) -> State:
+    """Decide what to do; for a comment, check the commenter and check out the PR's branch."""
+    event = json.loads(Path(ctx.env["GITHUB_EVENT_PATH"]).read_text(encoding="utf-8"))
+    plan = plan_for(ctx.env.get("GITHUB_EVENT_NAME", ""), event, ctx.config, _relative(ctx.config_path, ctx.workspace))
+    ctx.emit(f"gepa-bot: {plan.verb} ({log_line(plan.reason, 500)})")  # the reason may quote pushed file names
+    if plan.verb == "skip":
+        return State(plan, stage="done", summary=f"gepa-bot skipped: {plan.reason}")
+    if plan.pr_number is None:
+        plan.base = ctx.env.get("GITHUB_REF_NAME") or _checked_out_branch(ctx.workspace)
+        _repository(ctx)  # reach GitHub before spending rollouts: a bad token fails in seconds, not after the run
+        return State(plan)
+    return _plan_comment(ctx, plan)
 
 
-def _run_comment(ctx: Context, plan: Plan) -> tuple[Outputs, str]:
-    """A `/gepa ...` comment on a PR: check the commenter, react, run, report back on the PR."""
+def _plan_comment(ctx: Context, plan: Plan) -> State:
+    """A `/gepa ...` comment on a PR: check the commenter, react, check out the PR branch."""
     repo = _repository(ctx)
     assert plan.pr_number is not None and plan.commenter
     if not gh.commenter_can_write(repo, plan.commenter):
         gh.react(repo, plan.comment_id, "confused")
         gh.post_comment(repo, plan.pr_number, f"Sorry @{plan.commenter}, only people with write access to this "
                                               "repository can run `/gepa` commands.")
-        return Outputs(), f"gepa-bot refused a command from {plan.commenter} (no write access)"
+        return State(plan, stage="done", summary=f"gepa-bot refused a command from {plan.commenter} (no write access)")
     if plan.verb == "invalid":
         gh.react(repo, plan.comment_id, "confused")
         gh.post_comment(repo, plan.pr_number, f"gepa-bot: {plan.reason}")
-        return Outputs(), plan.reason
+        return State(plan, stage="done", summary=plan.reason)
     gh.react(repo, plan.comment_id, "eyes")
     if plan.verb == "stop":
         gh.post_comment(repo, plan.pr_number, "gepa-bot: stopped. A running optimization for this pull request is "
                                               "cancelled by the workflow's concurrency group (`cancel-in-progress`).")
-        return Outputs(), "stop requested"
+        return State(plan, stage="done", summary="stop requested")
     pr = gh.get_pull(repo, plan.pr_number)
     if gh.is_fork_pull(pr):
         gh.post_comment(repo, plan.pr_number, "gepa-bot: this pull request comes from a fork. Its code is never run "
                                               "with this repository's secrets; push the branch here to optimize it.")
-        return Outputs(), "refused: fork pull request"
+        return State(plan, stage="done", summary="refused: fork pull request")
     _checkout_pr_head(ctx, pr.head.ref)
-    # The PR may change the config (new or renamed prompt files): use the one on its branch.
-    ctx.config = load_config(ctx.config_path)
     plan.base = pr.head.ref
     if plan.verb == "evaluate":
-        return _evaluate_and_comment(ctx, plan, repo)
+        return State(plan, stage="evaluate")
     gh.post_comment(repo, plan.pr_number, f"gepa-bot: optimizing `{untrusted(pr.head.ref, 100)}`"
                                           + (f" with a budget of {plan.budget} rollouts" if plan.budget else "") + "…")
-    outputs, body = _optimize_and_publish(ctx, plan, repo)
-    op, url = outputs.values["pull-request-operation"], outputs.values["pull-request-url"]
-    summary = f"gepa-bot: {'proposed improvements in ' + url if op in ('created', 'updated') else 'no candidate beats the current prompts'} " \
-              f"(validation {outputs.values['baseline-score']} → {outputs.values['best-score']}, " \
-              f"{outputs.values['rollouts-used']} rollouts)."
-    gh.post_comment(repo, plan.pr_number, summary)
-    return outputs, body
+    return State(plan)
 
 
 def _checkout_pr_head(ctx: Context, ref: str) -> None:
@@ -343,8 +372,76 @@ def _checkout_pr_head(ctx: Context, ref: str) -> None:
     repo.git.checkout("--quiet", ref)
 
 
-def _evaluate_and_comment(ctx: Context, plan: Plan, repo: Any) -> tuple[Outputs, str]:
-    current = evaluate_current(_settings(ctx, plan))
+# --- phase 2: optimize (NO token: the only phase that runs evals) -------------------------------------
+
+def optimize_phase(ctx: Context, state: State) -> State:
+    """Run the search (or score the current prompts) and render the report; touches no GitHub API."""
+    if state.stage not in ("optimize", "evaluate"):
+        return state
+    if state.plan.pr_number is not None:  # the PR may change the config (new or renamed prompt files)
+        ctx.config = load_config(ctx.config_path)
+    settings = _settings(ctx, state.plan)
+    if state.stage == "evaluate":
+        state.evaluation = evaluate_current(settings)
+        state.stage = "publish"
+        return state
+    result = optimize(settings)
+    originals = {p: (ctx.workspace / p).read_text(encoding="utf-8") for p in result["best_files"]}
+    body, full = render(result, originals)
+    (settings.run_dir / "report-full.md").write_text(full, encoding="utf-8")
+    print_untrusted(body, ctx.emit)
+    v = verdict(result)
+    state.outputs.update({"best-score": f"{v['best']:.4f}", "baseline-score": f"{v['baseline']:.4f}",
+                          "rollouts-used": str(result["budget"]["rollouts_used"])})
+    state.result_file, state.body, state.stage = str(settings.run_dir / "result.json"), body, "publish"
+    return state
+
+
+# --- phase 3: publish (token, no eval) ----------------------------------------------------------------
+
+def publish_phase(ctx: Context, state: State) -> Outputs:
+    """Push the best variant and open/update/close the PR, or answer the comment; write the outputs."""
+    outputs = Outputs()
+    outputs.values.update(state.outputs)
+    summary = state.summary
+    if state.stage == "publish" and state.evaluation is not None:
+        summary = _comment_evaluation(ctx, state, outputs)
+    elif state.stage == "publish":
+        summary = _publish_result(ctx, state, outputs)
+    write_outputs(ctx.env, outputs, summary)
+    return outputs
+
+
+def _publish_result(ctx: Context, state: State, outputs: Outputs) -> str:
+    plan = state.plan
+    assert plan.base and state.result_file
+    repo = _repository(ctx)
+    result = json.loads(Path(state.result_file).read_text(encoding="utf-8"))
+    head = gh.branch_for(plan.base)
+    if verdict(result)["improved"]:
+        gh.publish_branch(ctx.workspace, plan.base, result["best_files"], f"gepa-bot: optimize prompts ({plan.reason})",
+                          ctx.remote_url, ctx.token)
+        operation, pr = gh.upsert_pull_request(repo, plan.base, head, ctx.config.output.pr_title, state.body,
+                                               ctx.config.output.labels)
+    else:
+        pr = gh.close_pull_request(repo, head, "Closing: after the latest run no candidate beats the prompts on "
+                                               f"`{plan.base}` on the validation set.")
+        operation = "closed" if pr else "none"
+    if pr is not None:
+        outputs.values.update({"pull-request-number": str(pr.number), "pull-request-url": pr.html_url,
+                               "pull-request-operation": operation})
+    ctx.emit(f"gepa-bot: pull request {operation}" + (f": {pr.html_url}" if pr else ""))
+    if plan.pr_number is not None:
+        v = outputs.values
+        done = ("proposed improvements in " + v["pull-request-url"] if operation in ("created", "updated")
+                else "no candidate beats the current prompts")
+        gh.post_comment(repo, plan.pr_number, f"gepa-bot: {done} (validation {v['baseline-score']} → "
+                                              f"{v['best-score']}, {v['rollouts-used']} rollouts).")
+    return state.body
+
+
+def _comment_evaluation(ctx: Context, state: State, outputs: Outputs) -> str:
+    plan, current = state.plan, state.evaluation or {}
     failing = [(i, r) for i, r in current["val"].items() if r["score"] < 1.0][:20]
     lines = [f"gepa-bot: current prompts on `{untrusted(plan.base, 100)}` score **{current['val_mean']:.3f}** on "
              f"{len(current['val'])} validation instances ({current['budget']['rollouts_executed']} evaluated, "
@@ -353,17 +450,20 @@ def _evaluate_and_comment(ctx: Context, plan: Plan, repo: Any) -> tuple[Outputs,
         lines += ["", "| instance | score | feedback |", "|---|---|---|"]
         lines += [f"| {untrusted(i, 60)} | {r['score']:.2f} | {untrusted(r['feedback'], 200)} |" for i, r in failing]
     body = "\n".join(lines)
-    gh.post_comment(repo, plan.pr_number, body)
-    outputs = Outputs()
+    gh.post_comment(_repository(ctx), plan.pr_number, body)
     outputs.values.update({"baseline-score": f"{current['val_mean']:.4f}", "best-score": f"{current['val_mean']:.4f}",
                            "rollouts-used": str(current["budget"]["rollouts_used"])})
-    return outputs, body
+    return body
 
 
-def main(env: Mapping[str, str] | None = None) -> int:
-    """Console entry: returns the process exit code."""
+def main(env: Mapping[str, str] | None = None, phase: str | None = None) -> int:
+    """Console entry: returns the process exit code. ``phase``: plan | optimize | publish (None: all three)."""
+    env = env if env is not None else dict(os.environ)
     try:
-        run(env if env is not None else dict(os.environ))
+        if phase:
+            run_phase(phase, env)
+        else:
+            run(env)
     except UserError as exc:
         print(f"::error::{command_data(str(exc), 2000)}")
         return exc.exit_code

@@ -82,11 +82,14 @@ def optimize_command(repo: Path, config_file: Path | None, dry_run: bool, fresh:
 
 
 @main.command("action")
-def action_command() -> None:
+@click.option("--phase", type=click.Choice(["plan", "optimize", "publish"]),
+              help="Run one phase (action.yml runs all three as separate steps, so that the step that runs evals "
+                   "never holds the GitHub token). Default: all three in this process.")
+def action_command(phase: str | None) -> None:
     """GitHub Actions entry point: act on the current event (see action.yml)."""
     from gepa_bot import action
 
-    sys.exit(action.main())
+    sys.exit(action.main(phase=phase))
 
 
 def run_optimize(repo: Path, config_file: Path | None, run_dir: Path | None, out: Path | None,
@@ -138,3 +141,7 @@ class _progress:
 
     def __exit__(self, *exc: object) -> None:
         self.progress.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -114,11 +114,16 @@ def test_action_inputs_and_outputs():
     assert set(data["inputs"]) >= {"config", "budget", "model", "reflection-model", "token", "python-version"}
     assert data["inputs"]["config"]["default"] == ".gepa-bot.yml"
     assert data["inputs"]["token"]["default"] == "${{ github.token }}"
-    run = next(s for s in data["runs"]["steps"] if s.get("run", "").strip() == "gepa-bot action")
-    assert run["env"] == {**run["env"], "GEPA_BOT_CONFIG": "${{ inputs.config }}",
-                          "GEPA_BOT_BUDGET": "${{ inputs.budget }}", "GEPA_BOT_MODEL": "${{ inputs.model }}",
-                          "GEPA_BOT_REFLECTION_MODEL": "${{ inputs.reflection-model }}",
-                          "GEPA_BOT_TOKEN": "${{ inputs.token }}"}
+    phases = {s["run"].strip(): s for s in data["runs"]["steps"] if s.get("run", "").startswith("gepa-bot action")}
+    assert list(phases) == [f"gepa-bot action --phase {p}" for p in ("plan", "optimize", "publish")]
+    plan, optimize, run = phases.values()
+    # the step that runs the evals never gets the token; the two that talk to GitHub run no eval
+    assert not any("token" in str(v).lower() or "TOKEN" in k for k, v in optimize["env"].items())
+    assert optimize["env"] == {**optimize["env"], "GEPA_BOT_CONFIG": "${{ inputs.config }}",
+                               "GEPA_BOT_BUDGET": "${{ inputs.budget }}", "GEPA_BOT_MODEL": "${{ inputs.model }}",
+                               "GEPA_BOT_REFLECTION_MODEL": "${{ inputs.reflection-model }}"}
+    for step in (plan, run):
+        assert step["env"] == {"GEPA_BOT_CONFIG": "${{ inputs.config }}", "GEPA_BOT_TOKEN": "${{ inputs.token }}"}
     outputs = {"pull-request-number", "pull-request-url", "pull-request-operation", "best-score", "baseline-score",
                "rollouts-used"}
     assert set(data["outputs"]) == outputs

@@ -9,7 +9,6 @@ with write access, fork PR heads are never checked out or run, nothing is pushed
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import os
 import re
@@ -25,6 +24,7 @@ import git
 from gepa_bot import github as gh
 from gepa_bot.config import DEFAULT_CONFIG_NAME, Config, load_config, with_overrides
 from gepa_bot.engine import RunSettings, evaluate_current, optimize
+from gepa_bot.discovery import glob_matches
 from gepa_bot.errors import UserError
 from gepa_bot.redact import secret_values
 from gepa_bot.report import render, untrusted, verdict
@@ -106,7 +106,7 @@ def plan_for(event_name: str, event: Mapping[str, Any], config: Config, config_r
         if ref.startswith(f"refs/heads/{gh.BRANCH_PREFIX}"):
             return Plan(verb="skip", reason="push to gepa-bot's own branch")
         changed = changed_paths(event)
-        hits = sorted(p for p in changed if any(fnmatch.fnmatch(p, g) for g in relevant_patterns(config, config_rel)))
+        hits = sorted(p for p in changed if any(glob_matches(p, g) for g in relevant_patterns(config, config_rel)))
         if not hits:
             return Plan(verb="skip", reason="the push changed no prompt, eval or config file")
         return Plan(verb="optimize", reason=f"push changed {', '.join(hits[:5])}")

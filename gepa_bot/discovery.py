@@ -58,6 +58,48 @@ def placeholder_problem(original: str, candidate: str) -> str | None:
     return "; ".join(problems) or None
 
 
+def glob_matches(path: str, pattern: str) -> bool:
+    """Whether a repo-relative ``path`` matches ``pattern`` the way ``Path.glob`` (discovery) selects files.
+
+    ``*`` and ``?`` stay inside one path segment, ``**`` spans any number of directories (zero included,
+    so ``prompts/**/*.md`` matches ``prompts/a.md``; a trailing ``evals/**`` matches every file below
+    ``evals/``), ``[...]`` is a character class. One matcher for push triggers and ``files=`` filters,
+    agreeing with discovery's ``Path.glob`` on files.
+    """
+    return re.fullmatch(_glob_regex(pattern), path) is not None
+
+
+def _glob_regex(pattern: str) -> str:
+    out, segments = [], pattern.strip("/").split("/")
+    for index, segment in enumerate(segments):
+        last = index == len(segments) - 1
+        if segment == "**":
+            out.append(".*" if last else "(?:[^/]+/)*")
+            continue
+        out.append(_segment_regex(segment) + ("" if last else "/"))
+    return "".join(out)
+
+
+def _segment_regex(segment: str) -> str:
+    parts, i = [], 0
+    while i < len(segment):
+        char = segment[i]
+        if char == "*":
+            parts.append("[^/]*")
+        elif char == "?":
+            parts.append("[^/]")
+        elif char == "[" and (end := segment.find("]", i + 2)) != -1:
+            body = segment[i + 1:end]
+            negate = body.startswith("!")
+            body = (body[1:] if negate else body).replace("\\", "\\\\").replace("[", "\\[")
+            parts.append("[" + ("^" if negate else "") + body + "]")
+            i = end
+        else:
+            parts.append(re.escape(char))
+        i += 1
+    return "".join(parts)
+
+
 def discover(repo: Path, config: Config, config_path: Path) -> list[Component]:
     """All components the config's prompt globs select, in a stable order."""
     components: list[Component] = []

@@ -8,7 +8,7 @@ budget, the LLM seam with replay, and recording every candidate with its rationa
 from __future__ import annotations
 
 import contextlib
-import fnmatch
+import hashlib
 import json
 import random
 import re
@@ -25,11 +25,11 @@ from gepa.core.adapter import EvaluationBatch
 from gepa_bot.budget import Budget, BudgetExhausted
 from gepa_bot.cache import EvalCache, candidate_hash
 from gepa_bot.config import CommandSuiteConfig, Config
-from gepa_bot.discovery import Component, discover, render_files
+from gepa_bot.discovery import Component, discover, glob_matches, render_files
 from gepa_bot.errors import UserError
 from gepa_bot.evalsuite import (CommandSuite, EvalSuite, Instance, InstanceResult, SuiteContext, SuiteError,
                                 evaluate_parallel, materialize, remove_workdir)
-from gepa_bot.llm import LLM, Transport, litellm_transport
+from gepa_bot.llm import LLM, Transport, litellm_transport, worst_case_cost
 from gepa_bot.reflection import RationaleReflector, edit_response_format
 from gepa_bot.runlog import RunLog, read_records
 
@@ -253,7 +253,7 @@ def select_components(settings: RunSettings) -> list[Component]:
     """The config's prompt components, narrowed to ``only_files`` when given."""
     components = discover(settings.repo, settings.config, settings.config_path)
     if settings.only_files:
-        components = [c for c in components if fnmatch.fnmatch(c.path, settings.only_files)]
+        components = [c for c in components if glob_matches(c.path, settings.only_files)]
         if not components:
             raise UserError(f"files={settings.only_files}: matches none of the prompt files in {settings.config_path}",
                             fix="use a glob that matches a file selected by the config's prompts")
@@ -282,10 +282,12 @@ def _optimize(settings: RunSettings, components: list[Component], runlog: RunLog
     check_budget_fits(settings, split)
     import litellm  # noqa: F401  (a cold import takes ~2 s: pay it before the wall-time clock starts)
 
+    check_cost_cap_can_trigger(settings, reflection["model"])
     budget = Budget(max_rollouts=config.budget.rollouts, max_cost_usd=config.budget.max_llm_cost_usd,
                     max_seconds=config.budget.wall_time_minutes * 60 if config.budget.wall_time_minutes else None)
     context.deadline = budget.deadline()
-    cache = EvalCache(settings.cache_dir, suite.fingerprint(), enabled=settings.use_cache)
+    cache = EvalCache(settings.cache_dir, cache_fingerprint(suite, config.optimizer.eval_repeats),
+                      enabled=settings.use_cache)
     restored = restore_logged_rollouts(settings.run_dir, cache) if settings.use_cache else 0
     runlog.write("start", repo=str(settings.repo), components=[c.name for c in components], train=split.train,
                  val=split.val, budget=config.budget.model_dump(), models=config.models.model_dump(),
@@ -349,6 +351,28 @@ def evaluate_current(settings: RunSettings) -> dict[str, Any]:
     scores = [results[i].score for i in split.val]
     return {"val_mean": sum(scores) / len(scores), "val": {i: results[i].to_json() for i in split.val},
             "budget": budget.to_json()}
+
+
+def check_cost_cap_can_trigger(settings: RunSettings, model: str) -> None:
+    """Fail closed: a cost cap on a model litellm has no price for would silently never trigger."""
+    from gepa_bot.localmodel import local_model
+
+    config = settings.config
+    if config.budget.max_llm_cost_usd is None or local_model(config.models.reflection) is not None:
+        return  # no cap, or the embedded model (free: a cap is harmless)
+    if worst_case_cost(model, 4000, config.models.reflection_max_tokens) > 0:
+        return
+    raise UserError(f"{settings.config_path}: field 'budget.max_llm_cost_usd': litellm has no price for the reflection "
+                    f"model {config.models.reflection!r}, so the cost cap could never trigger",
+                    fix="set budget.max_llm_cost_usd: null (and rely on budget.rollouts / wall_time_minutes), use a "
+                        "model litellm prices, or register its price with litellm.register_model")
+
+
+def cache_fingerprint(suite: EvalSuite, repeats: int) -> str:
+    """The suite's fingerprint, plus the repeat count when it is not 1: a mean over 3 runs is another result
+    than a single run, and must never be served for it (or the other way round)."""
+    base = suite.fingerprint()
+    return base if repeats == 1 else hashlib.sha256(f"{base}\nrepeats={repeats}".encode()).hexdigest()
 
 
 def _list_instances(suite: EvalSuite, settings: RunSettings) -> list[Instance]:

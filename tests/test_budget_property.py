@@ -11,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 import litellm
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -171,3 +172,16 @@ def test_a_padded_minibatch_naming_an_instance_twice_runs_it_once(tmp_path, monk
     assert len(batch.scores) == 4 and batch.scores[0] == batch.scores[2]
     assert len(list(counter.iterdir())) == 3 == len(list(read_records(tmp_path / "run", "rollout")))
     assert (budget.rollouts, budget.executed, budget.cache_hits) == (4, 3, 1)
+
+
+def test_cost_cap_on_an_unpriced_model_is_refused_before_any_work(tmp_path):
+    """Fail closed: litellm cannot price `openai/toy-reflection`, so a cost cap on it could never trigger."""
+    from gepa_bot.errors import UserError
+
+    repo = make_toy_repo(tmp_path)
+    transport = PricedReflection()
+    with pytest.raises(UserError) as err:
+        optimize(settings_for(repo, tmp_path, transport, budget__max_llm_cost_usd=1.0))
+    assert "budget.max_llm_cost_usd" in str(err.value) and "openai/toy-reflection" in str(err.value)
+    assert "max_llm_cost_usd: null" in err.value.fix
+    assert transport.costs == [] and not list(read_records(tmp_path / "run", "rollout"))

@@ -410,3 +410,41 @@ def test_placeholder_problem():
     assert invented is not None and "adds unknown placeholder(s) {extra}" in invented and "drops" not in invented
     both = placeholder_problem("{a} {b}", "{b} {c}")
     assert both == "drops placeholder(s) {a}; adds unknown placeholder(s) {c}"
+
+
+# --- one glob matcher: push triggers and files= filters agree with discovery's Path.glob --------------
+
+GLOB_FILES = ["a.md", "prompts/a.md", "prompts/x/b.md", "prompts/x/y/c.txt", "evals/run.py", "evals/data/d.jsonl",
+              ".gepa-bot.yml", "p[1].md", "prompts/readme"]
+GLOB_PATTERNS = ["prompts/**/*.md", "prompts/*.md", "**/*.md", "*.md", "prompts/?/*.md", "evals/*.py",
+                 ".gepa-bot.yml", "prompts/[ax]/*.md", "p[[]1].md", "prompts/**/c.txt", "prompts/[!x]*.md"]
+
+
+@pytest.mark.parametrize("pattern", GLOB_PATTERNS)
+def test_glob_matches_agrees_with_path_glob(tmp_path, pattern):
+    from gepa_bot.discovery import glob_matches
+
+    for name in GLOB_FILES:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x")
+    selected = {p.relative_to(tmp_path).as_posix() for p in tmp_path.glob(pattern) if p.is_file()}
+    assert {name for name in GLOB_FILES if glob_matches(name, pattern)} == selected
+
+
+def test_trailing_double_star_matches_every_file_below():
+    from gepa_bot.discovery import glob_matches
+
+    assert glob_matches("evals/data/d.jsonl", "evals/**") and glob_matches("evals/run.py", "evals/**")
+    assert not glob_matches("evalsx/run.py", "evals/**")
+
+
+def test_push_to_a_file_the_readmes_glob_selects_triggers_a_run():
+    """README's own `prompts/**/*.md`: a push to prompts/a.md must optimize (fnmatch said no)."""
+    from gepa_bot.action import plan_for
+    from gepa_bot.config import Config
+
+    config = Config.model_validate({"prompts": [{"path": "prompts/**/*.md"}], "eval": {"command": "true"}})
+    push = {"ref": "refs/heads/main", "commits": [{"added": [], "removed": [], "modified": ["prompts/a.md"]}]}
+    assert plan_for("push", push, config, ".gepa-bot.yml").verb == "optimize"
+    push["commits"][0]["modified"] = ["docs/a.md"]
+    assert plan_for("push", push, config, ".gepa-bot.yml").verb == "skip"

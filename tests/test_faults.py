@@ -271,3 +271,21 @@ def test_non_deterministic_eval_is_repeated_and_its_spread_reported(tmp_path, mo
     for text in (body, full):
         assert "±0.47" in text  # pstdev of three scores (0, 1, 0) or (1, 0, 1)
         assert "2 instance(s) scored differently across 3 repeats" in text and "non-deterministic" in text
+
+
+def test_changing_eval_repeats_never_serves_the_other_setting_from_the_cache(tmp_path, monkeypatch):
+    """Going from 1 to 3 repeats must re-run the evals (a single run's score is not a mean over 3)."""
+    repo = make_toy_repo(tmp_path)
+    (repo / "evals" / "eval.py").write_text(FLAKY_EVAL)
+    flips = tmp_path / "flips"
+    flips.mkdir()
+    monkeypatch.setenv("TOY_FLIP_DIR", str(flips))
+    once = optimize(settings_for(repo, tmp_path, ScriptedReflection(), run="one", budget__rollouts=30))
+    runs_after_one = sum(int((flips / i).read_text()) for i in ("i01", "i03"))
+    three = optimize(settings_for(repo, tmp_path, ScriptedReflection(), run="three", budget__rollouts=30,
+                                  optimizer__eval_repeats=3))
+    assert sum(int((flips / i).read_text()) for i in ("i01", "i03")) > runs_after_one
+    # the baseline was scored again, 3 times per instance: the flaky instances show their spread
+    baseline = three["candidates"][0]["val"]
+    assert baseline["i01"]["stdev"] > 0 and baseline["i03"]["stdev"] > 0
+    assert all(e["stdev"] == 0.0 for e in once["candidates"][0]["val"].values() if e)

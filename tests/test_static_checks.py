@@ -138,7 +138,9 @@ def test_comment_workflow_guards():
     data = _load(ROOT / ".github" / "workflows" / "gepa-bot-comment.yml")
     assert data["on"] == {"issue_comment": {"types": ["created"]}}
     (job,) = data["jobs"].values()
-    assert job["if"] == "github.event.issue.pull_request && startsWith(github.event.comment.body, '/gepa')"
+    assert job["if"] == ("github.event.issue.pull_request && startsWith(github.event.comment.body, '/gepa') && "
+                         "contains(fromJSON('[\"OWNER\", \"MEMBER\", \"COLLABORATOR\"]'), "
+                         "github.event.comment.author_association)")
     # per-PR group, cancelling: `/gepa stop` relies on it; job-level so that plain comments cancel nothing
     assert job["concurrency"] == {"group": "gepa-bot-pr-${{ github.event.issue.number }}",
                                   "cancel-in-progress": True}

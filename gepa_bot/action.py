@@ -390,6 +390,8 @@ def optimize_phase(ctx: Context, state: State) -> State:
     body, full = render(result, originals)
     (settings.run_dir / "report-full.md").write_text(full, encoding="utf-8")
     print_untrusted(body, ctx.emit)
+    for error in result.get("search_errors", []):
+        ctx.emit(f"::error::{command_data(f'{error['where']}: {error['type']}: {error['message']}', 600)}")
     v = verdict(result)
     state.outputs.update({"best-score": f"{v['best']:.4f}", "baseline-score": f"{v['baseline']:.4f}",
                           "rollouts-used": str(result["budget"]["rollouts_used"])})

@@ -79,6 +79,12 @@ def optimize_command(repo: Path, config_file: Path | None, dry_run: bool, fresh:
     if not dry_run:
         click.echo("note: opening a pull request is done by `gepa-bot action` in GitHub Actions; "
                    "this run wrote the body only.", err=True)
+    if result.get("search_errors"):
+        for error in result["search_errors"]:
+            click.echo(f"error: {error['where']}: {error['type']}: {error['message']}", err=True)
+        click.echo(f"error: {len(result['search_errors'])} internal error(s) during the search (details in "
+                   "gepa.log in the run directory); the results above may be incomplete", err=True)
+        sys.exit(1)
 
 
 @main.command("action")

@@ -30,6 +30,7 @@ from gepa_bot.errors import UserError
 from gepa_bot.evalsuite import (CommandSuite, EvalSuite, Instance, InstanceResult, SuiteContext, SuiteError,
                                 evaluate_parallel, materialize, remove_workdir)
 from gepa_bot.llm import LLM, Transport, litellm_transport, worst_case_cost
+from gepa_bot.redact import redact
 from gepa_bot.reflection import RationaleReflector, edit_response_format
 from gepa_bot.runlog import RunLog, read_records
 
@@ -238,6 +239,24 @@ def acceptance(configured: str, style: str, proposer: str) -> str:
     return "improvement_or_equal" if style == "edit" else "strict_improvement"
 
 
+def describe_error(where: str, exc: BaseException) -> dict[str, str]:
+    """An internal error as result.json records it (secrets masked)."""
+    return {"where": where, "type": type(exc).__name__, "message": redact(str(exc))[:500]}
+
+
+@dataclass
+class SearchErrors:
+    """gepa callback: exceptions inside the search (gepa logs them and goes on); budget stops are not errors."""
+
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    def on_error(self, event: dict[str, Any]) -> None:
+        exc = event["exception"]
+        if isinstance(exc, BudgetExhausted):
+            return
+        self.errors.append(describe_error(f"search iteration {event['iteration']}", exc))
+
+
 class _GepaLog:
     """gepa's logger protocol, written to an open text file in the run dir."""
 
@@ -310,6 +329,7 @@ def _optimize(settings: RunSettings, components: list[Component], runlog: RunLog
     else:
         proposer = {"reflection_strategy": reflector}
     seed = {c.name: c.text for c in components}
+    search_errors = SearchErrors()
     try:
         with (settings.run_dir / "gepa.log").open("a", encoding="utf-8") as gepa_log:
             gepa_result = gepa.optimize(
@@ -318,13 +338,16 @@ def _optimize(settings: RunSettings, components: list[Component], runlog: RunLog
                 reflection_minibatch_size=config.optimizer.minibatch_size,
                 acceptance_criterion=acceptance(config.optimizer.acceptance, style, settings.proposer), use_merge=_use_merge(config, components),
                 max_merge_invocations=config.optimizer.max_merge_invocations,
-                stop_callbacks=[lambda _state: budget.should_stop()], logger=_GepaLog(gepa_log),
+                stop_callbacks=[lambda _state: budget.should_stop()], logger=_GepaLog(gepa_log), callbacks=[search_errors],
                 seed=config.optimizer.seed, raise_on_exception=False,
                 cache_evaluation=False, display_progress_bar=False, track_best_outputs=False)
     except BudgetExhausted as exc:  # raised outside gepa's iteration loop: the baseline itself did not fit
         raise UserError(f"{settings.config_path}: field 'budget': ran out while scoring the baseline ({exc})",
                         fix="raise budget.wall_time_minutes / budget.max_llm_cost_usd, or lower split.max_val") from None
     result = build_result(gepa_result, components, split, adapter, reflector, budget, settings)
+    result["search_errors"] = reflector.errors + search_errors.errors  # gepa swallows both kinds
+    for error in search_errors.errors:
+        runlog.write("search_error", **error)  # (the reflector logs its own as they happen)
     (settings.run_dir / RESULT_NAME).write_text(json.dumps(result, indent=2, ensure_ascii=False), encoding="utf-8")
     runlog.write("end", best=result["best_candidate"], budget=result["budget"])
     return result

@@ -204,6 +204,7 @@ class RationaleReflector:
     rationales: dict[str, dict[str, str]] = field(default_factory=dict)  # child hash -> component -> rationale
     rejected: list[dict[str, str]] = field(default_factory=list)
     accepted: set[str] = field(default_factory=set)  # candidate hashes GEPA kept (scored on val)
+    errors: list[dict[str, str]] = field(default_factory=list)  # our own bugs: gepa would only log them
     tried: dict[tuple[str, str], list[tuple[str, str]]] = field(default_factory=dict)  # (parent, comp) -> (child, what)
 
     def reflect(self, candidate: dict[str, str], reflective_dataset: Mapping[str, Sequence[Mapping[str, Any]]],
@@ -215,7 +216,16 @@ class RationaleReflector:
             records = reflective_dataset.get(name) or []
             if not records:
                 continue
-            result = self._propose_one(name, candidate[name], records, proposal, candidate_hash(candidate))
+            try:
+                result = self._propose_one(name, candidate[name], records, proposal, candidate_hash(candidate))
+            except BudgetExhausted:
+                raise
+            except Exception as exc:
+                from gepa_bot.engine import describe_error
+
+                self.errors.append(describe_error(f"reflection on {name}", exc))
+                self.runlog.write("search_error", **self.errors[-1])
+                raise
             if result:
                 proposal.new_texts[name] = result.text
                 rationales[name] = result.rationale

@@ -243,3 +243,26 @@ def test_auto_style_and_acceptance_follow_the_model():
     assert acceptance("auto", "edit", "gepa_bot") == "improvement_or_equal"
     assert acceptance("auto", "rewrite", "gepa_bot") == "strict_improvement"
     assert acceptance("improvement_or_equal", "edit", "gepa_default") == "strict_improvement"  # plain gepa: defaults
+
+
+def test_an_internal_error_in_the_search_is_surfaced_not_buried_in_gepa_log(toy, tmp_path):
+    """gepa swallows exceptions (raise_on_exception=False); ours reach result.json, the run log and the report."""
+    from gepa_bot.report import render
+
+    repo, _ = toy
+
+    def broken(model, messages, **params):
+        return Reply(text=None)  # a transport bug: no text where the seam promises one
+
+    result = optimize(settings_for(repo, tmp_path, broken, budget__rollouts=24))
+    assert result["search_errors"] and result["search_errors"][0]["type"] == "TypeError"
+    assert [r["type"] for r in read_records(tmp_path / "run", "search_error")] == \
+        [e["type"] for e in result["search_errors"]]
+    body, _ = render(result, {p: (repo / p).read_text() for p in result["best_files"]})
+    assert "internal error(s) interrupted steps of the search" in body and "TypeError" in body
+
+
+def test_budget_stops_are_not_search_errors(toy, tmp_path):
+    repo, _ = toy
+    result = optimize(settings_for(repo, tmp_path, ScriptedReflection(), budget__rollouts=20))
+    assert result["search_errors"] == [] and "rollout budget" in (result["budget"]["stop_reason"] or "")

@@ -391,7 +391,8 @@ def optimize_phase(ctx: Context, state: State) -> State:
     (settings.run_dir / "report-full.md").write_text(full, encoding="utf-8")
     print_untrusted(body, ctx.emit)
     for error in result.get("search_errors", []):
-        ctx.emit(f"::error::{command_data(f'{error['where']}: {error['type']}: {error['message']}', 600)}")
+        where = f"{error['where']}: {error['type']}: {error['message']}"
+        ctx.emit(f"::error::{command_data(where, 600)}")
     v = verdict(result)
     state.outputs.update({"best-score": f"{v['best']:.4f}", "baseline-score": f"{v['baseline']:.4f}",
                           "rollouts-used": str(result["budget"]["rollouts_used"])})
@@ -421,8 +422,13 @@ def _publish_result(ctx: Context, state: State, outputs: Outputs) -> str:
     result = json.loads(Path(state.result_file).read_text(encoding="utf-8"))
     head = gh.branch_for(plan.base)
     if verdict(result)["improved"]:
-        gh.publish_branch(ctx.workspace, plan.base, result["best_files"], f"gepa-bot: optimize prompts ({plan.reason})",
-                          ctx.remote_url, ctx.token)
+        try:
+            gh.publish_branch(ctx.workspace, plan.base, result["best_files"],
+                              f"gepa-bot: optimize prompts ({plan.reason})", ctx.remote_url, ctx.token)
+        except gh.ForeignCommits as exc:
+            if (open_pr := gh.find_open_pull(repo, head)) is not None:
+                gh.post_comment(repo, open_pr.number, f"gepa-bot: {untrusted(str(exc), 500)}. {exc.fix}.")
+            raise
         operation, pr = gh.upsert_pull_request(repo, plan.base, head, ctx.config.output.pr_title, state.body,
                                                ctx.config.output.labels)
     else:

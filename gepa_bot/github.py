@@ -45,6 +45,10 @@ class GitHubError(UserError):
     """A GitHub or git-remote failure, with a message a user can act on."""
 
 
+class ForeignCommits(GitHubError):
+    """The bot's branch holds commits someone else made: gepa-bot will not overwrite them."""
+
+
 def connect(token: str, api_url: str | None = None, **github_kwargs) -> Github:
     """A PyGithub client for ``api_url`` (default: $GITHUB_API_URL, then api.github.com).
 
@@ -207,12 +211,39 @@ def publish_branch(repo_dir: str | Path, base_branch: str, files: dict[str, str]
         if not repo.head.is_detached and repo.active_branch.name == branch:
             raise GitHubError(f"refusing to reset {branch!r}: it is checked out in {repo_dir}",
                               "run gepa-bot from the base branch")
-        commit = _commit_files(repo, _resolve_base(repo, base_branch), files, message)
+        base_sha = _resolve_base(repo, base_branch)
+        commit = _commit_files(repo, base_sha, files, message)
+        remote_sha = _remote_branch_sha(repo, remote_url, branch, env)
+        if remote_sha is not None and _keeps_remote(repo, remote_url, branch, env, remote_sha, base_sha, commit):
+            repo.git.update_ref(f"refs/heads/{branch}", remote_sha)
+            return branch  # same proposal on the same base: no push, the PR's head SHA stays as it is
         repo.git.update_ref(f"refs/heads/{branch}", commit)
         repo.git.push("--force", "--quiet", remote_url, f"{commit}:refs/heads/{branch}", env=env)
     except GitCommandError as exc:
         raise _explain_git(exc, branch, token) from None
     return branch
+
+
+def _remote_branch_sha(repo: git.Repo, remote_url: str, branch: str, env: dict[str, str]) -> str | None:
+    out = repo.git.ls_remote(remote_url, f"refs/heads/{branch}", env=env)
+    return out.split()[0] if out.strip() else None
+
+
+def _keeps_remote(repo: git.Repo, remote_url: str, branch: str, env: dict[str, str], remote_sha: str,
+                  base_sha: str, commit: str) -> bool:
+    """True when the bot's branch already holds this proposal on this base (nothing to push).
+
+    Raises when the branch holds commits the bot did not make: a human's work is never overwritten.
+    """
+    repo.git.fetch("--quiet", remote_url, f"refs/heads/{branch}", env=env)
+    foreign = [c for c in repo.iter_commits(f"{base_sha}..{remote_sha}") if c.author.email != BOT_EMAIL]
+    if foreign:
+        who = ", ".join(sorted({c.author.name for c in foreign}))
+        raise ForeignCommits(f"refusing to overwrite {branch!r}: it has {len(foreign)} commit(s) the bot did not make "
+                          f"(by {who})", f"merge or move those commits, or delete the branch {branch!r}; gepa-bot "
+                          "then proposes again")
+    remote = repo.commit(remote_sha)
+    return [p.hexsha for p in remote.parents] == [base_sha] and remote.tree.hexsha == repo.commit(commit).tree.hexsha
 
 
 # ---- pull requests and comments ---------------------------------------------

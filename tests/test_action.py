@@ -188,7 +188,8 @@ def test_push_creates_pr_then_rerun_updates_it_then_close_when_nothing_beats_bas
     assert [p.number for p in h.open_pulls("gepa-bot/main")] == [number]
     assert len(h.fake.pulls(OWNER, NAME)) == 1
     assert "billing" in h.fake.read_file(OWNER, NAME, "gepa-bot/main", "prompts/main.txt")
-    assert h.fake.branch_sha(FULL, "gepa-bot/main") is not None and first_sha is not None
+    # the same proposal on the same base: nothing pushed, so approvals and notifications are left alone
+    assert h.fake.branch_sha(FULL, "gepa-bot/main") == first_sha is not None
 
     # the reflection model stops helping: nothing beats main's prompts, so the stale PR is closed
     h.reply(USELESS)
@@ -203,6 +204,23 @@ def test_push_creates_pr_then_rerun_updates_it_then_close_when_nothing_beats_bas
     # and once closed, another useless run has nothing to close
     out4 = h.run(h.env("schedule", event("schedule")))
     assert (out4["pull-request-operation"], out4["pull-request-number"]) == ("none", "")
+
+
+def test_a_humans_commit_on_the_bot_branch_is_never_overwritten(h):
+    out = h.run(h.env("push", push_event("prompts/main.txt")))
+    number = int(out["pull-request-number"])
+    # a reviewer pushes a fix-up onto the bot's branch
+    work = h.workspace("gepa-bot/main")
+    (work / "prompts" / "main.txt").write_text("Classify the ticket {ticket}. Topics: billing, refund, login, crash\n")
+    _commit_all(work, "reviewer: add crash")
+    _git("push", "-q", str(h.fake.repos[FULL].git_dir), "gepa-bot/main:refs/heads/gepa-bot/main", cwd=work)
+    human_sha = h.fake.branch_sha(FULL, "gepa-bot/main")
+
+    with pytest.raises(action.gh.ForeignCommits, match="1 commit\\(s\\) the bot did not make \\(by Dev\\)"):
+        h.run(h.env("schedule", event("schedule")))
+    assert h.fake.branch_sha(FULL, "gepa-bot/main") == human_sha
+    (comment,) = h.comments_on(number)
+    assert "refusing to overwrite" in comment.body and "delete the branch" in comment.body
 
 
 def test_push_touching_only_the_readme_is_skipped(h):

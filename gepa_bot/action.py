@@ -353,11 +353,16 @@ def _plan_comment(ctx: Context, plan: Plan) -> State:
         gh.post_comment(repo, plan.pr_number, "gepa-bot: this pull request comes from a fork. Its code is never run "
                                               "with this repository's secrets; push the branch here to optimize it.")
         return State(plan, stage="done", summary="refused: fork pull request")
-    _checkout_pr_head(ctx, pr.head.ref)
-    plan.base = pr.head.ref
+    target = pr.head.ref
+    if target.startswith(gh.BRANCH_PREFIX):  # the bot's own proposal: work on its base, update it in place
+        target = pr.base.ref
+        gh.post_comment(repo, plan.pr_number, f"gepa-bot: this is gepa-bot's own proposal; working on its base "
+                                              f"`{untrusted(target, 100)}` and updating this pull request in place.")
+    _checkout_pr_head(ctx, target)
+    plan.base = target
     if plan.verb == "evaluate":
         return State(plan, stage="evaluate")
-    gh.post_comment(repo, plan.pr_number, f"gepa-bot: optimizing `{untrusted(pr.head.ref, 100)}`"
+    gh.post_comment(repo, plan.pr_number, f"gepa-bot: optimizing `{untrusted(target, 100)}`"
                                           + (f" with a budget of {plan.budget} rollouts" if plan.budget else "") + "…")
     return State(plan)
 

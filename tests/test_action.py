@@ -281,6 +281,18 @@ def test_optimize_comment_from_a_writer_opens_a_pr_into_the_pr_branch(h, feature
     assert h.fake.read_file(OWNER, NAME, "feature", "prompts/main.txt") == "Route the support ticket {ticket} to a queue.\n"
 
 
+def test_optimize_comment_on_the_bots_own_pr_updates_it_and_never_nests_branches(h):
+    out = h.run(h.env("push", push_event("prompts/main.txt")))
+    number = int(out["pull-request-number"])
+    h.fake.set_permission(OWNER, NAME, "octocat", "write")
+    payload = comment_event(h, number, "/gepa optimize budget=40", "octocat")
+    again = h.run(h.env("issue_comment", payload))
+    assert (again["pull-request-operation"], again["pull-request-number"]) == ("updated", str(number))
+    assert h.fake.branch_sha(FULL, "gepa-bot/gepa-bot/main") is None
+    assert [p.number for p in h.fake.pulls(OWNER, NAME)] == [number]
+    assert any("gepa-bot's own proposal" in c.body for c in h.comments_on(number))
+
+
 def test_comment_from_a_read_only_outsider_is_refused(h, feature_pr):
     h.fake.set_permission(OWNER, NAME, "outsider", "read")
     payload = comment_event(h, feature_pr.number, "/gepa optimize budget=40", "outsider")

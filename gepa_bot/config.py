@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -161,13 +162,30 @@ def _yaml_location(exc: yaml.YAMLError) -> str:
     return f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
 
 
+def _known_fields() -> set[str]:
+    """Every field name of the config schema, all sections and suite types."""
+    import gepa_bot.suites.junit_suite as junit
+    import gepa_bot.suites.promptfoo_suite as promptfoo
+
+    models: list[type[BaseModel]] = [Config, PromptSpec, CommandSuiteConfig, SplitConfig, BudgetConfig, ModelsConfig,
+                                     OptimizerConfig, OutputConfig, junit.PytestSuiteConfig,
+                                     promptfoo.PromptfooSuiteConfig]
+    return {name for model in models for name in model.model_fields}
+
+
+def _ordered(errors: list[Any]) -> list[Any]:
+    """Unknown fields first: a typo (`comand:`) also makes the real field look missing."""
+    return sorted(errors, key=lambda e: e["type"] != "extra_forbidden")
+
+
 def _describe_validation_error(path: Path, exc: ValidationError) -> str:
     problems = []
-    for error in exc.errors():
+    for error in _ordered(exc.errors()):
         location = _field_path(error["loc"])
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
-            message = "unknown field (typo?)"
+            close = difflib.get_close_matches(str(error["loc"][-1]), sorted(_known_fields()), n=1, cutoff=0.75)
+            message = f"unknown field (did you mean '{close[0]}'?)" if close else "unknown field (typo?)"
         elif error["type"] == "missing":
             message = "required field is missing"
         problems.append(f"field '{location}': {message}" + _got(error))
@@ -195,7 +213,7 @@ def _got(error: dict[str, Any]) -> str:
 
 
 def _fix_hint(exc: ValidationError) -> str:
-    first = exc.errors()[0]
+    first = _ordered(exc.errors())[0]
     if first["type"] == "extra_forbidden":
         return "remove or rename that field; the README's 'Configuration' section lists every field"
     if first["type"] == "missing":

@@ -154,7 +154,7 @@ def test_unknown_top_level_field(tmp_path):
 
 def test_unknown_nested_field_is_dotted(tmp_path):
     error = load_error(write(tmp_path, MINIMAL + "budget:\n  rolouts: 10\n"))
-    assert "field 'budget.rolouts'" in error.message and "unknown field" in error.message
+    assert "field 'budget.rolouts'" in error.message and "unknown field (did you mean 'rollouts'?)" in error.message
 
 
 def test_unknown_field_in_prompt_entry(tmp_path):
@@ -165,6 +165,14 @@ def test_unknown_field_in_prompt_entry(tmp_path):
 def test_unknown_field_in_eval(tmp_path):
     error = load_error(write(tmp_path, MINIMAL + "  comand: oops\n"))
     assert "field 'eval.comand'" in error.message and "unknown field" in error.message
+
+
+def test_a_typo_is_named_first_with_a_suggestion(tmp_path):
+    """`comand:` instead of `command:`: the typo is the problem, not the 'missing' command it causes."""
+    error = load_error(write(tmp_path, "prompts:\n  - path: prompts/main.txt\neval:\n  comand: python eval.py\n"))
+    assert error.message.split(": ", 1)[1].startswith("field 'eval.comand': unknown field (did you mean 'command'?)")
+    assert "required field is missing" in error.message  # still listed, after it
+    assert "remove or rename" in error.fix
 
 
 @pytest.mark.parametrize("field", ["prompts", "eval"])

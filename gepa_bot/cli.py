@@ -18,6 +18,7 @@ from gepa_bot.config import DEFAULT_CONFIG_NAME, Config, load_config, with_overr
 from gepa_bot.engine import RunSettings, optimize
 from gepa_bot.errors import UserError
 from gepa_bot.report import render
+from gepa_bot.runlog import read_records
 
 err_console = Console(stderr=True)
 
@@ -109,6 +110,8 @@ def run_optimize(repo: Path, config_file: Path | None, run_dir: Path | None, out
     settings = resolve_paths(repo, config_path, run_dir, config)
     if fresh and settings.run_dir.exists():
         shutil.rmtree(settings.run_dir)
+    if note := resume_note(settings.run_dir, config.budget.rollouts):
+        click.echo(note, err=True)
     with _progress(config.budget.rollouts) as on_progress:
         settings.on_progress = on_progress
         result = optimize(settings)
@@ -120,6 +123,19 @@ def run_optimize(repo: Path, config_file: Path | None, run_dir: Path | None, out
     (out.parent / "report-full.md").write_text(full, encoding="utf-8")
     click.echo(f"PR body written to {out} ({len(body)} chars); result in {settings.run_dir / 'result.json'}")
     return result, body
+
+
+def resume_note(run_dir: Path, rollouts: int) -> str | None:
+    """What a user should know when this run resumes an earlier one (None for a new run dir)."""
+    starts = list(read_records(run_dir, "start"))
+    if not starts:
+        return None
+    note = (f"resuming the run in {run_dir}: its logged rollouts and LLM replies are reused, not paid again "
+            "(--fresh starts over)")
+    previous = (starts[-1].get("budget") or {}).get("rollouts")
+    if previous is not None and previous != rollouts:
+        note += f"; the rollout budget changed from {previous} to {rollouts}: rollouts replayed from the log count too"
+    return note
 
 
 class _progress:

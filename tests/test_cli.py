@@ -33,7 +33,17 @@ def test_dry_run_writes_pr_body_and_result(tmp_path, mocked_litellm):
     assert body.startswith("## gepa-bot: improved prompts")
     assert "+Topics: billing refund login" in body
     assert (tmp_path / "run" / "result.json").is_file() and (tmp_path / "report-full.md").is_file()
-    assert "rollouts 30/30" in result.output or "rollouts 2" in result.output
+    budget = json.loads((tmp_path / "run" / "result.json").read_text())["budget"]
+    assert 0 < budget["rollouts_used"] <= 30
+    assert (f"rollouts {budget['rollouts_used']}/30 ({budget['rollouts_executed']} executed, "
+            f"{budget['cache_hits']} cached)") in result.output
+    assert "resuming" not in result.output
+
+    again = CliRunner().invoke(main, ["optimize", "--repo", str(repo), "--budget", "40", "--seed", "1",
+                                      "--run-dir", str(tmp_path / "run"), "--dry-run", "--out", str(out)])
+    assert again.exit_code == 0, again.output
+    assert "resuming the run in" in again.output and "--fresh" in again.output
+    assert "rollout budget changed from 30 to 40" in again.output
 
 
 @pytest.mark.parametrize(("config", "expected"), [

@@ -120,7 +120,7 @@ def run_optimize(repo: Path, config_file: Path | None, run_dir: Path | None, out
     out = out or settings.run_dir / "pr-body.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(body, encoding="utf-8")
-    (out.parent / "report-full.md").write_text(full, encoding="utf-8")
+    (settings.run_dir / "report-full.md").write_text(full, encoding="utf-8")  # next to result.json, not next to --out
     click.echo(f"PR body written to {out} ({len(body)} chars); result in {settings.run_dir / 'result.json'}")
     return result, body
 

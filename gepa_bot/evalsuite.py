@@ -385,6 +385,12 @@ def _instances_from_lines(lines: Iterable[str]) -> list[Instance]:
                 raise SuiteError(f"instance line is not JSON with an 'id': {line[:200]} ({exc})") from exc
         else:
             instances.append(Instance(id=line))
+    noisy = [i.id for i in instances if not i.id or any(ch.isspace() for ch in i.id)]
+    if noisy:  # ids travel one per line and are split on white space: these are log lines, not ids
+        shown = "; ".join(repr(n[:120]) for n in noisy[:5])
+        raise SuiteError(f"{len(noisy)} listed line(s) look like log output, not instance ids (ids may not contain "
+                         f"spaces): {shown}. Print log messages to stderr, or list ids as JSON lines "
+                         '{"id": ..., "split": ...}')
     duplicates = sorted(i for i, count in Counter(i.id for i in instances).items() if count > 1)
     if duplicates:
         raise SuiteError(f"instance ids must be unique; duplicated: {', '.join(duplicates[:10])}")

@@ -32,7 +32,8 @@ def test_dry_run_writes_pr_body_and_result(tmp_path, mocked_litellm):
     body = out.read_text()
     assert body.startswith("## gepa-bot: improved prompts")
     assert "+Topics: billing refund login" in body
-    assert (tmp_path / "run" / "result.json").is_file() and (tmp_path / "report-full.md").is_file()
+    assert (tmp_path / "run" / "result.json").is_file() and (tmp_path / "run" / "report-full.md").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["body.md"]  # nothing else outside the run dir
     budget = json.loads((tmp_path / "run" / "result.json").read_text())["budget"]
     assert 0 < budget["rollouts_used"] <= 30
     assert (f"rollouts {budget['rollouts_used']}/30 ({budget['rollouts_executed']} executed, "

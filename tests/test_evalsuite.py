@@ -295,6 +295,21 @@ def test_list_mode_via_command(tmp_path):
         Instance("t1", "train"), Instance("2", "val"), Instance("plain-id"), Instance("t3")]
 
 
+def test_log_lines_in_list_mode_are_refused_not_taken_as_ids(tmp_path):
+    repo = make_repo(tmp_path, {"list.py": """
+        import json
+        print("Loading model...")
+        print(json.dumps({"id": "t1", "split": "train"}))
+        print("WARNING: something odd")
+        print(json.dumps({"id": "t2"}))
+    """})
+    with pytest.raises(SuiteError) as err:
+        suite_for(repo, "list.py").list_instances()
+    message = str(err.value)
+    assert "2 listed line(s) look like log output" in message
+    assert "'Loading model...'" in message and "'WARNING: something odd'" in message and "stderr" in message
+
+
 def test_list_mode_failure_is_suite_error(tmp_path):
     repo = make_repo(tmp_path, {"list.py": "import sys\nsys.stderr.write('no dataset here')\nsys.exit(2)\n"})
     with pytest.raises(SuiteError, match="(?s)listing instances failed.*exited with code 2.*no dataset here"):

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from gepa_bot.budget import Budget
-from gepa_bot.config import DEFAULT_CONFIG_NAME, Config, load_config, with_overrides
+from gepa_bot.config import DEFAULT_CONFIG_NAME, LOCAL_MODEL, Config, load_config, with_overrides
 from gepa_bot.engine import RunSettings, optimize
 from gepa_bot.errors import UserError
 from gepa_bot.report import render
@@ -86,6 +86,47 @@ def optimize_command(repo: Path, config_file: Path | None, dry_run: bool, fresh:
         click.echo(f"error: {len(result['search_errors'])} internal error(s) during the search (details in "
                    "gepa.log in the run directory); the results above may be incomplete", err=True)
         sys.exit(1)
+
+
+@main.group("model")
+def model_group() -> None:
+    """The embedded local models."""
+
+
+@model_group.command("serve")
+@click.option("--model", "name", default=LOCAL_MODEL, show_default=True,
+              help="Embedded model to serve (local/qwen2.5-coder-1.5b or local/smollm2-135m).")
+def model_serve(name: str) -> None:
+    """Serve an embedded model on 127.0.0.1 and print the environment lines that point an eval at it.
+
+    Paste the lines into another shell, then run your eval by hand (GEPA_BOT_MODE=evaluate python evals/...).
+    Stops on Ctrl-C.
+    """
+    from gepa_bot.localmodel import LocalModelServer, LocalModelUnavailable, local_model
+
+    spec = local_model(name)
+    if spec is None:
+        click.echo(f"error: --model {name}: not an embedded model. Fix: use local/qwen2.5-coder-1.5b or "
+                   "local/smollm2-135m", err=True)
+        sys.exit(2)
+    try:
+        server = LocalModelServer(spec).start()
+    except LocalModelUnavailable as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    try:
+        click.echo(f"# {spec.name} is served at {server.api_base} (log: {server.log_path}); paste these lines:")
+        for key, value in server.eval_env().items():
+            click.echo(f"export {key}={value}")
+        sys.stdout.flush()
+        while server.running:
+            time.sleep(1)
+        click.echo("error: the model server stopped", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
 
 
 @main.command("action")

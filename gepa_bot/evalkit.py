@@ -77,6 +77,9 @@ def complete(prompt: str, req: Request | None = None, *, system: str | None = No
     req = req or request()
     if not req.model:
         raise RuntimeError(f"{ENV_MODEL} is not set: run this script through gepa-bot or set it by hand")
+    if req.model.startswith("local/"):
+        raise RuntimeError(f"{ENV_MODEL}={req.model}: an embedded model needs its server; run `gepa-bot model serve "
+                           f"--model {req.model}` in another shell and paste the lines it prints")
     params: dict[str, Any] = {"temperature": 0.0, "max_tokens": max_tokens, **kwargs}
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
     if req.api_base and req.model.startswith("openai/"):

@@ -509,3 +509,38 @@ def test_real_server_completion():
         assert 0 < response.usage.completion_tokens <= 8
         pid = server._proc.pid
     assert _wait_dead(pid)
+
+
+def test_model_serve_prints_the_lines_that_point_an_eval_at_the_server(fake_llama, monkeypatch):
+    """`gepa-bot model serve`: one command, then a hand-run eval reaches the embedded model."""
+    import signal
+    import subprocess
+
+    monkeypatch.setenv("GEPA_BOT_MODEL_DIR", str(fake_llama["gguf"].parent / "models"))
+    site = fake_llama["gguf"].parent / "site"
+    _fake_weights_package(site, ["SmolLM2-135M-Instruct.Q4_1.gguf"])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.environ["PYTHONPATH"], str(site), str(REPO)])}
+    proc = subprocess.Popen([sys.executable, "-c", "import gepa_bot.localmodel as m; m._SERVER_MODULES = (); "
+                             "from gepa_bot.cli import main; main()", "model", "serve", "--model",
+                             "local/smollm2-135m"], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        lines = [proc.stdout.readline() for _ in range(4)]
+        exports = dict(line.removeprefix("export ").strip().split("=", 1) for line in lines[1:])
+        assert lines[0].startswith("# local/smollm2-135m is served at http://127.0.0.1:")
+        assert exports["GEPA_BOT_MODEL"] == "openai/smollm2-135m" and exports["GEPA_BOT_API_KEY"] == "local"
+        from gepa_bot import evalkit
+
+        req = evalkit.Request(mode="evaluate", ids=[], model=exports["GEPA_BOT_MODEL"],
+                              api_base=exports["GEPA_BOT_API_BASE"], api_key=exports["GEPA_BOT_API_KEY"])
+        assert evalkit.complete("Say hi.", req) == "positive"  # the fake server's fixed reply
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 0
+
+
+def test_a_local_model_name_in_a_hand_run_eval_says_what_to_start():
+    from gepa_bot import evalkit
+
+    req = evalkit.Request(mode="evaluate", ids=[], model="local/qwen2.5-coder-1.5b")
+    with pytest.raises(RuntimeError, match="gepa-bot model serve --model local/qwen2.5-coder-1.5b"):
+        evalkit.complete("hi", req)

@@ -131,4 +131,30 @@ def _render(result: dict[str, Any], original_files: dict[str, str], detail: Deta
                  "rationale": [(untrusted(name, 120), untrusted_block(text, detail.max_rationale))
                                for name, text in candidates[i]["rationale"].items()]}
                for i in lineage(result, result["best_candidate"])],
-        rejected=len(result["rejected_proposals"]), overflow=overflow, untrusted=untrusted)
+        rejected=len(result["rejected_proposals"]), rejection_reasons=rejection_reasons(result["rejected_proposals"]),
+        overflow=overflow, untrusted=untrusted)
+
+
+REASON_HINTS = {
+    "no fenced prompt block": "the reflection model does not follow the rewrite format; try "
+                              "optimizer.reflection_style: edit or a stronger model",
+    "no JSON object": "the reflection model does not follow the edit format; use a server with constrained output "
+                      "or a stronger model",
+    "contains a placeholder": "the model keeps copying the input placeholder into its edits",
+    "is already in the prompt": "the model repeats what the prompt already says",
+    "identical to the current one": "the model returns the prompt unchanged; try optimizer.reflection_style: edit",
+    "LLM call failed": "the reflection model could not be reached or refused the request: check the model name, "
+                       "the API key and the provider's status",
+}
+
+
+def rejection_reasons(rejected: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rejected replies grouped by reason (quoted text cut away), most frequent first, with a hint."""
+    counts: dict[str, int] = {}
+    for entry in rejected:
+        reason = re.sub(r"(?<!\w)'[^']*'(?!\w)|\"[^\"]*\"|\d+", "…", str(entry.get("reason", "")))[:160]
+        counts[reason] = counts.get(reason, 0) + 1
+    ordered = sorted(counts.items(), key=lambda kv: -kv[1])
+    return [{"reason": reason, "count": count,
+             "hint": next((hint for key, hint in REASON_HINTS.items() if key in reason), "")}
+            for reason, count in ordered]

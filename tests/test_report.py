@@ -71,3 +71,16 @@ def test_untrusted_text_cannot_escape_markdown_or_emit_workflow_commands():
     assert "::set-output" not in body and "::add-mask" not in body
     assert body.count("<details>") == body.count("</details>")
     assert untrusted("a|b", 10) == "a\\|b"
+
+
+def test_rejections_are_counted_per_reason_with_the_top_reason_explained():
+    result, originals = make_result()
+    result["rejected_proposals"] = ([{"reason": "no fenced prompt block in the reply"}] * 49
+                                    + [{"reason": "the edit's text 'Ticket: {ticket}' contains a placeholder"},
+                                       {"reason": "the edit's text 'Q: {q}' contains a placeholder"}])
+    body, _ = render(result, originals)
+    section = body.split("rejected before any rollout was spent:")[1]
+    lines = [line for line in section.splitlines() if line.startswith("- ")]
+    assert lines[0].startswith("- 49× no fenced prompt block in the reply")
+    assert "try optimizer.reflection_style: edit or a stronger model" in lines[0]
+    assert lines[1].startswith("- 2× the edit's text … contains a placeholder")

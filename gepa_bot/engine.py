@@ -36,6 +36,7 @@ from gepa_bot.runlog import RunLog, read_records
 
 RESULT_NAME = "result.json"
 MAX_REFLECTIVE_RECORDS = 8
+EXTRA_TRAIN_FAILURES = 4  # cached train failures added to a minibatch's records (no rollout spent)
 
 
 @dataclass
@@ -81,6 +82,7 @@ class RepoAdapter:
         self.cache, self.budget, self.runlog, self.workers = cache, budget, runlog, workers
         self.scratch, self.on_progress, self.repeats = scratch, on_progress, repeats
         self.on_val_scored = on_val_scored  # told the hash of every candidate GEPA scores on the whole val set
+        self.extra_train_failures = 0  # see paid_train_failures
 
     def evaluate(self, batch: list[str], candidate: dict[str, str], capture_traces: bool = False) -> EvaluationBatch:
         self.budget.reserve_rollouts(len(batch))
@@ -132,11 +134,33 @@ class RepoAdapter:
 
     def make_reflective_dataset(self, candidate: dict[str, str], eval_batch: EvaluationBatch,
                                 components_to_update: list[str]) -> dict[str, list[dict[str, Any]]]:
-        results: list[InstanceResult] = sorted(eval_batch.trajectories or [], key=lambda r: r.score)
+        results: list[InstanceResult] = list(eval_batch.trajectories or [])
+        results += self.paid_train_failures(candidate, {r.id for r in results})
+        results = sorted(results, key=lambda r: r.score)[:MAX_REFLECTIVE_RECORDS]
         records = [{"Inputs": {"instance_id": r.id}, "Generated Outputs": r.output or "",
-                    "Feedback": r.feedback or "(no feedback)", "score": r.score, "trace": r.trace}
-                   for r in results[:MAX_REFLECTIVE_RECORDS]]
+                    "Feedback": r.feedback or "(no feedback)", "score": r.score, "trace": r.trace} for r in results]
         return {name: records for name in components_to_update}
+
+    def paid_train_failures(self, candidate: dict[str, str], exclude: set[str]) -> list[InstanceResult]:
+        """Failures of this candidate on other TRAIN instances that are already in the cache (free: no rollout).
+
+        A 3-instance minibatch often holds a single failure, and a small reflection model turns a single
+        failure into a rule about that one input; a few more failures show it the pattern. Val results are
+        never shown. Off (0) for the plain-gepa bench arm, which must see what gepa alone would show.
+        """
+        if self.extra_train_failures <= 0:
+            return []
+        eval_key = candidate_hash(render_files(self.components, candidate))
+        found = []
+        for instance_id in self.split.train:
+            if instance_id in exclude:
+                continue
+            cached = self.cache.get(eval_key, "train", instance_id)
+            if cached is not None and cached.score < 1.0:
+                found.append(cached)
+                if len(found) >= self.extra_train_failures:
+                    break
+        return found
 
 
 def combine_repeats(results: list[InstanceResult]) -> InstanceResult:
@@ -323,6 +347,7 @@ def _optimize(settings: RunSettings, components: list[Component], runlog: RunLog
     reflector = RationaleReflector(llm=llm, runlog=runlog, attempts=config.optimizer.reflection_attempts, style=style,
                                    response_format=edit_response_format(reflection["model"], reflection.get("api_base")))
     adapter.on_val_scored = reflector.accepted.add
+    adapter.extra_train_failures = EXTRA_TRAIN_FAILURES if settings.proposer == "gepa_bot" else 0
     if settings.proposer == "gepa_default":  # gepa's own prompt and full-text proposals, through our LLM seam
         proposer: dict[str, Any] = {"reflection_lm": lambda prompt: llm.complete(
             [{"role": "user", "content": prompt}], purpose="reflect:gepa-default").text}

@@ -63,10 +63,11 @@ WRONG ANSWERS, with the evaluation's feedback:
 What should the model do differently? The feedback usually says it (the expected answer, the right form of the
 answer, what went wrong). Write ONE instruction sentence for the model that would have fixed most of these answers,
 as a direct order, e.g. "Answer with ..." or "If ..., then ...". It is added to the prompt as it is, so it must make
-sense for every future input, not only these. {placeholder_rule}
+sense for every future input: state the general rule, and do not name details of these examples (products, people,
+places, numbers). {placeholder_rule}
 Answer in JSON: {{"problem": "<what went wrong, in one sentence>", "instruction": "<the instruction sentence>"}}{retry_note}"""
 
-MAX_EDIT_EXAMPLES = 3
+MAX_EDIT_EXAMPLES = 5
 STYLES = ("rewrite", "edit")
 
 

@@ -266,3 +266,25 @@ def test_budget_stops_are_not_search_errors(toy, tmp_path):
     repo, _ = toy
     result = optimize(settings_for(repo, tmp_path, ScriptedReflection(), budget__rollouts=20))
     assert result["search_errors"] == [] and "rollout budget" in (result["budget"]["stop_reason"] or "")
+
+
+def test_reflection_also_sees_train_failures_already_paid_for(toy, tmp_path):
+    """(Only the train split is looked up: RepoAdapter.paid_train_failures reads cache entries of split 'train'.)"""
+    repo, counter = toy
+
+    class Useless(ScriptedInstruction):  # never helps, so the seed stays the parent and its train results pile up
+        def __call__(self, model, messages, **params):
+            self.calls.append({"content": messages[-1]["content"], **params})
+            return Reply(text=json.dumps({"problem": "p", "instruction": f"Be polite ({len(self.calls)})."}))
+
+    transport = Useless()
+    result = optimize(settings_for(repo, tmp_path, transport, optimizer__reflection_style="edit",
+                                   optimizer__acceptance="strict_improvement", budget__rollouts=40))
+    val_ids = set(result["split"]["val"])
+    train_rollouts = [r for r in read_records(tmp_path / "run", "rollout") if r["split"] == "train"]
+    executed = len(list(counter.iterdir()))
+    assert executed == len(list(read_records(tmp_path / "run", "rollout")))  # no extra rollout for the extra records
+    shown = [c["content"] for c in transport.calls]
+    # some reflection saw more failures than its 3-instance minibatch holds
+    assert any(c.count("feedback (score 0)") > 3 for c in shown), shown[-1][:2000]
+    assert train_rollouts and val_ids

@@ -17,7 +17,7 @@ from gepa_bot.budget import Budget
 from gepa_bot.config import DEFAULT_CONFIG_NAME, LOCAL_MODEL, Config, load_config, with_overrides
 from gepa_bot.engine import RunSettings, optimize
 from gepa_bot.errors import UserError
-from gepa_bot.report import rejection_reasons, render
+from gepa_bot.report import rejection_reasons, render, suite_warnings
 from gepa_bot.runlog import read_records
 
 err_console = Console(stderr=True)
@@ -77,6 +77,8 @@ def optimize_command(repo: Path, config_file: Path | None, dry_run: bool, fresh:
     click.echo(f"baseline {base['val_mean']:.3f} -> best {best['val_mean']:.3f} (candidate #{best['index']}); "
                f"rollouts {budget['rollouts_used']}/{budget['rollouts_limit']} ({budget['rollouts_executed']} executed, "
                f"{budget['cache_hits']} cached); {budget['wall_time_s']:.1f}s")
+    for warning in suite_warnings(result):
+        click.echo(f"warning: {warning}", err=True)
     reasons = rejection_reasons(result["rejected_proposals"])
     click.echo(f"proposals: {len(result['candidates']) - 1} kept by GEPA, {len(result['rejected_proposals'])} replies "
                "rejected before any rollout" + (f" (most often: {reasons[0]['count']}x {reasons[0]['reason']}"

@@ -62,6 +62,22 @@ def verdict(result: dict[str, Any]) -> dict[str, Any]:
             "n_val": len(result["split"]["val"])}
 
 
+def suite_warnings(result: dict[str, Any]) -> list[str]:
+    """Loud warnings about the eval suite itself: a baseline of 0 everywhere, or mostly missing results."""
+    baseline = [e for e in result["candidates"][result["baseline_candidate"]]["val"].values() if e is not None]
+    if not baseline:
+        return []
+    warnings = []
+    failed = sum(1 for e in baseline if e.get("failed"))
+    if failed * 2 > len(baseline):
+        warnings.append(f"{failed} of {len(baseline)} validation instances got no valid result line from the eval for "
+                        "the current prompts: the eval is probably broken (run it by hand; see README 'Eval protocol')")
+    elif all(e["score"] == 0.0 for e in baseline):
+        warnings.append(f"the current prompts score 0 on all {len(baseline)} validation instances: check the eval "
+                        "(a scorer that never gives credit cannot guide the search)")
+    return warnings
+
+
 def instance_rows(result: dict[str, Any], detail: Detail) -> list[dict[str, Any]]:
     """Per-instance baseline vs best, regressions first, then fixes, then the rest."""
     baseline = result["candidates"][result["baseline_candidate"]]["val"]
@@ -124,7 +140,7 @@ def _render(result: dict[str, Any], original_files: dict[str, str], detail: Deta
                    key=lambda i: -candidates[i]["val_mean"])[:10]
     rows = instance_rows(result, detail)
     return _ENV.get_template("pr_body.md.j2").render(
-        v=verdict(result), result=result, best=best, budget=result["budget"],
+        v=verdict(result), result=result, best=best, budget=result["budget"], warnings=suite_warnings(result),
         pareto=[candidates[i] for i in shown], rows=rows[: detail.max_rows], rows_cut=max(len(rows) - detail.max_rows, 0),
         diffs=file_diffs(result, original_files, detail), lineage=lineage(result, result["best_candidate"]),
         steps=[{"index": i, "origin": candidates[i]["origin"], "val_mean": candidates[i]["val_mean"],

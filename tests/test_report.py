@@ -84,3 +84,17 @@ def test_rejections_are_counted_per_reason_with_the_top_reason_explained():
     assert lines[0].startswith("- 49× no fenced prompt block in the reply")
     assert "try optimizer.reflection_style: edit or a stronger model" in lines[0]
     assert lines[1].startswith("- 2× the edit's text … contains a placeholder")
+
+
+def test_a_broken_or_all_zero_eval_is_flagged_loudly():
+    result, originals = make_result()
+    body, _ = render(result, originals)
+    assert "[!WARNING]" not in body
+    for entry in result["candidates"][0]["val"].values():
+        entry["score"] = 0.0
+    body, _ = render(result, originals)
+    assert "score 0 on all 4 validation instances" in body
+    for entry in list(result["candidates"][0]["val"].values())[:3]:
+        entry["failed"] = True
+    body, _ = render(result, originals)
+    assert "3 of 4 validation instances got no valid result line" in body and "score 0 on all" not in body

@@ -316,12 +316,26 @@ def parse_result_lines(stdout: str, wanted: Iterable[str]) -> tuple[dict[str, In
 
 
 def describe_process(output: ProcessOutput, timeout: float) -> str:
-    """A short human account of how the eval process ended, with the tail of its output."""
+    """A short human account of how the eval process ended, with the tail of its output.
+
+    Result lines of other instances are left out of stdout: one id's feedback never carries another's.
+    """
     if output.timed_out:
         head = f"eval command timed out after {timeout:g}s (process group killed)"
     else:
         head = f"eval command exited with code {output.returncode}"
-    return f"{head}\n--- stderr ---\n{truncate(output.stderr, 1500)}\n--- stdout ---\n{truncate(output.stdout, 1500)}"
+    stdout = "\n".join(line for line in output.stdout.splitlines() if not _is_result_line(line))
+    return f"{head}\n--- stderr ---\n{truncate(output.stderr, 1500)}\n--- stdout ---\n{truncate(stdout, 1500)}"
+
+
+def _is_result_line(line: str) -> bool:
+    if not line.lstrip().startswith("{"):
+        return False
+    try:
+        data = json.loads(line)
+    except ValueError:
+        return False
+    return isinstance(data, dict) and "id" in data and "score" in data
 
 
 class CommandSuite(EvalSuite):

@@ -260,6 +260,16 @@ def test_missing_and_unexpected_ids(tmp_path):
     assert "unexpected id 'zzz-unexpected'" in results["b"].feedback
 
 
+def test_a_missing_ids_feedback_never_carries_other_ids_results(tmp_path):
+    results = run(tmp_path, """
+        import json
+        print("loading the model")
+        print(json.dumps({"id": "a", "score": 1, "feedback": "SECRET-OF-A: correct"}))
+    """, ids=["a", "b"])
+    assert results["b"].failed and "loading the model" in results["b"].feedback
+    assert "SECRET-OF-A" not in results["b"].feedback
+
+
 def test_numeric_ids_are_matched_as_strings(tmp_path):
     results = run(tmp_path, """
         import json

@@ -119,16 +119,19 @@ class RepoAdapter:
     def _execute(self, candidate: dict[str, str], files: dict[str, str], eval_key: str,
                  ids: list[str]) -> dict[str, InstanceResult]:
         workdir = materialize(self.repo, files, candidate, self.scratch)
+        started = time.monotonic()
         try:
             runs = [evaluate_parallel(self.suite, workdir, ids, self.workers) for _ in range(self.repeats)]
         finally:
             remove_workdir(workdir)
+        batch_seconds = round(time.monotonic() - started, 3)
         fresh = {i: combine_repeats([run[i] for run in runs]) for i in ids}
         cand_hash = candidate_hash(candidate)
         for instance_id in ids:
             split = self.split.split_of(instance_id)
             self.runlog.write("rollout", candidate=cand_hash, eval_key=eval_key, split=split,
-                              fingerprint=self.cache.fingerprint, **fresh[instance_id].to_json())
+                              fingerprint=self.cache.fingerprint, batch_size=len(ids), batch_seconds=batch_seconds,
+                              **fresh[instance_id].to_json())
             self.cache.put(eval_key, split, fresh[instance_id])
         return fresh
 

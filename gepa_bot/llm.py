@@ -132,7 +132,8 @@ class LLM:
         reply = dataclasses.replace(reply, text=redact(reply.text))  # the reply feeds proposals and reports
         self.runlog.write("llm", model=self.model, key=key, occurrence=occurrence, purpose=purpose, text=reply.text,
                           prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens,
-                          cost_usd=reply.cost_usd, finish_reason=reply.finish_reason)
+                          cost_usd=reply.cost_usd, finish_reason=reply.finish_reason,
+                          seconds=round(time.monotonic() - started, 3))
         self.budget.record_llm(reply.prompt_tokens, reply.completion_tokens, reply.cost_usd,
                                time.monotonic() - started, replayed=False)
         return reply

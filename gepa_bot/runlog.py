@@ -7,9 +7,11 @@ A torn last line (the process was killed mid-write) is ignored on reading.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ class RunLog:
         self._lock = threading.Lock()
         self._repair_torn_tail()
         self._handle = self.path.open("a", encoding="utf-8")
+        self._opened = time.time()
 
     def _repair_torn_tail(self) -> None:
         """Drop a trailing partial line so new records start on a line of their own."""
@@ -38,7 +41,11 @@ class RunLog:
             self.path.write_bytes(data[: data.rfind(b"\n") + 1])
 
     def write(self, kind: str, **fields: Any) -> None:
-        line = json.dumps(redact({"kind": kind, **fields}), ensure_ascii=False, default=str)
+        """Append one record; ``ts`` (UTC, ISO 8601) and ``since_start_s`` tell when, so slow steps can be found."""
+        now = time.time()
+        stamp = {"ts": datetime.datetime.fromtimestamp(now, datetime.timezone.utc).isoformat(timespec="milliseconds"),
+                 "since_start_s": round(now - self._opened, 3)}
+        line = json.dumps(redact({"kind": kind, **fields, **stamp}), ensure_ascii=False, default=str)
         with self._lock:
             self._handle.write(line + "\n")
             self._handle.flush()

@@ -288,3 +288,15 @@ def test_reflection_also_sees_train_failures_already_paid_for(toy, tmp_path):
     # some reflection saw more failures than its 3-instance minibatch holds
     assert any(c.count("feedback (score 0)") > 3 for c in shown), shown[-1][:2000]
     assert train_rollouts and val_ids
+
+
+def test_every_run_log_record_says_when_and_rollouts_and_llm_calls_how_long(toy, tmp_path):
+    import datetime
+
+    repo, _ = toy
+    optimize(settings_for(repo, tmp_path, ScriptedReflection(), budget__rollouts=24))
+    records = list(read_records(tmp_path / "run"))
+    assert records and all(datetime.datetime.fromisoformat(r["ts"]).tzinfo is not None for r in records)
+    assert [r["since_start_s"] for r in records] == sorted(r["since_start_s"] for r in records)
+    assert all(r["batch_seconds"] >= 0 and r["batch_size"] >= 1 for r in records if r["kind"] == "rollout")
+    assert all(r["seconds"] >= 0 for r in records if r["kind"] == "llm")

@@ -544,3 +544,33 @@ def test_a_local_model_name_in_a_hand_run_eval_says_what_to_start():
     req = evalkit.Request(mode="evaluate", ids=[], model="local/qwen2.5-coder-1.5b")
     with pytest.raises(RuntimeError, match="gepa-bot model serve --model local/qwen2.5-coder-1.5b"):
         evalkit.complete("hi", req)
+
+
+def test_the_minimal_eval_in_the_docs_runs_as_written(fake_llama, tmp_path, monkeypatch):
+    """docs/eval-protocol.md's eval, copied verbatim, against the fake OpenAI-compatible server."""
+    import subprocess
+
+    doc = (REPO / "docs" / "eval-protocol.md").read_text()
+    code = doc.split("```python\n", 1)[1].split("```", 1)[0]
+    repo = tmp_path / "mine"
+    (repo / "evals").mkdir(parents=True)
+    (repo / "prompts").mkdir()
+    (repo / "data").mkdir()
+    (repo / "evals" / "run_eval.py").write_text(code)
+    (repo / "prompts" / "answer.md").write_text("Answer in one word: {question}\n")
+    (repo / "data" / "cases.jsonl").write_text(
+        '{"id": "c1", "question": "Sentiment of: I love it?", "answer": "positive", "split": "train"}\n'
+        '{"id": "c2", "question": "Sentiment of: awful", "answer": "negative", "split": "val"}\n')
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    listed = subprocess.run([sys.executable, "evals/run_eval.py"], cwd=repo, env={**env, "GEPA_BOT_MODE": "list"},
+                            capture_output=True, text=True, timeout=60)
+    assert [json.loads(line) for line in listed.stdout.splitlines()] == [{"id": "c1", "split": "train"},
+                                                                         {"id": "c2", "split": "val"}]
+    (tmp_path / "ids").write_text("c1\nc2\n")
+    with LocalModelServer(SMOLLM2, gguf=fake_llama["gguf"], log_path=fake_llama["log"]) as server:
+        done = subprocess.run([sys.executable, "evals/run_eval.py"], cwd=repo, timeout=60, capture_output=True,
+                              text=True, env={**env, **server.eval_env(), "GEPA_BOT_MODE": "evaluate",
+                                              "GEPA_BOT_IDS_FILE": str(tmp_path / "ids")})
+    results = {r["id"]: r for r in map(json.loads, done.stdout.splitlines())}
+    assert results["c1"]["score"] == 1.0 and results["c2"]["score"] == 0.0, done.stderr
+    assert "expected 'negative', got 'positive'" in results["c2"]["feedback"]

@@ -95,6 +95,24 @@ def optimize_command(repo: Path, config_file: Path | None, dry_run: bool, fresh:
         sys.exit(1)
 
 
+@main.command("init")
+@click.option("--repo", type=click.Path(file_okay=False, path_type=Path), default=".", show_default=True)
+@click.option("--prompt", "prompts", multiple=True, help="A prompt file (repeatable); default: detected.")
+def init_command(repo: Path, prompts: tuple[str, ...]) -> None:
+    """Scaffold .gepa-bot.yml, a starter eval and its cases, and ignore .gepa-bot/ in git."""
+    from gepa_bot.init import init_repo
+
+    try:
+        written = init_repo(repo.resolve(), list(prompts) or None)
+    except UserError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    for path in written:
+        click.echo(f"wrote {path}")
+    click.echo("next: put real cases in evals/gepa_cases.jsonl, adjust score() in evals/gepa_eval.py, try it with "
+               "`GEPA_BOT_MODE=list python evals/gepa_eval.py`, then run `gepa-bot optimize`")
+
+
 @main.group("model")
 def model_group() -> None:
     """The embedded local models."""

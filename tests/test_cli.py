@@ -6,6 +6,7 @@ import functools
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import litellm
 import pytest
@@ -109,3 +110,33 @@ def test_sigterm_mid_run_flushes_the_log_and_resume_finishes(tmp_path):
     logged = list(read_records(tmp_path / "run", "rollout"))
     assert len(logged) == len({(r["candidate"], r["id"]) for r in logged})  # nothing evaluated twice
     assert result["budget"]["rollouts_used"] <= 40
+
+
+def test_init_scaffolds_a_config_and_a_starter_eval_that_speaks_the_protocol(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from gepa_bot.config import load_config
+
+    repo = tmp_path / "mine"
+    (repo / "prompts").mkdir(parents=True)
+    (repo / "prompts" / "summarize.md").write_text("Summarize in one line:\n{text}\n")
+    (repo / "docs").mkdir()
+    (repo / "docs" / "example.md").write_text("not a prompt: {text}\n")  # docs/ is never taken for a prompt
+    (repo / ".gitignore").write_text("*.pyc\n")
+    result = CliRunner().invoke(main, ["init", "--repo", str(repo)])
+    assert result.exit_code == 0, result.output
+    assert [p.path for p in load_config(repo / ".gepa-bot.yml").prompts] == ["prompts/summarize.md"]
+    assert (repo / ".gitignore").read_text() == "*.pyc\n.gepa-bot/\n"
+    listed = subprocess.run([sys.executable, "evals/gepa_eval.py"], cwd=repo, capture_output=True, text=True,
+                            env={**os.environ, "GEPA_BOT_MODE": "list", "PYTHONPATH": str(Path(__file__).parents[1])})
+    assert [json.loads(line)["split"] for line in listed.stdout.splitlines()] == ["train", "val"], listed.stderr
+    assert "'{text}'" in (repo / "evals" / "gepa_eval.py").read_text()
+    again = CliRunner().invoke(main, ["init", "--repo", str(repo)])
+    assert again.exit_code == 0 and "wrote" not in again.output  # nothing is ever overwritten
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    refused = CliRunner().invoke(main, ["init", "--repo", str(empty)])
+    assert refused.exit_code == 2 and "found no prompt file" in refused.output and "--prompt" in refused.output

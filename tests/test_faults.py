@@ -242,12 +242,18 @@ FLAKY_EVAL = EVAL_PRELUDE + textwrap.dedent('''
 ''')
 
 
-def test_non_deterministic_eval_is_repeated_and_its_spread_reported(tmp_path, monkeypatch):
+def flaky_toy_repo(tmp_path: Path, monkeypatch) -> tuple[Path, Path]:
+    """The toy repo with FLAKY_EVAL, and the directory that counts each flaky instance's runs."""
     repo = make_toy_repo(tmp_path)
     (repo / "evals" / "eval.py").write_text(FLAKY_EVAL)
     flips = tmp_path / "flips"
     flips.mkdir()
     monkeypatch.setenv("TOY_FLIP_DIR", str(flips))
+    return repo, flips
+
+
+def test_non_deterministic_eval_is_repeated_and_its_spread_reported(tmp_path, monkeypatch):
+    repo, flips = flaky_toy_repo(tmp_path, monkeypatch)
 
     result = optimize(settings_for(repo, tmp_path, ScriptedReflection(), budget__rollouts=30,
                                    optimizer__eval_repeats=3))
@@ -275,11 +281,7 @@ def test_non_deterministic_eval_is_repeated_and_its_spread_reported(tmp_path, mo
 
 def test_changing_eval_repeats_never_serves_the_other_setting_from_the_cache(tmp_path, monkeypatch):
     """Going from 1 to 3 repeats must re-run the evals (a single run's score is not a mean over 3)."""
-    repo = make_toy_repo(tmp_path)
-    (repo / "evals" / "eval.py").write_text(FLAKY_EVAL)
-    flips = tmp_path / "flips"
-    flips.mkdir()
-    monkeypatch.setenv("TOY_FLIP_DIR", str(flips))
+    repo, flips = flaky_toy_repo(tmp_path, monkeypatch)
     once = optimize(settings_for(repo, tmp_path, ScriptedReflection(), run="one", budget__rollouts=30))
     runs_after_one = sum(int((flips / i).read_text()) for i in ("i01", "i03"))
     three = optimize(settings_for(repo, tmp_path, ScriptedReflection(), run="three", budget__rollouts=30,

@@ -66,7 +66,7 @@ def glob_matches(path: str, pattern: str) -> bool:
     ``evals/``), ``[...]`` is a character class. One matcher for push triggers and ``files=`` filters,
     agreeing with discovery's ``Path.glob`` on files.
     """
-    return re.fullmatch(_glob_regex(pattern), path) is not None
+    return re.fullmatch(_glob_regex(pattern), path, flags=re.DOTALL) is not None
 
 
 def _glob_regex(pattern: str) -> str:

@@ -448,3 +448,10 @@ def test_push_to_a_file_the_readmes_glob_selects_triggers_a_run():
     assert plan_for("push", push, config, ".gepa-bot.yml").verb == "optimize"
     push["commits"][0]["modified"] = ["docs/a.md"]
     assert plan_for("push", push, config, ".gepa-bot.yml").verb == "skip"
+
+
+def test_file_names_with_newlines_still_match():
+    """Git allows a newline in a file name; a push touching one under a watched dir must still count."""
+    from gepa_bot.discovery import glob_matches
+
+    assert glob_matches("evals/x\n::error::injected", "evals/**")

@@ -92,7 +92,7 @@ def test_no_secret_reaches_any_artifact_or_output(tmp_path):
     cache_dir = repo / ".gepa-bot" / "cache"
     artifacts = [p for p in tmp_path.rglob("*") if p.is_file() and p != leak_file]
     assert any(p.is_relative_to(cache_dir) for p in artifacts) and (tmp_path / "run" / "run.jsonl") in artifacts
-    assert out in artifacts and out.with_name("report-full.md") in artifacts
+    assert out in artifacts and (tmp_path / "run" / "report-full.md") in artifacts
     for path in artifacts:
         text = path.read_bytes().decode("utf-8", "replace")
         assert leaks(text) == [], f"{path.relative_to(tmp_path)} leaks {leaks(text)}"
@@ -109,7 +109,7 @@ def test_no_secret_reaches_any_artifact_or_output(tmp_path):
     assert all("auth failed with *** / ***" in r["feedback"] for r in crashed)
     cached = [p.read_text() for p in cache_dir.rglob("*.json")]
     assert any("key=***" in text for text in cached)
-    body, full = out.read_text(), out.with_name("report-full.md").read_text()
+    body, full = out.read_text(), (tmp_path / "run" / "report-full.md").read_text()
     assert "***" in body and "***" in full
     assert "improved prompts" in body  # the rationale (with its echoed key) is part of the body
 
@@ -135,7 +135,7 @@ def test_untrusted_text_cannot_break_the_pr_body_or_emit_workflow_commands(tmp_p
     result, body = run_optimize(repo, None, tmp_path / "run", tmp_path / "body.md",
                                 {"budget": 30, "model": None, "reflection_model": None, "workers": None, "seed": None})
 
-    full = (tmp_path / "report-full.md").read_text()
+    full = (tmp_path / "run" / "report-full.md").read_text()
     assert result["best_candidate"] != 0  # the rationale and feedback are shown
     for text in (body, full):
         assert "::set-output" not in text and "::add-mask::" not in text and "::warning::" not in text

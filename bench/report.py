@@ -158,6 +158,8 @@ STATIC_NOTES = [
     "on every repeat of the same request); rejected rewrites (no fence, unchanged, broken placeholders) are skipped.",
     "plain gepa: gepa.optimize with gepa's default reflection prompt and full-text proposals, on the same eval, "
     "task model, reflection model, budget and val split as gepa-bot.",
+    "Rollouts executed, LLM calls, rejected replies and arm wall time are the whole run's (at the largest "
+    "budget), the same in every budget row of an arm; wall times include test scoring contention only when noted.",
     "The no-cache arm replays gepa-bot's reflection replies (same search) with the eval cache off; it runs for the "
     "first seed only and shows what the cache saves (rollouts executed).",
 ]

@@ -68,7 +68,7 @@ places, numbers). {placeholder_rule}
 Answer in JSON: {{"problem": "<what went wrong, in one sentence>", "instruction": "<the instruction sentence>"}}{retry_note}"""
 
 MAX_EDIT_EXAMPLES = 5
-STYLES = ("rewrite", "edit")
+LOOPBACK = re.compile(r"https?://(127\.0\.0\.1|localhost|\[::1\])[:/]")
 
 
 @dataclass
@@ -180,7 +180,7 @@ def edit_response_format(model: str, api_base: str | None) -> dict[str, Any] | N
     schema in ``json_object`` mode and turns it into a grammar; hosted models get OpenAI-style structured
     outputs when litellm says they support them.
     """
-    if api_base and re.match(r"https?://(127\.0\.0\.1|localhost|\[::1\])[:/]", api_base):
+    if api_base and LOOPBACK.match(api_base):
         return {"type": "json_object", "schema": INSTRUCTION_SCHEMA}
     try:
         import litellm

@@ -26,6 +26,7 @@ from gepa_bot.cache import candidate_hash
 from gepa_bot.config import DEFAULT_CONFIG_NAME, LOCAL_MODEL, Config
 from gepa_bot.discovery import render_files
 from gepa_bot.evalsuite import materialize, remove_workdir
+from gepa_bot.report import rejection_reasons
 
 BENCH_DIR = Path(__file__).resolve().parent
 TASKS_DIR = BENCH_DIR / "tasks"
@@ -106,11 +107,8 @@ def rows_for(task: Task, seed: int, method: str, outcome: Outcome, budgets: list
 
 
 def _reason_counts(rejected: list[dict[str, str]]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for r in rejected:
-        reason = r["reason"].split(":")[0][:80]
-        counts[reason] = counts.get(reason, 0) + 1
-    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+    """Rejections per reason, grouped as the PR body groups them (quoted text cut away)."""
+    return {r["reason"]: r["count"] for r in rejection_reasons(rejected)}
 
 
 def run_bench(tasks: list[Task], opts: BenchOptions, rows_file: Path | None = None) -> dict[str, Any]:

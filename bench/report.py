@@ -133,7 +133,7 @@ def write_results(data: dict[str, Any], out_dir: Path) -> dict[str, Path]:
         total = sum(c["wall_s"] for c in chunks)
         md += ["## How it was run", "",
                f"Machine: {machine['nproc']} cores, {machine['cpu']}, Python {machine['python']}, {machine['platform']}.",
-               f"Total wall time {total / 60:.1f} min in {len(chunks)} chunk(s), each run alone:", ""]
+               f"Total wall time {total / 60:.1f} min in {len(chunks)} chunk(s), one model server at a time:", ""]
         md += [f"- `{c['command']}`: {c['wall_s'] / 60:.1f} min, {c['machine']['date']}; task model "
                f"`{c['task_model']}`, reflection model `{c['reflection_model']}`; split sizes (train/val/test) "
                + "; ".join(f"`{t}` {s['train']}/{s['val']}/{s['test']}" for t, s in c["splits"].items())
@@ -159,7 +159,8 @@ STATIC_NOTES = [
     "plain gepa: gepa.optimize with gepa's default reflection prompt and full-text proposals, on the same eval, "
     "task model, reflection model, budget and val split as gepa-bot.",
     "Rollouts executed, LLM calls, rejected replies and arm wall time are the whole run's (at the largest "
-    "budget), the same in every budget row of an arm; wall times include test scoring contention only when noted.",
+    "budget), the same in every budget row of an arm. Scores do not depend on machine load (temperature-0 task "
+    "model, seeded reflection); wall times do.",
     "The no-cache arm replays gepa-bot's reflection replies (same search) with the eval cache off; it runs for the "
     "first seed only and shows what the cache saves (rollouts executed).",
 ]

@@ -98,3 +98,14 @@ def test_a_broken_or_all_zero_eval_is_flagged_loudly():
         entry["failed"] = True
     body, _ = render(result, originals)
     assert "3 of 4 validation instances got no valid result line" in body and "score 0 on all" not in body
+
+
+def test_a_search_error_warning_appears_once_even_when_rows_are_cut():
+    result, originals = make_result(n_val=400)
+    result["search_errors"] = [{"where": "reflection on p.txt", "type": "TypeError", "message": "boom"}]
+    body, full = render(result, originals)
+    for text in (body, full):
+        assert text.count("internal error(s) interrupted steps of the search") == 1
+    assert "more rows not shown" in body and "TypeError: boom" in body
+    cut_line = next(line for line in body.splitlines() if "more rows not shown" in line)
+    assert cut_line.startswith("_") and cut_line.endswith("._")

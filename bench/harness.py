@@ -18,14 +18,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from arms import METHODS, BenchOptions, Outcome, Task, best_of_n_count, make_config, run_arm, seed_candidate
+from arms import (METHODS, BenchOptions, Outcome, Task, best_of_n_count, make_config, run_arm, seed_candidate,
+                  settings_for, task_suite)
 from report import ROW_FIELDS, machine_info, write_plot, write_results
 
 from gepa_bot import engine
 from gepa_bot.cache import candidate_hash
 from gepa_bot.config import DEFAULT_CONFIG_NAME, LOCAL_MODEL, Config
 from gepa_bot.discovery import render_files
-from gepa_bot.evalsuite import materialize, remove_workdir
+from gepa_bot.evalsuite import evaluate_parallel, materialize, remove_workdir
 from gepa_bot.report import rejection_reasons
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -53,8 +54,6 @@ class TestScorer:
         self.seconds = 0.0
 
     def score(self, task: Task, config: Config, candidate: dict[str, str]) -> float:
-        from arms import settings_for, task_suite
-
         settings = settings_for(task, config, self.scratch / "test-settings", self.opts)
         components = engine.select_components(settings)
         files = render_files(components, candidate)
@@ -65,8 +64,6 @@ class TestScorer:
             with task_suite(settings) as (suite, _t, _r):
                 workdir = materialize(task.repo, files, candidate, self.scratch)
                 try:
-                    from gepa_bot.evalsuite import evaluate_parallel
-
                     results = evaluate_parallel(suite, workdir, ids, self.opts.workers)
                 finally:
                     remove_workdir(workdir)
@@ -121,7 +118,8 @@ def run_bench(tasks: list[Task], opts: BenchOptions, rows_file: Path | None = No
     for task in tasks:
         for seed in opts.seeds:
             config = make_config(task, top, seed, opts)
-            splits.setdefault(task.name, _split_sizes(task, config, opts, work))
+            if task.name not in splits:  # (setdefault would run list mode again for every seed)
+                splits[task.name] = _split_sizes(task, config, opts, work)
             for method in opts.methods:
                 if method == "gepa_bot_nocache" and (seed not in opts.seeds[:opts.nocache_seeds]
                                                      or "gepa_bot" not in opts.methods):
@@ -147,8 +145,6 @@ def run_bench(tasks: list[Task], opts: BenchOptions, rows_file: Path | None = No
 
 
 def _split_sizes(task: Task, config: Config, opts: BenchOptions, work: Path) -> dict[str, int]:
-    from arms import settings_for, task_suite
-
     settings = settings_for(task, config, work / "probe", opts)
     with task_suite(settings) as (suite, _t, _r):
         split = engine.choose_split(suite.list_instances(), settings)

@@ -9,6 +9,7 @@ with write access, fork PR heads are never checked out or run, nothing is pushed
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -190,7 +191,6 @@ def write_outputs(env: Mapping[str, str], outputs: Outputs, summary: str) -> Non
 # `run()` chains the same three functions in one process (docker entrypoint, other CI, tests).
 
 TOKEN_NAMES = ("GEPA_BOT_TOKEN", "INPUT_TOKEN", "GITHUB_TOKEN", "GH_TOKEN")
-PHASES = ("plan", "optimize", "publish")
 
 
 @dataclass
@@ -205,6 +205,7 @@ class Context:
     token: str
     emit: Callable[[str], None]
     github_kwargs: dict[str, Any] = field(default_factory=dict)
+    repository: Any = None  # the PyGithub Repository, connected once per process (see _repository)
 
     @property
     def remote_url(self) -> str:
@@ -225,8 +226,7 @@ class State:
     evaluation: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"plan": self.plan.__dict__, "stage": self.stage, "summary": self.summary, "outputs": self.outputs,
-                "result_file": self.result_file, "body": self.body, "evaluation": self.evaluation}
+        return dataclasses.asdict(self)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> State:
@@ -311,7 +311,10 @@ def _settings(ctx: Context, plan: Plan) -> RunSettings:
 
 
 def _repository(ctx: Context):
-    return gh.get_repository(gh.connect(ctx.token, ctx.env.get("GITHUB_API_URL"), **ctx.github_kwargs), ctx.repo_name)
+    if ctx.repository is None:
+        ctx.repository = gh.get_repository(gh.connect(ctx.token, ctx.env.get("GITHUB_API_URL"), **ctx.github_kwargs),
+                                           ctx.repo_name)
+    return ctx.repository
 
 
 # --- phase 1: plan (token, no eval) -------------------------------------------------------------------

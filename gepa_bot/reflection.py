@@ -24,6 +24,7 @@ from gepa_bot.budget import BudgetExhausted
 from gepa_bot.cache import candidate_hash
 from gepa_bot.discovery import placeholder_problem, placeholders_in
 from gepa_bot.edits import INSTRUCTION_SCHEMA, EditRejected, apply_edits, parse_edit_reply
+from gepa_bot.errors import describe_error
 from gepa_bot.llm import LLM, LLMError
 from gepa_bot.runlog import RunLog
 
@@ -213,17 +214,16 @@ class RationaleReflector:
         proposal = ReflectionProposal(new_texts={})
         rationales: dict[str, str] = {}
         summaries: dict[str, str] = {}
+        parent_hash = candidate_hash(candidate)
         for name in components_to_update:
             records = reflective_dataset.get(name) or []
             if not records:
                 continue
             try:
-                result = self._propose_one(name, candidate[name], records, proposal, candidate_hash(candidate))
+                result = self._propose_one(name, candidate[name], records, proposal, parent_hash)
             except BudgetExhausted:
                 raise
             except Exception as exc:
-                from gepa_bot.engine import describe_error
-
                 self.errors.append(describe_error(f"reflection on {name}", exc))
                 self.runlog.write("search_error", **self.errors[-1])
                 raise
@@ -236,8 +236,8 @@ class RationaleReflector:
             child_hash = candidate_hash(child)
             self.rationales[child_hash] = rationales
             for name, what in summaries.items():
-                self.tried.setdefault((candidate_hash(candidate), name), []).append((child_hash, what))
-            self.runlog.write("proposal", parent=candidate_hash(candidate), child=child_hash, rationale=rationales,
+                self.tried.setdefault((parent_hash, name), []).append((child_hash, what))
+            self.runlog.write("proposal", parent=parent_hash, child=child_hash, rationale=rationales,
                               texts=proposal.new_texts)
         return proposal, self
 

@@ -162,7 +162,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--methods", default=",".join(METHODS), help="comma-separated arms")
     p.add_argument("--model", default=LOCAL_MODEL, help="task model (litellm string or local/...)")
     p.add_argument("--reflection-model", default=None, help="reflection/rewrite model (default: --model)")
-    p.add_argument("--reflection-style", choices=("auto", "edit", "rewrite"), default=None)
+    p.add_argument("--reflection-style", choices=("auto", "edit", "rewrite", "mixed"), default=None)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--max-val", type=int, default=None)
     p.add_argument("--reflection-max-tokens", type=int, default=None)

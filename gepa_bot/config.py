@@ -94,9 +94,10 @@ class OptimizerConfig(Strict):
         default="auto", description="when a child scored on its parent's minibatch goes on to the val set: only when "
         "it scores higher, or also on a tie (one-sentence edits tie often on small minibatches); auto: "
         "improvement_or_equal for edit-style reflection, strict_improvement for rewrites")
-    reflection_style: Literal["auto", "edit", "rewrite"] = Field(
+    reflection_style: Literal["auto", "edit", "rewrite", "mixed"] = Field(
         default="auto", description="edit: one small JSON edit per step (small models); rewrite: the whole prompt "
-        "(strong models); auto: edit for embedded/loopback models, rewrite for hosted ones")
+        "(strong models); mixed: alternate a short rewrite and an edit; auto: mixed for embedded/loopback models, "
+        "rewrite for hosted ones")
     eval_repeats: int = Field(default=1, gt=0, le=10, description="run each eval N times; score = mean, spread reported")
 
 

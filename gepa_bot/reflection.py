@@ -8,6 +8,10 @@ of every candidate and refuse bad proposals before a single rollout is spent on 
 - ``edit``: one small JSON edit (gepa_bot/edits.py) applied deterministically; for small models.
   Constrained decoding (JSON schema) is requested where the server supports it, and the model is
   told which edits of the same parent were already tried without success.
+- ``mixed``: alternates a plain rewrite ("so that a small model answers it better") and an edit. Edits
+  only ever add text; small task models often do better with shorter, more direct prompts, and small
+  reflection models write those when the request is that plain. GEPA's minibatch check and the val
+  set decide which proposals stay, as for any other proposal.
 """
 
 from __future__ import annotations
@@ -68,6 +72,17 @@ sense for every future input: state the general rule, and do not name details of
 places, numbers). {placeholder_rule}
 Answer in JSON: {{"problem": "<what went wrong, in one sentence>", "instruction": "<the instruction sentence>"}}{retry_note}"""
 
+SIMPLIFY_INSTRUCTIONS = """Rewrite the prompt below so that a small language model answers it better.
+
+````prompt
+{current}
+````
+
+{placeholder_rule}
+Write the complete new prompt inside ONE fenced block that opens with ````prompt and closes with ````.
+Write nothing after the closing fence.{retry_note}"""
+"""Deliberately without the failures: shown them, Qwen2.5-Coder-1.5B mostly returned the prompt unchanged."""
+
 MAX_EDIT_EXAMPLES = 5
 LOOPBACK = re.compile(r"https?://(127\.0\.0\.1|localhost|\[::1\])[:/]")
 
@@ -79,6 +94,7 @@ class Proposal:
     rationale: str
     text: str
     summary: str = ""  # what an edit changed, e.g. "add 'Answer in one word.'" (edit style)
+    kind: str = "rewrite"  # "rewrite" | "simplify" | "edit"
 
 
 class ProposalRejected(ValueError):
@@ -96,6 +112,8 @@ def parse_reply(reply: str, current: str) -> Proposal:
     if not end:
         raise ProposalRejected("the fenced prompt block is never closed (reply truncated?)")
     text = reply[opening.end():end.start()].strip("\n")
+    if not opening.group("lang"):
+        text = re.sub(r"\A[ \t]*prompt[ \t]*\n", "", text)  # ```` then "prompt" on its own line
     rationale = RATIONALE_HEADING.sub("", reply[:opening.start()].strip())
     if not text.strip():
         raise ProposalRejected("the proposed prompt is empty")
@@ -135,6 +153,15 @@ def build_messages(name: str, current: str, records: Sequence[Mapping[str, Any]]
     return [{"role": "user", "content": content}]
 
 
+def build_simplify_messages(current: str, retry_note: str = "") -> list[dict[str, str]]:
+    """The plain "rewrite it so a small model answers better" request, as in the bench's best-of-N arm."""
+    kept = sorted(placeholders_in(current))
+    rule = (f"Keep the placeholder{'s' if len(kept) > 1 else ''} {', '.join(kept)} exactly as written, once each; "
+            "do not add other text in curly braces.") if kept else "Do not add any text in curly braces."
+    content = SIMPLIFY_INSTRUCTIONS.format(current=current.rstrip("\n"), placeholder_rule=rule, retry_note=retry_note)
+    return [{"role": "user", "content": content}]
+
+
 def parse_edit_proposal(reply: str, current: str) -> Proposal:
     """An edit reply applied to ``current``; EditRejected/ProposalRejected say why it cannot be used."""
     try:
@@ -145,7 +172,7 @@ def parse_edit_proposal(reply: str, current: str) -> Proposal:
     if current.endswith("\n") and not text.endswith("\n"):
         text += "\n"
     summary = "; ".join(e.describe() for e in parsed.edits)
-    return Proposal(rationale=parsed.rationale or summary, text=text, summary=summary)
+    return Proposal(rationale=parsed.rationale or summary, text=text, summary=summary, kind="edit")
 
 
 def render_failures(records: Sequence[Mapping[str, Any]], limit: int = MAX_EDIT_EXAMPLES) -> str:
@@ -201,13 +228,14 @@ class RationaleReflector:
     llm: LLM
     runlog: RunLog
     attempts: int = 2
-    style: str = "rewrite"  # "rewrite" | "edit"
+    style: str = "rewrite"  # "rewrite" | "edit" | "mixed"
     response_format: dict[str, Any] | None = None  # constrained decoding for edit replies
     rationales: dict[str, dict[str, str]] = field(default_factory=dict)  # child hash -> component -> rationale
     rejected: list[dict[str, str]] = field(default_factory=list)
     accepted: set[str] = field(default_factory=set)  # candidate hashes GEPA kept (scored on val)
     errors: list[dict[str, str]] = field(default_factory=list)  # our own bugs: gepa would only log them
     tried: dict[tuple[str, str], list[tuple[str, str]]] = field(default_factory=dict)  # (parent, comp) -> (child, what)
+    calls: int = 0  # proposals asked for so far; ``mixed`` alternates on it
 
     def reflect(self, candidate: dict[str, str], reflective_dataset: Mapping[str, Sequence[Mapping[str, Any]]],
                 components_to_update: list[str]) -> tuple[ReflectionProposal, RationaleReflector]:
@@ -230,7 +258,8 @@ class RationaleReflector:
             if result:
                 proposal.new_texts[name] = result.text
                 rationales[name] = result.rationale
-                summaries[name] = result.summary or result.rationale
+                if result.kind == "edit":  # the edit prompt lists failed edits; rewrites are not edits
+                    summaries[name] = result.summary or result.rationale
         if proposal.new_texts:
             child = {**candidate, **proposal.new_texts}
             child_hash = candidate_hash(child)
@@ -245,21 +274,40 @@ class RationaleReflector:
         """What earlier proposals from this parent changed, for those GEPA did not keep."""
         return [what for child, what in self.tried.get((parent_hash, name), []) if child not in self.accepted]
 
-    def _messages(self, name: str, current: str, records: Sequence[Mapping[str, Any]], retry_note: str,
+    def next_kind(self) -> str:
+        """What to ask for next: ``edit``, ``rewrite`` or (mixed style, every other call) ``simplify``."""
+        self.calls += 1
+        if self.style == "mixed":
+            return "simplify" if self.calls % 2 else "edit"
+        return self.style
+
+    def _messages(self, kind: str, name: str, current: str, records: Sequence[Mapping[str, Any]], retry_note: str,
                   parent_hash: str) -> list[dict[str, str]]:
-        if self.style == "edit":
+        if kind == "edit":
             return build_edit_messages(name, current, records, retry_note, self.failed_before(parent_hash, name))
+        if kind == "simplify":
+            return build_simplify_messages(current, retry_note)
         return build_messages(name, current, records, retry_note)
 
-    def _parse(self, reply: str, current: str) -> Proposal:
-        return parse_edit_proposal(reply, current) if self.style == "edit" else parse_reply(reply, current)
+    @staticmethod
+    def _parse(kind: str, reply: str, current: str) -> Proposal:
+        if kind == "edit":
+            return parse_edit_proposal(reply, current)
+        proposal = parse_reply(reply, current)
+        if kind == "simplify":
+            proposal.kind = kind
+            proposal.summary = f"rewrite ({len(current)} -> {len(proposal.text)} chars)"
+            if proposal.rationale == "(no rationale given)":
+                proposal.rationale = "Rewrote the prompt shorter and more direct for a small model, after wrong answers."
+        return proposal
 
     def _propose_one(self, name: str, current: str, records: Sequence[Mapping[str, Any]],
                      proposal: ReflectionProposal, parent_hash: str = "") -> Proposal | None:
         retry_note = ""
-        params = {"response_format": self.response_format} if self.style == "edit" and self.response_format else {}
+        kind = self.next_kind()
+        params = {"response_format": self.response_format} if kind == "edit" and self.response_format else {}
         for attempt in range(1, self.attempts + 1):
-            messages = self._messages(name, current, records, retry_note, parent_hash)
+            messages = self._messages(kind, name, current, records, retry_note, parent_hash)
             try:
                 reply = self.llm.complete(messages, purpose=f"reflect:{name}", params=params)
             except LLMError as exc:
@@ -270,11 +318,18 @@ class RationaleReflector:
             proposal.prompts[name] = messages[0]["content"]
             proposal.raw_lm_outputs[name] = reply.text
             try:
-                return self._parse(reply.text, current)
+                return self._parse(kind, reply.text, current)
             except ProposalRejected as exc:
                 self._reject(name, attempt, str(exc), reply.text)
-                retry_note = f"\n\nYour previous answer was rejected: {exc}. Follow the format exactly."
+                retry_note = self._retry_note(kind, exc)
         return None
+
+    @staticmethod
+    def _retry_note(kind: str, exc: ProposalRejected) -> str:
+        if kind == "simplify" and "identical" in str(exc):
+            return ("\n\nYour previous answer repeated the prompt unchanged. Write a different prompt: shorter, "
+                    "with plainer words and a clear rule for the answer.")
+        return f"\n\nYour previous answer was rejected: {exc}. Follow the format exactly."
 
     def _reject(self, name: str, attempt: int, reason: str, reply: str = "") -> None:
         entry = {"component": name, "attempt": str(attempt), "reason": reason, "reply_excerpt": reply[:300]}

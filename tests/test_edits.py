@@ -7,6 +7,7 @@ import json
 import pytest
 
 from gepa_bot.budget import Budget
+from gepa_bot.cache import candidate_hash
 from gepa_bot.edits import INSTRUCTION_SCHEMA, Edit, EditRejected, apply_edits, default_insertion_point, parse_edit_reply
 from gepa_bot.llm import LLM, Reply
 from gepa_bot.reflection import RationaleReflector, edit_response_format, parse_edit_proposal
@@ -159,7 +160,7 @@ def test_kept_children_are_not_listed_as_failures(tmp_path):
     reflector, runlog = _reflector(tmp_path, ScriptedEdits([reply]))
     parent = {"p": PROMPT}
     proposal, _ = reflector.reflect(parent, {"p": [{"score": 0.0, "Feedback": "f"}]}, ["p"])
-    from gepa_bot.cache import candidate_hash
+
 
     reflector.accepted.add(candidate_hash({**parent, **proposal.new_texts}))
     assert reflector.failed_before(candidate_hash(parent), "p") == []
@@ -174,3 +175,39 @@ def test_repeated_identical_requests_draw_new_samples(tmp_path):
         llm.complete([{"role": "user", "content": "same request"}])
     runlog.close()
     assert [c["seed"] for c in transport.calls] == [7, 8, 9]
+
+
+def test_mixed_style_alternates_a_short_rewrite_and_an_edit(tmp_path):
+    rewrite = "Rationale: shorter.\n````\nprompt\nSort the ticket into billing, bug or other.\n\nTicket:\n{ticket}\n````"
+    edit = json.dumps({"problem": "sentences", "instruction": "Answer with one word."})
+    transport = ScriptedEdits([rewrite, edit])
+    reflector, runlog = _reflector(tmp_path, transport)
+    reflector.style = "mixed"
+    records = [{"score": 0.0, "Feedback": "expected 'bug', got 'billing'"}, {"score": 1.0, "Feedback": "correct"}]
+    parent = {"p": PROMPT}
+    first, _ = reflector.reflect(parent, {"p": records}, ["p"])
+    second, _ = reflector.reflect(parent, {"p": records}, ["p"])
+    runlog.close()
+    # the first request is the plain rewrite: no failures (shown them, the 1.5B model echoes), no JSON constraint
+    assert "so that a small language model answers it better" in transport.calls[0]["content"]
+    assert "billing" not in transport.calls[0]["content"] and "response_format" not in transport.calls[0]
+    assert "Keep the placeholder {ticket} exactly as written" in transport.calls[0]["content"]
+    # a bare fence with the language on the next line: the word "prompt" is not part of the new prompt
+    assert first.new_texts["p"] == "Sort the ticket into billing, bug or other.\n\nTicket:\n{ticket}\n"
+    assert transport.calls[1]["response_format"]["schema"] == INSTRUCTION_SCHEMA
+    assert "Answer with one word." in second.new_texts["p"]
+    # only edits are listed as "tried, did not help" in later edit requests
+    assert reflector.failed_before(candidate_hash(parent), "p") == ["add 'Answer with one word.'"]
+
+
+def test_a_rewrite_that_echoes_the_prompt_is_retried_with_a_plain_request_to_change_it(tmp_path):
+    echo = "````prompt\n" + PROMPT + "````"
+    changed = "````prompt\nClassify the ticket.\n\nTicket:\n{ticket}\n````"
+    transport = ScriptedEdits([echo, changed])
+    reflector, runlog = _reflector(tmp_path, transport)
+    reflector.style = "mixed"
+    proposal, _ = reflector.reflect({"p": PROMPT}, {"p": [{"score": 0.0, "Feedback": "f"}]}, ["p"])
+    runlog.close()
+    assert "repeated the prompt unchanged" in transport.calls[1]["content"]
+    assert proposal.new_texts["p"].startswith("Classify the ticket.")
+    assert reflector.rejected[0]["reason"] == "the proposed prompt is identical to the current one"

@@ -236,11 +236,12 @@ def test_edit_style_improves_the_prompt_with_one_instruction_per_step(toy, tmp_p
 def test_auto_style_and_acceptance_follow_the_model():
     from gepa_bot.engine import acceptance, reflection_style
 
-    assert reflection_style("auto", "local/qwen2.5-coder-1.5b", None) == "edit"
-    assert reflection_style("auto", "openai/my-server", "http://127.0.0.1:8000/v1") == "edit"
+    assert reflection_style("auto", "local/qwen2.5-coder-1.5b", None) == "mixed"
+    assert reflection_style("auto", "openai/my-server", "http://127.0.0.1:8000/v1") == "mixed"
     assert reflection_style("auto", "openai/gpt-4o", None) == "rewrite"
     assert reflection_style("rewrite", "local/qwen2.5-coder-1.5b", None) == "rewrite"
     assert acceptance("auto", "edit", "gepa_bot") == "improvement_or_equal"
+    assert acceptance("auto", "mixed", "gepa_bot") == "improvement_or_equal"
     assert acceptance("auto", "rewrite", "gepa_bot") == "strict_improvement"
     assert acceptance("improvement_or_equal", "edit", "gepa_default") == "strict_improvement"  # plain gepa: defaults
 

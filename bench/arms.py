@@ -15,9 +15,7 @@ held-out test split (which no arm ever sees).
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,13 +24,12 @@ import yaml
 
 from gepa_bot import engine
 from gepa_bot.budget import Budget, BudgetExhausted
-from gepa_bot.cache import EvalCache
 from gepa_bot.config import DEFAULT_CONFIG_NAME, LOCAL_MODEL, Config
 from gepa_bot.discovery import placeholders_in
-from gepa_bot.evalsuite import EvalSuite, SuiteContext
 from gepa_bot.llm import LLM, LLMError, Transport, litellm_transport
 from gepa_bot.reflection import ProposalRejected, parse_reply
-from gepa_bot.runlog import RUN_LOG_NAME, RunLog, read_records
+from gepa_bot.runlog import RUN_LOG_NAME, read_records
+from gepa_bot.session import RunSettings, open_session, select_components
 
 METHODS = ("seed", "best_of_n", "plain_gepa", "gepa_bot", "gepa_bot_nocache")
 
@@ -115,24 +112,15 @@ def make_config(task: Task, budget: int, seed: int, opts: BenchOptions) -> Confi
     return Config.model_validate(data)
 
 
-def settings_for(task: Task, config: Config, run_dir: Path, opts: BenchOptions, **overrides: Any) -> engine.RunSettings:
-    return engine.RunSettings(repo=task.repo, config=config, config_path=task.repo / DEFAULT_CONFIG_NAME,
+def settings_for(task: Task, config: Config, run_dir: Path, opts: BenchOptions, **overrides: Any) -> RunSettings:
+    return RunSettings(repo=task.repo, config=config, config_path=task.repo / DEFAULT_CONFIG_NAME,
                               run_dir=run_dir / "run", cache_dir=run_dir / "cache", transport=opts.transport,
                               reflection_extra={"seed": config.optimizer.seed}, models=opts.models or None,
                               **overrides)
 
 
-@contextlib.contextmanager
-def task_suite(settings: engine.RunSettings) -> Iterator[tuple[EvalSuite, dict[str, Any], dict[str, Any]]]:
-    with engine.resolved_models(settings.config.models.task, settings.config.models.reflection,
-                                known=settings.models) as (task_model, reflection_model):
-        context = SuiteContext(repo=settings.repo, model=task_model["model"], api_base=task_model.get("api_base"),
-                               api_key=task_model.get("api_key"))
-        yield engine.build_suite(settings, context), task_model, reflection_model
-
-
 def seed_candidate(task: Task, config: Config, opts: BenchOptions, work: Path) -> dict[str, str]:
-    components = engine.select_components(settings_for(task, config, work / "probe", opts))
+    components = select_components(settings_for(task, config, work / "probe", opts))
     return {c.name: c.text for c in components}
 
 
@@ -153,37 +141,24 @@ def rewrite_messages(current: str, retry_note: str = "") -> list[dict[str, str]]
 
 def run_best_of_n(task: Task, config: Config, run_dir: Path, opts: BenchOptions) -> Outcome:
     """Seed + N feedback-free rewrites, each scored on val in order; trajectory = after each candidate."""
-    settings = settings_for(task, config, run_dir, opts)
-    components = engine.select_components(settings)
-    runlog = RunLog(settings.run_dir)
-    try:
-        with task_suite(settings) as (suite, _task_model, reflection):
-            split = engine.choose_split(suite.list_instances(), settings)
-            budget = Budget(max_rollouts=config.budget.rollouts)
-            adapter = engine.RepoAdapter(suite, components, task.repo, split,
-                                         EvalCache(settings.cache_dir, suite.fingerprint()), budget, runlog,
-                                         config.optimizer.workers, settings.run_dir / "scratch")
-            llm = LLM(reflection["model"], budget, runlog, transport=opts.transport,
-                      max_tokens=config.models.reflection_max_tokens, temperature=config.models.reflection_temperature,
-                      extra={**{k: v for k, v in reflection.items() if k != "model"}, **settings.reflection_extra})
-            n = best_of_n_count(config.budget.rollouts, len(split.val))
-            seed = {c.name: c.text for c in components}
-            rejected: list[dict[str, str]] = []
-            candidates = [seed] + [_rewritten(llm, seed, config.optimizer.reflection_attempts, rejected)
-                                   for _ in range(n)]
-            trajectory = []
-            for cand in [c for c in candidates if c is not None]:
-                try:
-                    batch = adapter.evaluate(split.val, cand)
-                except BudgetExhausted:
-                    break
-                trajectory.append({"rollouts": budget.rollouts, "val_score": sum(batch.scores) / len(batch.scores),
-                                   "candidate": cand})
-            return Outcome(trajectory, _budget_json(budget), rejected,
-                           {"n": n, "distinct_rewrites": len({json.dumps(c, sort_keys=True)
-                                                              for c in candidates[1:] if c is not None})})
-    finally:
-        runlog.close()
+    with open_session(settings_for(task, config, run_dir, opts)) as session:
+        assert session.llm is not None
+        split, budget = session.split, session.budget
+        n = best_of_n_count(config.budget.rollouts, len(split.val))
+        seed = session.seed_candidate
+        rejected: list[dict[str, str]] = []
+        candidates = [seed] + [_rewritten(session.llm, seed, config.optimizer.reflection_attempts, rejected)
+                               for _ in range(n)]
+        trajectory = []
+        for cand in [c for c in candidates if c is not None]:
+            try:
+                batch = session.adapter.evaluate(split.val, cand)
+            except BudgetExhausted:
+                break
+            trajectory.append({"rollouts": budget.rollouts, "val_score": sum(batch.scores) / len(batch.scores),
+                               "candidate": cand})
+        distinct = len({json.dumps(c, sort_keys=True) for c in candidates[1:] if c is not None})
+        return Outcome(trajectory, _budget_json(budget), rejected, {"n": n, "distinct_rewrites": distinct})
 
 
 def _rewritten(llm: LLM, seed: dict[str, str], attempts: int, rejected: list[dict[str, str]]) -> dict[str, str] | None:

@@ -19,15 +19,15 @@ from pathlib import Path
 from typing import Any
 
 from arms import (METHODS, BenchOptions, Outcome, Task, best_of_n_count, make_config, run_arm, seed_candidate,
-                  settings_for, task_suite)
+                  settings_for)
 from report import ROW_FIELDS, machine_info, write_plot, write_results
 
-from gepa_bot import engine
 from gepa_bot.cache import candidate_hash
 from gepa_bot.config import DEFAULT_CONFIG_NAME, LOCAL_MODEL, Config
 from gepa_bot.discovery import render_files
 from gepa_bot.evalsuite import evaluate_parallel, materialize, remove_workdir
 from gepa_bot.report import rejection_reasons
+from gepa_bot.session import choose_split, open_suite, resolved_models, select_components
 
 BENCH_DIR = Path(__file__).resolve().parent
 TASKS_DIR = BENCH_DIR / "tasks"
@@ -55,13 +55,13 @@ class TestScorer:
 
     def score(self, task: Task, config: Config, candidate: dict[str, str]) -> float:
         settings = settings_for(task, config, self.scratch / "test-settings", self.opts)
-        components = engine.select_components(settings)
+        components = select_components(settings)
         files = render_files(components, candidate)
         key = (task.name, candidate_hash(files))
         if key not in self.memo:
             started = time.monotonic()
             ids = task.test_ids()
-            with task_suite(settings) as (suite, _t, _r):
+            with open_suite(settings, with_reflection=False) as (suite, _t, _r):
                 workdir = materialize(task.repo, files, candidate, self.scratch)
                 try:
                     results = evaluate_parallel(suite, workdir, ids, self.opts.workers)
@@ -146,8 +146,8 @@ def run_bench(tasks: list[Task], opts: BenchOptions, rows_file: Path | None = No
 
 def _split_sizes(task: Task, config: Config, opts: BenchOptions, work: Path) -> dict[str, int]:
     settings = settings_for(task, config, work / "probe", opts)
-    with task_suite(settings) as (suite, _t, _r):
-        split = engine.choose_split(suite.list_instances(), settings)
+    with open_suite(settings, with_reflection=False) as (suite, _t, _r):
+        split = choose_split(suite.list_instances(), settings)
     return {"train": len(split.train), "val": len(split.val), "test": len(task.test_ids())}
 
 
@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     reflection_model = args.reflection_model or args.model
     work = Path(tempfile.mkdtemp(prefix="gepa-bench-"))
     try:
-        with engine.resolved_models(args.model, reflection_model) as (task_params, reflection_params):
+        with resolved_models(args.model, reflection_model) as (task_params, reflection_params):
             opts = BenchOptions(budgets=budgets, task_model=args.model, reflection_model=reflection_model,
                                 workers=args.workers, seeds=seeds, methods=tuple(args.methods.split(",")),
                                 max_val=args.max_val, work_dir=work, reflection_max_tokens=args.reflection_max_tokens,

@@ -24,7 +24,8 @@ import git
 
 from gepa_bot import github as gh
 from gepa_bot.config import DEFAULT_CONFIG_NAME, Config, load_config, with_overrides
-from gepa_bot.engine import RunSettings, evaluate_current, optimize
+from gepa_bot.engine import evaluate_current, optimize
+from gepa_bot.session import RunSettings
 from gepa_bot.discovery import glob_matches
 from gepa_bot.errors import UserError
 from gepa_bot.redact import secret_values

@@ -15,7 +15,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from gepa_bot.budget import Budget
 from gepa_bot.config import DEFAULT_CONFIG_NAME, LOCAL_MODEL, Config, load_config, with_overrides
-from gepa_bot.engine import RunSettings, optimize
+from gepa_bot.engine import optimize
+from gepa_bot.session import RunSettings
 from gepa_bot.errors import UserError
 from gepa_bot.report import rejection_reasons, render, suite_warnings
 from gepa_bot.runlog import read_records

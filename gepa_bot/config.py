@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gepa_bot.errors import UserError
 from gepa_bot.evalsuite import repo_relative
+from gepa_bot.suites import SUITE_CONFIGS, SuiteConfig
 
 DEFAULT_CONFIG_NAME = ".gepa-bot.yml"
 LOCAL_MODEL = "local/qwen2.5-coder-1.5b"  # embedded default (gepa_bot/localmodel.py)
@@ -34,24 +35,6 @@ class PromptSpec(Strict):
         if self.keys and self.format in ("text", "frontmatter"):
             raise ValueError(f"'keys' only applies to YAML files, but format is {self.format!r}")
         return self
-
-
-class CommandSuiteConfig(Strict):
-    """The JSONL command protocol (see gepa_bot/evalkit.py)."""
-
-    type: Literal["command"] = "command"
-    command: str = Field(min_length=1)
-    watch: list[str] = Field(default_factory=list, description="globs whose content changes invalidate the cache")
-    instances: str | None = Field(default=None, description="file of ids (JSONL or one per line) instead of list mode")
-    timeout: float = Field(default=300.0, gt=0)
-
-    _check_watch = field_validator("watch")(classmethod(lambda cls, v: [repo_relative(p) for p in v]))
-
-
-from gepa_bot.suites.junit_suite import PytestSuiteConfig  # noqa: E402
-from gepa_bot.suites.promptfoo_suite import PromptfooSuiteConfig  # noqa: E402
-
-SuiteConfig = Annotated[Union[CommandSuiteConfig, PytestSuiteConfig, PromptfooSuiteConfig], Field(discriminator="type")]
 
 
 class SplitConfig(Strict):
@@ -165,8 +148,8 @@ def _yaml_location(exc: yaml.YAMLError) -> str:
 
 def _known_fields() -> set[str]:
     """Every field name of the config schema, all sections and suite types."""
-    models: list[type[BaseModel]] = [Config, PromptSpec, CommandSuiteConfig, PytestSuiteConfig, PromptfooSuiteConfig,
-                                     SplitConfig, BudgetConfig, ModelsConfig, OptimizerConfig, OutputConfig]
+    models: list[type[BaseModel]] = [Config, PromptSpec, *SUITE_CONFIGS, SplitConfig, BudgetConfig, ModelsConfig,
+                                     OptimizerConfig, OutputConfig]
     return {name for model in models for name in model.model_fields}
 
 

@@ -17,7 +17,6 @@ import subprocess
 import tempfile
 import time
 from abc import ABC, abstractmethod
-from collections import Counter
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -82,7 +81,6 @@ class SuiteContext:
     model: str | None = None
     api_base: str | None = None
     api_key: str | None = None
-    timeout: float = 300.0
     env: dict[str, str] = field(default_factory=dict)
     deadline: float | None = None  # time.monotonic() value when the run's wall-time cap is reached
 
@@ -338,74 +336,5 @@ def _is_result_line(line: str) -> bool:
     return isinstance(data, dict) and "id" in data and "score" in data
 
 
-class CommandSuite(EvalSuite):
-    """The JSONL command protocol (see :mod:`gepa_bot.evalkit` for the contract)."""
-
-    def __init__(self, context: SuiteContext, command: str, watch: list[str], instances_file: str | None = None):
-        super().__init__(context)
-        self.command = command
-        self.watch = watch
-        self.instances_file = instances_file
-
-    def fingerprint_parts(self) -> list[str]:
-        watched = [*self.watch, *([self.instances_file] if self.instances_file else [])]
-        return [self.command, *hash_files(self.context.repo, watched)]
-
-    def list_instances(self) -> list[Instance]:
-        if self.instances_file:
-            return _instances_from_file(self.context.repo / self.instances_file)
-        output = run_process(self.command, self.context.repo, {**self.context.task_env(), evalkit.ENV_MODE: "list"},
-                             "", self.context.clamp(self.context.timeout))
-        if output.timed_out or output.returncode != 0:
-            raise SuiteError(f"listing instances failed: {describe_process(output, self.context.timeout)}")
-        return _instances_from_lines(output.stdout.splitlines())
-
-    def evaluate(self, workdir: Workdir, ids: list[str]) -> dict[str, InstanceResult]:
-        ids_file = workdir.candidate_file.parent / f"ids-{os.getpid()}-{id(ids)}.txt"
-        ids_file.write_text("\n".join(ids) + "\n", encoding="utf-8")
-        env = self.context.evaluate_env(ids_file, workdir.candidate_file)
-        timeout = self.context.clamp(self.context.timeout)
-        output = run_process(self.command, workdir.path, env, "\n".join(ids) + "\n", timeout)
-        results, problems = parse_result_lines(output.stdout, ids)
-        if output.timed_out or output.returncode != 0 or len(results) < len(ids):
-            context = describe_process(output, timeout)
-            if problems:
-                context += "\n--- protocol problems ---\n" + "\n".join(problems[:10])
-            for missing in (i for i in ids if i not in results):
-                results[missing] = failure(missing, f"no result line for this id.\n{context}")
-        return results
-
-
 class SuiteError(Exception):
     """The suite cannot be used at all (listing failed, config unusable)."""
-
-
-def _instances_from_file(path: Path) -> list[Instance]:
-    if not path.is_file():
-        raise SuiteError(f"instances file {path} does not exist: fix eval.instances in the config")
-    return _instances_from_lines(path.read_text(encoding="utf-8").splitlines())
-
-
-def _instances_from_lines(lines: Iterable[str]) -> list[Instance]:
-    instances: list[Instance] = []
-    for line in (raw.strip() for raw in lines):
-        if not line:
-            continue
-        if line.startswith("{"):
-            try:
-                data = json.loads(line)
-                instances.append(Instance(id=str(data["id"]), split=data.get("split")))
-            except (ValueError, KeyError) as exc:
-                raise SuiteError(f"instance line is not JSON with an 'id': {line[:200]} ({exc})") from exc
-        else:
-            instances.append(Instance(id=line))
-    noisy = [i.id for i in instances if not i.id or any(ch.isspace() for ch in i.id)]
-    if noisy:  # ids travel one per line and are split on white space: these are log lines, not ids
-        shown = "; ".join(repr(n[:120]) for n in noisy[:5])
-        raise SuiteError(f"{len(noisy)} listed line(s) look like log output, not instance ids (ids may not contain "
-                         f"spaces): {shown}. Print log messages to stderr, or list ids as JSON lines "
-                         '{"id": ..., "split": ...}')
-    duplicates = sorted(i for i, count in Counter(i.id for i in instances).items() if count > 1)
-    if duplicates:
-        raise SuiteError(f"instance ids must be unique; duplicated: {', '.join(duplicates[:10])}")
-    return instances

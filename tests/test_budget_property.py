@@ -27,7 +27,7 @@ N_VAL = 6  # make_toy_repo(n=12): every odd instance is a val instance
 @st.composite
 def run_shapes(draw):
     minibatch = draw(st.integers(1, 4))
-    feasible = N_VAL + 2 * minibatch  # engine.check_budget_fits: the baseline plus one GEPA step
+    feasible = N_VAL + 2 * minibatch  # session.check_budget_fits: the baseline plus one GEPA step
     return {"rollouts": draw(st.integers(feasible, 80)), "workers": draw(st.integers(1, 4)),
             "minibatch": minibatch, "seed": draw(st.integers(0, 2**16)),
             "junk_every": draw(st.sampled_from([0, 0, 2, 3]))}
@@ -150,8 +150,9 @@ def test_a_padded_minibatch_naming_an_instance_twice_runs_it_once(tmp_path, monk
     from gepa_bot.cache import EvalCache
     from gepa_bot.config import load_config
     from gepa_bot.discovery import discover
-    from gepa_bot.engine import RepoAdapter, Split
-    from gepa_bot.evalsuite import CommandSuite, SuiteContext
+    from gepa_bot.adapter import RepoAdapter, Split
+    from gepa_bot.evalsuite import SuiteContext
+    from gepa_bot.suites.command_suite import CommandSuite
     from gepa_bot.runlog import RunLog
 
     counter = tmp_path / "counter"

@@ -9,7 +9,8 @@ import pytest
 
 from gepa_bot.config import load_config
 from gepa_bot.discovery import placeholders_in
-from gepa_bot.engine import RunSettings, optimize
+from gepa_bot.engine import optimize
+from gepa_bot.session import RunSettings
 from gepa_bot.errors import UserError
 from gepa_bot.llm import Reply
 from gepa_bot.runlog import read_records

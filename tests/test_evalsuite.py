@@ -17,7 +17,6 @@ from gepa_bot import evalkit
 from gepa_bot.evalsuite import (
     MAX_CAPTURE_BYTES,
     MAX_FEEDBACK_CHARS,
-    CommandSuite,
     EvalSuite,
     Instance,
     InstanceResult,
@@ -30,6 +29,7 @@ from gepa_bot.evalsuite import (
     remove_workdir,
     run_process,
 )
+from gepa_bot.suites.command_suite import CommandSuite
 
 PY = shlex.quote(sys.executable)
 IDS = ["a", "b", "c", "d", "e", "f", "g"]
@@ -62,8 +62,8 @@ def make_repo(tmp_path: Path, scripts: dict[str, str], prompt: str = "mentions a
 
 
 def suite_for(repo: Path, script: str, timeout: float = 30, instances: str | None = None, **env: str) -> CommandSuite:
-    context = SuiteContext(repo=repo, model="openai/test-model", timeout=timeout, env=dict(env))
-    return CommandSuite(context, f"{PY} evals/{script}", watch=["evals/**"], instances_file=instances)
+    context = SuiteContext(repo=repo, model="openai/test-model", env=dict(env))
+    return CommandSuite(context, f"{PY} evals/{script}", watch=["evals/**"], instances_file=instances, timeout=timeout)
 
 
 def workdir_for(repo: Path, tmp_path: Path, files: dict[str, str] | None = None) -> Workdir:

@@ -1,0 +1,160 @@
+"""The gepa adapter: a candidate's texts -> prompt files -> the repo's eval suite -> scores + feedback.
+
+Every rollout goes through ``results_for``: cached results where the content-addressed cache has them,
+the rest executed in parallel, written to the run log (write-ahead) and then to the cache. The budget is
+reserved before anything runs.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypedDict
+
+from gepa.core.adapter import EvaluationBatch, GEPAAdapter
+
+from gepa_bot.budget import Budget
+from gepa_bot.cache import EvalCache, candidate_hash
+from gepa_bot.discovery import Component, render_files
+from gepa_bot.evalsuite import EvalSuite, InstanceResult, evaluate_parallel, materialize, remove_workdir
+from gepa_bot.runlog import RunLog
+
+MAX_REFLECTIVE_RECORDS = 8
+EXTRA_TRAIN_FAILURES = 4  # cached train failures added to a minibatch's records (no rollout spent)
+
+
+@dataclass
+class Split:
+    train: list[str]
+    val: list[str]
+
+    def split_of(self, instance_id: str) -> str:
+        return "val" if instance_id in self._val_set else "train"
+
+    def __post_init__(self) -> None:
+        self._val_set = set(self.val)
+
+
+# One row of the reflective dataset the reflection model reads, with gepa's suggested keys (one has a space).
+ReflectiveRecord = TypedDict("ReflectiveRecord", {"Inputs": dict[str, str], "Generated Outputs": str,
+                                                  "Feedback": str, "score": float, "trace": Any})
+
+
+class RepoAdapter(GEPAAdapter[str, InstanceResult, str]):
+    """gepa adapter: a candidate's texts -> prompt files -> the repo's eval suite -> scores + feedback.
+
+    DataInst is an instance id (str), the trajectory is the suite's InstanceResult, the rollout output the
+    model's text. Proposals come from our reflection strategy (gepa_bot/reflection.py), not from here.
+    """
+
+    propose_new_texts = None
+
+    def __init__(self, suite: EvalSuite, components: list[Component], repo: Path, split: Split, cache: EvalCache,
+                 budget: Budget, runlog: RunLog, workers: int, scratch: Path,
+                 on_progress: Callable[[Budget], None] | None = None, repeats: int = 1,
+                 on_val_scored: Callable[[str], None] | None = None):
+        self.suite, self.components, self.repo, self.split = suite, components, repo, split
+        self.cache, self.budget, self.runlog, self.workers = cache, budget, runlog, workers
+        self.scratch, self.on_progress, self.repeats = scratch, on_progress, repeats
+        self.on_val_scored = on_val_scored  # told the hash of every candidate GEPA scores on the whole val set
+        self.extra_train_failures = 0  # see paid_train_failures
+
+    def evaluate(self, batch: list[str], candidate: dict[str, str],
+                 capture_traces: bool = False) -> EvaluationBatch[InstanceResult, str]:
+        self.budget.reserve_rollouts(len(batch))
+        results = self.results_for(candidate, batch)
+        if self.on_val_scored and set(batch) == set(self.split.val):
+            self.on_val_scored(candidate_hash(candidate))
+        if self.on_progress:
+            self.on_progress(self.budget)
+        ordered = [results[i] for i in batch]
+        return EvaluationBatch(outputs=[r.output or "" for r in ordered], scores=[r.score for r in ordered],
+                               trajectories=ordered if capture_traces else None)
+
+    def results_for(self, candidate: dict[str, str], ids: list[str]) -> dict[str, InstanceResult]:
+        """Cached results where we have them; the rest executed (in parallel), logged and cached.
+
+        The cache key hashes the rendered prompt files, not just the optimized texts, so a change to
+        front-matter or to a YAML key that is not optimized is never served a stale score.
+        """
+        started = time.monotonic()
+        files = render_files(self.components, candidate)
+        eval_key = candidate_hash(files)
+        results: dict[str, InstanceResult] = {}
+        for instance_id in ids:
+            cached = self.cache.get(eval_key, self.split.split_of(instance_id), instance_id)
+            if cached is not None:
+                results[instance_id] = cached
+        # gepa pads a short epoch with repeated ids, so a minibatch can name an instance twice: run it once
+        missing = list(dict.fromkeys(i for i in ids if i not in results))
+        if missing:
+            results.update(self._execute(candidate, files, eval_key, missing))
+        self.budget.record_eval(len(missing), len(ids) - len(missing), time.monotonic() - started)
+        return results
+
+    def _execute(self, candidate: dict[str, str], files: dict[str, str], eval_key: str,
+                 ids: list[str]) -> dict[str, InstanceResult]:
+        workdir = materialize(self.repo, files, candidate, self.scratch)
+        started = time.monotonic()
+        try:
+            runs = [evaluate_parallel(self.suite, workdir, ids, self.workers) for _ in range(self.repeats)]
+        finally:
+            remove_workdir(workdir)
+        batch_seconds = round(time.monotonic() - started, 3)
+        fresh = {i: combine_repeats([run[i] for run in runs]) for i in ids}
+        cand_hash = candidate_hash(candidate)
+        for instance_id in ids:
+            split = self.split.split_of(instance_id)
+            self.runlog.write("rollout", candidate=cand_hash, eval_key=eval_key, split=split,
+                              fingerprint=self.cache.fingerprint, batch_size=len(ids), batch_seconds=batch_seconds,
+                              **fresh[instance_id].to_json())
+            self.cache.put(eval_key, split, fresh[instance_id])
+        return fresh
+
+    def make_reflective_dataset(self, candidate: dict[str, str], eval_batch: EvaluationBatch,
+                                components_to_update: list[str]) -> dict[str, list[ReflectiveRecord]]:
+        results: list[InstanceResult] = list(eval_batch.trajectories or [])
+        results += self.paid_train_failures(candidate, {r.id for r in results})
+        results = sorted(results, key=lambda r: r.score)[:MAX_REFLECTIVE_RECORDS]
+        records: list[ReflectiveRecord] = [
+            {"Inputs": {"instance_id": r.id}, "Generated Outputs": r.output or "", "Feedback": r.feedback or "(no feedback)",
+             "score": r.score, "trace": r.trace} for r in results]
+        return {name: records for name in components_to_update}
+
+    def paid_train_failures(self, candidate: dict[str, str], exclude: set[str]) -> list[InstanceResult]:
+        """Failures of this candidate on other TRAIN instances that are already in the cache (free: no rollout).
+
+        A 3-instance minibatch often holds a single failure, and a small reflection model turns a single
+        failure into a rule about that one input; a few more failures show it the pattern. Val results are
+        never shown. Off (0) for the plain-gepa bench arm, which must see what gepa alone would show.
+        """
+        if self.extra_train_failures <= 0:
+            return []
+        eval_key = candidate_hash(render_files(self.components, candidate))
+        found = []
+        for instance_id in self.split.train:
+            if instance_id in exclude:
+                continue
+            cached = self.cache.get(eval_key, "train", instance_id)
+            if cached is not None and cached.score < 1.0:
+                found.append(cached)
+                if len(found) >= self.extra_train_failures:
+                    break
+        return found
+
+
+def combine_repeats(results: list[InstanceResult]) -> InstanceResult:
+    """One result from repeated evals of the same instance: mean score, spread noted when scores differ."""
+    if len(results) == 1:
+        return results[0]
+    scores = [r.score for r in results]
+    mean = statistics.fmean(scores)
+    spread = statistics.pstdev(scores)
+    worst = min(results, key=lambda r: r.score)
+    note = f"[score varied over {len(scores)} repeats: {', '.join(f'{s:g}' for s in scores)}] " if spread else ""
+    trace = {"repeat_scores": scores, "stdev": spread, "trace": worst.trace}
+    return InstanceResult(id=worst.id, score=mean, feedback=note + worst.feedback, trace=trace, output=worst.output,
+                          failed=all(r.failed for r in results))

@@ -26,7 +26,7 @@ from gepa_bot import engine
 from gepa_bot.budget import Budget, BudgetExhausted
 from gepa_bot.config import DEFAULT_CONFIG_NAME, LOCAL_MODEL, Config
 from gepa_bot.discovery import placeholders_in
-from gepa_bot.llm import LLM, LLMError, Transport, litellm_transport
+from gepa_bot.llm import LLM, LLMError, Transport, default_transport
 from gepa_bot.reflection import ProposalRejected, parse_reply
 from gepa_bot.runlog import RUN_LOG_NAME, read_records
 from gepa_bot.session import RunSettings, open_session, select_components
@@ -71,7 +71,7 @@ class BenchOptions:
     nocache_seeds: int = 1  # the no-cache arm (same search, cache off) runs for the first N seeds only
     max_val: int | None = None
     max_train: int | None = None
-    transport: Transport = litellm_transport
+    transport: Transport = default_transport
     models: dict[str, dict[str, Any]] = field(default_factory=dict)  # pre-resolved model params (shared server)
     work_dir: Path | None = None
     log: Any = print

@@ -19,7 +19,8 @@ from gepa_bot.cache import candidate_hash
 from gepa_bot.config import Config
 from gepa_bot.discovery import Component, render_files
 from gepa_bot.errors import UserError, describe_error
-from gepa_bot.reflection import LOOPBACK, RationaleReflector, edit_response_format
+from gepa_bot.completion import is_loopback
+from gepa_bot.reflection import RationaleReflector, edit_response_format
 from gepa_bot.session import RunSession, RunSettings, open_session
 
 RESULT_NAME = "result.json"
@@ -106,8 +107,7 @@ def reflection_style(configured: str, model: str, api_base: str | None) -> str:
         return configured
     from gepa_bot.localmodel import local_model
 
-    loopback = bool(api_base and LOOPBACK.match(api_base))
-    return "mixed" if local_model(model) is not None or loopback else "rewrite"
+    return "mixed" if local_model(model) is not None or is_loopback(api_base) else "rewrite"
 
 
 def acceptance(configured: str, style: str, proposer: str) -> str:

@@ -70,9 +70,9 @@ def complete(prompt: str, req: Request | None = None, *, system: str | None = No
              **kwargs: Any) -> str:
     """Ask the task model (from the request's env) to answer ``prompt``; deterministic by default.
 
-    ``openai/<name>`` with an API base (the embedded local server, or any OpenAI-compatible endpoint) is
-    called directly over HTTP: an eval process then starts in a fraction of a second instead of paying
-    litellm's multi-second import on every batch. Every other model string goes through litellm.
+    Goes through gepa_bot.completion.chat: ``openai/<name>`` on a loopback API base (the embedded local
+    server) is called directly over HTTP, so an eval process starts in a fraction of a second instead of
+    paying litellm's multi-second import on every batch; every other model string goes through litellm.
     """
     req = req or request()
     if not req.model:
@@ -82,41 +82,9 @@ def complete(prompt: str, req: Request | None = None, *, system: str | None = No
                            f"--model {req.model}` in another shell and paste the lines it prints")
     params: dict[str, Any] = {"temperature": 0.0, "max_tokens": max_tokens, **kwargs}
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
-    if req.api_base and req.model.startswith("openai/"):
-        return openai_compatible_completion(req.api_base, req.model.removeprefix("openai/"), messages, params,
-                                            api_key=req.api_key)
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    import litellm
+    from gepa_bot.completion import chat
 
-    litellm.suppress_debug_info = True  # its help banner would land on stdout, the protocol channel
-    if req.api_base:
-        params["api_base"] = req.api_base
-    if req.api_key:
-        params["api_key"] = req.api_key
-    response = litellm.completion(model=req.model, messages=messages, **params)
-    return response.choices[0].message.content or ""
-
-
-def openai_compatible_completion(api_base: str, model: str, messages: list[dict[str, str]], params: dict[str, Any],
-                                 *, api_key: str | None = None, timeout: float = 300.0) -> str:
-    """One ``POST {api_base}/chat/completions``; raises RuntimeError with the server's answer on failure."""
-    import urllib.error
-    import urllib.request
-
-    body = json.dumps({"model": model, "messages": messages, **params}).encode()
-    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {api_key}"} if api_key else {})}
-    http_request = urllib.request.Request(api_base.rstrip("/") + "/chat/completions", data=body, headers=headers)
-    try:
-        with urllib.request.urlopen(http_request, timeout=timeout) as response:
-            data = json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        raise RuntimeError(f"HTTP {exc.code} from {api_base}: {exc.read()[:300]!r}") from None
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise RuntimeError(f"no answer from {api_base}: {exc}") from None
-    try:
-        return data["choices"][0]["message"]["content"] or ""
-    except (KeyError, IndexError, TypeError):
-        raise RuntimeError(f"unexpected reply from {api_base}: {str(data)[:300]}") from None
+    return chat(req.model, messages, api_base=req.api_base, api_key=req.api_key, **params).text
 
 
 def emit(instance_id: str, score: float, feedback: str, trace: Any = None, output: str | None = None) -> None:

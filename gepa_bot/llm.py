@@ -1,4 +1,4 @@
-"""The single seam for LLM calls: litellm, retries with backoff, cost cap, write-ahead replay.
+"""The reflection model's seam: retries with backoff, cost cap, write-ahead replay (calls: gepa_bot.completion).
 
 Every reply is written to the run log before it is used. On resume the same request (same model,
 messages and parameters, n-th occurrence) is answered from the log, so a resumed run proposes the same
@@ -10,33 +10,19 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from tenacity import RetryError, retry, retry_if_exception, stop_after_attempt, wait_exponential
 
 from gepa_bot.budget import Budget
+from gepa_bot.completion import Reply, chat
 from gepa_bot.redact import redact
 from gepa_bot.runlog import RunLog
 
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-
 Messages = list[dict[str, str]]
-
-
-@dataclass(frozen=True)
-class Reply:
-    """What a transport returns for one completion."""
-
-    text: str
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: float = 0.0
-    finish_reason: str | None = None
 
 
 Transport = Callable[..., Reply]
@@ -46,20 +32,9 @@ class LLMError(Exception):
     """A call failed for good (after retries, or with a non-transient error)."""
 
 
-def litellm_transport(model: str, messages: Messages, **params: Any) -> Reply:
-    """Call litellm.completion and normalize the answer (cost is 0 for unknown/local models)."""
-    import litellm
-
-    response = litellm.completion(model=model, messages=messages, **params)
-    choice = response.choices[0]
-    usage = getattr(response, "usage", None)
-    try:
-        cost = float(litellm.completion_cost(completion_response=response) or 0.0)
-    except Exception:  # litellm raises for models missing from its cost map (e.g. a local server)
-        cost = 0.0
-    return Reply(text=choice.message.content or "", prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
-                 completion_tokens=getattr(usage, "completion_tokens", 0) or 0, cost_usd=cost,
-                 finish_reason=getattr(choice, "finish_reason", None))
+def default_transport(model: str, messages: Messages, **params: Any) -> Reply:
+    """The production transport: gepa_bot.completion.chat (direct HTTP for local servers, else litellm)."""
+    return chat(model, messages, **params)
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -86,7 +61,7 @@ def worst_case_cost(model: str, prompt_chars: int, max_tokens: int) -> float:
 class LLM:
     """A model behind the seam, with budget accounting and replay from the run log."""
 
-    def __init__(self, model: str, budget: Budget, runlog: RunLog, *, transport: Transport = litellm_transport,
+    def __init__(self, model: str, budget: Budget, runlog: RunLog, *, transport: Transport = default_transport,
                  replay: Iterable[dict[str, Any]] = (), max_tokens: int = 1024, temperature: float = 0.7,
                  attempts: int = 4, extra: dict[str, Any] | None = None, min_wait: float = 1.0):
         self.model = model

@@ -26,6 +26,7 @@ from gepa.proposer.reflective_mutation.reflection_lm import ReflectionProposal
 
 from gepa_bot.budget import BudgetExhausted
 from gepa_bot.cache import candidate_hash
+from gepa_bot.completion import is_loopback
 from gepa_bot.discovery import placeholder_problem, placeholders_in
 from gepa_bot.edits import INSTRUCTION_SCHEMA, EditRejected, apply_edits, parse_edit_reply
 from gepa_bot.errors import describe_error
@@ -84,7 +85,6 @@ Write nothing after the closing fence.{retry_note}"""
 """Deliberately without the failures: shown them, Qwen2.5-Coder-1.5B mostly returned the prompt unchanged."""
 
 MAX_EDIT_EXAMPLES = 5
-LOOPBACK = re.compile(r"https?://(127\.0\.0\.1|localhost|\[::1\])[:/]")
 
 
 @dataclass
@@ -208,7 +208,7 @@ def edit_response_format(model: str, api_base: str | None) -> dict[str, Any] | N
     schema in ``json_object`` mode and turns it into a grammar; hosted models get OpenAI-style structured
     outputs when litellm says they support them.
     """
-    if api_base and LOOPBACK.match(api_base):
+    if is_loopback(api_base):
         return {"type": "json_object", "schema": INSTRUCTION_SCHEMA}
     try:
         import litellm

@@ -25,7 +25,7 @@ from gepa_bot.config import Config
 from gepa_bot.discovery import Component, discover, glob_matches
 from gepa_bot.errors import UserError
 from gepa_bot.evalsuite import EvalSuite, Instance, InstanceResult, SuiteContext, SuiteError
-from gepa_bot.llm import LLM, Transport, litellm_transport, worst_case_cost
+from gepa_bot.llm import LLM, Transport, default_transport, worst_case_cost
 from gepa_bot.runlog import RunLog, read_records
 
 
@@ -38,7 +38,7 @@ class RunSettings:
     config_path: Path
     run_dir: Path
     cache_dir: Path
-    transport: Transport = litellm_transport
+    transport: Transport = default_transport
     reflection_extra: dict[str, Any] = field(default_factory=dict)
     on_progress: Callable[[Budget], None] | None = None
     use_cache: bool = True  # False re-executes every rollout (for benchmarks)

@@ -158,10 +158,10 @@ def test_proposals_that_drop_placeholders_or_are_truncated_are_rejected(toy, tmp
 
 def test_gepa_through_litellm_mock_response(toy, tmp_path):
     """The real litellm transport, answered by litellm's own mock_response: no sockets."""
-    from gepa_bot.llm import litellm_transport
+    from gepa_bot.llm import default_transport
 
     repo, _ = toy
-    settings = settings_for(repo, tmp_path, litellm_transport, budget__rollouts=40)
+    settings = settings_for(repo, tmp_path, default_transport, budget__rollouts=40)
     reply = ("Rationale: the failures name their queues.\n\n````prompt\nClassify the ticket {ticket} into a queue."
              "\nKnown topics: billing refund login password crash export\n````")
     settings.reflection_extra = {"mock_response": reply}

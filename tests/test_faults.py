@@ -8,7 +8,7 @@ raises a real ``litellm.RateLimitError`` / ``litellm.InternalServerError`` for t
 ``mock_timeout=True`` when a ``timeout`` is passed. A dict or ``ModelResponse`` is returned as is,
 which lets us send a reply whose content is ``None`` (an "empty" answer). The only scripting is
 *which* ``mock_response`` each successive call gets; everything from ``litellm.completion`` through
-``litellm_transport``, the retry policy, the reflector and GEPA is the production code.
+``default_transport``, the retry policy, the reflector and GEPA is the production code.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import pytest
 from gepa_bot.budget import Budget
 from gepa_bot.cache import candidate_hash
 from gepa_bot.engine import optimize
-from gepa_bot.llm import LLM, LLMError, litellm_transport
+from gepa_bot.llm import LLM, LLMError, default_transport
 from gepa_bot.report import render
 from gepa_bot.runlog import RunLog, read_records
 from test_engine import settings_for
@@ -53,7 +53,7 @@ TRANSIENT = {
 
 
 class MockedLitellm:
-    """A transport that calls the real ``litellm_transport`` with the next scripted ``mock_response``.
+    """A transport that calls the real ``default_transport`` with the next scripted ``mock_response``.
 
     A script item is a reply string, ``"timeout"`` (litellm's mock_timeout), an exception factory, or
     a callable ``(messages) -> str`` computing the reply (e.g. the toy repo's scripted reflection).
@@ -71,12 +71,12 @@ class MockedLitellm:
         self.params.append(params)
         if item == "timeout":
             params.setdefault("timeout", 0.01)  # litellm's mock sleeps for the timeout, then raises Timeout
-            return litellm_transport(model, messages, mock_response="unused", mock_timeout=True, **params)
+            return default_transport(model, messages, mock_response="unused", mock_timeout=True, **params)
         if isinstance(item, ScriptedReflection):
             item = item(model, messages, **params).text  # the toy repo's reflection decides the text
         elif callable(item):
             item = item()  # a fresh exception (or response object) per call
-        return litellm_transport(model, messages, mock_response=item, **params)
+        return default_transport(model, messages, mock_response=item, **params)
 
 
 def _llm(tmp_path: Path, transport, attempts: int = 4, min_wait: float = 0.02) -> tuple[LLM, RunLog, Budget]:

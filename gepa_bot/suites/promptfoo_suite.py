@@ -18,7 +18,6 @@ import csv
 import glob
 import io
 import json
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ import jinja2
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from gepa_bot.completion import chat
 from gepa_bot.evalsuite import (EvalSuite, Instance, InstanceResult, SuiteContext, SuiteError, Workdir, failure,
                                 hash_files, repo_relative, truncate)
 
@@ -578,17 +578,9 @@ def aggregate(results: list[AssertionResult]) -> float:
 
 def complete(messages: list[dict[str, Any]], *, model: str, api_base: str | None, api_key: str | None,
              max_tokens: int, timeout: float, **extra: Any) -> str:
-    """One deterministic task-model call through litellm (tests pass ``mock_response`` via ``extra``)."""
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    import litellm
-
-    params: dict[str, Any] = {"temperature": 0, "max_tokens": max_tokens, "timeout": timeout, **extra}
-    if api_base:
-        params["api_base"] = api_base
-    if api_key:
-        params["api_key"] = api_key
-    response = litellm.completion(model=model, messages=messages, **params)
-    return response.choices[0].message.content or ""
+    """One deterministic task-model call (tests pass litellm's ``mock_response`` via ``extra``)."""
+    return chat(model, messages, api_base=api_base, api_key=api_key, temperature=0, max_tokens=max_tokens,
+                timeout=timeout, **extra).text
 
 
 def _messages(rendered: str) -> list[dict[str, Any]]:

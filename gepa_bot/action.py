@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
 import secrets
 import sys
 from collections.abc import Callable, Mapping
@@ -26,28 +25,10 @@ from gepa_bot import github as gh
 from gepa_bot.config import DEFAULT_CONFIG_NAME, Config, load_config, with_overrides
 from gepa_bot.engine import evaluate_current, optimize
 from gepa_bot.session import RunSettings
-from gepa_bot.discovery import glob_matches
+from gepa_bot.trigger import Plan, plan_for
 from gepa_bot.errors import UserError
 from gepa_bot.redact import secret_values
 from gepa_bot.report import render, untrusted, verdict
-
-COMMAND = re.compile(r"^\s*/gepa\s+(?P<verb>optimize|evaluate|stop)\b(?P<args>[^\n]*)", re.IGNORECASE)
-MAX_COMMENT_BUDGET = 5000
-
-
-@dataclass
-class Plan:
-    """What this run will do, and why."""
-
-    verb: str  # "optimize" | "evaluate" | "stop" | "skip"
-    reason: str
-    budget: int | None = None
-    files: str | None = None
-    pr_number: int | None = None
-    comment_id: int | None = None
-    commenter: str | None = None
-    base: str | None = None
-
 
 @dataclass
 class Outputs:
@@ -58,94 +39,41 @@ class Outputs:
         "best-score": "", "baseline-score": "", "rollouts-used": "0"})
 
 
-# --- deciding ---------------------------------------------------------------------------------------
-
-def parse_command(body: str) -> Plan | None:
-    """`/gepa optimize [budget=N] [files=glob]`, `/gepa evaluate`, `/gepa stop`; None if not a command."""
-    match = COMMAND.match(body or "")
-    if not match:
-        return None
-    plan = Plan(verb=match["verb"].lower(), reason="comment command")
-    for token in match["args"].split():
-        name, _, value = token.partition("=")
-        if name == "budget" and value.isdigit() and 0 < int(value) <= MAX_COMMENT_BUDGET:
-            plan.budget = int(value)
-        elif name == "files" and value and ".." not in value and not value.startswith("/"):
-            plan.files = value
-        else:
-            return Plan(verb="invalid", reason=f"cannot understand `{untrusted(token, 60)}`: use budget=N "
-                                               f"(1-{MAX_COMMENT_BUDGET}) or files=<glob inside the repo>")
-    return plan
-
-
-def changed_paths(push_event: Mapping[str, Any]) -> set[str]:
-    """Files added, modified or removed by the commits of a push event."""
-    paths: set[str] = set()
-    for commit in push_event.get("commits") or []:
-        for key in ("added", "modified", "removed"):
-            paths.update(commit.get(key) or [])
-    return paths
-
-
-def relevant_patterns(config: Config, config_rel: str) -> list[str]:
-    """Globs whose change should trigger an optimization: prompts, eval files, the config itself."""
-    patterns = [spec.path for spec in config.prompts] + [config_rel]
-    patterns += list(getattr(config.eval, "watch", []) or [])
-    return patterns
-
-
-def plan_for(event_name: str, event: Mapping[str, Any], config: Config, config_rel: str) -> Plan:
-    """Decide what to do for a GitHub event."""
-    if event_name == "schedule":
-        return Plan(verb="optimize", reason="nightly schedule")
-    if event_name == "workflow_dispatch":
-        inputs = event.get("inputs") or {}
-        budget = str(inputs.get("budget") or "").strip()
-        return Plan(verb="optimize", reason="manual dispatch", budget=int(budget) if budget.isdigit() else None,
-                    files=inputs.get("files") or None)
-    if event_name == "push":
-        ref = str(event.get("ref", ""))
-        if ref.startswith(f"refs/heads/{gh.BRANCH_PREFIX}"):
-            return Plan(verb="skip", reason="push to gepa-bot's own branch")
-        changed = changed_paths(event)
-        hits = sorted(p for p in changed if any(glob_matches(p, g) for g in relevant_patterns(config, config_rel)))
-        if not hits:
-            return Plan(verb="skip", reason="the push changed no prompt, eval or config file")
-        return Plan(verb="optimize", reason=f"push changed {', '.join(hits[:5])}")
-    if event_name == "issue_comment":
-        return _plan_for_comment(event)
-    return Plan(verb="skip", reason=f"event {event_name!r} is not handled (use push, schedule, workflow_dispatch "
-                                    "or issue_comment)")
-
-
-def _plan_for_comment(event: Mapping[str, Any]) -> Plan:
-    if event.get("action") != "created":
-        return Plan(verb="skip", reason="only new comments are commands")
-    issue, comment = event.get("issue") or {}, event.get("comment") or {}
-    plan = parse_command(comment.get("body", ""))
-    if plan is None:
-        return Plan(verb="skip", reason="the comment is not a /gepa command")
-    if not issue.get("pull_request"):
-        return Plan(verb="skip", reason="/gepa commands work on pull requests only")
-    if (comment.get("user") or {}).get("type") == "Bot":
-        return Plan(verb="skip", reason="comments from bots are ignored")
-    plan.pr_number, plan.comment_id = issue.get("number"), comment.get("id")
-    plan.commenter = (comment.get("user") or {}).get("login")
-    return plan
-
-
 # --- environment ------------------------------------------------------------------------------------
 
 def env_input(env: Mapping[str, str], name: str, default: str = "") -> str:
-    """An action input: GEPA_BOT_<NAME> (composite mapping) or INPUT_<NAME> (docker actions)."""
-    key = name.upper().replace("-", "_")
-    return env.get(f"GEPA_BOT_{key}") or env.get(f"INPUT_{key}") or default
+    """An action input: GEPA_BOT_<NAME> (composite mapping) or INPUT_<NAME> (docker actions, where GitHub keeps
+    the hyphen: INPUT_REFLECTION-MODEL)."""
+    key = name.upper()
+    for variable in (f"GEPA_BOT_{key.replace('-', '_')}", f"INPUT_{key}", f"INPUT_{key.replace('-', '_')}"):
+        if env.get(variable):
+            return env[variable]
+    return default
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """The action's inputs (action.yml), read once from the environment."""
+
+    token: str = ""
+    config: str = DEFAULT_CONFIG_NAME
+    budget: str = ""
+    model: str = ""
+    reflection_model: str = ""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Inputs:
+        return cls(token=env_input(env, "token") or env.get("GITHUB_TOKEN", ""),
+                   config=env_input(env, "config", DEFAULT_CONFIG_NAME), budget=env_input(env, "budget"),
+                   model=env_input(env, "model"), reflection_model=env_input(env, "reflection-model"))
 
 
 def mask_secrets(env: Mapping[str, str], emit: Callable[[str], None]) -> None:
     """Ask the runner to mask every secret-looking value we can see (shorter ones too: masking is cheap)."""
     for value in secret_values(env, min_length=4):
-        emit(f"::add-mask::{value}")
+        for line in value.splitlines():  # a workflow command is one line: mask each line of a PEM key on its own
+            if len(line.strip()) >= 4:
+                emit(f"::add-mask::{line}")
 
 
 def print_untrusted(text: str, emit: Callable[[str], None]) -> None:
@@ -199,6 +127,7 @@ class Context:
     """Everything an action run needs from its environment (``token`` is empty in the optimize phase)."""
 
     env: Mapping[str, str]
+    inputs: Inputs
     workspace: Path
     config_path: Path
     config: Config
@@ -279,15 +208,16 @@ def _context(env: Mapping[str, str], emit: Callable[[str], None], github_kwargs:
     if missing:
         raise UserError(f"environment: {', '.join(missing)} not set", fix="run `gepa-bot action` inside GitHub "
                         "Actions (or set the variables GitHub sets); use `gepa-bot optimize` locally")
-    token = env_input(env, "token") or env.get("GITHUB_TOKEN", "")
+    inputs = Inputs.from_env(env)
+    token = inputs.token
     if token_required and not token:
         raise UserError("input 'token': no GitHub token", fix="pass `token: ${{ github.token }}` (the default) "
                         "or a PAT with contents/pull-requests write access")
     workspace = Path(env.get("GITHUB_WORKSPACE") or ".").resolve()
-    config_path = (workspace / env_input(env, "config", DEFAULT_CONFIG_NAME)).resolve()
+    config_path = (workspace / inputs.config).resolve()
     if not config_path.is_relative_to(workspace):
         raise UserError(f"input 'config': {config_path} is outside the workspace", fix="use a path inside the repo")
-    return Context(env=env, workspace=workspace, config_path=config_path, config=load_config(config_path),
+    return Context(env=env, inputs=inputs, workspace=workspace, config_path=config_path, config=load_config(config_path),
                    repo_name=env["GITHUB_REPOSITORY"], token=token, emit=emit, github_kwargs=github_kwargs)
 
 
@@ -304,8 +234,8 @@ def _checked_out_branch(workspace: Path) -> str:
 
 
 def _settings(ctx: Context, plan: Plan) -> RunSettings:
-    config = with_overrides(ctx.config, source="action inputs", budget=plan.budget or env_input(ctx.env, "budget"),
-                            model=env_input(ctx.env, "model"), reflection_model=env_input(ctx.env, "reflection-model"))
+    config = with_overrides(ctx.config, source="action inputs", budget=plan.budget or ctx.inputs.budget,
+                            model=ctx.inputs.model, reflection_model=ctx.inputs.reflection_model)
     return RunSettings(repo=ctx.workspace, config=config, config_path=ctx.config_path,
                        run_dir=ctx.workspace / config.output.run_dir, cache_dir=ctx.workspace / config.output.cache_dir,
                        only_files=plan.files)

@@ -408,6 +408,25 @@ def test_missing_config_names_the_file(h, capsys):
     assert not h.eval_ran()
 
 
+def test_inputs_are_read_once_from_composite_and_docker_style_names():
+    composite = action.Inputs.from_env({"GEPA_BOT_REFLECTION_MODEL": "openai/gpt-4o", "GEPA_BOT_BUDGET": "80",
+                                        "GITHUB_TOKEN": "ghs_x"})
+    assert (composite.reflection_model, composite.budget, composite.token) == ("openai/gpt-4o", "80", "ghs_x")
+    # docker actions get INPUT_<NAME> with the hyphen kept, as GitHub sets it
+    docker = action.Inputs.from_env({"INPUT_REFLECTION-MODEL": "openai/gpt-4o-mini", "INPUT_CONFIG": "ci/gepa.yml",
+                                     "INPUT_TOKEN": "ghs_y"})
+    assert (docker.reflection_model, docker.config, docker.token) == ("openai/gpt-4o-mini", "ci/gepa.yml", "ghs_y")
+    assert action.Inputs.from_env({}).config == ".gepa-bot.yml"
+
+
+def test_every_line_of_a_multi_line_secret_is_masked_on_its_own():
+    pem = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\nBKcwggSjAgEAAoIBAQC7\n-----END PRIVATE KEY-----"
+    emitted: list[str] = []
+    action.mask_secrets({"APP_PRIVATE_KEY": pem, "PATH": "/usr/bin"}, emitted.append)
+    assert emitted == [f"::add-mask::{line}" for line in pem.splitlines()]
+    assert all("\n" not in line for line in emitted)
+
+
 # ---- secrets and untrusted text ------------------------------------------------------------------
 
 def test_token_never_leaks_and_untrusted_report_is_fenced(h):

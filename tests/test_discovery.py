@@ -440,7 +440,7 @@ def test_trailing_double_star_matches_every_file_below():
 
 def test_push_to_a_file_the_readmes_glob_selects_triggers_a_run():
     """README's own `prompts/**/*.md`: a push to prompts/a.md must optimize (fnmatch said no)."""
-    from gepa_bot.action import plan_for
+    from gepa_bot.trigger import plan_for
     from gepa_bot.config import Config
 
     config = Config.model_validate({"prompts": [{"path": "prompts/**/*.md"}], "eval": {"command": "true"}})

@@ -61,6 +61,7 @@ class RepoAdapter(GEPAAdapter[str, InstanceResult, str]):
         self.scratch, self.on_progress, self.repeats = scratch, on_progress, repeats
         self.on_val_scored = on_val_scored  # told the hash of every candidate GEPA scores on the whole val set
         self.extra_train_failures = 0  # see paid_train_failures
+        self.val_results: dict[tuple[str, str], InstanceResult] = {}  # (eval key, id) -> result, cache on or off
 
     def evaluate(self, batch: list[str], candidate: dict[str, str],
                  capture_traces: bool = False) -> EvaluationBatch[InstanceResult, str]:
@@ -84,15 +85,20 @@ class RepoAdapter(GEPAAdapter[str, InstanceResult, str]):
         files = render_files(self.components, candidate)
         eval_key = candidate_hash(files)
         results: dict[str, InstanceResult] = {}
-        for instance_id in ids:
+        for instance_id in dict.fromkeys(ids):
             cached = self.cache.get(eval_key, self.split.split_of(instance_id), instance_id)
             if cached is not None:
                 results[instance_id] = cached
+        hits = sum(1 for i in ids if i in results)
         # gepa pads a short epoch with repeated ids, so a minibatch can name an instance twice: run it once
+        # (the repeat is neither executed nor a cache hit: rollouts = executed + cache hits + repeats)
         missing = list(dict.fromkeys(i for i in ids if i not in results))
         if missing:
             results.update(self._execute(candidate, files, eval_key, missing))
-        self.budget.record_eval(len(missing), len(ids) - len(missing), time.monotonic() - started)
+        self.budget.record_eval(len(missing), hits, time.monotonic() - started)
+        for instance_id in ids:
+            if self.split.split_of(instance_id) == "val":
+                self.val_results[(eval_key, instance_id)] = results[instance_id]
         return results
 
     def _execute(self, candidate: dict[str, str], files: dict[str, str], eval_key: str,

@@ -92,9 +92,6 @@ class Budget:
         """The monotonic time at which the wall-time cap is reached."""
         return None if self.max_seconds is None else self.started + self.max_seconds
 
-    def remaining_rollouts(self) -> int:
-        return self.max_rollouts - self.rollouts
-
     def _check_time(self) -> None:
         if self.max_seconds is not None and self.elapsed() >= self.max_seconds:
             self._exhaust(f"wall-time cap of {self.max_seconds:g}s reached")

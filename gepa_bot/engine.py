@@ -157,7 +157,7 @@ def build_result(gepa_result: Any, session: RunSession, reflector: RationaleRefl
         cand_hash = candidate_hash(texts)
         eval_key = candidate_hash(render_files(components, texts))
         parents = [p for p in gepa_result.parents[index] if p is not None]
-        val_results = {split.val[k]: session.cache.get(eval_key, "val", split.val[k])
+        val_results = {split.val[k]: session.adapter.val_results.get((eval_key, split.val[k]))
                        for k in gepa_result.val_subscores[index]}
         candidates.append({
             "index": index, "hash": cand_hash, "components": texts, "parents": parents,

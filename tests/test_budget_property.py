@@ -167,12 +167,15 @@ def test_a_padded_minibatch_naming_an_instance_twice_runs_it_once(tmp_path, monk
     adapter = RepoAdapter(suite, components, repo, Split(train=["i00", "i02", "i04"], val=["i01"]),
                           EvalCache(tmp_path / "cache", suite.fingerprint()), budget, runlog, workers=2,
                           scratch=tmp_path / "scratch")
-    batch = adapter.evaluate(["i00", "i02", "i00", "i04"], {c.name: c.text for c in components})
-    runlog.close()
-
+    seed = {c.name: c.text for c in components}
+    batch = adapter.evaluate(["i00", "i02", "i00", "i04"], seed)
     assert len(batch.scores) == 4 and batch.scores[0] == batch.scores[2]
     assert len(list(counter.iterdir())) == 3 == len(list(read_records(tmp_path / "run", "rollout")))
-    assert (budget.rollouts, budget.executed, budget.cache_hits) == (4, 3, 1)
+    # the repeated id was neither executed again nor served by the cache
+    assert (budget.rollouts, budget.executed, budget.cache_hits) == (4, 3, 0)
+    adapter.evaluate(["i00", "i02", "i00", "i04"], seed)  # now all four come from the cache
+    runlog.close()
+    assert (budget.rollouts, budget.executed, budget.cache_hits) == (8, 3, 4)
 
 
 def test_cost_cap_on_an_unpriced_model_is_refused_before_any_work(tmp_path):

@@ -54,6 +54,18 @@ def test_gepa_improves_the_prompts_and_records_everything(toy, tmp_path):
     assert (repo / "prompts" / "main.txt").read_text() == "Classify the ticket {ticket} into a queue.\n"
 
 
+def test_per_instance_val_results_are_reported_with_the_cache_off(toy, tmp_path):
+    repo, counter = toy
+    settings = settings_for(repo, tmp_path, ScriptedReflection())
+    settings.use_cache = False
+    result = optimize(settings)
+    for candidate in result["candidates"]:
+        assert candidate["val"] and all(entry is not None for entry in candidate["val"].values()), candidate["index"]
+    best = result["candidates"][result["best_candidate"]]
+    assert best["val_mean"] == pytest.approx(sum(e["score"] for e in best["val"].values()) / len(best["val"]))
+    assert result["budget"]["cache_hits"] == 0
+
+
 def test_rerun_with_same_seed_spends_no_new_rollouts(toy, tmp_path):
     repo, counter = toy
     first = optimize(settings_for(repo, tmp_path, ScriptedReflection(), run="run1"))

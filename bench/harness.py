@@ -18,8 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from arms import (METHODS, BenchOptions, Outcome, Task, best_of_n_count, make_config, run_arm, seed_candidate,
-                  settings_for)
+from arms import METHODS, BenchOptions, Outcome, Task, best_of_n_count, make_config, run_arm, seed_candidate, settings_for
 from report import ROW_FIELDS, machine_info, write_plot, write_results
 
 from gepa_bot.cache import candidate_hash
@@ -85,7 +84,8 @@ def rows_for(task: Task, seed: int, method: str, outcome: Outcome, budgets: list
         candidate = best["candidate"]
         row = {"task": task.name, "budget": budget, "method": method, "seed": seed,
                "test_score": round(scorer.score(task, config, candidate), 4),
-               "val_score": None if best["val_score"] is None else round(best["val_score"], 4), "prompt_chars": sum(len(t) for t in candidate.values()),
+               "val_score": None if best["val_score"] is None else round(best["val_score"], 4),
+               "prompt_chars": sum(len(t) for t in candidate.values()),
                "found_at_rollout": best["rollouts"],
                "candidates_within_budget": sum(1 for t in outcome.trajectory if t["rollouts"] <= budget),
                "rollouts_used": outcome.budget.get("rollouts_used", 0),

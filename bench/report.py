@@ -31,7 +31,7 @@ def machine_info() -> dict[str, Any]:
     except (OSError, subprocess.CalledProcessError):
         nproc = str(os.cpu_count())
     return {"nproc": nproc, "cpu": cpu, "python": platform.python_version(), "platform": platform.platform(),
-            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+            "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")}
 
 
 def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -182,7 +182,7 @@ def write_plot(data: dict[str, Any], path: Path) -> bool:
     fig, axes = plt.subplots(1, len(tasks), figsize=(5.0 * len(tasks), 4.0), squeeze=False)
     styles = {"seed": ("k", "--", "o"), "best_of_n": ("tab:orange", "-", "s"), "plain_gepa": ("tab:red", "-", "D"),
               "gepa_bot": ("tab:blue", "-", "^"), "gepa_bot_nocache": ("tab:green", ":", "v")}
-    for ax, task in zip(axes[0], tasks):
+    for ax, task in zip(axes[0], tasks, strict=False):
         for method in METHOD_ORDER:
             pts = sorted((a["budget"], a["test_mean"], a["test_min"], a["test_max"])
                          for a in agg if a["task"] == task and a["method"] == method)

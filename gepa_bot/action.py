@@ -24,11 +24,12 @@ import git
 from gepa_bot import github as gh
 from gepa_bot.config import DEFAULT_CONFIG_NAME, Config, load_config, with_overrides
 from gepa_bot.engine import evaluate_current, optimize
-from gepa_bot.session import RunSettings
-from gepa_bot.trigger import Plan, plan_for
 from gepa_bot.errors import UserError
 from gepa_bot.redact import secret_values
 from gepa_bot.report import render, untrusted, verdict
+from gepa_bot.session import RunSettings
+from gepa_bot.trigger import Plan, plan_for
+
 
 @dataclass
 class Outputs:
@@ -267,7 +268,7 @@ def plan_phase(ctx: Context) -> State:
 def _plan_comment(ctx: Context, plan: Plan) -> State:
     """A `/gepa ...` comment on a PR: check the commenter, react, check out the PR branch."""
     repo = _repository(ctx)
-    assert plan.pr_number is not None and plan.commenter
+    assert plan.pr_number is not None and plan.comment_id is not None and plan.commenter
     if not gh.commenter_can_write(repo, plan.commenter):
         gh.react(repo, plan.comment_id, "confused")
         gh.post_comment(repo, plan.pr_number, f"Sorry @{plan.commenter}, only people with write access to this "
@@ -368,6 +369,7 @@ def _publish_result(ctx: Context, state: State, outputs: Outputs) -> str:
             if (open_pr := gh.find_open_pull(repo, head)) is not None:
                 gh.post_comment(repo, open_pr.number, f"gepa-bot: {untrusted(str(exc), 500)}. {exc.fix}.")
             raise
+        pr: gh.PullRequest | None
         operation, pr = gh.upsert_pull_request(repo, plan.base, head, ctx.config.output.pr_title, state.body,
                                                ctx.config.output.labels)
     else:
@@ -389,6 +391,7 @@ def _publish_result(ctx: Context, state: State, outputs: Outputs) -> str:
 
 def _comment_evaluation(ctx: Context, state: State, outputs: Outputs) -> str:
     plan, current = state.plan, state.evaluation or {}
+    assert plan.pr_number is not None and plan.base is not None
     failing = [(i, r) for i, r in current["val"].items() if r["score"] < 1.0][:20]
     lines = [f"gepa-bot: current prompts on `{untrusted(plan.base, 100)}` score **{current['val_mean']:.3f}** on "
              f"{len(current['val'])} validation instances ({current['budget']['rollouts_executed']} evaluated, "

@@ -16,10 +16,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from gepa_bot.budget import Budget
 from gepa_bot.config import DEFAULT_CONFIG_NAME, LOCAL_MODEL, Config, load_config, with_overrides
 from gepa_bot.engine import optimize
-from gepa_bot.session import RunSettings
 from gepa_bot.errors import UserError
 from gepa_bot.report import rejection_reasons, render, suite_warnings
 from gepa_bot.runlog import read_records
+from gepa_bot.session import RunSettings
 
 err_console = Console(stderr=True)
 
@@ -128,7 +128,8 @@ def model_serve(name: str) -> None:
     Paste the lines into another shell, then run your eval by hand (GEPA_BOT_MODE=evaluate python evals/...).
     Stops on Ctrl-C.
     """
-    from gepa_bot.localmodel import LocalModelServer, LocalModelUnavailable, local_model
+    from gepa_bot.localmodel import LocalModelUnavailable, local_model
+    from gepa_bot.modelserver import LocalModelServer
 
     spec = local_model(name)
     if spec is None:

@@ -7,14 +7,13 @@ process that imports evalkit starts fast.
 - ``openai/<name>`` served on a loopback ``api_base`` (the embedded llama.cpp server, or any local
   OpenAI-compatible server) is called directly over HTTP: free (cost 0) and without litellm's
   multi-second import.
-- Every other model goes through litellm, with ``LITELLM_LOCAL_MODEL_COST_MAP=True`` (no network fetch
-  of litellm's price table) and its cost computed from litellm's table (0 when the model is unpriced).
+- Every other model goes through litellm, its cost computed from litellm's bundled price table (0 when the
+  model is unpriced; gepa_bot/__init__.py sets ``LITELLM_LOCAL_MODEL_COST_MAP=True`` so it is never fetched).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -56,7 +55,6 @@ def chat(model: str, messages: list[dict[str, Any]], *, api_base: str | None = N
 
 def litellm_chat(model: str, messages: list[dict[str, Any]], *, api_base: str | None = None,
                  api_key: str | None = None, **params: Any) -> Reply:
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     import litellm
 
     litellm.suppress_debug_info = True  # its help banner would land on stdout (the eval protocol's channel)

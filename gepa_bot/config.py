@@ -141,7 +141,7 @@ def load_config(path: Path) -> Config:
         raise UserError(_describe_validation_error(path, exc), fix=_fix_hint(exc)) from None
 
 
-def _yaml_location(exc: yaml.YAMLError) -> str:
+def _yaml_location(exc: Exception) -> str:
     mark = getattr(exc, "problem_mark", None)
     return f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
 

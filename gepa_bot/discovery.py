@@ -125,7 +125,8 @@ def _glob_files(repo: Path, pattern: str) -> list[Path]:
         if not path.is_file() or (relative.parts and relative.parts[0] in IGNORED_TOP_DIRS):
             continue
         if not path.resolve().is_relative_to(root):
-            raise UserError(f"{relative}: resolves outside the repository (symlink?)", fix="point the glob at files inside the repo")
+            raise UserError(f"{relative}: resolves outside the repository (symlink?)",
+                            fix="point the glob at files inside the repo")
         files.append(path)
     return files
 

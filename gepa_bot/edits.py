@@ -144,12 +144,13 @@ def apply_edits(current: str, edits: Sequence[Edit]) -> str:
     if not edits:
         raise EditRejected("no edits")
     spans = sorted((_span(current, edit), index) for index, edit in enumerate(edits))
-    for (first, _), (second, _) in zip(spans, spans[1:]):
+    for (first, _), (second, _) in zip(spans, spans[1:], strict=False):
         if second[0] < first[1] or (second[0] == first[0] and first[0] == first[1] == second[1]):
             raise EditRejected("two edits overlap: make one edit per place")
     text = current
     for (start, end), index in reversed(spans):
-        text = text[:start] + _replacement(edits[index], at_end=start == len(text), after_newline=text[:start].endswith("\n") or not text[:start]) + text[end:]
+        after_newline = text[:start].endswith("\n") or not text[:start]
+        text = text[:start] + _replacement(edits[index], at_end=start == len(text), after_newline=after_newline) + text[end:]
     text = _tidy(text)
     if text.strip() == current.strip():
         raise EditRejected("the edits leave the prompt unchanged")

@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO, cast
 
 import gepa
+from gepa.core.callbacks import GEPACallback
 
 from gepa_bot.adapter import EXTRA_TRAIN_FAILURES
 from gepa_bot.budget import BudgetExhausted
 from gepa_bot.cache import candidate_hash
+from gepa_bot.completion import is_loopback
 from gepa_bot.config import Config
 from gepa_bot.discovery import Component, render_files
 from gepa_bot.errors import UserError, describe_error
-from gepa_bot.completion import is_loopback
 from gepa_bot.reflection import RationaleReflector, edit_response_format
 from gepa_bot.session import RunSession, RunSettings, open_session
 
@@ -70,7 +71,8 @@ def run_search(session: RunSession) -> dict[str, Any]:
                 use_merge=_use_merge(config, session.components),
                 max_merge_invocations=config.optimizer.max_merge_invocations,
                 stop_callbacks=[lambda _state: budget.should_stop()], logger=_GepaLog(gepa_log),
-                callbacks=[search_errors], seed=config.optimizer.seed, raise_on_exception=False,
+                callbacks=[cast(GEPACallback, search_errors)],  # gepa calls only the hooks a callback defines
+                seed=config.optimizer.seed, raise_on_exception=False,
                 cache_evaluation=False, display_progress_bar=False, track_best_outputs=False)
     except BudgetExhausted as exc:  # raised outside gepa's iteration loop: the baseline itself did not fit
         raise UserError(f"{settings.config_path}: field 'budget': ran out while scoring the baseline ({exc})",
@@ -110,12 +112,14 @@ def reflection_style(configured: str, model: str, api_base: str | None) -> str:
     return "mixed" if local_model(model) is not None or is_loopback(api_base) else "rewrite"
 
 
-def acceptance(configured: str, style: str, proposer: str) -> str:
+def acceptance(configured: str, style: str, proposer: str) -> Literal["strict_improvement", "improvement_or_equal"]:
     """gepa's acceptance criterion. Plain gepa (the bench arm) keeps gepa's default, strict improvement."""
     if proposer == "gepa_default":
         return "strict_improvement"
-    if configured != "auto":
-        return configured
+    if configured == "strict_improvement":
+        return "strict_improvement"
+    if configured == "improvement_or_equal":
+        return "improvement_or_equal"
     return "improvement_or_equal" if style in ("edit", "mixed") else "strict_improvement"
 
 

@@ -214,7 +214,7 @@ def evaluate_parallel(suite: EvalSuite, workdir: Workdir, ids: list[str], worker
     chunks = [ids[i::workers] for i in range(max(1, min(workers, len(ids))))]
     results: dict[str, InstanceResult] = {}
     with ThreadPoolExecutor(max_workers=len(chunks)) as pool:
-        for chunk, chunk_results in zip(chunks, pool.map(lambda c: _evaluate_chunk(suite, workdir, c), chunks)):
+        for chunk, chunk_results in zip(chunks, pool.map(lambda c: _evaluate_chunk(suite, workdir, c), chunks), strict=True):
             results.update({i: chunk_results[i] for i in chunk})
     return results
 

@@ -144,7 +144,7 @@ def _explain_git(exc: GitCommandError, branch: str, token: str) -> GitHubError:
 
 
 def _remote_default_branch(repo: git.Repo, remote_url: str, env: dict[str, str]) -> str | None:
-    out = repo.git.ls_remote("--symref", remote_url, "HEAD", env=env)
+    out = str(repo.git.ls_remote("--symref", remote_url, "HEAD", env=env))
     for line in out.splitlines():
         if line.startswith("ref: refs/heads/") and line.endswith("\tHEAD"):
             return line[len("ref: refs/heads/"):-len("\tHEAD")]
@@ -225,7 +225,7 @@ def publish_branch(repo_dir: str | Path, base_branch: str, files: dict[str, str]
 
 
 def _remote_branch_sha(repo: git.Repo, remote_url: str, branch: str, env: dict[str, str]) -> str | None:
-    out = repo.git.ls_remote(remote_url, f"refs/heads/{branch}", env=env)
+    out = str(repo.git.ls_remote(remote_url, f"refs/heads/{branch}", env=env))
     return out.split()[0] if out.strip() else None
 
 
@@ -238,7 +238,7 @@ def _keeps_remote(repo: git.Repo, remote_url: str, branch: str, env: dict[str, s
     repo.git.fetch("--quiet", remote_url, f"refs/heads/{branch}", env=env)
     foreign = [c for c in repo.iter_commits(f"{base_sha}..{remote_sha}") if c.author.email != BOT_EMAIL]
     if foreign:
-        who = ", ".join(sorted({c.author.name for c in foreign}))
+        who = ", ".join(sorted({c.author.name or "?" for c in foreign}))
         raise ForeignCommits(f"refusing to overwrite {branch!r}: it has {len(foreign)} commit(s) the bot did not make "
                           f"(by {who})", f"merge or move those commits, or delete the branch {branch!r}; gepa-bot "
                           "then proposes again")
@@ -266,11 +266,11 @@ def add_labels(pr: PullRequest, labels: list[str]) -> None:
 
 
 def _update(pr: PullRequest, base: str, title: str, body: str) -> None:
-    changes = {"title": title, "body": body}
-    if pr.base.ref != base:
-        changes["base"] = base
     with _github(f"updating pull request #{pr.number}"):
-        pr.edit(**changes)
+        if pr.base.ref != base:
+            pr.edit(title=title, body=body, base=base)
+        else:
+            pr.edit(title=title, body=body)
 
 
 def upsert_pull_request(gh_repo: Repository, base: str, head_branch: str, title: str, body: str,

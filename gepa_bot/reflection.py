@@ -196,8 +196,8 @@ def build_edit_messages(name: str, current: str, records: Sequence[Mapping[str, 
             else "Never write curly braces.")
     tried_text = ("\nALREADY TRIED, DID NOT HELP (write something different):\n"
                   + "\n".join(f"- {t}" for t in tried[-5:]) + "\n") if tried else ""
-    content = EDIT_INSTRUCTIONS.format(name=name, current=current.rstrip("\n"), examples=render_failures(records), tried=tried_text,
-                                       placeholder_rule=rule, retry_note=retry_note)
+    content = EDIT_INSTRUCTIONS.format(name=name, current=current.rstrip("\n"), examples=render_failures(records),
+                                       tried=tried_text, placeholder_rule=rule, retry_note=retry_note)
     return [{"role": "user", "content": content}]
 
 

@@ -89,7 +89,8 @@ def instance_rows(result: dict[str, Any], detail: Detail) -> list[dict[str, Any]
             continue
         delta = after["score"] - before["score"]
         rows.append({"id": untrusted(instance_id, 60), "before": before["score"], "after": after["score"],
-                     "noise": max(before.get("stdev", 0.0), after.get("stdev", 0.0)), "delta": delta, "status": "regressed" if delta < 0 else ("fixed" if delta > 0 else "same"),
+                     "noise": max(before.get("stdev", 0.0), after.get("stdev", 0.0)), "delta": delta,
+                     "status": "regressed" if delta < 0 else ("fixed" if delta > 0 else "same"),
                      "feedback": untrusted(after["feedback"], detail.excerpt)})
     order = {"regressed": 0, "fixed": 1, "same": 2}
     return sorted(rows, key=lambda r: (order[r["status"]], r["delta"], r["id"]))

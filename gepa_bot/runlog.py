@@ -43,7 +43,7 @@ class RunLog:
     def write(self, kind: str, **fields: Any) -> None:
         """Append one record; ``ts`` (UTC, ISO 8601) and ``since_start_s`` tell when, so slow steps can be found."""
         now = time.time()
-        stamp = {"ts": datetime.datetime.fromtimestamp(now, datetime.timezone.utc).isoformat(timespec="milliseconds"),
+        stamp = {"ts": datetime.datetime.fromtimestamp(now, datetime.UTC).isoformat(timespec="milliseconds"),
                  "since_start_s": round(now - self._opened, 3)}
         line = json.dumps(redact({"kind": kind, **fields, **stamp}), ensure_ascii=False, default=str)
         with self._lock:

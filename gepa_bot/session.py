@@ -178,7 +178,8 @@ def resolved_models(*models: str, known: dict[str, dict[str, Any]] | None = None
 
     ``known`` maps model strings to parameters resolved by the caller (e.g. a local server it already runs).
     """
-    from gepa_bot.localmodel import LocalModelServer, LocalModelUnavailable, local_model
+    from gepa_bot.localmodel import LocalModelUnavailable, local_model
+    from gepa_bot.modelserver import LocalModelServer
 
     known = known or {}
     wanted = [spec for m in dict.fromkeys(models) if m not in known and (spec := local_model(m)) is not None]

@@ -314,3 +314,18 @@ def test_every_run_log_record_says_when_and_rollouts_and_llm_calls_how_long(toy,
     assert [r["since_start_s"] for r in records] == sorted(r["since_start_s"] for r in records)
     assert all(r["batch_seconds"] >= 0 and r["batch_size"] >= 1 for r in records if r["kind"] == "rollout")
     assert all(r["seconds"] >= 0 for r in records if r["kind"] == "llm")
+
+
+def test_litellm_never_fetches_its_price_table_whatever_imports_it_first():
+    """Any gepa_bot import sets LITELLM_LOCAL_MODEL_COST_MAP before litellm can be imported (it was once set only on
+    the first completion, after session/reflection code had imported litellm and tried the network)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "LITELLM_LOCAL_MODEL_COST_MAP"}
+    code = "import gepa_bot.session, litellm, os; print(os.environ['LITELLM_LOCAL_MODEL_COST_MAP'])"
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "True"
+    assert "model cost map" not in proc.stderr

@@ -23,13 +23,13 @@ from gepa_bot import localmodel
 from gepa_bot.localmodel import (
     QWEN,
     SMOLLM2,
-    LocalModelServer,
     LocalModelUnavailable,
     find_gguf,
     is_available,
     join_qwen_gguf,
     local_model,
 )
+from gepa_bot.modelserver import LocalModelServer
 
 # --------------------------------------------------------------------------------------------
 # find_gguf / availability

@@ -12,8 +12,20 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gepa_bot import evalkit
-from gepa_bot.evalsuite import (EvalSuite, Instance, InstanceResult, SuiteContext, SuiteError, Workdir, describe_process,
-                                failure, hash_files, parse_result_lines, repo_relative, run_process)
+from gepa_bot.evalsuite import (
+    EvalSuite,
+    Instance,
+    InstanceResult,
+    SuiteContext,
+    SuiteError,
+    Workdir,
+    describe_process,
+    failure,
+    hash_files,
+    parse_result_lines,
+    repo_relative,
+    run_process,
+)
 
 DEFAULT_TIMEOUT = 300.0
 

@@ -32,8 +32,20 @@ from junitparser import Error, Failure, JUnitXml, Properties, Property, Skipped
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gepa_bot import evalkit
-from gepa_bot.evalsuite import (EvalSuite, Instance, InstanceResult, SuiteContext, SuiteError, Workdir,
-                                describe_process, failure, hash_files, repo_relative, run_process, truncate)
+from gepa_bot.evalsuite import (
+    EvalSuite,
+    Instance,
+    InstanceResult,
+    SuiteContext,
+    SuiteError,
+    Workdir,
+    describe_process,
+    failure,
+    hash_files,
+    repo_relative,
+    run_process,
+    truncate,
+)
 
 SCORE_PROPERTY = "gepa_score"
 FEEDBACK_PROPERTY = "gepa_feedback"
@@ -286,7 +298,7 @@ def _captured_sections(text: str) -> list[tuple[str, str]]:
     """Non-empty sections of pytest's captured output (``---- Captured Out ----`` blocks), labelled."""
     parts = _CAPTURE_HEADER.split(text)
     sections = [("output", parts[0].strip())]
-    for name, body in zip(parts[1::2], parts[2::2]):
+    for name, body in zip(parts[1::2], parts[2::2], strict=False):
         sections.append((_CAPTURE_NAMES.get(name.lower(), name.lower()), body.strip()))
     return [(label, body) for label, body in sections if body]
 

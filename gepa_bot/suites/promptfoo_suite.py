@@ -29,8 +29,18 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gepa_bot.completion import chat
-from gepa_bot.evalsuite import (EvalSuite, Instance, InstanceResult, SuiteContext, SuiteError, Workdir, failure,
-                                hash_files, repo_relative, truncate)
+from gepa_bot.evalsuite import (
+    EvalSuite,
+    Instance,
+    InstanceResult,
+    SuiteContext,
+    SuiteError,
+    Workdir,
+    failure,
+    hash_files,
+    repo_relative,
+    truncate,
+)
 
 BASE_TYPES = ("equals", "contains", "icontains", "contains-any", "contains-all", "icontains-any",
               "icontains-all", "regex", "starts-with", "is-json", "contains-json", "levenshtein")

@@ -361,7 +361,14 @@ def _publish_result(ctx: Context, state: State, outputs: Outputs) -> str:
     repo = _repository(ctx)
     result = json.loads(Path(state.result_file).read_text(encoding="utf-8"))
     head = gh.branch_for(plan.base)
-    if verdict(result)["improved"]:
+    marker = gh.proposal_marker(result["best_files"])
+    declined = gh.declined_proposal(repo, head, marker) if verdict(result)["improved"] else None
+    pr: gh.PullRequest | None
+    if declined is not None and gh.find_open_pull(repo, head) is None:
+        ctx.emit(f"gepa-bot: #{declined.number} with this same proposal was closed without merging; not reopening "
+                 "it (a different proposal, after the prompts or evals change, opens a new pull request)")
+        operation, pr = "declined", None
+    elif verdict(result)["improved"]:
         try:
             gh.publish_branch(ctx.workspace, plan.base, result["best_files"],
                               f"gepa-bot: optimize prompts ({plan.reason})", ctx.remote_url, ctx.token)
@@ -369,9 +376,8 @@ def _publish_result(ctx: Context, state: State, outputs: Outputs) -> str:
             if (open_pr := gh.find_open_pull(repo, head)) is not None:
                 gh.post_comment(repo, open_pr.number, f"gepa-bot: {untrusted(str(exc), 500)}. {exc.fix}.")
             raise
-        pr: gh.PullRequest | None
-        operation, pr = gh.upsert_pull_request(repo, plan.base, head, ctx.config.output.pr_title, state.body,
-                                               ctx.config.output.labels)
+        operation, pr = gh.upsert_pull_request(repo, plan.base, head, ctx.config.output.pr_title,
+                                               f"{marker}\n{state.body}", ctx.config.output.labels)
     else:
         pr = gh.close_pull_request(repo, head, "Closing: after the latest run no candidate beats the prompts on "
                                                f"`{plan.base}` on the validation set.")
@@ -379,10 +385,14 @@ def _publish_result(ctx: Context, state: State, outputs: Outputs) -> str:
     if pr is not None:
         outputs.values.update({"pull-request-number": str(pr.number), "pull-request-url": pr.html_url,
                                "pull-request-operation": operation})
-    ctx.emit(f"gepa-bot: pull request {operation}" + (f": {pr.html_url}" if pr else ""))
+    if operation != "declined":
+        ctx.emit(f"gepa-bot: pull request {operation}" + (f": {pr.html_url}" if pr else ""))
+    else:
+        outputs.values["pull-request-operation"] = "none"
     if plan.pr_number is not None:
         v = outputs.values
         done = ("proposed improvements in " + v["pull-request-url"] if operation in ("created", "updated")
+                else f"the same proposal was declined in #{declined.number}" if declined is not None
                 else "no candidate beats the current prompts")
         gh.post_comment(repo, plan.pr_number, f"gepa-bot: {done} (validation {v['baseline-score']} → "
                                               f"{v['best-score']}, {v['rollouts-used']} rollouts).")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
+import json
 import os
 import posixpath
 import tempfile
@@ -29,6 +31,7 @@ DEFAULT_API_URL = "https://api.github.com"
 BRANCH_PREFIX = "gepa-bot/"
 BOT_NAME = "github-actions[bot]"
 BOT_EMAIL = "41898282+github-actions[bot]@users.noreply.github.com"
+BOT_CLOSED_MARKER = "\n<!-- gepa-bot:closed-by-bot -->"
 BODY_LIMIT = 65_536  # GitHub's limit for PR bodies and comments, in characters
 TRUNCATION_NOTE = "\n\n… (truncated: GitHub allows 65,536 characters)"
 WRITE_PERMISSIONS = ("admin", "maintain", "write")
@@ -304,15 +307,39 @@ def _already_exists(exc: GithubException) -> bool:
 
 def close_pull_request(gh_repo: Repository, head_branch: str, comment: str | None = None
                        ) -> PullRequest | None:
-    """Close the bot's open PR for ``head_branch`` (commenting why first); None if none is open."""
+    """Close the bot's open PR for ``head_branch`` (commenting why first); None if none is open.
+
+    The body gets BOT_CLOSED_MARKER in the same request, so a later run can tell the bot's own closing
+    from a human's decision (see declined_proposal).
+    """
     pr = find_open_pull(gh_repo, head_branch)
     if pr is None:
         return None
     if comment:
         post_comment(gh_repo, pr.number, comment)
     with _github(f"closing pull request #{pr.number}"):
-        pr.edit(state="closed")
+        pr.edit(state="closed", body=truncate(pr.body or "", BODY_LIMIT - len(BOT_CLOSED_MARKER)) + BOT_CLOSED_MARKER)
     return pr
+
+
+def proposal_marker(files: dict[str, str]) -> str:
+    """A hidden line that names a proposal by the content of its files (first line of the PR body)."""
+    digest = hashlib.sha256(json.dumps(files, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
+    return f"<!-- gepa-bot:proposal={digest} -->"
+
+
+def declined_proposal(gh_repo: Repository, head_branch: str, marker: str) -> PullRequest | None:
+    """A PR for ``head_branch`` with this very proposal that a human closed without merging, if any.
+
+    Like Renovate and Dependabot, the bot respects that decision: the same proposal is not opened again
+    (a different one, after the prompts or evals change, is).
+    """
+    with _github(f"listing closed pull requests of {gh_repo.full_name}"):
+        for pr in gh_repo.get_pulls(state="closed", head=f"{gh_repo.owner.login}:{head_branch}"):
+            body = pr.body or ""
+            if pr.merged_at is None and body.startswith(marker) and BOT_CLOSED_MARKER not in body:
+                return pr
+    return None
 
 
 def commenter_can_write(gh_repo: Repository, login: str) -> bool:

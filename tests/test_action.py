@@ -205,6 +205,27 @@ def test_push_creates_pr_then_rerun_updates_it_then_close_when_nothing_beats_bas
     out4 = h.run(h.env("schedule", event("schedule")))
     assert (out4["pull-request-operation"], out4["pull-request-number"]) == ("none", "")
 
+    # the bot closed that PR itself (not a human's decision): a helpful run proposes again, in a new PR
+    h.reply(IMPROVING)
+    out5 = h.run(h.env("schedule", event("schedule")))
+    assert out5["pull-request-operation"] == "created" and out5["pull-request-number"] != str(number)
+
+
+def test_a_proposal_a_human_closed_is_not_reopened(h):
+    out = h.run(h.env("push", push_event("prompts/main.txt")))
+    number = int(out["pull-request-number"])
+    pr = h.fake.issues[(FULL, number)]
+    assert pr.body.startswith("<!-- gepa-bot:proposal=")
+    sha = h.fake.branch_sha(FULL, "gepa-bot/main")
+    pr.state = "closed"  # a maintainer closes it without merging
+
+    out2 = h.run(h.env("schedule", event("schedule")))  # the nightly run finds the very same proposal
+    assert (out2["pull-request-operation"], out2["pull-request-number"]) == ("none", "")
+    assert h.open_pulls("gepa-bot/main") == [] and len(h.fake.pulls(OWNER, NAME)) == 1
+    assert h.fake.branch_sha(FULL, "gepa-bot/main") == sha  # nothing pushed either
+    assert any(f"#{number} with this same proposal was closed without merging" in line for line in h.lines)
+    assert h.comments_on(number) == []  # and no noise on the closed PR
+
 
 def test_a_humans_commit_on_the_bot_branch_is_never_overwritten(h):
     out = h.run(h.env("push", push_event("prompts/main.txt")))

@@ -280,8 +280,11 @@ def _plan_comment(ctx: Context, plan: Plan) -> State:
         return State(plan, stage="done", summary=plan.reason)
     gh.react(repo, plan.comment_id, "eyes")
     if plan.verb == "stop":
-        gh.post_comment(repo, plan.pr_number, "gepa-bot: stopped. A running optimization for this pull request is "
-                                              "cancelled by the workflow's concurrency group (`cancel-in-progress`).")
+        # This job cannot see whether another run was in progress: say what is true either way.
+        gh.post_comment(repo, plan.pr_number, "gepa-bot: `/gepa stop` received. If an optimization for this pull "
+                                              "request was running, the workflow's concurrency group "
+                                              "(`cancel-in-progress`) has cancelled it; nothing of gepa-bot's runs "
+                                              "for it now.")
         return State(plan, stage="done", summary="stop requested")
     pr = gh.get_pull(repo, plan.pr_number)
     if gh.is_fork_pull(pr):

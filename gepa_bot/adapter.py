@@ -38,6 +38,17 @@ class Split:
         self._val_set = set(self.val)
 
 
+@dataclass
+class SearchStatus:
+    """What a progress line shows besides the budget: val scores so far and what happened to proposals."""
+
+    baseline_val: float | None = None
+    best_val: float | None = None
+    val_passes: int = 0  # candidates scored on the whole val set (the baseline included)
+    proposals: int = 0  # children proposed (each then tried on a minibatch)
+    rejected_replies: int = 0  # reflection replies refused before any rollout
+
+
 # One row of the reflective dataset the reflection model reads, with gepa's suggested keys (one has a space).
 ReflectiveRecord = TypedDict("ReflectiveRecord", {"Inputs": dict[str, str], "Generated Outputs": str,
                                                   "Feedback": str, "score": float, "trace": Any})
@@ -54,7 +65,7 @@ class RepoAdapter(GEPAAdapter[str, InstanceResult, str]):
 
     def __init__(self, suite: EvalSuite, components: list[Component], repo: Path, split: Split, cache: EvalCache,
                  budget: Budget, runlog: RunLog, workers: int, scratch: Path,
-                 on_progress: Callable[[Budget], None] | None = None, repeats: int = 1,
+                 on_progress: Callable[[Budget, SearchStatus], None] | None = None, repeats: int = 1,
                  on_val_scored: Callable[[str], None] | None = None):
         self.suite, self.components, self.repo, self.split = suite, components, repo, split
         self.cache, self.budget, self.runlog, self.workers = cache, budget, runlog, workers
@@ -62,18 +73,28 @@ class RepoAdapter(GEPAAdapter[str, InstanceResult, str]):
         self.on_val_scored = on_val_scored  # told the hash of every candidate GEPA scores on the whole val set
         self.extra_train_failures = 0  # see paid_train_failures
         self.val_results: dict[tuple[str, str], InstanceResult] = {}  # (eval key, id) -> result, cache on or off
+        self.status = SearchStatus()
 
     def evaluate(self, batch: list[str], candidate: dict[str, str],
                  capture_traces: bool = False) -> EvaluationBatch[InstanceResult, str]:
         self.budget.reserve_rollouts(len(batch))
         results = self.results_for(candidate, batch)
-        if self.on_val_scored and set(batch) == set(self.split.val):
-            self.on_val_scored(candidate_hash(candidate))
+        if set(batch) == set(self.split.val):
+            self._record_val_pass(sum(results[i].score for i in batch) / len(batch))
+            if self.on_val_scored:
+                self.on_val_scored(candidate_hash(candidate))
         if self.on_progress:
-            self.on_progress(self.budget)
+            self.on_progress(self.budget, self.status)
         ordered = [results[i] for i in batch]
         return EvaluationBatch(outputs=[r.output or "" for r in ordered], scores=[r.score for r in ordered],
                                trajectories=ordered if capture_traces else None)
+
+    def _record_val_pass(self, mean: float) -> None:
+        status = self.status
+        status.val_passes += 1
+        if status.baseline_val is None:
+            status.baseline_val = mean
+        status.best_val = mean if status.best_val is None else max(status.best_val, mean)
 
     def results_for(self, candidate: dict[str, str], ids: list[str]) -> dict[str, InstanceResult]:
         """Cached results where we have them; the rest executed (in parallel), logged and cached.

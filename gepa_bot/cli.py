@@ -13,6 +13,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from gepa_bot.adapter import SearchStatus
 from gepa_bot.budget import Budget
 from gepa_bot.config import DEFAULT_CONFIG_NAME, LOCAL_MODEL, Config, load_config, with_overrides
 from gepa_bot.engine import optimize
@@ -206,28 +207,39 @@ def resume_note(run_dir: Path, rollouts: int) -> str | None:
     return note
 
 
+def status_line(budget: Budget, status: SearchStatus, total: int, elapsed: float) -> str:
+    """One plain progress line: rollouts, the val scores so far, what happened to proposals, time and ETA."""
+    line = (f"rollouts {budget.rollouts}/{total} ({budget.executed} executed, {budget.cache_hits} cached)")
+    if status.best_val is not None:
+        line += f"; val best {status.best_val:.3f} (baseline {status.baseline_val:.3f})"
+    line += (f"; {status.proposals} proposals, {max(0, status.val_passes - 1)} reached val, "
+             f"{status.rejected_replies} replies rejected; {elapsed:.0f}s")
+    if 0 < budget.rollouts < total:
+        line += f", ~{elapsed / budget.rollouts * (total - budget.rollouts):.0f}s left at this pace"
+    return line
+
+
 class _progress:
-    """A rich progress bar over rollouts (quiet when stderr is not a terminal)."""
+    """A rich progress bar over rollouts with the search's status (plain lines when stderr is not a terminal)."""
 
     def __init__(self, total: int):
         self.total, self.printed_step, self.started = total, 0, time.monotonic()
         self.progress = Progress(TextColumn("[bold]rollouts"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("cache hits {task.fields[hits]}"), TimeElapsedColumn(),
+                                 TimeElapsedColumn(), TextColumn("{task.fields[status]}"),
                                  console=err_console, transient=False, disable=not err_console.is_terminal)
-        self.task = self.progress.add_task("rollouts", total=total, hits=0)
+        self.task = self.progress.add_task("rollouts", total=total, status="")
 
     def __enter__(self):
         self.progress.start()
         return self.update
 
-    def update(self, budget: Budget) -> None:
-        self.progress.update(self.task, completed=budget.rollouts, hits=budget.cache_hits)
+    def update(self, budget: Budget, status: SearchStatus) -> None:
+        line = status_line(budget, status, self.total, time.monotonic() - self.started)
+        self.progress.update(self.task, completed=budget.rollouts, status=line.split("; ", 1)[-1])
         step = budget.rollouts * 10 // max(1, self.total)
         if not err_console.is_terminal and step > self.printed_step:  # CI logs: one plain line per 10%
             self.printed_step = step
-            click.echo(f"progress: rollouts {budget.rollouts}/{self.total} ({budget.executed} executed, "
-                       f"{budget.cache_hits} cached), reflection calls {budget.llm_calls}, "
-                       f"{time.monotonic() - self.started:.0f}s", err=True)
+            click.echo(f"progress: {line}", err=True)
 
     def __exit__(self, *exc: object) -> None:
         self.progress.stop()

@@ -56,7 +56,8 @@ def run_search(session: RunSession) -> dict[str, Any]:
     style = reflection_style(config.optimizer.reflection_style, config.models.reflection, reflection.get("api_base"))
     reflector = RationaleReflector(llm=session.llm, runlog=runlog, attempts=config.optimizer.reflection_attempts,
                                    style=style, response_format=edit_response_format(reflection["model"],
-                                                                                     reflection.get("api_base")))
+                                                                                     reflection.get("api_base")),
+                                   status=session.adapter.status)
     session.adapter.on_val_scored = reflector.accepted.add
     session.adapter.extra_train_failures = EXTRA_TRAIN_FAILURES if settings.proposer == "gepa_bot" else 0
     search_errors = SearchErrors()

@@ -24,6 +24,7 @@ from typing import Any
 
 from gepa.proposer.reflective_mutation.reflection_lm import ReflectionProposal
 
+from gepa_bot.adapter import SearchStatus
 from gepa_bot.budget import BudgetExhausted
 from gepa_bot.cache import candidate_hash
 from gepa_bot.completion import is_loopback
@@ -236,6 +237,7 @@ class RationaleReflector:
     errors: list[dict[str, str]] = field(default_factory=list)  # our own bugs: gepa would only log them
     tried: dict[tuple[str, str], list[tuple[str, str]]] = field(default_factory=dict)  # (parent, comp) -> (child, what)
     calls: int = 0  # proposals asked for so far; ``mixed`` alternates on it
+    status: SearchStatus | None = None  # counts for the progress line
 
     def reflect(self, candidate: dict[str, str], reflective_dataset: Mapping[str, Sequence[Mapping[str, Any]]],
                 components_to_update: list[str]) -> tuple[ReflectionProposal, RationaleReflector]:
@@ -268,6 +270,8 @@ class RationaleReflector:
                 self.tried.setdefault((parent_hash, name), []).append((child_hash, what))
             self.runlog.write("proposal", parent=parent_hash, child=child_hash, rationale=rationales,
                               texts=proposal.new_texts)
+            if self.status:
+                self.status.proposals += 1
         return proposal, self
 
     def failed_before(self, parent_hash: str, name: str) -> list[str]:
@@ -334,4 +338,6 @@ class RationaleReflector:
     def _reject(self, name: str, attempt: int, reason: str, reply: str = "") -> None:
         entry = {"component": name, "attempt": str(attempt), "reason": reason, "reply_excerpt": reply[:300]}
         self.rejected.append(entry)
+        if self.status:
+            self.status.rejected_replies += 1
         self.runlog.write("rejected_proposal", **entry)

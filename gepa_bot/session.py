@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gepa_bot.adapter import RepoAdapter, Split
+from gepa_bot.adapter import RepoAdapter, SearchStatus, Split
 from gepa_bot.budget import Budget
 from gepa_bot.cache import EvalCache
 from gepa_bot.config import Config
@@ -40,7 +40,7 @@ class RunSettings:
     cache_dir: Path
     transport: Transport = default_transport
     reflection_extra: dict[str, Any] = field(default_factory=dict)
-    on_progress: Callable[[Budget], None] | None = None
+    on_progress: Callable[[Budget, SearchStatus], None] | None = None
     use_cache: bool = True  # False re-executes every rollout (for benchmarks)
     only_files: str | None = None  # glob: optimize just these prompt files (e.g. from `/gepa optimize files=...`)
     models: dict[str, dict[str, Any]] | None = None  # pre-resolved litellm params per model string (e.g. a shared server)

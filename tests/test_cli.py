@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -40,6 +41,11 @@ def test_dry_run_writes_pr_body_and_result(tmp_path, mocked_litellm):
     assert (f"rollouts {budget['rollouts_used']}/30 ({budget['rollouts_executed']} executed, "
             f"{budget['cache_hits']} cached)") in result.output
     assert "resuming" not in result.output
+    # not a terminal: plain progress lines with the search's state, not 30 rollouts of silence
+    progress = [line for line in result.output.splitlines() if line.startswith("progress: rollouts ")]
+    assert len(progress) >= 3
+    assert re.search(r"; val best \d\.\d{3} \(baseline \d\.\d{3}\); \d+ proposals, \d+ reached val, \d+ replies "
+                     r"rejected; \d+s", progress[-1]), progress[-1]
 
     again = CliRunner().invoke(main, ["optimize", "--repo", str(repo), "--budget", "40", "--seed", "1",
                                       "--run-dir", str(tmp_path / "run"), "--dry-run", "--out", str(out)])
@@ -140,3 +146,18 @@ def test_init_scaffolds_a_config_and_a_starter_eval_that_speaks_the_protocol(tmp
     empty.mkdir()
     refused = CliRunner().invoke(main, ["init", "--repo", str(empty)])
     assert refused.exit_code == 2 and "found no prompt file" in refused.output and "--prompt" in refused.output
+
+
+def test_status_line_reads_like_a_sentence_and_estimates_the_rest():
+    from gepa_bot.adapter import SearchStatus
+    from gepa_bot.budget import Budget
+    from gepa_bot.cli import status_line
+
+    budget = Budget(max_rollouts=100)
+    budget.reserve_rollouts(40)
+    budget.record_eval(30, 10, 1.0)
+    status = SearchStatus(baseline_val=0.391, best_val=0.435, val_passes=3, proposals=5, rejected_replies=2)
+    assert status_line(budget, status, 100, 80.0) == (
+        "rollouts 40/100 (30 executed, 10 cached); val best 0.435 (baseline 0.391); 5 proposals, 2 reached val, "
+        "2 replies rejected; 80s, ~120s left at this pace")
+    assert "val best" not in status_line(Budget(max_rollouts=100), SearchStatus(), 100, 0.0)

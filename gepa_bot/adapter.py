@@ -116,7 +116,7 @@ class RepoAdapter(GEPAAdapter[str, InstanceResult, str]):
         missing = list(dict.fromkeys(i for i in ids if i not in results))
         if missing:
             results.update(self._execute(candidate, files, eval_key, missing))
-        self.budget.record_eval(len(missing), hits, time.monotonic() - started)
+        self.budget.record_eval(len(missing), hits, time.monotonic() - started, repeats=len(ids) - hits - len(missing))
         for instance_id in ids:
             if self.split.split_of(instance_id) == "val":
                 self.val_results[(eval_key, instance_id)] = results[instance_id]

@@ -27,6 +27,7 @@ class Budget:
     rollouts: int = 0
     executed: int = 0
     cache_hits: int = 0
+    repeats: int = 0  # an id named twice in one batch (gepa pads short epochs): run once, counted once more
     llm_calls: int = 0
     llm_replayed: int = 0
     prompt_tokens: int = 0
@@ -66,10 +67,11 @@ class Budget:
             self.cost_usd += cost
             self.llm_seconds += seconds
 
-    def record_eval(self, executed: int, cache_hits: int, seconds: float) -> None:
+    def record_eval(self, executed: int, cache_hits: int, seconds: float, repeats: int = 0) -> None:
         with self._lock:
             self.executed += executed
             self.cache_hits += cache_hits
+            self.repeats += repeats
             self.eval_seconds += seconds
 
     def should_stop(self) -> bool:
@@ -104,7 +106,7 @@ class Budget:
         total = self.elapsed()
         return {
             "rollouts_limit": self.max_rollouts, "rollouts_used": self.rollouts, "rollouts_executed": self.executed,
-            "cache_hits": self.cache_hits, "llm_calls": self.llm_calls, "llm_calls_replayed": self.llm_replayed,
+            "cache_hits": self.cache_hits, "repeats_in_batch": self.repeats, "llm_calls": self.llm_calls, "llm_calls_replayed": self.llm_replayed,
             "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
             "llm_cost_usd": round(self.cost_usd, 6), "max_llm_cost_usd": self.max_cost_usd,
             "wall_time_s": round(total, 3), "eval_time_s": round(self.eval_seconds, 3),

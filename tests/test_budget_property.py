@@ -52,7 +52,7 @@ def test_rollout_cap_and_accounting_hold_for_any_run_shape(shape, monkeypatch):
 
     assert budget["rollouts_used"] <= shape["rollouts"] == budget["rollouts_limit"]
     assert budget["rollouts_executed"] <= budget["rollouts_used"]
-    assert budget["rollouts_executed"] + budget["cache_hits"] == budget["rollouts_used"]
+    assert budget["rollouts_executed"] + budget["cache_hits"] + budget["repeats_in_batch"] == budget["rollouts_used"]
     keys = Counter((r["candidate"], r["split"], r["id"]) for r in rollouts)
     assert [k for k, n in keys.items() if n > 1] == []  # every logged rollout unique
     assert len(rollouts) == budget["rollouts_executed"] == len(executed)  # ... and each one really ran once
@@ -172,7 +172,7 @@ def test_a_padded_minibatch_naming_an_instance_twice_runs_it_once(tmp_path, monk
     assert len(batch.scores) == 4 and batch.scores[0] == batch.scores[2]
     assert len(list(counter.iterdir())) == 3 == len(list(read_records(tmp_path / "run", "rollout")))
     # the repeated id was neither executed again nor served by the cache
-    assert (budget.rollouts, budget.executed, budget.cache_hits) == (4, 3, 0)
+    assert (budget.rollouts, budget.executed, budget.cache_hits, budget.repeats) == (4, 3, 0, 1)
     adapter.evaluate(["i00", "i02", "i00", "i04"], seed)  # now all four come from the cache
     runlog.close()
     assert (budget.rollouts, budget.executed, budget.cache_hits) == (8, 3, 4)

@@ -106,7 +106,8 @@ class Budget:
         total = self.elapsed()
         return {
             "rollouts_limit": self.max_rollouts, "rollouts_used": self.rollouts, "rollouts_executed": self.executed,
-            "cache_hits": self.cache_hits, "repeats_in_batch": self.repeats, "llm_calls": self.llm_calls, "llm_calls_replayed": self.llm_replayed,
+            "cache_hits": self.cache_hits, "repeats_in_batch": self.repeats,
+            "llm_calls": self.llm_calls, "llm_calls_replayed": self.llm_replayed,
             "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
             "llm_cost_usd": round(self.cost_usd, 6), "max_llm_cost_usd": self.max_cost_usd,
             "wall_time_s": round(total, 3), "eval_time_s": round(self.eval_seconds, 3),

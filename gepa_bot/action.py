@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import secrets
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -22,94 +21,13 @@ from typing import Any
 import git
 
 from gepa_bot import github as gh
-from gepa_bot.config import DEFAULT_CONFIG_NAME, Config, load_config, with_overrides
+from gepa_bot.config import Config, load_config, with_overrides
 from gepa_bot.engine import evaluate_current, optimize
 from gepa_bot.errors import UserError
-from gepa_bot.redact import secret_values
 from gepa_bot.report import render, untrusted, verdict
 from gepa_bot.session import RunSettings
 from gepa_bot.trigger import Plan, plan_for
-
-
-@dataclass
-class Outputs:
-    """The action's outputs (see action.yml)."""
-
-    values: dict[str, str] = field(default_factory=lambda: {
-        "pull-request-number": "", "pull-request-url": "", "pull-request-operation": "none",
-        "best-score": "", "baseline-score": "", "rollouts-used": "0"})
-
-
-# --- environment ------------------------------------------------------------------------------------
-
-def env_input(env: Mapping[str, str], name: str, default: str = "") -> str:
-    """An action input: GEPA_BOT_<NAME> (composite mapping) or INPUT_<NAME> (docker actions, where GitHub keeps
-    the hyphen: INPUT_REFLECTION-MODEL)."""
-    key = name.upper()
-    for variable in (f"GEPA_BOT_{key.replace('-', '_')}", f"INPUT_{key}", f"INPUT_{key.replace('-', '_')}"):
-        if env.get(variable):
-            return env[variable]
-    return default
-
-
-@dataclass(frozen=True)
-class Inputs:
-    """The action's inputs (action.yml), read once from the environment."""
-
-    token: str = ""
-    config: str = DEFAULT_CONFIG_NAME
-    budget: str = ""
-    model: str = ""
-    reflection_model: str = ""
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> Inputs:
-        return cls(token=env_input(env, "token") or env.get("GITHUB_TOKEN", ""),
-                   config=env_input(env, "config", DEFAULT_CONFIG_NAME), budget=env_input(env, "budget"),
-                   model=env_input(env, "model"), reflection_model=env_input(env, "reflection-model"))
-
-
-def mask_secrets(env: Mapping[str, str], emit: Callable[[str], None]) -> None:
-    """Ask the runner to mask every secret-looking value we can see (shorter ones too: masking is cheap)."""
-    for value in secret_values(env, min_length=4):
-        for line in value.splitlines():  # a workflow command is one line: mask each line of a PEM key on its own
-            if len(line.strip()) >= 4:
-                emit(f"::add-mask::{line}")
-
-
-def print_untrusted(text: str, emit: Callable[[str], None]) -> None:
-    """Print text we do not control so the runner ignores any workflow commands inside it."""
-    marker = secrets.token_hex(16)
-    emit(f"::stop-commands::{marker}")
-    emit(text)
-    emit(f"::{marker}::")
-
-
-def log_line(text: str, limit: int) -> str:
-    """Text for one plain log line: no line breaks and no `::` that could start a workflow command.
-
-    No HTML escaping: the log is plain text ("Settings > Actions" must read as such).
-    """
-    value = " ".join(str(text).split())
-    if len(value) > limit:
-        value = value[: limit - 1] + "…"
-    return value.replace("::", ":\u200b:")
-
-
-def command_data(text: str, limit: int) -> str:
-    """Text as the data of a one-line workflow command (`::error::<data>`), with the runner's `%` escape."""
-    return log_line(text, limit).replace("%", "%25")
-
-
-def write_outputs(env: Mapping[str, str], outputs: Outputs, summary: str) -> None:
-    if env.get("GITHUB_OUTPUT"):
-        with open(env["GITHUB_OUTPUT"], "a", encoding="utf-8") as handle:
-            for name, value in outputs.values.items():
-                handle.write(f"{name}={value}\n")
-    if env.get("GITHUB_STEP_SUMMARY") and summary:
-        with open(env["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as handle:
-            handle.write(summary[: 1024 * 1024 - 1] + "\n")
-
+from gepa_bot.workflow import Inputs, Outputs, command_data, log_line, mask_secrets, print_untrusted, write_outputs
 
 # --- running ----------------------------------------------------------------------------------------
 #
@@ -186,6 +104,7 @@ def run_phase(phase: str, env: Mapping[str, str], emit: Callable[[str], None] = 
     ctx = _context(env, emit, github_kwargs, token_required=phase != "optimize")
     if phase == "plan":
         state = plan_phase(ctx)
+        write_plan_outputs(env, ctx, state)
     else:
         if not state_file.is_file():
             raise UserError(f"phase {phase}: no state file {state_file}", fix="run the plan phase first (action.yml)")
@@ -197,6 +116,36 @@ def run_phase(phase: str, env: Mapping[str, str], emit: Callable[[str], None] = 
             return
     state_file.parent.mkdir(parents=True, exist_ok=True)
     state_file.write_text(json.dumps(state.to_json()), encoding="utf-8")
+
+
+RUN_ARTIFACT = "gepa-bot-run"  # action.yml uploads the run directory under this name
+
+
+def full_report_where(env: Mapping[str, str]) -> str:
+    """Where a reviewer finds report-full.md: the run artifact action.yml uploads (the runner's disk is gone)."""
+    if not env.get("GITHUB_RUN_ID") or not env.get("GITHUB_REPOSITORY"):
+        return "in `report-full.md` in the run directory"
+    server = env.get("GITHUB_SERVER_URL", "https://github.com").rstrip("/")
+    url = f"{server}/{env['GITHUB_REPOSITORY']}/actions/runs/{env['GITHUB_RUN_ID']}"
+    return f"in `report-full.md` of the `{RUN_ARTIFACT}` artifact of [this workflow run]({url})"
+
+
+def write_plan_outputs(env: Mapping[str, str], ctx: Context, state: State) -> None:
+    """What action.yml's cache and artifact steps need: whether anything runs, where, and the cache scope.
+
+    The cache is restored only from runs on the same branch (``scope``): an optimization of a PR branch
+    never feeds scores into the default branch's runs.
+    """
+    if not env.get("GITHUB_OUTPUT"):
+        return
+    config = load_config(ctx.config_path) if state.plan.pr_number is not None else ctx.config  # the PR's own
+    values = {"work": "true" if state.stage != "done" else "false", "scope": state.plan.base or "none",
+              "cache-dir": config.output.cache_dir, "run-dir": config.output.run_dir}
+    broken = [name for name, value in values.items() if "\n" in value or "\r" in value]
+    if broken:  # a line break would let the value write other step outputs
+        raise UserError(f"{ctx.config_path}: {', '.join(broken)} contains a line break", fix="use a plain path")
+    with open(env["GITHUB_OUTPUT"], "a", encoding="utf-8") as handle:
+        handle.writelines(f"{name}={value}\n" for name, value in values.items())
 
 
 def _state_file(env: Mapping[str, str]) -> Path:
@@ -330,7 +279,7 @@ def optimize_phase(ctx: Context, state: State) -> State:
         return state
     result = optimize(settings)
     originals = {p: (ctx.workspace / p).read_text(encoding="utf-8") for p in result["best_files"]}
-    body, full = render(result, originals)
+    body, full = render(result, originals, full_report_where(ctx.env))
     (settings.run_dir / "report-full.md").write_text(full, encoding="utf-8")
     print_untrusted(body, ctx.emit)
     for error in result.get("search_errors", []):

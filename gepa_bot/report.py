@@ -118,15 +118,19 @@ def lineage(result: dict[str, Any], index: int) -> list[int]:
     return list(reversed(chain))
 
 
-def render(result: dict[str, Any], original_files: dict[str, str], full_report_name: str = "report-full.md") -> tuple[str, str]:
-    """(PR body that fits GitHub's limit, complete report)."""
+FULL_REPORT_HERE = "in `report-full.md` in the run directory"
+
+
+def render(result: dict[str, Any], original_files: dict[str, str],
+           full_report_where: str = FULL_REPORT_HERE) -> tuple[str, str]:
+    """(PR body that fits GitHub's limit, complete report); ``full_report_where`` says where the latter is."""
     result = redact(result)
     full = _render(result, original_files, LADDER[0], None)
     for detail in LADDER:
-        body = _render(result, original_files, detail, full_report_name if detail is not LADDER[0] else None)
+        body = _render(result, original_files, detail, full_report_where if detail is not LADDER[0] else None)
         if len(body) <= BODY_BUDGET:
             return body, full
-    note = f"\n\n> Report cut to fit GitHub's limit; the complete report is in `{full_report_name}`.\n"
+    note = f"\n\n> Report cut to fit GitHub's limit; the complete report is {full_report_where}.\n"
     return body[: BODY_BUDGET - len(note)] + note, full
 
 

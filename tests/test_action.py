@@ -17,7 +17,7 @@ from pathlib import Path
 import litellm
 import pytest
 
-from gepa_bot import action
+from gepa_bot import action, workflow
 from toyrepo import make_toy_repo
 
 pytest_plugins = ["tests.fakegithub.fixtures"]
@@ -433,20 +433,30 @@ def test_missing_config_names_the_file(h, capsys):
 
 
 def test_inputs_are_read_once_from_composite_and_docker_style_names():
-    composite = action.Inputs.from_env({"GEPA_BOT_REFLECTION_MODEL": "openai/gpt-4o", "GEPA_BOT_BUDGET": "80",
+    composite = workflow.Inputs.from_env({"GEPA_BOT_REFLECTION_MODEL": "openai/gpt-4o", "GEPA_BOT_BUDGET": "80",
                                         "GITHUB_TOKEN": "ghs_x"})
     assert (composite.reflection_model, composite.budget, composite.token) == ("openai/gpt-4o", "80", "ghs_x")
     # docker actions get INPUT_<NAME> with the hyphen kept, as GitHub sets it
-    docker = action.Inputs.from_env({"INPUT_REFLECTION-MODEL": "openai/gpt-4o-mini", "INPUT_CONFIG": "ci/gepa.yml",
+    docker = workflow.Inputs.from_env({"INPUT_REFLECTION-MODEL": "openai/gpt-4o-mini", "INPUT_CONFIG": "ci/gepa.yml",
                                      "INPUT_TOKEN": "ghs_y"})
     assert (docker.reflection_model, docker.config, docker.token) == ("openai/gpt-4o-mini", "ci/gepa.yml", "ghs_y")
-    assert action.Inputs.from_env({}).config == ".gepa-bot.yml"
+    assert workflow.Inputs.from_env({}).config == ".gepa-bot.yml"
+
+
+def test_the_pr_body_links_the_run_artifact_for_the_full_report():
+    where = action.full_report_where({"GITHUB_RUN_ID": "42", "GITHUB_REPOSITORY": "octo/toy",
+                                      "GITHUB_SERVER_URL": "https://github.example"})
+    assert where == ("in `report-full.md` of the `gepa-bot-run` artifact of "
+                     "[this workflow run](https://github.example/octo/toy/actions/runs/42)")
+    # action.yml uploads the run directory under that very name
+    text = (Path(__file__).resolve().parent.parent / "action.yml").read_text()
+    assert f"name: {action.RUN_ARTIFACT}\n" in text and "path: ${{ steps.plan.outputs.run-dir }}" in text
 
 
 def test_every_line_of_a_multi_line_secret_is_masked_on_its_own():
     pem = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\nBKcwggSjAgEAAoIBAQC7\n-----END PRIVATE KEY-----"
     emitted: list[str] = []
-    action.mask_secrets({"APP_PRIVATE_KEY": pem, "PATH": "/usr/bin"}, emitted.append)
+    workflow.mask_secrets({"APP_PRIVATE_KEY": pem, "PATH": "/usr/bin"}, emitted.append)
     assert emitted == [f"::add-mask::{line}" for line in pem.splitlines()]
     assert all("\n" not in line for line in emitted)
 
@@ -605,7 +615,11 @@ def test_hostile_eval_cannot_find_the_token_in_the_three_phase_action(h, tmp_pat
     assert json.loads(report.read_text()) == [], "the eval found the token"
     state = (runner_temp / "gepa-bot-state" / "state.json").read_text()
     assert TOKEN not in state and json.loads(state)["stage"] == "publish"
-    assert read_outputs(env)["rollouts-used"] != "0"
+    outputs = read_outputs(env)
+    assert outputs["rollouts-used"] != "0"
+    # the plan phase told action.yml's cache and artifact steps what runs, where, and for which branch
+    assert (outputs["work"], outputs["scope"], outputs["cache-dir"], outputs["run-dir"]) == (
+        "true", "main", ".gepa-bot/cache", ".gepa-bot/run")
     # the optimize phase refuses to start when a token is in its environment
     refused = phase("optimize", with_token=True)
     assert refused.returncode == 2 and "must never hold the GitHub token" in refused.stdout

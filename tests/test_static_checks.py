@@ -131,7 +131,7 @@ def test_action_inputs_and_outputs():
     for name in outputs:
         assert data["outputs"][name]["value"] == f"${{{{ steps.{run['id']}.outputs.{name} }}}}"
     # every output the action writes is declared, and the other way round
-    from gepa_bot.action import Outputs
+    from gepa_bot.workflow import Outputs
     assert set(Outputs().values) == outputs
 
 

@@ -1,0 +1,93 @@
+"""The GitHub Actions runner's I/O: inputs, masks, workflow commands, step outputs and the job summary.
+
+Everything that crosses into the runner's log goes through here: secrets are masked first (every line
+of a multi-line secret), untrusted text is printed between `::stop-commands::` markers, and one-line
+messages cannot start a workflow command.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from gepa_bot.config import DEFAULT_CONFIG_NAME
+from gepa_bot.redact import secret_values
+
+
+@dataclass
+class Outputs:
+    """The action's outputs (see action.yml)."""
+
+    values: dict[str, str] = field(default_factory=lambda: {
+        "pull-request-number": "", "pull-request-url": "", "pull-request-operation": "none",
+        "best-score": "", "baseline-score": "", "rollouts-used": "0"})
+
+
+def env_input(env: Mapping[str, str], name: str, default: str = "") -> str:
+    """An action input: GEPA_BOT_<NAME> (composite mapping) or INPUT_<NAME> (docker actions, where GitHub keeps
+    the hyphen: INPUT_REFLECTION-MODEL)."""
+    key = name.upper()
+    for variable in (f"GEPA_BOT_{key.replace('-', '_')}", f"INPUT_{key}", f"INPUT_{key.replace('-', '_')}"):
+        if env.get(variable):
+            return env[variable]
+    return default
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """The action's inputs (action.yml), read once from the environment."""
+
+    token: str = ""
+    config: str = DEFAULT_CONFIG_NAME
+    budget: str = ""
+    model: str = ""
+    reflection_model: str = ""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Inputs:
+        return cls(token=env_input(env, "token") or env.get("GITHUB_TOKEN", ""),
+                   config=env_input(env, "config", DEFAULT_CONFIG_NAME), budget=env_input(env, "budget"),
+                   model=env_input(env, "model"), reflection_model=env_input(env, "reflection-model"))
+
+
+def mask_secrets(env: Mapping[str, str], emit: Callable[[str], None]) -> None:
+    """Ask the runner to mask every secret-looking value we can see (shorter ones too: masking is cheap)."""
+    for value in secret_values(env, min_length=4):
+        for line in value.splitlines():  # a workflow command is one line: mask each line of a PEM key on its own
+            if len(line.strip()) >= 4:
+                emit(f"::add-mask::{line}")
+
+
+def print_untrusted(text: str, emit: Callable[[str], None]) -> None:
+    """Print text we do not control so the runner ignores any workflow commands inside it."""
+    marker = secrets.token_hex(16)
+    emit(f"::stop-commands::{marker}")
+    emit(text)
+    emit(f"::{marker}::")
+
+
+def log_line(text: str, limit: int) -> str:
+    """Text for one plain log line: no line breaks and no `::` that could start a workflow command.
+
+    No HTML escaping: the log is plain text ("Settings > Actions" must read as such).
+    """
+    value = " ".join(str(text).split())
+    if len(value) > limit:
+        value = value[: limit - 1] + "…"
+    return value.replace("::", ":\u200b:")
+
+
+def command_data(text: str, limit: int) -> str:
+    """Text as the data of a one-line workflow command (`::error::<data>`), with the runner's `%` escape."""
+    return log_line(text, limit).replace("%", "%25")
+
+
+def write_outputs(env: Mapping[str, str], outputs: Outputs, summary: str) -> None:
+    if env.get("GITHUB_OUTPUT"):
+        with open(env["GITHUB_OUTPUT"], "a", encoding="utf-8") as handle:
+            for name, value in outputs.values.items():
+                handle.write(f"{name}={value}\n")
+    if env.get("GITHUB_STEP_SUMMARY") and summary:
+        with open(env["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as handle:
+            handle.write(summary[: 1024 * 1024 - 1] + "\n")

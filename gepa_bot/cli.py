@@ -97,6 +97,29 @@ def optimize_command(repo: Path, config_file: Path | None, dry_run: bool, fresh:
         sys.exit(1)
 
 
+@main.command("check")
+@click.option("--repo", type=click.Path(file_okay=False, path_type=Path), default=".", show_default=True)
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
+              help=f"Config file (default: <repo>/{DEFAULT_CONFIG_NAME}).")
+@click.option("--model", help="Task model (litellm string, or local/... for an embedded one).")
+@click.option("--reflection-model", help="Reflection model (litellm string).")
+def check_command(repo: Path, config_file: Path | None, **flags: Any) -> None:
+    """Check that a run can work: config, prompts, eval suite (a few val instances scored), models."""
+    from gepa_bot.doctor import run_checks
+
+    try:
+        repo = repo.resolve()
+        config_path = (config_file or repo / DEFAULT_CONFIG_NAME).resolve()
+        config = with_overrides(load_config(config_path), **flags)
+        findings = run_checks(resolve_paths(repo, config_path, None, config), lambda f: click.echo(f.line()))
+    except UserError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    problems = sum(1 for f in findings if f.level == "problem")
+    click.echo(f"{problems} problem(s) found" if problems else "ready: `gepa-bot optimize` can run")
+    sys.exit(1 if problems else 0)
+
+
 @main.command("init")
 @click.option("--repo", type=click.Path(file_okay=False, path_type=Path), default=".", show_default=True)
 @click.option("--prompt", "prompts", multiple=True, help="A prompt file (repeatable); default: detected.")

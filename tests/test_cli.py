@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from gepa_bot.cli import main
-from toyrepo import make_toy_repo
+from toyrepo import EVAL_PRELUDE, make_toy_repo
 
 REPLY = "Rationale: name the topics.\n\n````prompt\nClassify the ticket {ticket}.\nTopics: billing refund login\n````"
 
@@ -161,3 +161,36 @@ def test_status_line_reads_like_a_sentence_and_estimates_the_rest():
         "rollouts 40/100 (30 executed, 10 cached); val best 0.435 (baseline 0.391); 5 proposals, 2 reached val, "
         "2 replies rejected; 80s, ~120s left at this pace")
     assert "val best" not in status_line(Budget(max_rollouts=100), SearchStatus(), 100, 0.0)
+
+
+def test_check_reports_a_ready_repo_line_by_line_and_the_run_reuses_its_evals(tmp_path, mocked_litellm):
+    repo = make_toy_repo(tmp_path)
+    result = CliRunner().invoke(main, ["check", "--repo", str(repo)])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].startswith("ok       prompt prompts/main.txt: ") and "{ticket}" in lines[0]
+    assert "ok       eval suite: 6 train and 6 val instances" in result.output
+    assert sum("eval of val instance" in line for line in lines) == 3
+    assert "should mention" in result.output  # the toy eval's real feedback, shown as a newcomer needs it
+    assert re.search(r"ok +reflection model openai/\S+ answers", result.output)
+    assert lines[-1] == "ready: `gepa-bot optimize` can run"
+    # the sampled evals went through the cache: the run does not pay for them again
+    assert len(list((repo / ".gepa-bot" / "cache").rglob("*.json"))) == 3
+
+
+def test_check_flags_an_eval_that_prints_no_result_lines(tmp_path, mocked_litellm):
+    repo = make_toy_repo(tmp_path)
+    # lists its ids correctly, then prints plain text instead of result lines (a common first mistake)
+    (repo / "evals" / "eval.py").write_text(EVAL_PRELUDE + "for i in Path(os.environ['GEPA_BOT_IDS_FILE']).read_text()"
+                                            ".split():\n    print('scored', i, 'ok')\n")
+    result = CliRunner().invoke(main, ["check", "--repo", str(repo)])
+    assert result.exit_code == 1, result.output
+    assert "problem  the eval could not score any sampled instance" in result.output
+    assert "no result line for this id" in result.output
+    assert result.output.splitlines()[-1] == "1 problem(s) found"
+
+
+def test_check_with_a_broken_config_is_one_line_exit_2(tmp_path):
+    (tmp_path / ".gepa-bot.yml").write_text("prompts: [\n")
+    result = CliRunner().invoke(main, ["check", "--repo", str(tmp_path)])
+    assert result.exit_code == 2 and "invalid YAML at line" in result.output

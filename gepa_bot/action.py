@@ -21,7 +21,7 @@ from typing import Any
 import git
 
 from gepa_bot import github as gh
-from gepa_bot.config import Config, load_config, with_overrides
+from gepa_bot.config import DEFAULT_CONFIG_NAME, Config, load_config, with_overrides
 from gepa_bot.engine import evaluate_current, optimize
 from gepa_bot.errors import UserError
 from gepa_bot.report import render, untrusted, verdict
@@ -146,6 +146,21 @@ def write_plan_outputs(env: Mapping[str, str], ctx: Context, state: State) -> No
         raise UserError(f"{ctx.config_path}: {', '.join(broken)} contains a line break", fix="use a plain path")
     with open(env["GITHUB_OUTPUT"], "a", encoding="utf-8") as handle:
         handle.writelines(f"{name}={value}\n" for name, value in values.items())
+
+
+def run_footer(ctx: Context, plan: Plan, settings: RunSettings) -> str:
+    """The last line of the PR body: what triggered the run, on which commit, where its log is, how to rerun it."""
+    sha = git.Repo(ctx.workspace).head.commit.hexsha
+    config = settings.config
+    command = f"gepa-bot optimize --repo . --budget {config.budget.rollouts} --seed {config.optimizer.seed}"
+    if ctx.config_path.name != DEFAULT_CONFIG_NAME or ctx.config_path.parent != ctx.workspace:
+        command += f" --config {_relative(ctx.config_path, ctx.workspace)}"
+    parts = [f"Trigger: {untrusted(plan.reason, 200)}", f"base `{untrusted(plan.base or '', 100)}` at `{sha[:12]}`"]
+    if ctx.env.get("GITHUB_RUN_ID"):
+        server = ctx.env.get("GITHUB_SERVER_URL", "https://github.com").rstrip("/")
+        parts.append(f"[workflow run]({server}/{ctx.repo_name}/actions/runs/{ctx.env['GITHUB_RUN_ID']})")
+    parts.append(f"reproduce locally: `{untrusted(command, 300)}`")
+    return "\n\n---\n<sub>" + " · ".join(parts) + "</sub>\n"
 
 
 def _state_file(env: Mapping[str, str]) -> Path:
@@ -280,6 +295,7 @@ def optimize_phase(ctx: Context, state: State) -> State:
     result = optimize(settings)
     originals = {p: (ctx.workspace / p).read_text(encoding="utf-8") for p in result["best_files"]}
     body, full = render(result, originals, full_report_where(ctx.env))
+    body += run_footer(ctx, state.plan, settings)
     (settings.run_dir / "report-full.md").write_text(full, encoding="utf-8")
     print_untrusted(body, ctx.emit)
     for error in result.get("search_errors", []):
@@ -314,7 +330,9 @@ def _publish_result(ctx: Context, state: State, outputs: Outputs) -> str:
     result = json.loads(Path(state.result_file).read_text(encoding="utf-8"))
     head = gh.branch_for(plan.base)
     marker = gh.proposal_marker(result["best_files"])
-    declined = gh.declined_proposal(repo, head, marker) if verdict(result)["improved"] else None
+    # a human closed this very proposal: respected, unless a writer asks again with `/gepa optimize`
+    asked_again = plan.comment_id is not None and plan.verb == "optimize"
+    declined = gh.declined_proposal(repo, head, marker) if verdict(result)["improved"] and not asked_again else None
     pr: gh.PullRequest | None
     if declined is not None and gh.find_open_pull(repo, head) is None:
         ctx.emit(f"gepa-bot: #{declined.number} with this same proposal was closed without merging; not reopening "

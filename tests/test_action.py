@@ -177,6 +177,11 @@ def test_push_creates_pr_then_rerun_updates_it_then_close_when_nothing_beats_bas
     assert (pr.head_ref, pr.base_ref, pr.state, pr.labels) == ("gepa-bot/main", "main", "open", ["gepa-bot"])
     for section in ("### Changes", "### Per-instance results", "### Budget"):
         assert section in pr.body
+    # the last line says what triggered the run, on which commit, and how to reproduce it locally
+    main_sha = h.fake.branch_sha(FULL, "main")
+    footer = pr.body.rstrip().splitlines()[-1]
+    assert footer.startswith("<sub>Trigger: push changed prompts/main.txt · base `main` at `" + main_sha[:12] + "`")
+    assert "reproduce locally: `gepa-bot optimize --repo . --budget 60 --seed 0`" in footer
     summary = Path(env["GITHUB_STEP_SUMMARY"]).read_text()
     assert "### Changes" in summary
     assert any(line == f"gepa-bot: pull request created: {out['pull-request-url']}" for line in h.lines)
@@ -300,6 +305,12 @@ def test_optimize_comment_from_a_writer_opens_a_pr_into_the_pr_branch(h, feature
     assert bodies[0].startswith("gepa-bot: optimizing `feature` with a budget of 40 rollouts")
     assert "proposed improvements in " + out["pull-request-url"] in bodies[1]
     assert h.fake.read_file(OWNER, NAME, "feature", "prompts/main.txt") == "Route the support ticket {ticket} to a queue.\n"
+
+    # a maintainer closes the bot's PR; a writer's explicit `/gepa optimize` asks for it again
+    bot_pr.state = "closed"
+    again = comment_event(h, feature_pr.number, "/gepa optimize budget=40", "octocat")
+    out2 = h.run(h.env("issue_comment", again))
+    assert out2["pull-request-operation"] == "created" and out2["pull-request-number"] != out["pull-request-number"]
 
 
 def test_optimize_comment_on_the_bots_own_pr_updates_it_and_never_nests_branches(h):

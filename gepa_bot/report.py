@@ -36,12 +36,21 @@ LADDER = (Detail(200, 300, 400, 3000), Detail(60, 160, 200, 1500), Detail(25, 80
 
 
 def untrusted(text: Any, limit: int) -> str:
-    """Escape untrusted text for a Markdown table cell or HTML block: no tags, no pipes, no `::` commands."""
+    """Escape untrusted text for a Markdown table cell or HTML block: no tags, no pipes, no `::` commands,
+    no @-mentions (a zero-width space after `@`, as Dependabot does), no links, images or autolinks."""
     value = " ".join(str(text).split())
     if len(value) > limit:
         value = value[: limit - 1] + "…"
     value = html.escape(value, quote=False).replace("|", "\\|").replace("`", "'")
+    value = value.replace("[", "&#91;").replace("]", "&#93;").replace("@", "@\u200b")
+    value = re.sub(r"(?i)(://|www\.)", lambda m: m.group(0)[0] + "\u200b" + m.group(0)[1:], value)
     return value.replace("::", ":\u200b:")
+
+
+def fence_for(text: str, char: str = "`") -> str:
+    """A code fence longer than any run of ``char`` in ``text``: the block shows ``text`` byte for byte."""
+    longest = max((len(run) for run in re.findall(re.escape(char) + "+", text)), default=0)
+    return char * max(3, longest + 1)
 
 
 def untrusted_block(text: str, limit: int) -> str:
@@ -105,8 +114,8 @@ def file_diffs(result: dict[str, Any], original_files: dict[str, str], detail: D
         if not lines:
             continue
         cut = len(lines) - detail.max_diff_lines
-        diffs.append({"path": untrusted(path, 200), "diff": untrusted_block("\n".join(lines[: detail.max_diff_lines]), 10**9),
-                      "cut": max(cut, 0)})
+        diff = "\n".join(lines[: detail.max_diff_lines])  # byte-exact: only the fence adapts to it
+        diffs.append({"path": untrusted(path, 200), "diff": diff, "fence": fence_for(diff), "cut": max(cut, 0)})
     return diffs
 
 

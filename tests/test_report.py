@@ -109,3 +109,20 @@ def test_a_search_error_warning_appears_once_even_when_rows_are_cut():
     assert "more rows not shown" in body and "TypeError: boom" in body
     cut_line = next(line for line in body.splitlines() if "more rows not shown" in line)
     assert cut_line.startswith("_") and cut_line.endswith("._")
+
+
+def test_eval_and_llm_text_cannot_mention_link_or_embed_and_diffs_stay_byte_exact():
+    result, originals = make_result(feedback="ping @octocat see [docs](https://evil.example) ![x](http://t.example/p.png)"
+                                             " or www.evil.example")
+    new = "Answer in a ```json block.\n````\nnested\n````\n{question} @team\n"
+    result["best_files"] = {"p.txt": new}
+    result["candidates"][1]["components"] = {"p.txt": new}
+    body, _ = render(result, originals)
+    table = body.split("### Per-instance results")[1].split("###")[0]
+    assert "@octocat" not in table and "@\u200boctocat" in table  # no notification
+    assert "[docs](" not in table and "![x](" not in table  # no link, no image
+    assert "https://" not in table and "www.evil" not in table  # no autolink
+    # the diff is shown byte for byte: its fence is longer than any backtick run inside it
+    diff = body.split("<summary><code>p.txt</code></summary>")[1]
+    assert "`````diff\n" in diff and "+Answer in a ```json block.\n+````\n+nested\n+````\n+{question} @team\n" in diff
+    assert "\u200b" not in diff.split("`````diff\n")[1].split("\n`````")[0]

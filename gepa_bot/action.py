@@ -354,7 +354,8 @@ def _publish_result(ctx: Context, state: State, outputs: Outputs) -> str:
         operation = "closed" if pr else "none"
     if pr is not None:
         outputs.values.update({"pull-request-number": str(pr.number), "pull-request-url": pr.html_url,
-                               "pull-request-operation": operation})
+                               "pull-request-operation": operation, "pull-request-branch": pr.head.ref,
+                               "pull-request-head-sha": pr.head.sha})
     if operation != "declined":
         ctx.emit(f"gepa-bot: pull request {operation}" + (f": {pr.html_url}" if pr else ""))
     else:

@@ -21,6 +21,7 @@ class Outputs:
 
     values: dict[str, str] = field(default_factory=lambda: {
         "pull-request-number": "", "pull-request-url": "", "pull-request-operation": "none",
+        "pull-request-branch": "", "pull-request-head-sha": "",
         "best-score": "", "baseline-score": "", "rollouts-used": "0"})
 
 

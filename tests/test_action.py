@@ -167,6 +167,8 @@ def test_push_creates_pr_then_rerun_updates_it_then_close_when_nothing_beats_bas
     assert out["pull-request-operation"] == "created"
     number = int(out["pull-request-number"])
     assert out["pull-request-url"].endswith(f"/{FULL}/pull/{number}")
+    assert out["pull-request-branch"] == "gepa-bot/main"
+    assert out["pull-request-head-sha"] == h.fake.branch_sha(FULL, "gepa-bot/main")
     assert float(out["best-score"]) > float(out["baseline-score"])
     assert 0 < int(out["rollouts-used"]) <= 60
     # the improved prompt is on gepa-bot/main in the remote's bare repository; main is untouched

@@ -125,8 +125,8 @@ def test_action_inputs_and_outputs():
                                "GEPA_BOT_REFLECTION_MODEL": "${{ inputs.reflection-model }}"}
     for step in (plan, run):
         assert step["env"] == {"GEPA_BOT_CONFIG": "${{ inputs.config }}", "GEPA_BOT_TOKEN": "${{ inputs.token }}"}
-    outputs = {"pull-request-number", "pull-request-url", "pull-request-operation", "best-score", "baseline-score",
-               "rollouts-used"}
+    outputs = {"pull-request-number", "pull-request-url", "pull-request-operation", "pull-request-branch",
+               "pull-request-head-sha", "best-score", "baseline-score", "rollouts-used"}
     assert set(data["outputs"]) == outputs
     for name in outputs:
         assert data["outputs"][name]["value"] == f"${{{{ steps.{run['id']}.outputs.{name} }}}}"

@@ -11,12 +11,11 @@ task directory is a self-contained repo (it is copied to a temporary directory t
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
 from gepa_bot import evalkit
-
-import re
 
 DATA = Path(__file__).resolve().parent / "data.jsonl"
 PROMPT_FILE = Path("prompts/classify.txt")

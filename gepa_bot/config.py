@@ -91,7 +91,7 @@ class OutputConfig(Strict):
     cache_dir: str = ".gepa-bot/cache"
     pr_title: str = "gepa-bot: optimized prompts"
     labels: list[str] = Field(default_factory=lambda: ["gepa-bot"])
-    min_improvement: float = Field(default=0.0, ge=0, description="held-out gain needed to propose a change")
+    min_improvement: float = Field(default=0.0, ge=0, description="val gain needed for a PR (+ 2x noise)")
 
     _check_dirs = field_validator("run_dir", "cache_dir")(classmethod(lambda cls, v: repo_relative(v)))
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import html
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -66,9 +67,25 @@ def verdict(result: dict[str, Any]) -> dict[str, Any]:
     baseline = result["candidates"][result["baseline_candidate"]]
     best = result["candidates"][result["best_candidate"]]
     gain = best["val_mean"] - baseline["val_mean"]
-    improved = result["best_candidate"] != result["baseline_candidate"] and gain > result.get("min_improvement", 0.0)
+    noise = measured_noise(baseline, best)
+    needed = result.get("min_improvement", 0.0) + 2 * noise
+    improved = result["best_candidate"] != result["baseline_candidate"] and gain > needed
     return {"baseline": baseline["val_mean"], "best": best["val_mean"], "gain": gain, "improved": improved,
-            "n_val": len(result["split"]["val"])}
+            "noise": noise, "needed": needed, "n_val": len(result["split"]["val"])}
+
+
+def measured_noise(baseline: dict[str, Any], best: dict[str, Any]) -> float:
+    """The standard error of the val-mean difference, from the per-instance spread over eval repeats.
+
+    0 with ``optimizer.eval_repeats: 1`` (nothing measured). A gain must exceed min_improvement plus twice
+    this, so a non-deterministic eval cannot flip the PR open and closed from run to run.
+    """
+    ids = [i for i in best.get("val", {}) if i in baseline.get("val", {})]
+    if not ids:
+        return 0.0
+    variance = sum(((baseline["val"][i] or {}).get("stdev", 0.0) or 0.0) ** 2
+                   + ((best["val"][i] or {}).get("stdev", 0.0) or 0.0) ** 2 for i in ids)
+    return math.sqrt(variance) / len(ids)
 
 
 def suite_warnings(result: dict[str, Any]) -> list[str]:

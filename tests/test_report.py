@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 
+import pytest
+
 from gepa_bot.report import BODY_BUDGET, GITHUB_BODY_LIMIT, render, untrusted
 
 
@@ -126,3 +128,16 @@ def test_eval_and_llm_text_cannot_mention_link_or_embed_and_diffs_stay_byte_exac
     diff = body.split("<summary><code>p.txt</code></summary>")[1]
     assert "`````diff\n" in diff and "+Answer in a ```json block.\n+````\n+nested\n+````\n+{question} @team\n" in diff
     assert "\u200b" not in diff.split("`````diff\n")[1].split("\n`````")[0]
+
+
+def test_a_gain_inside_the_measured_noise_is_not_proposed():
+    from gepa_bot.report import verdict
+
+    result, _ = make_result()  # baseline 0.5 -> best 0.75 on 4 val instances
+    assert verdict(result)["improved"] and verdict(result)["noise"] == 0.0  # eval_repeats 1: nothing measured
+    for cand in result["candidates"]:
+        for entry in cand["val"].values():
+            entry["stdev"] = 0.5  # each instance flipped between 0 and 1 over the repeats
+    v = verdict(result)
+    assert v["noise"] == pytest.approx((4 * (0.25 + 0.25)) ** 0.5 / 4)
+    assert v["gain"] == pytest.approx(0.25) and v["needed"] == pytest.approx(2 * v["noise"]) and not v["improved"]

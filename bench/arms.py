@@ -9,7 +9,7 @@ held-out test split (which no arm ever sees).
 - ``best_of_n``: N feedback-free rewrites by the reflection model, N distinct samples (the LLM seam
   offsets the sampling seed on every repeat of the same request), each scored on the whole val split.
 - ``plain_gepa``: ``gepa.optimize`` with gepa's own default reflection prompt and full-text proposals.
-- ``gepa_bot``: gepa-bot as configured (edit-style reflection for the embedded model).
+- ``gepa_bot``: gepa-bot as configured (mixed-style reflection for the embedded model).
 - ``gepa_bot_nocache``: the same search with the eval cache off (reflection replies replayed).
 """
 

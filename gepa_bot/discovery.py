@@ -48,14 +48,26 @@ def placeholders_in(text: str) -> frozenset[str]:
 
 
 def placeholder_problem(original: str, candidate: str) -> str | None:
-    """Why ``candidate`` cannot replace ``original`` (dropped or invented placeholders), else None."""
+    """Why ``candidate`` cannot replace ``original`` (dropped, invented or repeated placeholders), else None.
+
+    A placeholder used more often than in the original is refused too: an LLM that "mentions" ``{question}``
+    in its prose would otherwise put the whole input into the prompt twice.
+    """
     before, after = placeholders_in(original), placeholders_in(candidate)
     problems = []
     if before - after:
         problems.append("drops placeholder(s) " + ", ".join(sorted(before - after)))
     if after - before:
         problems.append("adds unknown placeholder(s) " + ", ".join(sorted(after - before)))
+    counts_before, counts_after = _placeholder_counts(original), _placeholder_counts(candidate)
+    repeated = sorted(p for p in before & after if counts_after[p] > counts_before[p])
+    if repeated:
+        problems.append("repeats placeholder(s) " + ", ".join(repeated))
     return "; ".join(problems) or None
+
+
+def _placeholder_counts(text: str) -> Counter[str]:
+    return Counter(re.sub(r"\s+", "", match) for match in PLACEHOLDER.findall(text))
 
 
 def glob_matches(path: str, pattern: str) -> bool:

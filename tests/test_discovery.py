@@ -410,6 +410,12 @@ def test_placeholder_problem():
     assert invented is not None and "adds unknown placeholder(s) {extra}" in invented and "drops" not in invented
     both = placeholder_problem("{a} {b}", "{b} {c}")
     assert both == "drops placeholder(s) {a}; adds unknown placeholder(s) {c}"
+    # a real Qwen-1.5B rewrite from the bench: the prose "mentions" the placeholder, which would put the
+    # whole question into the prompt twice
+    echoed = "Solve this math word problem.\n\n{question}\n\nThe prompt now includes the placeholder {question}.\n"
+    assert placeholder_problem("Solve this math word problem.\n\n{question}\n", echoed) == (
+        "repeats placeholder(s) {question}")
+    assert placeholder_problem("{x} and {x}", "{x}, {x}") is None  # as often as before: fine
 
 
 # --- one glob matcher: push triggers and files= filters agree with discovery's Path.glob --------------

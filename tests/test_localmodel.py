@@ -535,7 +535,9 @@ def test_model_serve_prints_the_lines_that_point_an_eval_at_the_server(fake_llam
         assert evalkit.complete("Say hi.", req) == "positive"  # the fake server's fixed reply
     finally:
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=20) == 0
+        # stop() may take up to 15 s by design (SIGTERM, SIGKILL, reap); once in a full CI run the 20 s
+        # allowed here were not enough, so allow 60 s: the point is a clean exit, not its speed
+        assert proc.wait(timeout=60) == 0
 
 
 def test_a_local_model_name_in_a_hand_run_eval_says_what_to_start():

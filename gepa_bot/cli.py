@@ -155,6 +155,9 @@ def model_serve(name: str) -> None:
     from gepa_bot.localmodel import LocalModelUnavailable, local_model
     from gepa_bot.modelserver import LocalModelServer
 
+    # Ctrl-C stops the server even when this process was started with SIGINT ignored (as `cmd &` in a script
+    # or nohup do): an ignored SIGINT is inherited, and Python then never raises KeyboardInterrupt.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     spec = local_model(name)
     if spec is None:
         click.echo(f"error: --model {name}: not an embedded model. Fix: use local/qwen2.5-coder-1.5b or "

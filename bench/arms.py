@@ -27,21 +27,13 @@ from gepa_bot.budget import Budget, BudgetExhausted
 from gepa_bot.config import DEFAULT_CONFIG_NAME, LOCAL_MODEL, Config
 from gepa_bot.discovery import placeholders_in
 from gepa_bot.llm import LLM, LLMError, Transport, default_transport
-from gepa_bot.reflection import ProposalRejected, parse_reply
+from gepa_bot.reflection import SIMPLIFY_INSTRUCTIONS, ProposalRejected, parse_reply
 from gepa_bot.runlog import RUN_LOG_NAME, read_records
 from gepa_bot.session import RunSettings, open_session, select_components
 
 METHODS = ("seed", "best_of_n", "plain_gepa", "gepa_bot", "gepa_bot_nocache")
 
-REWRITE_INSTRUCTIONS = """Rewrite the prompt below so that a small language model answers it better.
-
-````prompt
-{current}
-````
-
-{placeholder_rule}
-Write the complete new prompt inside ONE fenced block that opens with ````prompt and closes with ````.
-Write nothing after the closing fence.{retry_note}"""
+REWRITE_INSTRUCTIONS = SIMPLIFY_INSTRUCTIONS  # the same request as the reflector's simplify kind
 
 
 @dataclass

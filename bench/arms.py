@@ -81,9 +81,11 @@ class Outcome:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def best_at(self, rollouts: int) -> dict[str, Any]:
-        """The val-best entry known within ``rollouts`` (ties: the earliest; the seed if nothing fits)."""
+        """The val-best entry known within ``rollouts`` (the seed if nothing fits). Ties as in gepa-bot's
+        ``val_best``, for every arm alike: the shorter prompt, then the earliest."""
         known = [t for t in self.trajectory if t["rollouts"] <= rollouts] or self.trajectory[:1]
-        return max(known, key=lambda t: t["val_score"] if t["val_score"] is not None else -1.0)
+        return max(enumerate(known), key=lambda k: (k[1]["val_score"] if k[1]["val_score"] is not None else -1.0,
+                                                    -sum(map(len, k[1]["candidate"].values())), -k[0]))[1]
 
 
 def make_config(task: Task, budget: int, seed: int, opts: BenchOptions) -> Config:

@@ -153,6 +153,13 @@ def _use_merge(config: Config, components: list[Component]) -> bool:
     return len(components) > 1 if merge == "auto" else bool(merge)
 
 
+def val_best(candidates: list[dict[str, Any]]) -> int:
+    """The index of the best val mean; at equal scores the shorter prompt (less to review, fewer tokens per call,
+    and in the bench the shorter of equal-val prompts held up better on test), then the earlier one."""
+    return max(range(len(candidates)), key=lambda i: (candidates[i]["val_mean"],
+                                                      -sum(map(len, candidates[i]["components"].values())), -i))
+
+
 def build_result(gepa_result: Any, session: RunSession, reflector: RationaleReflector) -> dict[str, Any]:
     """Everything the report and the PR need, JSON-serializable."""
     components, split, budget, settings = session.components, session.split, session.budget, session.settings
@@ -174,7 +181,7 @@ def build_result(gepa_result: Any, session: RunSession, reflector: RationaleRefl
                     for i, r in val_results.items()},
             "discovered_at_rollout": gepa_result.discovery_eval_counts[index],
         })
-    best = max(range(len(candidates)), key=lambda i: (candidates[i]["val_mean"], -i))
+    best = val_best(candidates)
     return {
         "version": 1,
         "components": [{"name": c.name, "path": c.path, "kind": c.kind, "key": c.key} for c in components],

@@ -181,3 +181,16 @@ def test_bench_end_to_end(tmp_path: Path):
         assert loaded and not (out / "score_vs_rollouts.png").exists()
     else:
         assert (out / "score_vs_rollouts.png").stat().st_size > 1000
+
+
+def test_best_at_picks_val_best_within_budget_shorter_on_ties():
+    from arms import Outcome
+
+    def entry(rollouts, score, text):
+        return {"rollouts": rollouts, "val_score": score, "candidate": {"p": text}}
+
+    outcome = Outcome([entry(10, 0.5, "the seed prompt"), entry(40, 0.5, "short"), entry(70, 0.7, "best but late")])
+    assert outcome.best_at(20)["candidate"] == {"p": "the seed prompt"}
+    assert outcome.best_at(50)["candidate"] == {"p": "short"}  # equal val: the shorter prompt
+    assert outcome.best_at(100)["candidate"] == {"p": "best but late"}
+    assert outcome.best_at(5)["candidate"] == {"p": "the seed prompt"}  # nothing fits: the seed

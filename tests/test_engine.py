@@ -329,3 +329,14 @@ def test_litellm_never_fetches_its_price_table_whatever_imports_it_first():
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "True"
     assert "model cost map" not in proc.stderr
+
+
+def test_val_best_prefers_the_higher_score_then_the_shorter_prompt_then_the_earlier():
+    from gepa_bot.engine import val_best
+
+    def cand(score, text):
+        return {"val_mean": score, "components": {"a": text, "b": "x"}}
+
+    assert val_best([cand(0.5, "seed prompt"), cand(0.6, "a much longer prompt than the seed")]) == 1
+    assert val_best([cand(0.5, "seed prompt text"), cand(0.5, "short"), cand(0.5, "long prompt text here")]) == 1
+    assert val_best([cand(0.5, "same"), cand(0.5, "also"), cand(0.4, "s")]) == 0

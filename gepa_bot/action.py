@@ -182,7 +182,8 @@ def _context(env: Mapping[str, str], emit: Callable[[str], None], github_kwargs:
     config_path = (workspace / inputs.config).resolve()
     if not config_path.is_relative_to(workspace):
         raise UserError(f"input 'config': {config_path} is outside the workspace", fix="use a path inside the repo")
-    return Context(env=env, inputs=inputs, workspace=workspace, config_path=config_path, config=load_config(config_path),
+    config = with_overrides(load_config(config_path), source="action inputs", **inputs.pull_request)
+    return Context(env=env, inputs=inputs, workspace=workspace, config_path=config_path, config=config,
                    repo_name=env["GITHUB_REPOSITORY"], token=token, emit=emit, github_kwargs=github_kwargs)
 
 
@@ -223,7 +224,10 @@ def plan_phase(ctx: Context) -> State:
     if plan.verb == "skip":
         return State(plan, stage="done", summary=f"gepa-bot skipped: {plan.reason}")
     if plan.pr_number is None:
-        plan.base = ctx.env.get("GITHUB_REF_NAME") or _checked_out_branch(ctx.workspace)
+        plan.base = ctx.config.output.base or ctx.env.get("GITHUB_REF_NAME") or _checked_out_branch(ctx.workspace)
+        if ctx.config.output.base:
+            _check_base_checked_out(ctx.workspace, plan.base)
+        plan.head = ctx.config.output.branch or gh.branch_for(plan.base)
         _repository(ctx)  # reach GitHub before spending rollouts: a bad token fails in seconds, not after the run
         return State(plan)
     return _plan_comment(ctx, plan)
@@ -255,9 +259,10 @@ def _plan_comment(ctx: Context, plan: Plan) -> State:
         gh.post_comment(repo, plan.pr_number, "gepa-bot: this pull request comes from a fork. Its code is never run "
                                               "with this repository's secrets; push the branch here to optimize it.")
         return State(plan, stage="done", summary="refused: fork pull request")
-    target = pr.head.ref
-    if target.startswith(gh.BRANCH_PREFIX):  # the bot's own proposal: work on its base, update it in place
-        target = pr.base.ref
+    target, plan.head = pr.head.ref, gh.branch_for(pr.head.ref)
+    if target.startswith(gh.BRANCH_PREFIX) or target == ctx.config.output.branch:
+        # the bot's own proposal: work on its base, update it in place
+        target, plan.head = pr.base.ref, pr.head.ref
         gh.post_comment(repo, plan.pr_number, f"gepa-bot: this is gepa-bot's own proposal; working on its base "
                                               f"`{untrusted(target, 100)}` and updating this pull request in place.")
     _checkout_pr_head(ctx, target)
@@ -267,6 +272,20 @@ def _plan_comment(ctx: Context, plan: Plan) -> State:
     gh.post_comment(repo, plan.pr_number, f"gepa-bot: optimizing `{untrusted(target, 100)}`"
                                           + (f" with a budget of {plan.budget} rollouts" if plan.budget else "") + "…")
     return State(plan)
+
+
+def _check_base_checked_out(workspace: Path, base: str) -> None:
+    """An explicit base must be what the workspace holds: the evals run on the checked-out files."""
+    repo = git.Repo(workspace)
+    for ref in (f"refs/heads/{base}", f"refs/remotes/origin/{base}"):
+        try:
+            if repo.commit(ref) == repo.head.commit:
+                return
+        except (git.BadName, ValueError):
+            continue
+    raise UserError(f"input 'base' (output.base): the workspace has {repo.head.commit.hexsha[:12]} checked out, not "
+                    f"the tip of {base!r}", fix=f"check out {base!r} (actions/checkout with `ref: {base}`) or drop "
+                    "the base setting to use the branch the workflow runs on")
 
 
 def _checkout_pr_head(ctx: Context, ref: str) -> None:
@@ -328,7 +347,7 @@ def _publish_result(ctx: Context, state: State, outputs: Outputs) -> str:
     assert plan.base and state.result_file
     repo = _repository(ctx)
     result = json.loads(Path(state.result_file).read_text(encoding="utf-8"))
-    head = gh.branch_for(plan.base)
+    head, out = plan.head or gh.branch_for(plan.base), ctx.config.output
     marker = gh.proposal_marker(result["best_files"])
     # a human closed this very proposal: respected, unless a writer asks again with `/gepa optimize`
     asked_again = plan.comment_id is not None and plan.verb == "optimize"
@@ -341,17 +360,22 @@ def _publish_result(ctx: Context, state: State, outputs: Outputs) -> str:
     elif verdict(result)["improved"]:
         try:
             gh.publish_branch(ctx.workspace, plan.base, result["best_files"],
-                              f"gepa-bot: optimize prompts ({plan.reason})", ctx.remote_url, ctx.token)
+                              f"gepa-bot: optimize prompts ({plan.reason})", ctx.remote_url, ctx.token, branch=head)
         except gh.ForeignCommits as exc:
             if (open_pr := gh.find_open_pull(repo, head)) is not None:
                 gh.post_comment(repo, open_pr.number, f"gepa-bot: {untrusted(str(exc), 500)}. {exc.fix}.")
             raise
-        operation, pr = gh.upsert_pull_request(repo, plan.base, head, ctx.config.output.pr_title,
-                                               f"{marker}\n{state.body}", ctx.config.output.labels)
+        operation, pr = gh.upsert_pull_request(
+            repo, plan.base, head, out.pr_title, f"{marker}\n{state.body}", out.labels, draft=out.draft,
+            reviewers=out.reviewers, team_reviewers=out.team_reviewers, assignees=out.assignees,
+            warn=lambda message: ctx.emit(f"::warning::{command_data(message, 2000)}"))
     else:
         pr = gh.close_pull_request(repo, head, "Closing: after the latest run no candidate beats the prompts on "
                                                f"`{plan.base}` on the validation set.")
         operation = "closed" if pr else "none"
+    if operation != "created" and operation != "updated" and out.delete_branch and \
+            gh.delete_bot_branch(ctx.workspace, plan.base, head, ctx.remote_url, ctx.token):
+        ctx.emit(f"gepa-bot: deleted the branch {head} (no open pull request of it)")
     if pr is not None:
         outputs.values.update({"pull-request-number": str(pr.number), "pull-request-url": pr.html_url,
                                "pull-request-operation": operation, "pull-request-branch": pr.head.ref,

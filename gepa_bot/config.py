@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -84,16 +85,44 @@ class OptimizerConfig(Strict):
     eval_repeats: int = Field(default=1, gt=0, le=10, description="run each eval N times; score = mean, spread reported")
 
 
+BRANCH_NAME = re.compile(r"^(?!-|/|.*(?:\.\.|//|@\{|\.lock$|/$|\.$))[^\x00-\x20~^:?*\[\\\x7f]+$")
+
+
+def _names(value: Any) -> Any:
+    """A list field given as one string (an action input): comma- or newline-separated names."""
+    if isinstance(value, str):
+        return [part.strip() for part in re.split(r"[,\n]", value) if part.strip()]
+    return value
+
+
 class OutputConfig(Strict):
-    """Where results go and what the pull request looks like."""
+    """Where results go and what the pull request looks like (the action's inputs of the same names override)."""
 
     run_dir: str = ".gepa-bot/run"
     cache_dir: str = ".gepa-bot/cache"
     pr_title: str = "gepa-bot: optimized prompts"
     labels: list[str] = Field(default_factory=lambda: ["gepa-bot"])
     min_improvement: float = Field(default=0.0, ge=0, description="val gain needed for a PR (+ 2x noise)")
+    draft: bool = Field(default=False, description="open the pull request as a draft")
+    reviewers: list[str] = Field(default_factory=list, description="logins asked to review a new pull request")
+    team_reviewers: list[str] = Field(default_factory=list, description="team slugs asked to review it")
+    assignees: list[str] = Field(default_factory=list, description="logins assigned to a new pull request")
+    branch: str | None = Field(default=None, description="the bot's branch (default gepa-bot/<base>)")
+    base: str | None = Field(default=None, description="the branch optimized and proposed to (default: the "
+                                                       "branch the workflow runs on)")
+    delete_branch: bool = Field(default=True, description="delete the bot's branch when no pull request of it "
+                                                          "is open any more (never one with commits by others)")
 
     _check_dirs = field_validator("run_dir", "cache_dir")(classmethod(lambda cls, v: repo_relative(v)))
+    _split_names = field_validator("labels", "reviewers", "team_reviewers", "assignees", mode="before")(
+        classmethod(lambda cls, v: _names(v)))
+
+    @field_validator("branch", "base")
+    @classmethod
+    def _branch_name(cls, value: str | None) -> str | None:
+        if value is not None and not BRANCH_NAME.match(value.removeprefix("refs/heads/")):
+            raise ValueError(f"{value!r} is not a valid git branch name")
+        return value.removeprefix("refs/heads/") if value else None
 
 
 class Config(Strict):
@@ -204,7 +233,9 @@ def _fix_hint(exc: ValidationError) -> str:
 
 
 OVERRIDABLE = {"budget": ("budget", "rollouts"), "model": ("models", "task"), "reflection_model": ("models", "reflection"),
-               "workers": ("optimizer", "workers"), "seed": ("optimizer", "seed")}
+               "workers": ("optimizer", "workers"), "seed": ("optimizer", "seed"),
+               **{name: ("output", name) for name in ("draft", "reviewers", "team_reviewers", "assignees", "labels",
+                                                     "branch", "base", "delete_branch")}}
 
 
 def with_overrides(config: Config, source: str = "command line", **values: Any) -> Config:

@@ -14,7 +14,7 @@ import os
 import posixpath
 import tempfile
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from io import BytesIO
 from pathlib import Path
 
@@ -239,7 +239,7 @@ def _keeps_remote(repo: git.Repo, remote_url: str, branch: str, env: dict[str, s
     Raises when the branch holds commits the bot did not make: a human's work is never overwritten.
     """
     repo.git.fetch("--quiet", remote_url, f"refs/heads/{branch}", env=env)
-    foreign = [c for c in repo.iter_commits(f"{base_sha}..{remote_sha}") if c.author.email != BOT_EMAIL]
+    foreign = _foreign_commits(repo, base_sha, remote_sha)
     if foreign:
         who = ", ".join(sorted({c.author.name or "?" for c in foreign}))
         raise ForeignCommits(f"refusing to overwrite {branch!r}: it has {len(foreign)} commit(s) the bot did not make "
@@ -247,6 +247,31 @@ def _keeps_remote(repo: git.Repo, remote_url: str, branch: str, env: dict[str, s
                           "then proposes again")
     remote = repo.commit(remote_sha)
     return [p.hexsha for p in remote.parents] == [base_sha] and remote.tree.hexsha == repo.commit(commit).tree.hexsha
+
+
+def _foreign_commits(repo: git.Repo, base_sha: str, tip_sha: str) -> list[git.Commit]:
+    return [c for c in repo.iter_commits(f"{base_sha}..{tip_sha}") if c.author.email != BOT_EMAIL]
+
+
+def delete_bot_branch(repo_dir: str | Path, base_branch: str, branch: str, remote_url: str, token: str) -> bool:
+    """Delete the bot's branch on the remote (its PR is closed, nothing is proposed); True if it was deleted.
+
+    Kept when it holds commits the bot did not make, and never the base or default branch. The push is
+    leased on the SHA just checked, so a commit pushed in between is not lost either.
+    """
+    repo, env = git.Repo(repo_dir), _auth_env(remote_url, token)
+    try:
+        remote_sha = _remote_branch_sha(repo, remote_url, branch, env)
+        if remote_sha is None or branch in (base_branch, _remote_default_branch(repo, remote_url, env)):
+            return False
+        repo.git.fetch("--quiet", remote_url, f"refs/heads/{branch}", env=env)
+        if _foreign_commits(repo, _resolve_base(repo, base_branch), remote_sha):
+            return False
+        repo.git.push("--quiet", f"--force-with-lease=refs/heads/{branch}:{remote_sha}", remote_url,
+                      f":refs/heads/{branch}", env=env)
+    except GitCommandError as exc:
+        raise _explain_git(exc, branch, token) from None
+    return True
 
 
 # ---- pull requests and comments ---------------------------------------------
@@ -277,10 +302,15 @@ def _update(pr: PullRequest, base: str, title: str, body: str) -> None:
 
 
 def upsert_pull_request(gh_repo: Repository, base: str, head_branch: str, title: str, body: str,
-                        labels: list[str] | tuple[str, ...] = ()) -> tuple[str, PullRequest]:
+                        labels: list[str] | tuple[str, ...] = (), *, draft: bool = False,
+                        reviewers: list[str] | tuple[str, ...] = (), team_reviewers: list[str] | tuple[str, ...] = (),
+                        assignees: list[str] | tuple[str, ...] = (), warn: Callable[[str], None] = print
+                        ) -> tuple[str, PullRequest]:
     """Update the bot's open PR for ``head_branch`` or create it; never duplicates.
 
-    Returns ``("updated" | "created", pr)``.
+    Labels are added on every run (idempotent). Reviewers and assignees are asked only when the PR is created,
+    like Dependabot and Renovate: an update never notifies them again. A reviewer or assignee GitHub refuses
+    (not a collaborator, a typo) is a warning, not a failed run. Returns ``("updated" | "created", pr)``.
     """
     body = truncate(body)
     pr = find_open_pull(gh_repo, head_branch)
@@ -289,7 +319,7 @@ def upsert_pull_request(gh_repo: Repository, base: str, head_branch: str, title:
         _update(pr, base, title, body)
     else:
         try:
-            pr = gh_repo.create_pull(base=base, head=head_branch, title=title, body=body)
+            pr = gh_repo.create_pull(base=base, head=head_branch, title=title, body=body, draft=draft)
             operation = "created"
         except GithubException as exc:
             pr = find_open_pull(gh_repo, head_branch) if _already_exists(exc) else None
@@ -297,7 +327,24 @@ def upsert_pull_request(gh_repo: Repository, base: str, head_branch: str, title:
                 raise explain(exc, f"opening a pull request from {head_branch} into {base}") from exc
             _update(pr, base, title, body)
     add_labels(pr, list(labels))
+    if operation == "created":
+        _ask_people(pr, list(reviewers), list(team_reviewers), list(assignees), warn)
     return operation, pr
+
+
+def _ask_people(pr: PullRequest, reviewers: list[str], teams: list[str], assignees: list[str],
+                warn: Callable[[str], None]) -> None:
+    if reviewers or teams:
+        try:
+            pr.create_review_request(reviewers=reviewers, team_reviewers=teams)
+        except GithubException as exc:
+            who = ", ".join(reviewers + [f"team {t}" for t in teams])
+            warn(str(explain(exc, f"requesting reviews from {who} on #{pr.number}")))
+    if assignees:
+        try:
+            pr.requester.requestJsonAndCheck("POST", f"{pr.issue_url}/assignees", input={"assignees": assignees})
+        except GithubException as exc:
+            warn(str(explain(exc, f"assigning #{pr.number} to {', '.join(assignees)}")))
 
 
 def _already_exists(exc: GithubException) -> bool:

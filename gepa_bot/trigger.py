@@ -32,7 +32,8 @@ class Plan:
     pr_number: int | None = None
     comment_id: int | None = None
     commenter: str | None = None
-    base: str | None = None
+    base: str | None = None  # the branch optimized and proposed to
+    head: str | None = None  # the bot's branch for it
 
 
 def parse_command(body: str) -> Plan | None:
@@ -80,7 +81,8 @@ def plan_for(event_name: str, event: Mapping[str, Any], config: Config, config_r
                     files=inputs.get("files") or None)
     if event_name == "push":
         ref = str(event.get("ref", ""))
-        if ref.startswith(f"refs/heads/{BRANCH_PREFIX}"):
+        if ref.startswith(f"refs/heads/{BRANCH_PREFIX}") or (
+                config.output.branch and ref == f"refs/heads/{config.output.branch}"):
             return Plan(verb="skip", reason="push to gepa-bot's own branch")
         changed = changed_paths(event)
         hits = sorted(p for p in changed if any(glob_matches(p, g) for g in relevant_patterns(config, config_rel)))

@@ -44,12 +44,19 @@ class Inputs:
     budget: str = ""
     model: str = ""
     reflection_model: str = ""
+    pull_request: dict[str, str] = field(default_factory=dict)  # PULL_REQUEST_INPUTS given (config overrides)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Inputs:
+        given = {name.replace("-", "_"): value for name in PULL_REQUEST_INPUTS if (value := env_input(env, name))}
         return cls(token=env_input(env, "token") or env.get("GITHUB_TOKEN", ""),
                    config=env_input(env, "config", DEFAULT_CONFIG_NAME), budget=env_input(env, "budget"),
-                   model=env_input(env, "model"), reflection_model=env_input(env, "reflection-model"))
+                   model=env_input(env, "model"), reflection_model=env_input(env, "reflection-model"),
+                   pull_request=given)
+
+
+# inputs that override `output:` fields of .gepa-bot.yml (lists: comma- or newline-separated)
+PULL_REQUEST_INPUTS = ("draft", "reviewers", "team-reviewers", "assignees", "labels", "branch", "base", "delete-branch")
 
 
 def mask_secrets(env: Mapping[str, str], emit: Callable[[str], None]) -> None:

@@ -207,6 +207,9 @@ def test_push_creates_pr_then_rerun_updates_it_then_close_when_nothing_beats_bas
     assert h.open_pulls("gepa-bot/main") == []
     closing = h.comments_on(number)
     assert len(closing) == 1 and "no candidate beats" in closing[0].body
+    # no open PR of it any more: the bot's branch goes too (input delete-branch, on by default)
+    assert h.fake.branch_sha(FULL, "gepa-bot/main") is None
+    assert "gepa-bot: deleted the branch gepa-bot/main (no open pull request of it)" in h.lines
 
     # and once closed, another useless run has nothing to close
     out4 = h.run(h.env("schedule", event("schedule")))
@@ -229,9 +232,12 @@ def test_a_proposal_a_human_closed_is_not_reopened(h):
     out2 = h.run(h.env("schedule", event("schedule")))  # the nightly run finds the very same proposal
     assert (out2["pull-request-operation"], out2["pull-request-number"]) == ("none", "")
     assert h.open_pulls("gepa-bot/main") == [] and len(h.fake.pulls(OWNER, NAME)) == 1
-    assert h.fake.branch_sha(FULL, "gepa-bot/main") == sha  # nothing pushed either
     assert any(f"#{number} with this same proposal was closed without merging" in line for line in h.lines)
     assert h.comments_on(number) == []  # and no noise on the closed PR
+    assert sha and h.fake.branch_sha(FULL, "gepa-bot/main") is None  # nothing pushed; the stale branch is gone
+
+    out3 = h.run(h.env("schedule", event("schedule")))  # and the decision still holds without the branch
+    assert out3["pull-request-operation"] == "none" and len(h.fake.pulls(OWNER, NAME)) == 1
 
 
 def test_a_humans_commit_on_the_bot_branch_is_never_overwritten(h):
@@ -249,6 +255,81 @@ def test_a_humans_commit_on_the_bot_branch_is_never_overwritten(h):
     assert h.fake.branch_sha(FULL, "gepa-bot/main") == human_sha
     (comment,) = h.comments_on(number)
     assert "refusing to overwrite" in comment.body and "delete the branch" in comment.body
+
+
+def test_a_branch_with_a_humans_commit_is_kept_when_its_pr_is_closed(h):
+    out = h.run(h.env("push", push_event("prompts/main.txt")))
+    work = h.workspace("gepa-bot/main")
+    (work / "notes.md").write_text("a reviewer's notes\n")
+    _commit_all(work, "reviewer: notes")
+    _git("push", "-q", str(h.fake.repos[FULL].git_dir), "gepa-bot/main:refs/heads/gepa-bot/main", cwd=work)
+    human_sha = h.fake.branch_sha(FULL, "gepa-bot/main")
+
+    h.reply(USELESS)
+    out2 = h.run(h.env("schedule", event("schedule")))
+    assert (out2["pull-request-operation"], out2["pull-request-number"]) == ("closed", out["pull-request-number"])
+    assert h.fake.branch_sha(FULL, "gepa-bot/main") == human_sha  # closed, but the human's commit is not deleted
+
+
+def test_pull_request_inputs_draft_reviewers_team_assignees_labels(h):
+    for login in ("alice", "bob"):
+        h.fake.set_permission(OWNER, NAME, login, "write")
+    inputs = {"GEPA_BOT_DRAFT": "true", "GEPA_BOT_REVIEWERS": "alice", "INPUT_TEAM-REVIEWERS": "prompt-owners",
+              "GEPA_BOT_ASSIGNEES": "bob", "GEPA_BOT_LABELS": "prompts,\nai"}
+    out = h.run(h.env("push", push_event("prompts/main.txt"), **inputs))
+    pr = h.fake.issues[(FULL, int(out["pull-request-number"]))]
+    assert (pr.draft, pr.requested_reviewers, pr.requested_teams, pr.assignees, pr.labels) == (
+        True, ["alice"], ["prompt-owners"], ["bob"], ["prompts", "ai"])
+
+    # an update never asks the same people again (no second notification)
+    asked = [r for r in h.fake.requests if r[0] == "POST" and r[1].endswith(("/requested_reviewers", "/assignees"))]
+    assert len(asked) == 2
+    h.run(h.env("schedule", event("schedule"), **inputs))
+    assert [r for r in h.fake.requests if r[0] == "POST" and r[1].endswith(("/requested_reviewers", "/assignees"))
+            ] == asked
+
+
+def test_a_reviewer_github_refuses_is_a_warning_not_a_failed_run(h):
+    out = h.run(h.env("push", push_event("prompts/main.txt"), GEPA_BOT_REVIEWERS="stranger"))
+    assert out["pull-request-operation"] == "created"
+    (warning,) = [line for line in h.lines if line.startswith("::warning::")]
+    assert "requesting reviews from stranger" in warning and "collaborators" in warning
+
+
+def test_branch_and_base_inputs(h):
+    _git("push", "-q", str(h.fake.repos[FULL].git_dir), "main:refs/heads/release", cwd=h.src)
+    work = h.workspace("release")
+    out = h.run(h.env("push", push_event("prompts/main.txt"), work=work, GEPA_BOT_BASE="release",
+                      GEPA_BOT_BRANCH="bots/prompts"))
+    pr = h.fake.issues[(FULL, int(out["pull-request-number"]))]
+    assert (pr.head_ref, pr.base_ref, out["pull-request-branch"]) == ("bots/prompts", "release", "bots/prompts")
+    assert h.fake.branch_sha(FULL, "gepa-bot/release") is None
+
+    # a push to that branch is the bot's own: skipped
+    payload = push_event("prompts/main.txt")
+    payload["ref"] = "refs/heads/bots/prompts"
+    h.counter_before = sorted(h.counter.iterdir())
+    out2 = h.run(h.env("push", payload, GEPA_BOT_BRANCH="bots/prompts"))
+    assert out2["pull-request-operation"] == "none" and sorted(h.counter.iterdir()) == h.counter_before
+
+
+def test_a_base_that_is_not_checked_out_is_a_clear_error(h, capsys):
+    work = h.workspace("main")
+    (h.src / "README.md").write_text("toy, later\n")
+    _commit_all(h.src, "later")
+    _git("push", "-q", str(h.fake.repos[FULL].git_dir), "main:refs/heads/dev", cwd=h.src)
+    code = action.main(h.env("schedule", event("schedule"), work=work, GEPA_BOT_BASE="dev"))
+    assert code == 2
+    (error,) = _error_lines(capsys)
+    assert "input 'base'" in error and "not the tip of 'dev'" in error and "ref: dev" in error
+    assert not h.eval_ran()
+
+
+def test_a_bad_branch_input_names_the_input(h, capsys):
+    code = action.main(h.env("schedule", event("schedule"), GEPA_BOT_BRANCH="bad..name"))
+    assert code == 2
+    (error,) = _error_lines(capsys)
+    assert "action inputs: branch" in error and "not a valid git branch name" in error
 
 
 def test_push_touching_only_the_readme_is_skipped(h):

@@ -123,8 +123,13 @@ def test_action_inputs_and_outputs():
     assert optimize["env"] == {**optimize["env"], "GEPA_BOT_CONFIG": "${{ inputs.config }}",
                                "GEPA_BOT_BUDGET": "${{ inputs.budget }}", "GEPA_BOT_MODEL": "${{ inputs.model }}",
                                "GEPA_BOT_REFLECTION_MODEL": "${{ inputs.reflection-model }}"}
+    # the pull request inputs (config overrides) reach the two phases that plan and publish, under GEPA_BOT_<NAME>
+    from gepa_bot.workflow import PULL_REQUEST_INPUTS
+    assert set(PULL_REQUEST_INPUTS) <= set(data["inputs"])
+    pull_request_env = {f"GEPA_BOT_{n.upper().replace('-', '_')}": f"${{{{ inputs.{n} }}}}" for n in PULL_REQUEST_INPUTS}
     for step in (plan, run):
-        assert step["env"] == {"GEPA_BOT_CONFIG": "${{ inputs.config }}", "GEPA_BOT_TOKEN": "${{ inputs.token }}"}
+        assert step["env"] == {"GEPA_BOT_CONFIG": "${{ inputs.config }}", "GEPA_BOT_TOKEN": "${{ inputs.token }}",
+                               **pull_request_env}
     outputs = {"pull-request-number", "pull-request-url", "pull-request-operation", "pull-request-branch",
                "pull-request-head-sha", "best-score", "baseline-score", "rollouts-used"}
     assert set(data["outputs"]) == outputs

@@ -126,6 +126,9 @@ class Issue:
     base_sha: str | None = None
     draft: bool = False
     maintainer_can_modify: bool = False
+    assignees: list[str] = field(default_factory=list)
+    requested_reviewers: list[str] = field(default_factory=list)
+    requested_teams: list[str] = field(default_factory=list)
     pr_id: int | None = None
 
 
@@ -624,6 +627,41 @@ class FakeGitHub:
         issue.updated_at = _now()
         return 200, [self._label_json(found, n) for n in issue.labels]
 
+    def _op_issues_add_assignees(self, request, token, owner, repo, issue_number):
+        found = self._repo(token, owner, repo, "issues", "write")
+        issue = self._issue(found, issue_number)
+        for item in (request.get_json() or {}).get("assignees", []):
+            login = item if isinstance(item, str) else item["login"]
+            # GitHub silently ignores users who cannot be assigned (no push access)
+            if self._level(found, login) in ("write", "maintain", "admin") and login not in issue.assignees:
+                issue.assignees.append(login)
+        issue.updated_at = _now()
+        return 201, self._issue_json(found, issue)
+
+    def _op_pulls_request_reviewers(self, request, token, owner, repo, pull_number):
+        found = self._repo(token, owner, repo, "pull_requests", "write")
+        pr = self._issue(found, pull_number, pull=True)
+        data = request.get_json() or {}
+        reviewers, teams = data.get("reviewers", []), data.get("team_reviewers", [])
+        if pr.user in reviewers:
+            raise ApiError(422, "Review cannot be requested from pull request author.")
+        strangers = [r for r in reviewers if r != found.owner and (found.full_name, r) not in self.permissions]
+        if strangers:
+            raise ApiError(422, "Reviews may only be requested from collaborators. One or more of the users or "
+                           "teams you specified is not a collaborator of the " + f"{found.full_name} repository.")
+        pr.requested_reviewers += [r for r in reviewers if r not in pr.requested_reviewers]
+        pr.requested_teams += [t for t in teams if t not in pr.requested_teams]
+        pr.updated_at = _now()
+        return 201, self._pull_json(found, pr, simple=True)
+
+    def _team_json(self, repo: Repo, slug: str, *, full: bool) -> dict:
+        api = f"{GITHUB_API}/organizations/1/team/{self._user_id(slug)}"
+        data = {"id": self._user_id(slug), "node_id": _node_id("T_kwDO", self._user_id(slug)), "url": api,
+                "members_url": f"{api}/members{{/member}}", "name": slug, "slug": slug, "description": None,
+                "permission": "push", "html_url": f"{GITHUB_WEB}/orgs/{repo.owner}/teams/{slug}",
+                "repositories_url": f"{api}/repos", "type": "organization"}
+        return {**data, "parent": None} if full else data
+
     def _op_issues_list_comments(self, request, token, owner, repo, issue_number):
         found = self._repo(token, owner, repo)
         self._issue(found, issue_number)
@@ -791,7 +829,9 @@ class FakeGitHub:
             "events_url": f"{api}/events", "html_url": web, "id": issue.id,
             "node_id": _node_id("I_kwDO", issue.id), "number": issue.number, "title": issue.title,
             "user": self._user_json(issue.user), "labels": [self._label_json(repo, n) for n in issue.labels],
-            "state": issue.state, "locked": False, "assignee": None, "assignees": [], "milestone": None,
+            "state": issue.state, "locked": False, "milestone": None,
+            "assignee": self._user_json(issue.assignees[0]) if issue.assignees else None,
+            "assignees": [self._user_json(a) for a in issue.assignees],
             "comments": len(comments), "created_at": issue.created_at, "updated_at": issue.updated_at,
             "closed_at": issue.closed_at, "author_association": self._association(repo, issue.user),
             "active_lock_reason": None, "body": issue.body, "closed_by": None,
@@ -845,8 +885,11 @@ class FakeGitHub:
             "number": pr.number, "state": pr.state, "locked": False, "title": pr.title,
             "user": self._user_json(pr.user), "body": pr.body,
             "created_at": pr.created_at, "updated_at": pr.updated_at, "closed_at": pr.closed_at,
-            "merged_at": None, "merge_commit_sha": None, "assignee": None, "assignees": [],
-            "requested_reviewers": [], "requested_teams": [],
+            "merged_at": None, "merge_commit_sha": None,
+            "assignee": self._user_json(pr.assignees[0]) if pr.assignees else None,
+            "assignees": [self._user_json(a) for a in pr.assignees],
+            "requested_reviewers": [self._user_json(r) for r in pr.requested_reviewers],
+            "requested_teams": [self._team_json(repo, t, full=simple) for t in pr.requested_teams],
             "labels": [self._label_json(repo, n) for n in pr.labels], "milestone": None,
             "draft": pr.draft, "commits_url": f"{api}/commits",
             "review_comments_url": f"{api}/comments",

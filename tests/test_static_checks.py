@@ -139,8 +139,9 @@ def test_action_inputs_and_outputs():
     assert set(data["inputs"]) >= {"config", "budget", "model", "reflection-model", "token", "python-version"}
     assert data["inputs"]["config"]["default"] == ".gepa-bot.yml"
     assert data["inputs"]["token"]["default"] == "${{ github.token }}"
-    phases = {s["run"].strip(): s for s in data["runs"]["steps"] if s.get("run", "").startswith("gepa-bot action")}
-    assert list(phases) == [f"gepa-bot action --phase {p}" for p in ("plan", "optimize", "publish")]
+    venv_bot = '"$RUNNER_TEMP/gepa-bot-venv/bin/gepa-bot"'
+    phases = {s["run"].strip(): s for s in data["runs"]["steps"] if s.get("run", "").startswith(venv_bot)}
+    assert list(phases) == [f"{venv_bot} action --phase {p}" for p in ("plan", "optimize", "publish")]
     plan, optimize, run = phases.values()
     # the step that runs the evals never gets the token; the two that talk to GitHub run no eval
     assert not any("token" in str(v).lower() or "TOKEN" in k for k, v in optimize["env"].items())
@@ -162,6 +163,25 @@ def test_action_inputs_and_outputs():
     # every output the action writes is declared, and the other way round
     from gepa_bot.workflow import Outputs
     assert set(Outputs().values) == outputs
+
+
+def test_the_action_installs_into_its_own_hash_locked_venv():
+    """The caller's job keeps its Python: setup-python without touching PATH, a venv in RUNNER_TEMP,
+    every requirement pinned with hashes, pip's cache keyed on the lock file."""
+    steps = _load(ACTION)["runs"]["steps"]
+    setup = next(s for s in steps if s.get("uses", "").startswith("actions/setup-python@"))
+    assert setup["with"]["update-environment"] is False
+    install = next(s for s in steps if s.get("name", "").startswith("Install gepa-bot"))
+    assert "--require-hashes" in install["run"] and 'requirements.lock"' in install["run"]
+    assert '--no-deps "$GITHUB_ACTION_PATH"' in install["run"] and install["env"]["VENV"].startswith("${{ runner.temp }}")
+    assert not any(re.search(r"(^|\s)(python|pip)3? -m pip install", s.get("run", "")) for s in steps)
+    cache = next(s for s in steps if s.get("uses", "").startswith("actions/cache@") and "pip" in s["with"]["path"])
+    assert "steps.lock.outputs.hash" in cache["with"]["key"]
+    lock = (ROOT / "requirements.lock").read_text()
+    pins = re.findall(r"^([A-Za-z0-9_.-]+)==\S+", lock, re.MULTILINE)
+    assert len(pins) > 20 and lock.count("--hash=sha256:") >= len(pins)
+    for dep in __import__("tomllib").loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]:
+        assert dep.lower() in lock.lower(), f"{dep} from pyproject.toml is not pinned in requirements.lock"
 
 
 def test_comment_workflow_guards():

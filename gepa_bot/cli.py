@@ -1,4 +1,5 @@
-"""`gepa-bot` command line: `optimize` runs GEPA on a repo and writes the PR body (dry run)."""
+"""`gepa-bot` command line: `optimize` runs GEPA on a repo and writes the PR body (--dry-run) or opens the PR;
+`publish` opens the PR for a finished run."""
 
 from __future__ import annotations
 
@@ -60,12 +61,15 @@ def main() -> None:
               help="Run directory (run log, result.json). An existing one is always resumed: its LLM replies are "
                    "replayed and its rollouts reused (use --fresh to start over).")
 @click.option("--fresh", is_flag=True, help="Start over: delete the run directory first (the eval cache is kept).")
-@click.option("--dry-run", is_flag=True, help="Write the PR body to --out instead of opening a PR.")
+@click.option("--dry-run", is_flag=True, help="Write the PR body only; without it the PR is opened or updated "
+                                              "afterwards (token from GITHUB_TOKEN; see `gepa-bot publish`).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Where to write the PR body.")
 def optimize_command(repo: Path, config_file: Path | None, dry_run: bool, fresh: bool, out: Path | None,
                      run_dir: Path | None, **flags: Any) -> None:
-    """Run GEPA on the repo's prompts using its own eval suite; write result.json and the PR body."""
+    """Run GEPA on the repo's prompts using its own eval suite; write result.json and the PR body, then
+    (without --dry-run) push the best prompts to the bot's branch and open or update ONE pull request."""
     try:
+        token = "" if dry_run else _token_out_of_the_environment(repo)
         result, body = run_optimize(repo, config_file, run_dir, out, flags, fresh=fresh)
     except UserError as exc:
         click.echo(f"error: {exc}", err=True)
@@ -86,15 +90,68 @@ def optimize_command(repo: Path, config_file: Path | None, dry_run: bool, fresh:
                "rejected before any rollout" + (f" (most often: {reasons[0]['count']}x {reasons[0]['reason']}"
                                                + (f"; {reasons[0]['hint']}" if reasons[0]["hint"] else "") + ")"
                                                if reasons else ""))
-    if not dry_run:
-        click.echo("note: opening a pull request is done by `gepa-bot action` in GitHub Actions; "
-                   "this run wrote the body only.", err=True)
     if result.get("search_errors"):
         for error in result["search_errors"]:
             click.echo(f"error: {error['where']}: {error['type']}: {error['message']}", err=True)
         click.echo(f"error: {len(result['search_errors'])} internal error(s) during the search (details in "
                    "gepa.log in the run directory); the results above may be incomplete", err=True)
         sys.exit(1)
+    if not dry_run:
+        _publish(repo, config_file, run_dir, token, flags)
+
+
+def _token_out_of_the_environment(repo: Path | None = None) -> str:
+    """The token (this process's environment then holds none); with ``repo``, also checks that its GitHub
+    repository can be told from `origin`: both fail before a single rollout is spent."""
+    from gepa_bot.publish import github_remote, take_token
+
+    token = take_token()
+    if repo is not None:
+        github_remote(repo.resolve())
+    return token
+
+
+def _publish(repo: Path, config_file: Path | None, run_dir: Path | None, token: str, flags: dict[str, Any],
+             github_repo: str | None = None, base: str | None = None) -> None:
+    from gepa_bot.publish import publish_run
+
+    repo = repo.resolve()
+    config_path = (config_file or repo / DEFAULT_CONFIG_NAME).resolve()
+    config = with_overrides(load_config(config_path), **flags)
+    settings = resolve_paths(repo, config_path, run_dir, config)
+    try:
+        outputs = publish_run(repo, config_path, config, settings.run_dir, token, github_repo=github_repo, base=base,
+                              emit=click.echo)
+    except UserError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    if outputs.values["pull-request-operation"] == "none":
+        click.echo("gepa-bot: no pull request opened (nothing beats the current prompts, or a human declined "
+                   "this same proposal)")
+
+
+@main.command("publish")
+@click.option("--repo", type=click.Path(file_okay=False, path_type=Path), default=".", show_default=True,
+              help="The repository's checkout (its `origin` names the GitHub repository).")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
+              help=f"Config file (default: <repo>/{DEFAULT_CONFIG_NAME}).")
+@click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="The finished run (result.json) to publish (default: output.run_dir of the config).")
+@click.option("--github-repo", help="OWNER/NAME (default: from the `origin` remote).")
+@click.option("--base", help="Branch to propose to (default: output.base, else the checked-out branch).")
+def publish_command(repo: Path, config_file: Path | None, run_dir: Path | None, github_repo: str | None,
+                    base: str | None) -> None:
+    """Push a finished run's best prompts to the bot's branch and open, update or close ONE pull request.
+
+    Runs no eval. The token comes from GITHUB_TOKEN (or GH_TOKEN); the API URL from GITHUB_API_URL, else
+    api.github.com (or <server>/api/v3 for GitHub Enterprise Server).
+    """
+    try:
+        token = _token_out_of_the_environment()
+    except UserError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    _publish(repo, config_file, run_dir, token, {}, github_repo, base)
 
 
 @main.command("check")

@@ -24,7 +24,7 @@ from gepa_bot import github as gh
 from gepa_bot.config import DEFAULT_CONFIG_NAME, Config, load_config, with_overrides
 from gepa_bot.engine import evaluate_current, optimize
 from gepa_bot.errors import UserError
-from gepa_bot.report import render, untrusted, verdict
+from gepa_bot.report import progress_lines, render, untrusted, verdict
 from gepa_bot.session import RunSettings
 from gepa_bot.trigger import Plan, plan_for
 from gepa_bot.workflow import Inputs, Outputs, command_data, log_line, mask_secrets, print_untrusted, write_outputs
@@ -311,7 +311,12 @@ def optimize_phase(ctx: Context, state: State) -> State:
         state.evaluation = evaluate_current(settings)
         state.stage = "publish"
         return state
-    result = optimize(settings)
+    ctx.emit("::group::gepa-bot: optimizing (one status line per 10% of the rollout budget)")
+    settings.on_progress = progress_lines(settings.config.budget.rollouts, lambda line: ctx.emit(log_line(line, 600)))
+    try:
+        result = optimize(settings)
+    finally:
+        ctx.emit("::endgroup::")
     originals = {p: (ctx.workspace / p).read_text(encoding="utf-8") for p in result["best_files"]}
     body, full = render(result, originals, full_report_where(ctx.env))
     body += run_footer(ctx, state.plan, settings)

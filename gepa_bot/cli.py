@@ -19,7 +19,7 @@ from gepa_bot.budget import Budget
 from gepa_bot.config import DEFAULT_CONFIG_NAME, LOCAL_MODEL, Config, load_config, with_overrides
 from gepa_bot.engine import optimize
 from gepa_bot.errors import UserError
-from gepa_bot.report import rejection_reasons, render, suite_warnings
+from gepa_bot.report import progress_lines, rejection_reasons, render, status_line, suite_warnings
 from gepa_bot.runlog import read_records
 from gepa_bot.session import RunSettings
 
@@ -290,23 +290,12 @@ def resume_note(run_dir: Path, rollouts: int) -> str | None:
     return note
 
 
-def status_line(budget: Budget, status: SearchStatus, total: int, elapsed: float) -> str:
-    """One plain progress line: rollouts, the val scores so far, what happened to proposals, time and ETA."""
-    line = (f"rollouts {budget.rollouts}/{total} ({budget.executed} executed, {budget.cache_hits} cached)")
-    if status.best_val is not None:
-        line += f"; val best {status.best_val:.3f} (baseline {status.baseline_val:.3f})"
-    line += (f"; {status.proposals} proposals, {max(0, status.val_passes - 1)} reached val, "
-             f"{status.rejected_replies} replies rejected; {elapsed:.0f}s")
-    if 0 < budget.rollouts < total:
-        line += f", ~{elapsed / budget.rollouts * (total - budget.rollouts):.0f}s left at this pace"
-    return line
-
-
 class _progress:
     """A rich progress bar over rollouts with the search's status (plain lines when stderr is not a terminal)."""
 
     def __init__(self, total: int):
-        self.total, self.printed_step, self.started = total, 0, time.monotonic()
+        self.total, self.started = total, time.monotonic()
+        self.plain = progress_lines(total, lambda line: click.echo(line, err=True))
         self.progress = Progress(TextColumn("[bold]rollouts"), BarColumn(), MofNCompleteColumn(),
                                  TimeElapsedColumn(), TextColumn("{task.fields[status]}"),
                                  console=err_console, transient=False, disable=not err_console.is_terminal)
@@ -319,10 +308,8 @@ class _progress:
     def update(self, budget: Budget, status: SearchStatus) -> None:
         line = status_line(budget, status, self.total, time.monotonic() - self.started)
         self.progress.update(self.task, completed=budget.rollouts, status=line.split("; ", 1)[-1])
-        step = budget.rollouts * 10 // max(1, self.total)
-        if not err_console.is_terminal and step > self.printed_step:  # CI logs: one plain line per 10%
-            self.printed_step = step
-            click.echo(f"progress: {line}", err=True)
+        if not err_console.is_terminal:  # CI logs: one plain line per 10%
+            self.plain(budget, status)
 
     def __exit__(self, *exc: object) -> None:
         self.progress.stop()

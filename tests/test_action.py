@@ -187,6 +187,11 @@ def test_push_creates_pr_then_rerun_updates_it_then_close_when_nothing_beats_bas
     summary = Path(env["GITHUB_STEP_SUMMARY"]).read_text()
     assert "### Changes" in summary
     assert any(line == f"gepa-bot: pull request created: {out['pull-request-url']}" for line in h.lines)
+    # the search's log is one collapsible group with a status line per 10% of the budget
+    group = h.lines[h.lines.index(next(x for x in h.lines if x.startswith("::group::gepa-bot: optimizing"))):]
+    group = group[:group.index("::endgroup::") + 1]
+    progress = [x for x in group if x.startswith("progress: rollouts ")]
+    assert 3 <= len(progress) <= 10 and "val best" in progress[-1], group
     first_sha = h.fake.branch_sha(FULL, "gepa-bot/main")
 
     # nightly rerun on a fresh runner: same PR updated, never a second one

@@ -25,15 +25,13 @@ import yaml
 from gepa_bot import engine
 from gepa_bot.budget import Budget, BudgetExhausted
 from gepa_bot.config import DEFAULT_CONFIG_NAME, LOCAL_MODEL, Config
-from gepa_bot.discovery import placeholders_in
-from gepa_bot.llm import LLM, LLMError, Transport, default_transport
-from gepa_bot.reflection import SIMPLIFY_INSTRUCTIONS, ProposalRejected, parse_reply
+from gepa_bot.llm import Transport, default_transport
+from gepa_bot.reflection import RationaleReflector
 from gepa_bot.runlog import RUN_LOG_NAME, read_records
 from gepa_bot.session import RunSettings, open_session, select_components
 
 METHODS = ("seed", "best_of_n", "plain_gepa", "gepa_bot", "gepa_bot_nocache")
 
-REWRITE_INSTRUCTIONS = SIMPLIFY_INSTRUCTIONS  # the same request as the reflector's simplify kind
 
 
 @dataclass
@@ -125,14 +123,6 @@ def best_of_n_count(budget: int, n_val: int) -> int:
     return max(0, budget // n_val - 1)
 
 
-def rewrite_messages(current: str, retry_note: str = "") -> list[dict[str, str]]:
-    kept = sorted(placeholders_in(current))
-    rule = ("Keep these placeholders exactly as written: " + ", ".join(kept) + ". Do not add other text in braces."
-            if kept else "Do not add any text in curly braces.")
-    return [{"role": "user", "content": REWRITE_INSTRUCTIONS.format(current=current, placeholder_rule=rule,
-                                                                   retry_note=retry_note)}]
-
-
 def run_best_of_n(task: Task, config: Config, run_dir: Path, opts: BenchOptions) -> Outcome:
     """Seed + N feedback-free rewrites, each scored on val in order; trajectory = after each candidate."""
     with open_session(settings_for(task, config, run_dir, opts)) as session:
@@ -140,9 +130,10 @@ def run_best_of_n(task: Task, config: Config, run_dir: Path, opts: BenchOptions)
         split, budget = session.split, session.budget
         n = best_of_n_count(config.budget.rollouts, len(split.val))
         seed = session.seed_candidate
-        rejected: list[dict[str, str]] = []
-        candidates = [seed] + [_rewritten(session.llm, seed, config.optimizer.reflection_attempts, rejected)
-                               for _ in range(n)]
+        reflector = RationaleReflector(llm=session.llm, runlog=session.runlog,
+                                       attempts=config.optimizer.reflection_attempts, style="mixed")
+        candidates = [seed] + [_rewritten(reflector, seed) for _ in range(n)]
+        rejected = reflector.rejected
         trajectory = []
         for cand in [c for c in candidates if c is not None]:
             try:
@@ -155,25 +146,11 @@ def run_best_of_n(task: Task, config: Config, run_dir: Path, opts: BenchOptions)
         return Outcome(trajectory, _budget_json(budget), rejected, {"n": n, "distinct_rewrites": distinct})
 
 
-def _rewritten(llm: LLM, seed: dict[str, str], attempts: int, rejected: list[dict[str, str]]) -> dict[str, str] | None:
-    child = {name: _rewrite(llm, text, attempts, rejected) or text for name, text in seed.items()}
+def _rewritten(reflector: RationaleReflector, seed: dict[str, str]) -> dict[str, str] | None:
+    """One best-of-N sample: every component rewritten by the reflector's own simplify request (the same
+    request, retries and rejection rules as gepa-bot's rewrite proposals), distinct by the LLM's sampling seed."""
+    child = {name: (p.text if (p := reflector.simplify(name, text)) else text) for name, text in seed.items()}
     return child if child != seed else None
-
-
-def _rewrite(llm: LLM, current: str, attempts: int, rejected: list[dict[str, str]]) -> str | None:
-    retry_note = ""
-    for attempt in range(1, attempts + 1):
-        try:
-            reply = llm.complete(rewrite_messages(current, retry_note), purpose="rewrite")
-        except LLMError as exc:
-            rejected.append({"attempt": str(attempt), "reason": f"LLM call failed: {exc}"})
-            return None
-        try:
-            return parse_reply(reply.text, current).text
-        except ProposalRejected as exc:
-            rejected.append({"attempt": str(attempt), "reason": str(exc), "reply_excerpt": reply.text[:300]})
-            retry_note = f"\n\nYour previous answer was rejected: {exc}. Follow the format exactly."
-    return None
 
 
 def _budget_json(budget: Budget) -> dict[str, Any]:

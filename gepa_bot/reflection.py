@@ -305,10 +305,15 @@ class RationaleReflector:
                 proposal.rationale = "Rewrote the prompt shorter and more direct for a small model, after wrong answers."
         return proposal
 
+    def simplify(self, name: str, current: str) -> Proposal | None:
+        """One feedback-free "rewrite it so a small model answers better" proposal (retries and rejection
+        rules as in the search); None when every attempt was rejected. The bench's best-of-N arm uses it."""
+        return self._propose_one(name, current, [], ReflectionProposal(new_texts={}), kind="simplify")
+
     def _propose_one(self, name: str, current: str, records: Sequence[Mapping[str, Any]],
-                     proposal: ReflectionProposal, parent_hash: str = "") -> Proposal | None:
+                     proposal: ReflectionProposal, parent_hash: str = "", kind: str | None = None) -> Proposal | None:
         retry_note = ""
-        kind = self.next_kind()
+        kind = kind or self.next_kind()
         params = {"response_format": self.response_format} if kind == "edit" and self.response_format else {}
         for attempt in range(1, self.attempts + 1):
             messages = self._messages(kind, name, current, records, retry_note, parent_hash)

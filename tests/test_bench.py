@@ -97,10 +97,11 @@ class SeedEcho:
     """A rewrite model that returns whatever its sampling seed makes it write, and records the seeds."""
 
     def __init__(self):
-        self.seeds = []
+        self.seeds, self.requests = [], []
 
     def __call__(self, model, messages, **params):
         self.seeds.append(params.get("seed"))
+        self.requests.append(messages[-1]["content"])
         current = messages[-1]["content"].split("````prompt\n", 1)[1].split("\n````", 1)[0]
         return Reply(text=f"````prompt\n{current}\nSample {params.get('seed')}.\n````")
 
@@ -118,6 +119,11 @@ def test_best_of_n_draws_distinct_samples(tmp_path: Path):
     assert n >= 3
     assert len(set(transport.seeds)) == len(transport.seeds) == n  # distinct sampling seeds...
     assert outcome.extra["distinct_rewrites"] == n  # ...so distinct rewrites
+    # one request, the reflector's own: best-of-N samples exactly what gepa-bot's rewrite proposals ask for
+    from gepa_bot.reflection import build_simplify_messages
+
+    seed_text = (task.repo / "prompts" / "main.txt").read_text()
+    assert set(transport.requests) == {build_simplify_messages(seed_text)[0]["content"]}
 
 
 def test_bench_end_to_end(tmp_path: Path):

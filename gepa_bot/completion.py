@@ -1,7 +1,7 @@
 """The one way gepa-bot calls a model: ``chat(model, messages, ...) -> Reply``.
 
-Used by the reflection LLM seam (gepa_bot/llm.py, which adds retries, the cost cap and replay), by
-evalkit inside eval processes, and by the promptfoo suite. Stdlib-only at import time, so an eval
+Used by the reflection LLM seam (gepa_bot/llm.py, which adds retries, the cost cap and replay) and by
+evalkit inside eval processes (the promptfoo suite lets promptfoo call its providers). Stdlib-only at import time, so an eval
 process that imports evalkit starts fast.
 
 - ``openai/<name>`` served on a loopback ``api_base`` (the embedded llama.cpp server, or any local

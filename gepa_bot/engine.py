@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, TextIO, cast
 
 import gepa
@@ -62,7 +63,7 @@ def run_search(session: RunSession) -> dict[str, Any]:
     session.adapter.extra_train_failures = EXTRA_TRAIN_FAILURES if settings.proposer == "gepa_bot" else 0
     search_errors = SearchErrors()
     try:
-        with (settings.run_dir / "gepa.log").open("a", encoding="utf-8") as gepa_log:
+        with _fresh_gepa_log(settings.run_dir).open("w", encoding="utf-8") as gepa_log:
             gepa_result = gepa.optimize(
                 seed_candidate=session.seed_candidate, trainset=session.split.train, valset=session.split.val,
                 adapter=session.adapter, **proposer_arguments(session, reflector),
@@ -85,6 +86,14 @@ def run_search(session: RunSession) -> dict[str, Any]:
     (settings.run_dir / RESULT_NAME).write_text(json.dumps(result, indent=2, ensure_ascii=False), encoding="utf-8")
     runlog.write("end", best=result["best_candidate"], budget=result["budget"])
     return result
+
+
+def _fresh_gepa_log(run_dir: Path) -> Path:
+    """gepa.log of this run; the previous run's (a resumed one) is kept as gepa.log.1, older ones dropped."""
+    path = run_dir / "gepa.log"
+    if path.exists():
+        path.replace(run_dir / "gepa.log.1")
+    return path
 
 
 def proposer_arguments(session: RunSession, reflector: RationaleReflector) -> dict[str, Any]:

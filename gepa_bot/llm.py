@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -18,7 +19,7 @@ from typing import Any
 from tenacity import RetryError, retry, retry_if_exception, stop_after_attempt, wait_exponential
 
 from gepa_bot.budget import Budget
-from gepa_bot.completion import Reply, chat
+from gepa_bot.completion import Reply, chat, is_loopback
 from gepa_bot.redact import redact
 from gepa_bot.runlog import RunLog
 
@@ -39,11 +40,14 @@ def default_transport(model: str, messages: Messages, **params: Any) -> Reply:
 
 def is_transient(exc: BaseException) -> bool:
     """Rate limits, timeouts, connection problems and 5xx are worth retrying."""
-    import litellm
-
+    if isinstance(exc, (TimeoutError, ConnectionError)):
+        return True
+    litellm = sys.modules.get("litellm")  # never imported: the error cannot be one of litellm's
+    if litellm is None:
+        return False
     transient = (litellm.RateLimitError, litellm.Timeout, litellm.APIConnectionError,
                  litellm.ServiceUnavailableError, litellm.InternalServerError, litellm.BadGatewayError)
-    return isinstance(exc, transient) or isinstance(exc, (TimeoutError, ConnectionError))
+    return isinstance(exc, transient)
 
 
 def worst_case_cost(model: str, prompt_chars: int, max_tokens: int) -> float:
@@ -101,7 +105,8 @@ class LLM:
             self.budget.record_llm(reply.prompt_tokens, reply.completion_tokens, 0.0, 0.0, replayed=True)
             return reply
         prompt_chars = sum(len(m.get("content", "")) for m in messages)
-        self.budget.check_llm_call(worst_case_cost(self.model, prompt_chars, int(call_params["max_tokens"])))
+        if not is_loopback(call_params.get("api_base")):  # a server on this machine is free (and needs no litellm)
+            self.budget.check_llm_call(worst_case_cost(self.model, prompt_chars, int(call_params["max_tokens"])))
         started = time.monotonic()
         reply = self._call_with_retries(messages, call_params)
         reply = dataclasses.replace(reply, text=redact(reply.text))  # the reply feeds proposals and reports

@@ -6,9 +6,10 @@ Every piece of text that leaves an eval process or an LLM reply passes through :
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -29,9 +30,24 @@ def _pattern(values: tuple[str, ...]) -> re.Pattern[str] | None:
     return re.compile("|".join(re.escape(v) for v in values)) if values else None
 
 
+_run_secrets: list[tuple[str, ...]] = []  # the innermost run's snapshot (see secrets_of_this_run)
+
+
+@contextlib.contextmanager
+def secrets_of_this_run() -> Iterator[tuple[str, ...]]:
+    """Scan the environment once for a whole run: inside, ``redact()`` uses that snapshot instead of
+    rescanning os.environ on every call (that scan was most of a large run's overhead). A run's environment
+    does not change while it runs; eval processes get it as it was at their start."""
+    _run_secrets.append(secret_values())
+    try:
+        yield _run_secrets[-1]
+    finally:
+        _run_secrets.pop()
+
+
 def redact(value: Any, env: Mapping[str, str] | None = None) -> Any:
     """``value`` with every secret replaced by ``***`` (strings, and strings inside lists/dicts)."""
-    pattern = _pattern(secret_values(env))
+    pattern = _pattern(_run_secrets[-1] if env is None and _run_secrets else secret_values(env))
     if pattern is None:
         return value
     return _walk(value, pattern)

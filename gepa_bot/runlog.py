@@ -3,6 +3,11 @@
 The log is the run's memory: ``--run-dir`` resume replays LLM replies from it (so a resumed run
 proposes the same candidates without paying again) and the eval cache supplies the rollouts.
 A torn last line (the process was killed mid-write) is ignored on reading.
+
+Every record is flushed to the operating system before ``write`` returns, so a killed process loses
+nothing. ``fsync`` (which only matters when the machine itself goes down) is group-committed: at most
+every ``FSYNC_INTERVAL_S`` seconds, and on close. That bounds the loss window of a machine crash to that
+interval instead of paying ~0.2 ms on every record.
 """
 
 from __future__ import annotations
@@ -19,10 +24,11 @@ from typing import Any
 from gepa_bot.redact import redact
 
 RUN_LOG_NAME = "run.jsonl"
+FSYNC_INTERVAL_S = 0.5
 
 
 class RunLog:
-    """Append-only JSONL file, flushed and fsynced per record; thread-safe."""
+    """Append-only JSONL file, flushed per record and fsynced in groups (see the module docstring); thread-safe."""
 
     def __init__(self, run_dir: Path):
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -31,6 +37,7 @@ class RunLog:
         self._repair_torn_tail()
         self._handle = self.path.open("a", encoding="utf-8")
         self._opened = time.time()
+        self._synced = time.monotonic()
 
     def _repair_torn_tail(self) -> None:
         """Drop a trailing partial line so new records start on a line of their own."""
@@ -49,11 +56,15 @@ class RunLog:
         with self._lock:
             self._handle.write(line + "\n")
             self._handle.flush()
-            os.fsync(self._handle.fileno())
+            if time.monotonic() - self._synced >= FSYNC_INTERVAL_S:
+                os.fsync(self._handle.fileno())
+                self._synced = time.monotonic()
 
     def close(self) -> None:
         with self._lock:
             if not self._handle.closed:
+                self._handle.flush()
+                os.fsync(self._handle.fileno())
                 self._handle.close()
 
 

@@ -26,6 +26,7 @@ from gepa_bot.discovery import Component, discover, glob_matches
 from gepa_bot.errors import UserError
 from gepa_bot.evalsuite import EvalSuite, Instance, InstanceResult, SuiteContext, SuiteError
 from gepa_bot.llm import LLM, Transport, default_transport, worst_case_cost
+from gepa_bot.redact import secrets_of_this_run
 from gepa_bot.runlog import RunLog, read_records
 
 
@@ -84,17 +85,17 @@ def open_session(settings: RunSettings, *, with_reflection: bool = True,
         runlog = RunLog(settings.run_dir)
         stack.callback(runlog.close)
         suite, task_model, reflection_model = stack.enter_context(open_suite(settings, with_reflection))
+        stack.enter_context(secrets_of_this_run())  # one scan of the environment, not one per record
         context = suite.context
         split = choose_split(list_instances(suite, settings), settings)
         if with_reflection:
             check_budget_fits(settings, split)
-            import litellm  # noqa: F401  (a cold import takes ~2 s: pay it before the wall-time clock starts)
-
             check_cost_cap_can_trigger(settings, reflection_model["model"])  # type: ignore[index]
         budget = make_budget(config, max_rollouts(split) if max_rollouts else None)
         context.deadline = budget.deadline()
         cache = EvalCache(settings.cache_dir, cache_fingerprint(suite, config.optimizer.eval_repeats),
                           enabled=settings.use_cache)
+        stack.callback(cache.close)
         restored = restore_logged_rollouts(settings.run_dir, cache) if settings.use_cache else 0
         adapter = RepoAdapter(suite, components, settings.repo, split, cache, budget, runlog,
                               config.optimizer.workers, settings.run_dir / "scratch", settings.on_progress,

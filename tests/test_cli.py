@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -175,7 +176,8 @@ def test_check_reports_a_ready_repo_line_by_line_and_the_run_reuses_its_evals(tm
     assert re.search(r"ok +reflection model openai/\S+ answers", result.output)
     assert lines[-1] == "ready: `gepa-bot optimize` can run"
     # the sampled evals went through the cache: the run does not pay for them again
-    assert len(list((repo / ".gepa-bot" / "cache").rglob("*.json"))) == 3
+    with sqlite3.connect(repo / ".gepa-bot" / "cache" / "cache.sqlite3") as db:
+        assert db.execute("SELECT count(*) FROM results").fetchone() == (3,)
 
 
 def test_check_flags_an_eval_that_prints_no_result_lines(tmp_path, mocked_litellm):

@@ -340,3 +340,31 @@ def test_val_best_prefers_the_higher_score_then_the_shorter_prompt_then_the_earl
     assert val_best([cand(0.5, "seed prompt"), cand(0.6, "a much longer prompt than the seed")]) == 1
     assert val_best([cand(0.5, "seed prompt text"), cand(0.5, "short"), cand(0.5, "long prompt text here")]) == 1
     assert val_best([cand(0.5, "same"), cand(0.5, "also"), cand(0.4, "s")]) == 0
+
+
+def test_cache_is_one_sqlite_store_and_still_reads_the_old_one_file_per_rollout_layout(tmp_path):
+    from gepa_bot.cache import EvalCache
+    from gepa_bot.evalsuite import InstanceResult
+
+    cache = EvalCache(tmp_path, "fp")
+    cache.put("c1", "val", InstanceResult(id="i1", score=0.5, feedback="half"))
+    assert cache.get("c1", "val", "i1").score == 0.5 and cache.get("c1", "train", "i1") is None
+    assert [p.name for p in tmp_path.iterdir() if not p.name.startswith("cache.sqlite3-")] == ["cache.sqlite3"]
+    legacy_key = cache.key("c0", "val", "i9")  # an entry written by an earlier version
+    (tmp_path / legacy_key[:2]).mkdir()
+    (tmp_path / legacy_key[:2] / f"{legacy_key}.json").write_text(
+        json.dumps(InstanceResult(id="i9", score=1.0, feedback="ok").to_json()))
+    assert cache.get("c0", "val", "i9").feedback == "ok" and cache.contains("c0", "val", "i9")
+    cache.close()
+    reopened = EvalCache(tmp_path, "fp")  # another process (or a resumed run) sees every committed put
+    assert reopened.get("c1", "val", "i1").feedback == "half" and (reopened.hits, reopened.misses) == (1, 0)
+
+
+def test_gepa_log_is_fresh_per_run_and_keeps_the_previous_one(toy, tmp_path):
+    repo, _counter = toy
+    settings = settings_for(repo, tmp_path, ScriptedReflection())
+    optimize(settings)
+    first = (tmp_path / "run" / "gepa.log").read_text()
+    optimize(settings)  # a resumed run
+    assert (tmp_path / "run" / "gepa.log.1").read_text() == first
+    assert len((tmp_path / "run" / "gepa.log").read_text()) <= len(first) * 1.5  # not appended: no doubling

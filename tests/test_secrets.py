@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import re
 import subprocess
 import sys
@@ -107,7 +108,8 @@ def test_no_secret_reaches_any_artifact_or_output(tmp_path):
                and json.loads(line)["id"] in ("i05", "i06")]
     assert crashed and all(r["failed"] and "exited with code 1" in r["feedback"] for r in crashed)
     assert all("auth failed with *** / ***" in r["feedback"] for r in crashed)
-    cached = [p.read_text() for p in cache_dir.rglob("*.json")]
+    with sqlite3.connect(cache_dir / "cache.sqlite3") as db:
+        cached = [value for (value,) in db.execute("SELECT value FROM results")]
     assert any("key=***" in text for text in cached)
     body, full = out.read_text(), (tmp_path / "run" / "report-full.md").read_text()
     assert "***" in body and "***" in full

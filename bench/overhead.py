@@ -45,7 +45,6 @@ class Reflector:
         from gepa_bot.llm import Reply
 
         self.calls += 1
-        current = messages[-1]["content"].split("````prompt\n", 1)[-1].split("\n````", 1)[0]
         rules = "\n".join(f"rule {k}" for k in range(self.calls))
         return Reply(text=f"Rationale: more rules.\n\n````prompt\nAnswer {{question}}.\n{rules}\n````")
 

@@ -211,7 +211,9 @@ def test_trigger_filters():
 def test_dockerfile():
     text = (ROOT / "Dockerfile").read_text()
     assert [line for line in text.splitlines() if line.startswith("FROM ")] == ["FROM python:3.11-slim"]
-    assert "install --yes --no-install-recommends git" in text and "pip install ." in text
+    assert "install --yes --no-install-recommends git" in text
+    assert "--require-hashes -r requirements.lock" in text and "--no-deps ." in text  # the action's own install
+    assert "scripts/install-local-model" in text and "GEPA_BOT_MODEL_DIR=" in text  # the defaults need the model
     assert 'ENTRYPOINT ["gepa-bot", "action"]' in text
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert ".git" in ignored and "tests" in ignored

@@ -76,6 +76,7 @@ class PromptfooSuiteConfig(BaseModel):
     grader: Literal["config", "task_model"] = Field(default="config", description="who grades llm-rubric and "
                                                     "other model-graded assertions")
     max_concurrency: int = Field(default=1, gt=0, le=64, description="promptfoo's -j, per promptfoo process")
+    max_tokens: int = Field(default=256, gt=0, description="with task_model: the answer's (and grader's) token cap")
     timeout: float = Field(default=600, gt=0, description="seconds per promptfoo process (one batch)")
     watch: list[str] = Field(default_factory=list, description="more globs whose content is part of the cache key "
                              "(assertion scripts, data the tests read); the loaded tests always are")
@@ -141,6 +142,7 @@ class PromptfooSuite(EvalSuite):
 
     def fingerprint_parts(self) -> list[str]:
         return ["promptfoo", self.version, self.config.config, self.config.providers, self.config.grader,
+                str(self.config.max_tokens),
                 json.dumps(self.tests, sort_keys=True, default=str),
                 *hash_files(self.context.repo, [self.config.config, *self.config.watch])]
 
@@ -221,8 +223,10 @@ class PromptfooSuite(EvalSuite):
         env = {**self.context.task_env(), **QUIET_ENV}
         if tmp is not None:
             env["PROMPTFOO_CONFIG_DIR"] = str(tmp / "promptfoo-home")  # no writes to ~/.promptfoo
-        if self.context.api_base and (self.config.providers == "task_model" or self.config.grader == "task_model"):
-            env.update(OPENAI_BASE_URL=self.context.api_base, OPENAI_API_KEY=self.context.api_key or "local")
+        if self.config.providers == "task_model" or self.config.grader == "task_model":
+            env.update(OPENAI_MAX_TOKENS=str(self.config.max_tokens), OPENAI_TEMPERATURE="0")
+            if self.context.api_base:
+                env.update(OPENAI_BASE_URL=self.context.api_base, OPENAI_API_KEY=self.context.api_key or "local")
         return env
 
     def _run(self, args: list[str], cwd: Path, timeout: float, tmp: Path | None = None) -> str:

@@ -62,6 +62,14 @@ def worst_case_cost(model: str, prompt_chars: int, max_tokens: int) -> float:
         return 0.0
 
 
+SEED_STRIDE = 1_000_003  # runs with seeds s and s+1 must not share sampling seeds (s + k would: s+1 == (s+1) + 0)
+
+
+def repeat_seed(seed: int, occurrence: int) -> int:
+    """The sampling seed of the ``occurrence``-th repeat of one request; a run's seeds never meet another's."""
+    return (seed * SEED_STRIDE + occurrence) % 2**31
+
+
 class LLM:
     """A model behind the seam, with budget accounting and replay from the run log."""
 
@@ -89,14 +97,15 @@ class LLM:
         """One completion: from the replay log if this exact request was answered before, else live.
 
         ``params`` add to or override the model parameters for this call. When the same request is made
-        again, its sampling ``seed`` (if any) is offset by the repeat count, so repeats draw new samples.
+        again, its sampling ``seed`` (if any) is offset by the repeat count, so repeats draw new samples (see
+        ``repeat_seed``: runs with other seeds never draw the same ones).
         """
         key = self.request_key(messages, params)
         occurrence = self._seen[key]
         self._seen[key] += 1
         call_params = {**self.params, **(params or {})}
-        if occurrence and isinstance(call_params.get("seed"), int):
-            call_params["seed"] = call_params["seed"] + occurrence
+        if isinstance(call_params.get("seed"), int):
+            call_params["seed"] = repeat_seed(call_params["seed"], occurrence)
         recorded = self._replay.get((key, occurrence))
         if recorded is not None:
             reply = Reply(text=recorded["text"], prompt_tokens=recorded.get("prompt_tokens", 0),

@@ -200,3 +200,19 @@ def test_best_at_picks_val_best_within_budget_shorter_on_ties():
     assert outcome.best_at(50)["candidate"] == {"p": "short"}  # equal val: the shorter prompt
     assert outcome.best_at(100)["candidate"] == {"p": "best but late"}
     assert outcome.best_at(5)["candidate"] == {"p": "the seed prompt"}  # nothing fits: the seed
+
+
+def test_best_of_n_runs_with_different_seeds_share_no_sample(tmp_path: Path):
+    """Bench seeds must be independent: seed 1's sampling seeds were seed 0's shifted by one (s + k), so two
+    'seeds' drew almost the same best-of-N samples."""
+    from arms import make_config, run_best_of_n
+
+    task = harness.find_tasks(["toy"], make_task(tmp_path))[0]
+    drawn = {}
+    for seed in (0, 1):
+        transport = SeedEcho()
+        opts = harness.BenchOptions(budgets=[30], task_model="openai/toy-task", reflection_model="openai/toy-reflection",
+                                    transport=transport, work_dir=tmp_path / f"work{seed}", log=lambda m: None)
+        run_best_of_n(task, make_config(task, 30, seed, opts), tmp_path / f"bon{seed}", opts)
+        drawn[seed] = set(transport.seeds)
+    assert drawn[0] and drawn[1] and not drawn[0] & drawn[1]

@@ -49,7 +49,8 @@ CONFIG = """# gepa-bot config written by `gepa-bot init` (every field: README "C
 prompts:
 {prompts}
 eval:
-  command: python evals/gepa_eval.py     # speaks the protocol: docs/eval-protocol.md
+  # the protocol: docs/eval-protocol.md; $GEPA_BOT_PYTHON is gepa-bot's Python (the eval imports gepa_bot.evalkit)
+  command: '"${{GEPA_BOT_PYTHON:-python}}" evals/gepa_eval.py'
   watch: ["evals/**"]
 budget:
   rollouts: 150

@@ -174,7 +174,10 @@ def test_repeated_identical_requests_draw_new_samples(tmp_path):
     for _ in range(3):
         llm.complete([{"role": "user", "content": "same request"}])
     runlog.close()
-    assert [c["seed"] for c in transport.calls] == [7, 8, 9]
+    from gepa_bot.llm import repeat_seed
+
+    assert [c["seed"] for c in transport.calls] == [repeat_seed(7, k) for k in range(3)]
+    assert len({c["seed"] for c in transport.calls}) == 3
 
 
 def test_mixed_style_alternates_a_short_rewrite_and_an_edit(tmp_path):

@@ -235,8 +235,8 @@ def test_setup_errors_are_one_clear_line(stub, tmp_path):
         make_suite(repo, stub, "missing.yaml")
     with pytest.raises(SuiteError, match="task_model cannot use 'cohere/x'"):
         provider_id("cohere/x")
-    with pytest.raises(ValidationError):
-        PromptfooSuiteConfig(type="promptfoo", max_tokens=5)  # the native engine's option is gone
+    with pytest.raises(ValidationError, match="assertions"):
+        PromptfooSuiteConfig(type="promptfoo", assertions="native")  # unknown fields are errors
 
 
 def test_fingerprint_covers_the_promptfoo_version_and_the_loaded_tests(stub, tmp_path):

@@ -173,7 +173,8 @@ def check_command(repo: Path, config_file: Path | None, **flags: Any) -> None:
         click.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
     problems = sum(1 for f in findings if f.level == "problem")
-    click.echo(f"{problems} problem(s) found" if problems else "ready: `gepa-bot optimize` can run")
+    click.echo(f"{problems} problem(s) found" if problems else "ready: `gepa-bot optimize --dry-run` can run "
+               "(without --dry-run it also opens the pull request, with GITHUB_TOKEN set)")
     sys.exit(1 if problems else 0)
 
 
@@ -192,7 +193,7 @@ def init_command(repo: Path, prompts: tuple[str, ...]) -> None:
     for path in written:
         click.echo(f"wrote {path}")
     click.echo("next: put real cases in evals/gepa_cases.jsonl, adjust score() in evals/gepa_eval.py, try it with "
-               "`GEPA_BOT_MODE=list python evals/gepa_eval.py`, then run `gepa-bot optimize`")
+               "`GEPA_BOT_MODE=list python evals/gepa_eval.py`, then `gepa-bot check` and `gepa-bot optimize --dry-run`")
 
 
 @main.group("model")

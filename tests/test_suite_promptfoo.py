@@ -166,7 +166,7 @@ def test_the_candidate_prompt_is_read_from_the_workdir(stub, tmp_path):
     changed = suite.evaluate(workdir(repo, tmp_path / "b", broken), ["Double charge"])["Double charge"]
     assert baseline.score == 1.0 and changed.score == 1.0  # the stub answers by ticket: same JSON
     assert "Answer in one word" in stub.requests[-1][-1]["content"]
-    assert not (repo / ".gepa-bot-promptfoo-tests.json").exists()  # nothing left in the repo
+    assert not list(repo.glob(".gepa-bot-promptfoo-tests*"))  # nothing left in the repo
 
 
 def test_llm_rubric_javascript_transform_and_transform_vars(stub, tmp_path):
@@ -212,6 +212,17 @@ tests:
     assert js.score == 0.5 and "- [javascript]" in js.feedback
     chat = [m for m in stub.requests if any("avocado" in str(x.get("content")) for x in m)][-1]
     assert chat[0] == {"role": "system", "content": "You write tweets."}  # the chat-format prompt, as messages
+
+
+def test_parallel_batches_in_one_workdir_do_not_mix(stub, tmp_path):
+    """gepa-bot scores a candidate in `workers` concurrent batches in the same workdir."""
+    from gepa_bot.evalsuite import evaluate_parallel
+
+    repo = repo_copy(tmp_path, "support-triage")
+    suite = make_suite(repo, stub)
+    ids = [i.id for i in suite.list_instances()]
+    results = evaluate_parallel(suite, workdir(repo, tmp_path), ids, workers=2)
+    assert set(results) == set(ids) and all(r.trace and not r.failed for r in results.values())
 
 
 def test_a_broken_candidate_fails_only_that_batch(stub, tmp_path):

@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import secrets
 import shlex
 import shutil
 import subprocess
@@ -51,7 +52,7 @@ from gepa_bot.evalsuite import (
 )
 
 PROMPTFOO_VERSION = "0.121.20"  # what `npx` runs when no promptfoo is installed (the version gepa-bot tests)
-TESTS_FILE = ".gepa-bot-promptfoo-tests.json"
+TESTS_FILE = ".gepa-bot-promptfoo-tests-{}.json"
 ID_KEY = "gepa_bot_id"
 AUTO_DESCRIPTION = re.compile(r"^Row #\d+$")
 QUIET_ENV = {"PROMPTFOO_DISABLE_TELEMETRY": "1", "PROMPTFOO_DISABLE_UPDATE": "1", "PROMPTFOO_DISABLE_SHARING": "1",
@@ -179,7 +180,9 @@ class PromptfooSuite(EvalSuite):
             return results
         config_path = workdir.path / self.config.config
         with tempfile.TemporaryDirectory(prefix="gepa-bot-promptfoo-") as tmp:
-            tests_file = config_path.parent / TESTS_FILE  # next to the config: relative file:// paths still resolve
+            # next to the config (relative file:// paths still resolve); one file per batch: parallel workers share
+            # the workdir
+            tests_file = config_path.parent / TESTS_FILE.format(secrets.token_hex(6))
             selected = [{**self.tests[i], "metadata": {**(self.tests[i].get("metadata") or {}), ID_KEY: i}}
                         for i in known]
             tests_file.write_text(json.dumps(selected), encoding="utf-8")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -82,6 +82,10 @@ class OptimizerConfig(Strict):
         default="auto", description="edit: one small JSON edit per step (small models); rewrite: the whole prompt "
         "(strong models); mixed: alternate a short rewrite and an edit; auto: mixed for embedded/loopback models, "
         "rewrite for hosted ones")
+    warm_start_rewrites: Annotated[int, Field(ge=0, le=50)] | Literal["auto"] = Field(
+        default="auto", description="mixed style: the first N proposals are plain rewrites scored on the whole val "
+        "set, without the minibatch gate (what a best-of-N search does), before feedback-driven steps; auto: about "
+        "40% of the rollout budget; 0 turns it off")
     eval_repeats: int = Field(default=1, gt=0, le=10, description="run each eval N times; score = mean, spread reported")
 
 

@@ -11,7 +11,8 @@ of every candidate and refuse bad proposals before a single rollout is spent on 
 - ``mixed``: alternates a plain rewrite ("so that a small model answers it better") and an edit. Edits
   only ever add text; small task models often do better with shorter, more direct prompts, and small
   reflection models write those when the request is that plain. GEPA's minibatch check and the val
-  set decide which proposals stay, as for any other proposal.
+  set decide which proposals stay, as for any other proposal, except the first few (warm start): those
+  rewrites go to the val set without the minibatch gate, as in a best-of-N search (engine.ValGate).
 """
 
 from __future__ import annotations
@@ -237,6 +238,9 @@ class RationaleReflector:
     errors: list[dict[str, str]] = field(default_factory=list)  # our own bugs: gepa would only log them
     tried: dict[tuple[str, str], list[tuple[str, str]]] = field(default_factory=dict)  # (parent, comp) -> (child, what)
     calls: int = 0  # proposals asked for so far; ``mixed`` alternates on it
+    warm_start_rewrites: int = 0  # the first N reflections are plain rewrites that skip the minibatch gate
+    reflections: int = 0
+    ungated: set[str] = field(default_factory=set)  # candidate hashes of warm-start rewrites: scored on val as is
     status: SearchStatus | None = None  # counts for the progress line
 
     def reflect(self, candidate: dict[str, str], reflective_dataset: Mapping[str, Sequence[Mapping[str, Any]]],
@@ -245,12 +249,15 @@ class RationaleReflector:
         rationales: dict[str, str] = {}
         summaries: dict[str, str] = {}
         parent_hash = candidate_hash(candidate)
+        warm = self.reflections < self.warm_start_rewrites
+        self.reflections += 1
         for name in components_to_update:
             records = reflective_dataset.get(name) or []
             if not records:
                 continue
             try:
-                result = self._propose_one(name, candidate[name], records, proposal, parent_hash)
+                result = self._propose_one(name, candidate[name], records, proposal, parent_hash,
+                                           kind="simplify" if warm else None)
             except BudgetExhausted:
                 raise
             except Exception as exc:
@@ -266,6 +273,8 @@ class RationaleReflector:
             child = {**candidate, **proposal.new_texts}
             child_hash = candidate_hash(child)
             self.rationales[child_hash] = rationales
+            if warm:
+                self.ungated.add(child_hash)
             for name, what in summaries.items():
                 self.tried.setdefault((parent_hash, name), []).append((child_hash, what))
             self.runlog.write("proposal", parent=parent_hash, child=child_hash, rationale=rationales,

@@ -368,3 +368,49 @@ def test_gepa_log_is_fresh_per_run_and_keeps_the_previous_one(toy, tmp_path):
     optimize(settings)  # a resumed run
     assert (tmp_path / "run" / "gepa.log.1").read_text() == first
     assert len((tmp_path / "run" / "gepa.log").read_text()) <= len(first) * 1.5  # not appended: no doubling
+
+
+class PlainRewrites:
+    """Rewrites that fix nothing (so a minibatch never shows them better) and edits that fix nothing either."""
+
+    def __init__(self):
+        self.kinds: list[str] = []
+
+    def __call__(self, model, messages, **params):
+        content = messages[-1]["content"]
+        if "so that a small language model answers it better" in content:
+            self.kinds.append("rewrite")
+            current = content.split("````prompt\n", 1)[1].split("\n````", 1)[0]
+            return Reply(text=f"Rationale: shorter.\n````prompt\n{current} ({len(self.kinds)})\n````")
+        self.kinds.append("edit")
+        return Reply(text=json.dumps({"problem": "p", "instruction": f"Be polite ({len(self.kinds)})."}))
+
+
+@pytest.mark.parametrize("warm", [2, 0])
+def test_warm_start_rewrites_reach_the_val_set_without_the_minibatch_gate(toy, tmp_path, warm):
+    repo, _ = toy
+    transport = PlainRewrites()
+    result = optimize(settings_for(repo, tmp_path, transport, optimizer__reflection_style="mixed",
+                                   optimizer__acceptance="strict_improvement",
+                                   optimizer__warm_start_rewrites=warm, budget__rollouts=60))
+    if warm:  # the first two proposals are rewrites, both scored on all of val although no minibatch improved
+        assert transport.kinds[:2] == ["rewrite", "rewrite"]
+        assert [any(t.endswith(f" ({k})\n") for t in c["components"].values())
+                for k, c in zip((1, 2), result["candidates"][1:3])] == [True, True]
+        assert all(set(c["val"]) == set(result["split"]["val"]) for c in result["candidates"][1:3])
+    else:  # gated as usual: a proposal that scores no better on the minibatch never costs a val pass
+        assert transport.kinds[:2] == ["rewrite", "edit"] and len(result["candidates"]) == 1
+
+
+def test_auto_warm_start_spends_about_two_fifths_of_the_budget_in_mixed_style_only():
+    from gepa_bot.config import Config
+    from gepa_bot.engine import warm_start_rewrites
+
+    config = Config.model_validate({"prompts": [{"path": "p.txt"}], "eval": {"command": "true"},
+                                    "budget": {"rollouts": 200}})
+    assert warm_start_rewrites(config, "mixed", 15) == 4  # 0.4 * 200 / (15 + 2 * 3)
+    assert warm_start_rewrites(config, "edit", 15) == 0 and warm_start_rewrites(config, "rewrite", 15) == 0
+    config.budget.rollouts = 30
+    assert warm_start_rewrites(config, "mixed", 15) == 1  # at least one
+    config.optimizer.warm_start_rewrites = 0
+    assert warm_start_rewrites(config, "mixed", 15) == 0

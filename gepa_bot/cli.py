@@ -19,7 +19,7 @@ from gepa_bot.budget import Budget
 from gepa_bot.config import DEFAULT_CONFIG_NAME, LOCAL_MODEL, Config, load_config, with_overrides
 from gepa_bot.engine import optimize
 from gepa_bot.errors import UserError
-from gepa_bot.report import progress_lines, rejection_reasons, render, status_line, suite_warnings
+from gepa_bot.report import progress_lines, rejection_reasons, render, repeats_note, status_line, suite_warnings
 from gepa_bot.runlog import read_records
 from gepa_bot.session import RunSettings
 
@@ -70,7 +70,8 @@ def optimize_command(repo: Path, config_file: Path | None, dry_run: bool, fresh:
     (without --dry-run) push the best prompts to the bot's branch and open or update ONE pull request."""
     try:
         token = "" if dry_run else _token_out_of_the_environment(repo)
-        result, body = run_optimize(repo, config_file, run_dir, out, flags, fresh=fresh)
+        settings = load_settings(repo, config_file, run_dir, flags)
+        result, body = run_optimize(settings, out, fresh=fresh)
     except UserError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
@@ -82,7 +83,8 @@ def optimize_command(repo: Path, config_file: Path | None, dry_run: bool, fresh:
     best, base = result["candidates"][result["best_candidate"]], result["candidates"][0]
     click.echo(f"baseline {base['val_mean']:.3f} -> best {best['val_mean']:.3f} (candidate #{best['index']}); "
                f"rollouts {budget['rollouts_used']}/{budget['rollouts_limit']} ({budget['rollouts_executed']} executed, "
-               f"{budget['cache_hits']} cached); {budget['wall_time_s']:.1f}s")
+               f"{budget['cache_hits']} cached{repeats_note(budget.get('repeats_in_batch', 0))}); "
+               f"{budget['wall_time_s']:.1f}s")
     for warning in suite_warnings(result):
         click.echo(f"warning: {warning}", err=True)
     reasons = rejection_reasons(result["rejected_proposals"])
@@ -97,7 +99,7 @@ def optimize_command(repo: Path, config_file: Path | None, dry_run: bool, fresh:
                    "gepa.log in the run directory); the results above may be incomplete", err=True)
         sys.exit(1)
     if not dry_run:
-        _publish(repo, config_file, run_dir, token, flags)
+        _publish(settings, token)
 
 
 def _token_out_of_the_environment(repo: Path | None = None) -> str:
@@ -111,17 +113,12 @@ def _token_out_of_the_environment(repo: Path | None = None) -> str:
     return token
 
 
-def _publish(repo: Path, config_file: Path | None, run_dir: Path | None, token: str, flags: dict[str, Any],
-             github_repo: str | None = None, base: str | None = None) -> None:
+def _publish(settings: RunSettings, token: str, github_repo: str | None = None, base: str | None = None) -> None:
     from gepa_bot.publish import publish_run
 
-    repo = repo.resolve()
-    config_path = (config_file or repo / DEFAULT_CONFIG_NAME).resolve()
-    config = with_overrides(load_config(config_path), **flags)
-    settings = resolve_paths(repo, config_path, run_dir, config)
     try:
-        outputs = publish_run(repo, config_path, config, settings.run_dir, token, github_repo=github_repo, base=base,
-                              emit=click.echo)
+        outputs = publish_run(settings.repo, settings.config_path, settings.config, settings.run_dir, token,
+                              github_repo=github_repo, base=base, emit=click.echo)
     except UserError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
@@ -148,10 +145,11 @@ def publish_command(repo: Path, config_file: Path | None, run_dir: Path | None, 
     """
     try:
         token = _token_out_of_the_environment()
+        settings = load_settings(repo, config_file, run_dir, {})
     except UserError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
-    _publish(repo, config_file, run_dir, token, {}, github_repo, base)
+    _publish(settings, token, github_repo, base)
 
 
 @main.command("check")
@@ -165,10 +163,7 @@ def check_command(repo: Path, config_file: Path | None, **flags: Any) -> None:
     from gepa_bot.doctor import run_checks
 
     try:
-        repo = repo.resolve()
-        config_path = (config_file or repo / DEFAULT_CONFIG_NAME).resolve()
-        config = with_overrides(load_config(config_path), **flags)
-        findings = run_checks(resolve_paths(repo, config_path, None, config), lambda f: click.echo(f.line()))
+        findings = run_checks(load_settings(repo, config_file, None, flags), lambda f: click.echo(f.line()))
     except UserError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
@@ -252,15 +247,18 @@ def action_command(phase: str | None) -> None:
     sys.exit(action.main(phase=phase))
 
 
-def run_optimize(repo: Path, config_file: Path | None, run_dir: Path | None, out: Path | None,
-                 flags: dict[str, Any], fresh: bool = False) -> tuple[dict[str, Any], str]:
-    """Load config, run the engine with a progress bar, write the PR body; returns (result, body)."""
+def load_settings(repo: Path, config_file: Path | None, run_dir: Path | None, flags: dict[str, Any]) -> RunSettings:
+    """The run's settings from --repo, --config, --run-dir and the command-line overrides."""
     if not repo.is_dir():
         raise UserError(f"--repo {repo}: not a directory", fix="pass the path of the repository to optimize")
     repo = repo.resolve()
     config_path = (config_file or repo / DEFAULT_CONFIG_NAME).resolve()
-    config = with_overrides(load_config(config_path), **flags)
-    settings = resolve_paths(repo, config_path, run_dir, config)
+    return resolve_paths(repo, config_path, run_dir, with_overrides(load_config(config_path), **flags))
+
+
+def run_optimize(settings: RunSettings, out: Path | None, fresh: bool = False) -> tuple[dict[str, Any], str]:
+    """Run the engine with a progress bar, write the PR body; returns (result, body)."""
+    repo, config = settings.repo, settings.config
     if fresh and settings.run_dir.exists():
         shutil.rmtree(settings.run_dir)
     if note := resume_note(settings.run_dir, config.budget.rollouts):

@@ -13,6 +13,7 @@ by child processes (ptrace rules), the environment block and the descriptors are
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -87,8 +88,6 @@ def publish_run(workspace: Path, config_path: Path, config: Config, run_dir: Pat
     result_file = run_dir / "result.json"
     if not result_file.is_file():
         raise UserError(f"{run_dir}: no result.json", fix="run `gepa-bot optimize` first (same --run-dir)")
-    import json
-
     result = json.loads(result_file.read_text(encoding="utf-8"))
     server, remote_name = github_remote(workspace)
     repo_name = github_repo or remote_name

@@ -211,9 +211,15 @@ def rejection_reasons(rejected: list[dict[str, Any]]) -> list[dict[str, Any]]:
             for reason, count in ordered]
 
 
+def repeats_note(count: int) -> str:
+    """gepa pads a short minibatch with an id it already holds: that rollout is counted, neither run nor cached."""
+    return f", {count} repeated in a minibatch" if count else ""
+
+
 def status_line(budget: Budget, status: SearchStatus, total: int, elapsed: float) -> str:
     """One plain progress line: rollouts, the val scores so far, what happened to proposals, time and ETA."""
-    line = (f"rollouts {budget.rollouts}/{total} ({budget.executed} executed, {budget.cache_hits} cached)")
+    line = (f"rollouts {budget.rollouts}/{total} ({budget.executed} executed, {budget.cache_hits} cached"
+            f"{repeats_note(budget.repeats)})")
     if status.best_val is not None:
         line += f"; val best {status.best_val:.3f} (baseline {status.baseline_val:.3f})"
     line += (f"; {status.proposals} proposals, {max(0, status.val_passes - 1)} reached val, "

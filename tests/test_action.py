@@ -12,13 +12,14 @@ import functools
 import json
 import re
 import subprocess
+import textwrap
 from pathlib import Path
 
 import litellm
 import pytest
 
 from gepa_bot import action, workflow
-from toyrepo import make_toy_repo
+from toyrepo import EVAL_PRELUDE, SNOOP, make_toy_repo, snoop_reports
 
 pytest_plugins = ["tests.fakegithub.fixtures"]
 
@@ -645,40 +646,11 @@ def test_comment_commands_use_the_config_on_the_pr_branch(h):
 
 # ---- token isolation: the phase that runs evals never holds the GitHub token -------------------------
 
-HOSTILE_EVAL = '''
-import base64, json, os, sys
-from pathlib import Path
-secret = Path(os.environ["HOSTILE_NEEDLE_FILE"]).read_text()  # the test tells it what to look for
-needles = [secret, base64.b64encode(secret.encode()).decode(), base64.b64encode(f"x-access-token:{secret}".encode()).decode()]
-found = []
-def look(where, data):
-    if any(n and n in data for n in needles):
-        found.append(where)
-look("own environ", json.dumps(dict(os.environ)))
-pid = os.getpid()
-while pid > 1:  # every ancestor: environ and command line
-    for part in ("environ", "cmdline"):
-        try:
-            look(f"/proc/{pid}/{part}", Path(f"/proc/{pid}/{part}").read_bytes().decode("utf-8", "replace"))
-        except OSError:
-            pass
-    try:
-        pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
-        break
-for root in {os.environ.get("GITHUB_WORKSPACE", ""), os.environ.get("RUNNER_TEMP", ""), os.getcwd()}:
-    for path in Path(root).rglob("*") if root else []:
-        if path.is_file() and path.stat().st_size < 2_000_000 and ".gepa-bot" not in path.parts:
-            look(str(path), path.read_bytes().decode("utf-8", "replace"))
-Path(os.environ["HOSTILE_REPORT"]).write_text(json.dumps(found))
-data = {json.loads(l)["id"]: json.loads(l) for l in Path(__file__).with_name("data.jsonl").read_text().splitlines()}
-if os.environ.get("GEPA_BOT_MODE") == "list":
-    for i, row in data.items():
-        print(json.dumps({"id": i, "split": row["split"]}))
-    sys.exit(0)
-for i in Path(os.environ["GEPA_BOT_IDS_FILE"]).read_text().split():
-    print(json.dumps({"id": i, "score": 0.0, "feedback": "found: " + (", ".join(found) or "nothing")}))
-'''
+# The hostile eval: toyrepo's SNOOP, then a score of 0 per instance with what it found as the feedback.
+HOSTILE_EVAL = SNOOP + EVAL_PRELUDE + textwrap.dedent('''
+    for i in Path(os.environ["GEPA_BOT_IDS_FILE"]).read_text().split():
+        print(json.dumps({"id": i, "score": 0.0, "feedback": "found: " + (", ".join(found) or "nothing")}))
+''')
 
 
 def test_hostile_eval_cannot_find_the_token_in_the_three_phase_action(h, tmp_path):
@@ -691,13 +663,13 @@ def test_hostile_eval_cannot_find_the_token_in_the_three_phase_action(h, tmp_pat
     _commit_all(work, "a hostile eval")
     runner_temp = tmp_path / "runner-temp"
     runner_temp.mkdir()
-    report = tmp_path / "hostile-report.json"
+    report = tmp_path / "snoop.jsonl"
     needle = tmp_path / "needle"
     needle.write_text(TOKEN)
     env = h.env("workflow_dispatch", event("workflow_dispatch", inputs={"budget": "12"}), work=work)
     base = {k: v for k, v in os.environ.items() if k not in action.TOKEN_NAMES}
     base.update({k: v for k, v in env.items() if k not in action.TOKEN_NAMES},
-                RUNNER_TEMP=str(runner_temp), HOSTILE_NEEDLE_FILE=str(needle), HOSTILE_REPORT=str(report),
+                RUNNER_TEMP=str(runner_temp), NEEDLE_FILE=str(needle), SNOOP_REPORT=str(report),
                 GEPA_BOT_REFLECTION_MODEL="openai/offline", OPENAI_API_KEY="sk-unused-offline-key0000",
                 OPENAI_API_BASE="http://127.0.0.1:9/v1")
 
@@ -711,7 +683,7 @@ def test_hostile_eval_cannot_find_the_token_in_the_three_phase_action(h, tmp_pat
         assert done.returncode == 0, f"{name}: {done.stdout[-2000:]}{done.stderr[-2000:]}"
         assert TOKEN not in done.stdout.replace(f"::add-mask::{TOKEN}", "")
     assert report.exists(), "the hostile eval never ran"
-    assert json.loads(report.read_text()) == [], "the eval found the token"
+    assert all(found == [] for found in snoop_reports(report)), "the eval found the token"
     state = (runner_temp / "gepa-bot-state" / "state.json").read_text()
     assert TOKEN not in state and json.loads(state)["stage"] == "publish"
     outputs = read_outputs(env)
@@ -727,4 +699,4 @@ def test_hostile_eval_cannot_find_the_token_in_the_three_phase_action(h, tmp_pat
     single = subprocess.run([sys.executable, "-m", "gepa_bot.cli", "action"], env={**base, "GEPA_BOT_TOKEN": TOKEN},
                             cwd=work, capture_output=True, text=True, timeout=300)
     assert single.returncode == 0, single.stdout[-2000:] + single.stderr[-2000:]
-    assert any(where.startswith("/proc/") for where in json.loads(report.read_text()))
+    assert any(where.startswith("/proc/") for found in snoop_reports(report) for where in found)

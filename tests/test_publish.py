@@ -3,91 +3,22 @@ fake GitHub, as real processes; the token never reaches the process that runs th
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from gepa_bot.publish import github_remote
-from toyrepo import EVAL_SCRIPT, make_toy_repo
+from chatstub import ChatStub
+from toyrepo import EVAL_SCRIPT, SNOOP, make_toy_repo, snoop_reports
 
 pytest_plugins = ["tests.fakegithub.fixtures"]
 
 OWNER, NAME = "octo", "toy"
 TOKEN = "ghp_cliPublishToken0123456789abcdefABCD"
 IMPROVING = "Rationale: name the topics.\n\n````prompt\nClassify the ticket {ticket}.\nTopics: billing refund login\n````"
-
-# The toy eval, plus a search for the token: its own environment, every ancestor's environment, command line
-# and open files (pipes included), and the checkout. It reports what it found in a file the test reads.
-SNOOP = '''
-import base64, json, os
-from pathlib import Path
-secret = Path(os.environ["NEEDLE_FILE"]).read_text()
-needles = [secret, base64.b64encode(secret.encode()).decode()]
-found = []
-def look(where, data):
-    if any(n in data for n in needles):
-        found.append(where)
-look("own environ", json.dumps(dict(os.environ)))
-pid = os.getpid()
-while pid > 1:
-    for part in ("environ", "cmdline"):
-        try:
-            look(f"/proc/{pid}/{part}", Path(f"/proc/{pid}/{part}").read_bytes().decode("utf-8", "replace"))
-        except OSError:
-            pass
-    for fd in Path(f"/proc/{pid}/fd").glob("*") if Path(f"/proc/{pid}/fd").exists() else []:
-        try:
-            handle = os.open(str(fd), os.O_RDONLY | os.O_NONBLOCK)
-            try:
-                look(f"{fd} -> {os.readlink(fd)}", os.read(handle, 1 << 16).decode("utf-8", "replace"))
-            finally:
-                os.close(handle)
-        except OSError:
-            pass
-    try:
-        pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
-        break
-for path in Path.cwd().rglob("*"):
-    if path.is_file() and path.stat().st_size < 2_000_000:
-        look(str(path), path.read_bytes().decode("utf-8", "replace"))
-with open(os.environ["SNOOP_REPORT"], "a") as report:
-    report.write(json.dumps(found) + "\\n")
-'''
-
-
-class FakeOpenAI:
-    """An OpenAI-compatible chat endpoint on 127.0.0.1 that always proposes the improving prompt."""
-
-    def __init__(self):
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                body = json.dumps({"id": "c1", "object": "chat.completion", "created": 0, "model": "toy",
-                                   "choices": [{"index": 0, "finish_reason": "stop",
-                                                "message": {"role": "assistant", "content": IMPROVING}}],
-                                   "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20}})
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body.encode())
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-
-    def close(self):
-        self.server.shutdown()
 
 
 @pytest.fixture
@@ -107,7 +38,7 @@ def setup(fake_github, tmp_path):
     subprocess.run(["git", "remote", "set-url", "origin", remote], cwd=work, check=True)
     needle = tmp_path / "needle"
     needle.write_text(TOKEN)
-    openai = FakeOpenAI()
+    openai = ChatStub(lambda messages: IMPROVING)
     env = {k: v for k, v in os.environ.items() if k not in ("GITHUB_TOKEN", "GH_TOKEN", "GEPA_BOT_TOKEN")}
     env.update(GITHUB_TOKEN=TOKEN, GITHUB_API_URL=fake_github.api_url, OPENAI_API_BASE=openai.url,
                OPENAI_API_KEY="sk-offline-unused-0000", NEEDLE_FILE=str(needle),
@@ -130,7 +61,7 @@ def test_optimize_opens_the_pr_and_no_eval_can_find_the_token(setup):
     assert "billing" in fake.read_file(OWNER, NAME, "gepa-bot/main", "prompts/main.txt")
 
     assert any(line.startswith("gepa-bot: pull request created: http") for line in done.stdout.splitlines())
-    reports = [json.loads(line) for line in (tmp / "snoop.jsonl").read_text().splitlines()]
+    reports = snoop_reports(tmp / "snoop.jsonl")
     assert reports and all(found == [] for found in reports), reports
     assert TOKEN not in done.stdout + done.stderr
 
@@ -175,5 +106,5 @@ def test_control_the_snoop_does_find_a_token_left_in_the_environment(setup):
     _fake, work, env, tmp = setup
     done = gepa_bot(env, "optimize", "--repo", str(work), "--budget", "12", "--dry-run")
     assert done.returncode == 0, done.stderr[-3000:]
-    reports = [json.loads(line) for line in (tmp / "snoop.jsonl").read_text().splitlines()]
+    reports = snoop_reports(tmp / "snoop.jsonl")
     assert any(any(where.startswith("/proc/") for where in found) for found in reports), reports

@@ -28,6 +28,55 @@ EVAL_PRELUDE = textwrap.dedent('''
         sys.exit(0)
 ''')
 
+# A hostile eval's first lines: it searches for a secret (the text of the file NEEDLE_FILE, raw and base64, also as
+# git's basic-auth header) in its own environment, every ancestor's environment, command line and open files
+# (pipes included), and the files under its working directory, GITHUB_WORKSPACE and RUNNER_TEMP. It appends what
+# it found, a JSON list per run, to SNOOP_REPORT (read it with snoop_reports), and leaves ``found`` defined.
+SNOOP = textwrap.dedent('''
+    import base64, json, os
+    from pathlib import Path
+    secret = Path(os.environ["NEEDLE_FILE"]).read_text()
+    needles = [secret, base64.b64encode(secret.encode()).decode(),
+               base64.b64encode(f"x-access-token:{secret}".encode()).decode()]
+    found = []
+    def look(where, data):
+        if any(n and n in data for n in needles):
+            found.append(where)
+    look("own environ", json.dumps(dict(os.environ)))
+    pid = os.getpid()
+    while pid > 1:
+        for part in ("environ", "cmdline"):
+            try:
+                look(f"/proc/{pid}/{part}", Path(f"/proc/{pid}/{part}").read_bytes().decode("utf-8", "replace"))
+            except OSError:
+                pass
+        for fd in Path(f"/proc/{pid}/fd").glob("*") if Path(f"/proc/{pid}/fd").exists() else []:
+            try:
+                handle = os.open(str(fd), os.O_RDONLY | os.O_NONBLOCK)
+                try:
+                    look(f"{fd} -> {os.readlink(fd)}", os.read(handle, 1 << 16).decode("utf-8", "replace"))
+                finally:
+                    os.close(handle)
+            except OSError:
+                pass
+        try:
+            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+    for root in {os.environ.get("GITHUB_WORKSPACE", ""), os.environ.get("RUNNER_TEMP", ""), os.getcwd()}:
+        for path in Path(root).rglob("*") if root else []:
+            if path.is_file() and path.stat().st_size < 2_000_000:
+                look(str(path), path.read_bytes().decode("utf-8", "replace"))
+    with open(os.environ["SNOOP_REPORT"], "a") as report:
+        report.write(json.dumps(found) + "\\n")
+''')
+
+
+def snoop_reports(path: Path) -> list[list[str]]:
+    """What each run of a SNOOP eval found (empty lists: nothing)."""
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
 EVAL_SCRIPT = EVAL_PRELUDE + textwrap.dedent('''
     prompt = Path("prompts/main.txt").read_text()
     system = Path("prompts/agent.yaml").read_text() if Path("prompts/agent.yaml").exists() else ""

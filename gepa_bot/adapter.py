@@ -11,7 +11,6 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypedDict
 
 from gepa.core.adapter import EvaluationBatch, GEPAAdapter
@@ -19,7 +18,8 @@ from gepa.core.adapter import EvaluationBatch, GEPAAdapter
 from gepa_bot.budget import Budget
 from gepa_bot.cache import EvalCache, candidate_hash
 from gepa_bot.discovery import Component, render_files
-from gepa_bot.evalsuite import EvalSuite, InstanceResult, evaluate_parallel, materialize, remove_workdir
+from gepa_bot.evalsuite import EvalSuite, InstanceResult
+from gepa_bot.executor import Executor
 from gepa_bot.runlog import RunLog
 
 MAX_REFLECTIVE_RECORDS = 8
@@ -63,13 +63,13 @@ class RepoAdapter(GEPAAdapter[str, InstanceResult, str]):
 
     propose_new_texts = None
 
-    def __init__(self, suite: EvalSuite, components: list[Component], repo: Path, split: Split, cache: EvalCache,
-                 budget: Budget, runlog: RunLog, workers: int, scratch: Path,
+    def __init__(self, suite: EvalSuite, components: list[Component], split: Split, cache: EvalCache,
+                 budget: Budget, runlog: RunLog, executor: Executor,
                  on_progress: Callable[[Budget, SearchStatus], None] | None = None, repeats: int = 1,
                  on_val_scored: Callable[[str], None] | None = None):
-        self.suite, self.components, self.repo, self.split = suite, components, repo, split
-        self.cache, self.budget, self.runlog, self.workers = cache, budget, runlog, workers
-        self.scratch, self.on_progress, self.repeats = scratch, on_progress, repeats
+        self.suite, self.components, self.split = suite, components, split
+        self.cache, self.budget, self.runlog, self.executor = cache, budget, runlog, executor
+        self.on_progress, self.repeats = on_progress, repeats
         self.on_val_scored = on_val_scored  # told the hash of every candidate GEPA scores on the whole val set
         self.extra_train_failures = 0  # see paid_train_failures
         self.val_results: dict[tuple[str, str], InstanceResult] = {}  # (eval key, id) -> result, cache on or off
@@ -124,12 +124,8 @@ class RepoAdapter(GEPAAdapter[str, InstanceResult, str]):
 
     def _execute(self, candidate: dict[str, str], files: dict[str, str], eval_key: str,
                  ids: list[str]) -> dict[str, InstanceResult]:
-        workdir = materialize(self.repo, files, candidate, self.scratch)
         started = time.monotonic()
-        try:
-            runs = [evaluate_parallel(self.suite, workdir, ids, self.workers) for _ in range(self.repeats)]
-        finally:
-            remove_workdir(workdir)
+        runs = [self.executor.evaluate(self.suite, files, candidate, ids) for _ in range(self.repeats)]
         batch_seconds = round(time.monotonic() - started, 3)
         fresh = {i: combine_repeats([run[i] for run in runs]) for i in ids}
         cand_hash = candidate_hash(candidate)

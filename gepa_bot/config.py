@@ -11,7 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gepa_bot.errors import UserError
-from gepa_bot.evalsuite import repo_relative
+from gepa_bot.evalsuite import WITHHELD_ENV, repo_relative
 from gepa_bot.suites import SUITE_CONFIGS, SuiteConfig
 
 DEFAULT_CONFIG_NAME = ".gepa-bot.yml"
@@ -129,6 +129,29 @@ class OutputConfig(Strict):
         return value.removeprefix("refs/heads/") if value else None
 
 
+class RayConfig(Strict):
+    """The Ray cluster for ``eval.executor: ray`` (install with ``pip install 'gepa-bot[ray]'``)."""
+
+    address: str | None = Field(default=None, description="the head node's GCS host:port (or ray://...); "
+                                                          "default: the RAY_ADDRESS environment variable")
+    num_cpus: float = Field(default=1.0, ge=0, description="CPUs each eval task reserves (0 for I/O-bound evals)")
+    resources: dict[str, float] = Field(default_factory=dict, description="custom resources each task needs, "
+                                                                          "e.g. {gpu_node: 1}")
+    max_retries: int = Field(default=1, ge=0, le=10, description="Ray's retries of a task whose worker or node "
+                                                                 "died; after them the chunk is scored as failed")
+    forward_env: list[str] = Field(default_factory=list, description="names of environment variables passed "
+                                   "from this run to the evals on the cluster (e.g. the task model's API key); "
+                                   "GitHub and runner tokens are never passed")
+
+    @field_validator("forward_env")
+    @classmethod
+    def _no_github_tokens(cls, names: list[str]) -> list[str]:
+        refused = [name for name in names if name in WITHHELD_ENV]
+        if refused:
+            raise ValueError(f"{', '.join(refused)} never goes to eval code: remove it from the list")
+        return names
+
+
 class Config(Strict):
     """The whole `.gepa-bot.yml`."""
 
@@ -139,6 +162,7 @@ class Config(Strict):
     models: ModelsConfig = Field(default_factory=ModelsConfig)
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    ray: RayConfig = Field(default_factory=RayConfig)
 
     @model_validator(mode="before")
     @classmethod
@@ -182,7 +206,7 @@ def _yaml_location(exc: Exception) -> str:
 def _known_fields() -> set[str]:
     """Every field name of the config schema, all sections and suite types."""
     models: list[type[BaseModel]] = [Config, PromptSpec, *SUITE_CONFIGS, SplitConfig, BudgetConfig, ModelsConfig,
-                                     OptimizerConfig, OutputConfig]
+                                     OptimizerConfig, OutputConfig, RayConfig]
     return {name for model in models for name in model.model_fields}
 
 

@@ -22,7 +22,9 @@ from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from gepa_bot import evalkit
 from gepa_bot.redact import redact
@@ -104,6 +106,16 @@ class SuiteContext:
             if value:
                 env[name] = value
         return env
+
+
+class SuiteConfigBase(BaseModel):
+    """Fields every ``eval:`` section has, whatever its type."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    executor: Literal["local", "ray"] = Field(
+        default="local", description="where eval batches run: local (threads, optimizer.workers at once) or ray "
+        "(each chunk a task on the cluster of ray.address; see docs 'Scaling out')")
 
 
 class EvalSuite(ABC):
@@ -209,22 +221,28 @@ def remove_workdir(workdir: Workdir) -> None:
 
 
 def evaluate_parallel(suite: EvalSuite, workdir: Workdir, ids: list[str], workers: int) -> dict[str, InstanceResult]:
-    """Split ``ids`` into ``workers`` chunks, score them concurrently, and fill in anything missing."""
-    if not ids:
-        return {}
-    chunks = [ids[i::workers] for i in range(max(1, min(workers, len(ids))))]
-    results: dict[str, InstanceResult] = {}
-    with ThreadPoolExecutor(max_workers=len(chunks)) as pool:
-        for chunk, chunk_results in zip(chunks, pool.map(lambda c: _evaluate_chunk(suite, workdir, c), chunks), strict=True):
-            results.update({i: chunk_results[i] for i in chunk})
-    return results
+    """Split ``ids`` into ``workers`` chunks, score them concurrently (threads), and fill in anything missing."""
+    chunks = chunks_of(ids, workers)
+    with ThreadPoolExecutor(max_workers=max(1, len(chunks))) as pool:
+        done = pool.map(lambda chunk: finish_chunk(run_chunk(suite, workdir, chunk), chunk), chunks)
+        return {i: r for chunk_results in done for i, r in chunk_results.items()}
 
 
-def _evaluate_chunk(suite: EvalSuite, workdir: Workdir, ids: list[str]) -> dict[str, InstanceResult]:
+def chunks_of(ids: list[str], workers: int) -> list[list[str]]:
+    """``ids`` dealt round-robin into at most ``workers`` non-empty chunks."""
+    return [ids[i::workers] for i in range(max(1, min(workers, len(ids))))] if ids else []
+
+
+def run_chunk(suite: EvalSuite, workdir: Workdir, ids: list[str]) -> dict[str, InstanceResult]:
+    """``suite.evaluate`` on one chunk; a broken adapter must not lose the run: the chunk is scored as failed."""
     try:
-        results = suite.evaluate(workdir, ids)
-    except Exception as exc:  # a broken adapter must not lose the run: score the chunk as failed
+        return suite.evaluate(workdir, ids)
+    except Exception as exc:
         return {i: failure(i, f"eval suite error: {type(exc).__name__}: {exc}") for i in ids}
+
+
+def finish_chunk(results: Mapping[str, InstanceResult], ids: list[str]) -> dict[str, InstanceResult]:
+    """Exactly ``ids``, each redacted; an id the suite left out is a failure."""
     return {i: _redacted(results.get(i) or failure(i, "the eval suite returned no result for this instance"))
             for i in ids}
 

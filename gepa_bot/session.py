@@ -25,6 +25,7 @@ from gepa_bot.config import Config
 from gepa_bot.discovery import Component, discover, glob_matches
 from gepa_bot.errors import UserError
 from gepa_bot.evalsuite import EvalSuite, Instance, InstanceResult, SuiteContext, SuiteError
+from gepa_bot.executor import make_executor
 from gepa_bot.llm import LLM, Transport, default_transport, worst_case_cost
 from gepa_bot.redact import secrets_of_this_run
 from gepa_bot.runlog import RunLog, read_records
@@ -97,9 +98,11 @@ def open_session(settings: RunSettings, *, with_reflection: bool = True,
                           enabled=settings.use_cache)
         stack.callback(cache.close)
         restored = restore_logged_rollouts(settings.run_dir, cache) if settings.use_cache else 0
-        adapter = RepoAdapter(suite, components, settings.repo, split, cache, budget, runlog,
-                              config.optimizer.workers, settings.run_dir / "scratch", settings.on_progress,
-                              repeats=config.optimizer.eval_repeats)
+        executor = make_executor(config.eval.executor, settings.repo, settings.run_dir / "scratch",
+                                 config.optimizer.workers, config.eval.timeout, config.ray)
+        stack.callback(executor.close)
+        adapter = RepoAdapter(suite, components, split, cache, budget, runlog, executor,
+                              settings.on_progress, repeats=config.optimizer.eval_repeats)
         llm = make_llm(settings, reflection_model, budget, runlog) if reflection_model else None
         yield RunSession(settings, components, runlog, task_model, reflection_model, context, suite, split, budget,
                          cache, adapter, llm, restored)

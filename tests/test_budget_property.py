@@ -149,6 +149,7 @@ def test_a_padded_minibatch_naming_an_instance_twice_runs_it_once(tmp_path, monk
     from gepa_bot.budget import Budget
     from gepa_bot.cache import EvalCache
     from gepa_bot.config import load_config
+    from gepa_bot.executor import LocalExecutor
     from gepa_bot.discovery import discover
     from gepa_bot.adapter import RepoAdapter, Split
     from gepa_bot.evalsuite import SuiteContext
@@ -164,9 +165,9 @@ def test_a_padded_minibatch_naming_an_instance_twice_runs_it_once(tmp_path, monk
     suite = CommandSuite(SuiteContext(repo=repo), "python evals/eval.py", ["evals/**"])
     budget = Budget(max_rollouts=10)
     runlog = RunLog(tmp_path / "run")
-    adapter = RepoAdapter(suite, components, repo, Split(train=["i00", "i02", "i04"], val=["i01"]),
-                          EvalCache(tmp_path / "cache", suite.fingerprint()), budget, runlog, workers=2,
-                          scratch=tmp_path / "scratch")
+    adapter = RepoAdapter(suite, components, Split(train=["i00", "i02", "i04"], val=["i01"]),
+                          EvalCache(tmp_path / "cache", suite.fingerprint()), budget, runlog,
+                          LocalExecutor(repo, tmp_path / "scratch", workers=2))
     seed = {c.name: c.text for c in components}
     batch = adapter.evaluate(["i00", "i02", "i00", "i04"], seed)
     assert len(batch.scores) == 4 and batch.scores[0] == batch.scores[2]

@@ -172,7 +172,10 @@ def test_the_action_installs_into_its_own_hash_locked_venv():
     setup = next(s for s in steps if s.get("uses", "").startswith("actions/setup-python@"))
     assert setup["with"]["update-environment"] is False
     install = next(s for s in steps if s.get("name", "").startswith("Install gepa-bot"))
-    assert "--require-hashes" in install["run"] and 'requirements.lock"' in install["run"]
+    assert "--require-hashes" in install["run"] and '-r "$GITHUB_ACTION_PATH/$LOCK"' in install["run"]
+    lock_step = next(s for s in steps if s.get("id") == "lock")  # requirements.lock, or with Ray its superset
+    assert lock_step["env"]["LOCK"] == "${{ inputs.ray == 'true' && 'requirements-ray.lock' || 'requirements.lock' }}"
+    assert install["env"]["LOCK"] == "${{ steps.lock.outputs.file }}"
     assert '--no-deps "$GITHUB_ACTION_PATH"' in install["run"] and install["env"]["VENV"].startswith("${{ runner.temp }}")
     assert not any(re.search(r"(^|\s)(python|pip)3? -m pip install", s.get("run", "")) for s in steps)
     cache = next(s for s in steps if s.get("uses", "").startswith("actions/cache@") and "pip" in s["with"]["path"])
@@ -180,8 +183,13 @@ def test_the_action_installs_into_its_own_hash_locked_venv():
     lock = (ROOT / "requirements.lock").read_text()
     pins = re.findall(r"^([A-Za-z0-9_.-]+)==\S+", lock, re.MULTILINE)
     assert len(pins) > 20 and lock.count("--hash=sha256:") >= len(pins)
-    for dep in __import__("tomllib").loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]:
+    project = __import__("tomllib").loads((ROOT / "pyproject.toml").read_text())["project"]
+    ray_lock = (ROOT / "requirements-ray.lock").read_text()
+    for dep in project["dependencies"]:
         assert dep.lower() in lock.lower(), f"{dep} from pyproject.toml is not pinned in requirements.lock"
+        assert dep.lower() in ray_lock.lower(), f"{dep} from pyproject.toml is not pinned in requirements-ray.lock"
+    for dep in project["optional-dependencies"]["ray"]:
+        assert dep.lower() in ray_lock.lower(), f"{dep} (extra ray) is not pinned in requirements-ray.lock"
 
 
 def test_comment_workflow_guards():

@@ -9,13 +9,14 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from gepa_bot import evalkit
 from gepa_bot.evalsuite import (
     EvalSuite,
     Instance,
     InstanceResult,
+    SuiteConfigBase,
     SuiteContext,
     SuiteError,
     Workdir,
@@ -30,10 +31,8 @@ from gepa_bot.evalsuite import (
 DEFAULT_TIMEOUT = 300.0
 
 
-class CommandSuiteConfig(BaseModel):
+class CommandSuiteConfig(SuiteConfigBase):
     """The JSONL command protocol (see gepa_bot/evalkit.py)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     type: Literal["command"] = "command"
     command: str = Field(min_length=1)

@@ -29,13 +29,14 @@ from pathlib import Path
 from typing import Literal
 
 from junitparser import Error, Failure, JUnitXml, Properties, Property, Skipped
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from gepa_bot import evalkit
 from gepa_bot.evalsuite import (
     EvalSuite,
     Instance,
     InstanceResult,
+    SuiteConfigBase,
     SuiteContext,
     SuiteError,
     Workdir,
@@ -82,10 +83,8 @@ def pytest_collection_modifyitems(session, config, items):
 '''
 
 
-class PytestSuiteConfig(BaseModel):
+class PytestSuiteConfig(SuiteConfigBase):
     """``eval: {type: pytest, args: [tests/evals]}``: one instance per collected pytest test."""
-
-    model_config = ConfigDict(extra="forbid")
 
     type: Literal["pytest"]
     args: list[str] = Field(default_factory=list, description="pytest selection and options, e.g. [tests/evals]")

@@ -34,12 +34,13 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from gepa_bot.evalsuite import (
     EvalSuite,
     Instance,
     InstanceResult,
+    SuiteConfigBase,
     SuiteContext,
     SuiteError,
     Workdir,
@@ -62,10 +63,8 @@ OUTPUT_PREVIEW = 300
 ERROR_FAILURE = 2  # promptfoo's ResultFailureReason.ERROR (1 = ASSERT)
 
 
-class PromptfooSuiteConfig(BaseModel):
+class PromptfooSuiteConfig(SuiteConfigBase):
     """``eval: {type: promptfoo, config: promptfooconfig.yaml}``: the promptfoo CLI scores each test case."""
-
-    model_config = ConfigDict(extra="forbid")
 
     type: Literal["promptfoo"]
     config: str = Field(default="promptfooconfig.yaml", description="promptfoo config path relative to the repo")
@@ -188,7 +187,9 @@ class PromptfooSuite(EvalSuite):
             tests_file.write_text(json.dumps(selected), encoding="utf-8")
             out = Path(tmp) / "out.json"
             try:
-                self._run(["eval", "-c", str(config_path), "-t", str(tests_file), *self._model_flags(),
+                # paths relative to the config's directory: promptfoo labels a file:// prompt by its path as the
+                # config names it, which must not carry the candidate's temp workdir into rows and feedback
+                self._run(["eval", "-c", config_path.name, "-t", tests_file.name, *self._model_flags(),
                            "-j", str(self.config.max_concurrency), *self._quiet_flags(), "-o", str(out)],
                           config_path.parent, timeout=self.context.clamp(self.config.timeout), tmp=Path(tmp))
                 rows = json.loads(out.read_text(encoding="utf-8"))["results"]["results"]

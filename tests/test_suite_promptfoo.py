@@ -1,6 +1,7 @@
 """The promptfoo adapter runs the real promptfoo CLI (npm `promptfoo`, pinned in .ci/package-lock.json) against a
-loopback stub model: per-test scores must equal promptfoo's own run of the same config, every assertion type
-works (llm-rubric graded by the stub, javascript, transform, transformVars, CSV, file:// and chat prompts)."""
+loopback stub model (tests/promptfoo_examples.py): per-test scores must equal promptfoo's own run of the same
+config, on promptfoo's own example configs too; every assertion type works (llm-rubric graded by the stub,
+javascript, transform, transformVars, CSV, file:// and chat prompts)."""
 
 from __future__ import annotations
 
@@ -8,20 +9,24 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from promptfoo_examples import (
+    EDGE_CASES,
+    PROMPTFOO,
+    PROMPTFOO_EXAMPLES,
+    StubModel,
+    compare,
+    make_suite,
+    promptfoo_output,
+    repo_copy,
+)
 from pydantic import ValidationError
 
 from gepa_bot.evalsuite import SuiteContext, SuiteError, materialize
-from gepa_bot.suites.promptfoo_suite import PromptfooSuite, PromptfooSuiteConfig, provider_id, instance_id_of
+from gepa_bot.suites.promptfoo_suite import PromptfooSuite, PromptfooSuiteConfig, instance_id_of, provider_id
 
-ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = Path(__file__).parent / "fixtures" / "promptfoo"
-PROMPTFOO = ROOT / ".ci" / "node_modules" / ".bin" / "promptfoo"
 TRIAGE_PROMPT = "prompts/triage.txt"
 
 if not PROMPTFOO.exists() or not shutil.which("node"):
@@ -29,78 +34,12 @@ if not PROMPTFOO.exists() or not shutil.which("node"):
         pytest.fail("promptfoo is not installed: `npm ci --prefix .ci` (Node.js >= 20.20)", pytrace=False)
     pytest.skip("promptfoo not installed (npm ci --prefix .ci); CI installs it", allow_module_level=True)
 
-# The stub task model's answers, keyed by a phrase of the rendered prompt.
-CANNED = {
-    "charged twice": lambda prompt: '{"label": "billing", "reason": "Duplicate charge on an order."}',
-    "crashes": lambda prompt: 'Sure! {"label": "technical", "reason": "crash"}',
-    "log in": lambda prompt: ('{"label": "account", "reason": "Login problem after an email change."}'
-                              if "from Ana:" in prompt else "As an AI, I think billing."),
-    "word ok": lambda prompt: "okay",
-    "Say hi": lambda prompt: "hi",
-    "bananas": lambda prompt: "Bananas are great!",
-    "avocado": lambda prompt: "avocado toast, again",
-    "new york": lambda prompt: "NYC: pizza rats rule" + ("!" if "funny" in prompt else "."),
-}
-
-
-class StubModel:
-    """An OpenAI-compatible /chat/completions on 127.0.0.1: canned answers, and a grader for llm-rubric that
-    passes an output ending in "!" (the rubric's verdict is the stub's, so promptfoo's own reason is checked)."""
-
-    def __init__(self):
-        self.requests: list[list[dict]] = []
-        stub = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
-                stub.requests.append(body["messages"])
-                reply = stub.answer(body["messages"])
-                data = json.dumps({"id": "c", "object": "chat.completion", "created": 0, "model": body["model"],
-                                   "choices": [{"index": 0, "finish_reason": "stop",
-                                                "message": {"role": "assistant", "content": reply}}],
-                                   "usage": {"prompt_tokens": 5, "completion_tokens": 5, "total_tokens": 10}})
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data.encode())
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-
-    @staticmethod
-    def answer(messages: list[dict]) -> str:
-        text = "\n".join(str(m.get("content")) for m in messages)
-        if "<Rubric>" in text or "rubric" in text.lower() and "<Output>" in text:
-            output = text.rsplit("<Output>", 1)[-1].split("</Output>", 1)[0].strip()
-            passed = output.endswith("!")
-            return json.dumps({"reason": f"stub grader: {'funny' if passed else 'not funny'}", "pass": passed,
-                               "score": 1.0 if passed else 0.0})
-        return next((reply(text) for key, reply in CANNED.items() if key in text), "no idea")
-
 
 @pytest.fixture(scope="module")
 def stub():
     model = StubModel()
     yield model
-    model.server.shutdown()
-
-
-def repo_copy(tmp_path: Path, name: str) -> Path:
-    target = tmp_path / name
-    shutil.copytree(FIXTURES / name, target)
-    return target
-
-
-def make_suite(repo: Path, stub: StubModel, config: str = "promptfooconfig.yaml", **fields) -> PromptfooSuite:
-    cfg = PromptfooSuiteConfig(type="promptfoo", config=config, command=str(PROMPTFOO), providers="task_model",
-                               grader="task_model", **fields)
-    return PromptfooSuite(SuiteContext(repo=repo, model="openai/stub", api_base=stub.url, api_key="k"), cfg)
+    model.close()
 
 
 def workdir(repo: Path, tmp_path: Path, files: dict[str, str] | None = None):
@@ -110,14 +49,7 @@ def workdir(repo: Path, tmp_path: Path, files: dict[str, str] | None = None):
 
 def promptfoo_itself(repo: Path, config: str, stub: StubModel, tmp_path: Path) -> list[float]:
     """Every row's score from `promptfoo eval` run directly on the config, with the same stub model."""
-    out = tmp_path / "direct.json"
-    env = {**os.environ, "OPENAI_BASE_URL": stub.url, "OPENAI_API_KEY": "k", "PROMPTFOO_DISABLE_TELEMETRY": "1",
-           "PROMPTFOO_DISABLE_UPDATE": "1", "PROMPTFOO_CONFIG_DIR": str(tmp_path / "pf-home")}
-    done = subprocess.run([str(PROMPTFOO), "eval", "-c", config, "-r", "openai:chat:stub", "--grader",
-                           "openai:chat:stub", "--no-cache", "--no-write", "--no-table", "--no-progress-bar", "-o",
-                           str(out)], cwd=repo, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode in (0, 100), done.stdout[-2000:] + done.stderr[-2000:]
-    return sorted(float(r["score"]) for r in json.loads(out.read_text())["results"]["results"])
+    return sorted(float(r["score"]) for r in promptfoo_output(repo, config, stub, tmp_path)["results"]["results"])
 
 
 @pytest.mark.parametrize(("fixture", "config"), [("support-triage", "promptfooconfig.yaml"),
@@ -132,6 +64,34 @@ def test_every_score_equals_promptfoos_own_run(stub, tmp_path, fixture, config):
     ours = sorted(float(row["score"]) for i in ids for row in results[i].trace)
     assert ours == promptfoo_itself(repo, config, stub, tmp_path)
     assert len(ours) >= len(ids) and any(s > 0 for s in ours)  # not an agreement on errors
+
+
+@pytest.fixture(scope="module")
+def agreement(stub, tmp_path_factory):
+    """compare() of a fixture config, run once per module (the last test reads them all)."""
+    done = {}
+
+    def get(fixture: str, config: str):
+        if (fixture, config) not in done:
+            done[fixture, config] = compare(fixture, config, stub, tmp_path_factory.mktemp("agreement"))
+        return done[fixture, config]
+    return get
+
+
+@pytest.mark.parametrize(("fixture", "config"), PROMPTFOO_EXAMPLES + EDGE_CASES, ids=lambda v: v.split("/")[-1])
+def test_each_test_of_promptfoos_examples_scores_as_in_promptfoos_own_run(agreement, fixture, config):
+    result = agreement(fixture, config)
+    differ = {t.id: {"gepa-bot": t.ours, "promptfoo": t.theirs} for t in result.tests if t.ours != t.theirs}
+    assert not differ, json.dumps(differ, indent=1)
+    assert result.rows >= len(result.tests) > 0 and result.errors < result.rows  # not an agreement on errors
+
+
+def test_the_examples_have_41_tests_and_passing_and_failing_rows(agreement):
+    results = [agreement(*fixture_config) for fixture_config in PROMPTFOO_EXAMPLES]
+    assert sum(len(r.tests) for r in results) >= 41  # issue #13's count
+    assert 0 < sum(r.passing_rows for r in results) < sum(r.rows for r in results)
+    edge = agreement(*EDGE_CASES[0])
+    assert 0 < edge.passing_rows < edge.rows
 
 
 def test_ids_are_descriptions_or_content_hashes_and_survive_edits(stub, tmp_path):

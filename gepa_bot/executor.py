@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import os
 import shutil
 import signal
@@ -85,7 +86,7 @@ class RayExecutor:
         self.grace = RAY_GRACE_SECONDS
         check_reachable(address)
         on_sigterm = signal.getsignal(signal.SIGTERM)
-        ray.init(address=address, logging_level="ERROR", log_to_driver=False, include_dashboard=False,
+        ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False, include_dashboard=False,
                  ignore_reinit_error=True)
         if threading.current_thread() is threading.main_thread():  # Ray's C++ core replaces it with a hard exit;
             signal.signal(signal.SIGTERM, on_sigterm)  # a stopped run must still say how to resume
@@ -192,7 +193,8 @@ def _unpacked(archive: bytes, key: str) -> Path:
     root = Path(tempfile.gettempdir()) / "gepa-bot-ray"
     target = root / key / "repo"
     if not target.is_dir():
-        staging = Path(tempfile.mkdtemp(prefix="unpack-", dir=root.mkdir(parents=True, exist_ok=True) or root))
+        root.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix="unpack-", dir=root))
         with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
             tar.extractall(staging, filter="data")
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -122,7 +122,7 @@ def test_untrusted_text_cannot_break_the_pr_body_or_emit_workflow_commands(tmp_p
 
     import litellm
 
-    from gepa_bot.cli import run_optimize
+    from gepa_bot.cli import load_settings, run_optimize
     from toyrepo import make_toy_repo
 
     repo = make_toy_repo(tmp_path)
@@ -134,8 +134,9 @@ def test_untrusted_text_cannot_break_the_pr_body_or_emit_workflow_commands(tmp_p
     monkeypatch.setenv("LEAK_FILE", str(leak_file))
     monkeypatch.setenv("NASTY", NASTY)
     monkeypatch.setattr(litellm, "completion", functools.partial(litellm.completion, mock_response=reply))
-    result, body = run_optimize(repo, None, tmp_path / "run", tmp_path / "body.md",
-                                {"budget": 30, "model": None, "reflection_model": None, "workers": None, "seed": None})
+    settings = load_settings(repo, None, tmp_path / "run",
+                             {"budget": 30, "model": None, "reflection_model": None, "workers": None, "seed": None})
+    result, body = run_optimize(settings, tmp_path / "body.md")
 
     full = (tmp_path / "run" / "report-full.md").read_text()
     assert result["best_candidate"] != 0  # the rationale and feedback are shown

@@ -86,7 +86,7 @@ def test_each_test_of_promptfoos_examples_scores_as_in_promptfoos_own_run(agreem
     assert result.rows >= len(result.tests) > 0 and result.errors < result.rows  # not an agreement on errors
 
 
-def test_the_examples_have_41_tests_and_passing_and_failing_rows(agreement):
+def test_the_examples_have_at_least_41_tests_with_passing_and_failing_rows(agreement):
     results = [agreement(*fixture_config) for fixture_config in PROMPTFOO_EXAMPLES]
     assert sum(len(r.tests) for r in results) >= 41  # issue #13's count
     assert 0 < sum(r.passing_rows for r in results) < sum(r.rows for r in results)

@@ -132,8 +132,7 @@ class PromptfooSuite(EvalSuite):
         self.command = promptfoo_command(context.repo, config.command)
         if not (context.repo / config.config).is_file():
             raise SuiteError(f"eval.config: {config.config} not found in {context.repo}")
-        self.version = self._version()
-        self.tests = self._load_tests()  # id -> raw test case, in the config's order
+        self.tests, self.version = self._load_tests()  # id -> raw test case, in the config's order
 
     # --- listing ------------------------------------------------------------------------------------
 
@@ -146,19 +145,18 @@ class PromptfooSuite(EvalSuite):
                 json.dumps(self.tests, sort_keys=True, default=str),
                 *hash_files(self.context.repo, [self.config.config, *self.config.watch])]
 
-    def _version(self) -> str:
-        out = self._run(["--version"], self.context.repo, timeout=300)
-        return out.strip().splitlines()[-1] if out.strip() else "unknown"
-
-    def _load_tests(self) -> dict[str, dict[str, Any]]:
+    def _load_tests(self) -> tuple[dict[str, dict[str, Any]], str]:
+        """The config's test cases by instance id, and the promptfoo version that loaded them (one Node start)."""
         with tempfile.TemporaryDirectory(prefix="gepa-bot-promptfoo-") as tmp:
             out = Path(tmp) / "list.json"
             self._run(["eval", "-c", self.config.config, "-n", "1", "-r", "echo", "--grader", "echo",
                        *self._quiet_flags(), "-o", str(out)], self.context.repo, timeout=300, tmp=Path(tmp))
             try:
-                raw = json.loads(out.read_text(encoding="utf-8"))["config"]["tests"]
+                listing = json.loads(out.read_text(encoding="utf-8"))
+                raw = listing["config"]["tests"]
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 raise SuiteError(f"promptfoo did not list the tests of {self.config.config} ({exc})") from None
+        version = str((listing.get("metadata") or {}).get("promptfooVersion") or "unknown")
         if not isinstance(raw, list) or not raw:
             raise SuiteError(f"{self.config.config}: promptfoo found no test cases; add `tests:` to the config")
         tests: dict[str, dict[str, Any]] = {}
@@ -168,7 +166,7 @@ class PromptfooSuite(EvalSuite):
             while key in tests:  # identical tests: numbered, in order
                 key, n = f"{base}#{n}", n + 1
             tests[key] = test
-        return tests
+        return tests, version
 
     # --- scoring ------------------------------------------------------------------------------------
 

@@ -105,11 +105,7 @@ class RepoAdapter(GEPAAdapter[str, InstanceResult, str]):
         started = time.monotonic()
         files = render_files(self.components, candidate)
         eval_key = candidate_hash(files)
-        results: dict[str, InstanceResult] = {}
-        for instance_id in dict.fromkeys(ids):
-            cached = self.cache.get(eval_key, self.split.split_of(instance_id), instance_id)
-            if cached is not None:
-                results[instance_id] = cached
+        results = self.cache.get_many(eval_key, {i: self.split.split_of(i) for i in ids})
         hits = sum(1 for i in ids if i in results)
         # gepa pads a short epoch with repeated ids, so a minibatch can name an instance twice: run it once
         # (the repeat is neither executed nor a cache hit: rollouts = executed + cache hits + repeats)
@@ -129,12 +125,11 @@ class RepoAdapter(GEPAAdapter[str, InstanceResult, str]):
         batch_seconds = round(time.monotonic() - started, 3)
         fresh = {i: combine_repeats([run[i] for run in runs]) for i in ids}
         cand_hash = candidate_hash(candidate)
-        for instance_id in ids:
-            split = self.split.split_of(instance_id)
-            self.runlog.write("rollout", candidate=cand_hash, eval_key=eval_key, split=split,
+        for instance_id in ids:  # the log first: a kill between the two loses nothing (the log refills the cache)
+            self.runlog.write("rollout", candidate=cand_hash, eval_key=eval_key, split=self.split.split_of(instance_id),
                               fingerprint=self.cache.fingerprint, batch_size=len(ids), batch_seconds=batch_seconds,
                               **fresh[instance_id].to_json())
-            self.cache.put(eval_key, split, fresh[instance_id])
+        self.cache.put_many([(eval_key, self.split.split_of(i), fresh[i]) for i in ids])
         return fresh
 
     def make_reflective_dataset(self, candidate: dict[str, str], eval_batch: EvaluationBatch,
@@ -157,16 +152,9 @@ class RepoAdapter(GEPAAdapter[str, InstanceResult, str]):
         if self.extra_train_failures <= 0:
             return []
         eval_key = candidate_hash(render_files(self.components, candidate))
-        found = []
-        for instance_id in self.split.train:
-            if instance_id in exclude:
-                continue
-            cached = self.cache.get(eval_key, "train", instance_id)
-            if cached is not None and cached.score < 1.0:
-                found.append(cached)
-                if len(found) >= self.extra_train_failures:
-                    break
-        return found
+        cached = self.cache.get_many(eval_key, {i: "train" for i in self.split.train if i not in exclude})
+        failures = [cached[i] for i in self.split.train if i in cached and cached[i].score < 1.0]
+        return failures[:self.extra_train_failures]
 
 
 def combine_repeats(results: list[InstanceResult]) -> InstanceResult:

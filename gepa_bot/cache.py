@@ -3,7 +3,7 @@
 Key = sha256(candidate texts, eval-suite fingerprint, split, instance id). The split is part of the key
 so train and val results can never be confused, whatever the ids look like (gepa 0.1.4 issue #424).
 The store is one SQLite database in WAL mode (``cache.sqlite3``): one row per rollout, each ``put`` its own
-transaction, so parallel workers, other processes on the same cache and crashes are safe. (Until 0.1 it was
+transaction (one per batch), so parallel workers, other processes on the same cache and crashes are safe. (Until 0.1 it was
 one JSON file per rollout, 4 KiB on disk for ~120 bytes; such files are still read.)
 """
 
@@ -13,7 +13,8 @@ import hashlib
 import json
 import sqlite3
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from json.encoder import encode_basestring_ascii as _json_string  # type: ignore[attr-defined]
 from pathlib import Path
 
 from gepa_bot.evalsuite import InstanceResult
@@ -37,9 +38,11 @@ class EvalCache:
         self.misses = 0
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
+        self._legacy = False  # files of the pre-SQLite layout exist: misses also look there
 
     def key(self, cand_hash: str, split: str, instance_id: str) -> str:
-        raw = json.dumps([cand_hash, self.fingerprint, split, instance_id])
+        # == sha256(json.dumps([cand_hash, fingerprint, split, instance_id])), without json.dumps' overhead
+        raw = "[" + ", ".join(map(_json_string, (cand_hash, self.fingerprint, split, instance_id))) + "]"
         return hashlib.sha256(raw.encode()).hexdigest()
 
     def _connection(self) -> sqlite3.Connection:
@@ -50,43 +53,70 @@ class EvalCache:
             db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a commit survives a killed process
             db.execute("CREATE TABLE IF NOT EXISTS results (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
             self._db = db
+            self._legacy = any(len(p.name) == 2 and p.is_dir() for p in self.root.iterdir())
         return self._db
 
-    def _read(self, key: str) -> str | None:
+    def _read_many(self, keys: Sequence[str]) -> dict[str, str]:
+        """Stored values by key (misses left out): one query per 500 keys, then the legacy files if any."""
+        found: dict[str, str] = {}
         with self._lock:
-            row = self._connection().execute("SELECT value FROM results WHERE key = ?", (key,)).fetchone()
-        if row is not None:
-            return str(row[0])
-        legacy = self.root / key[:2] / f"{key}.json"  # the one-file-per-rollout layout of earlier versions
-        try:
-            return legacy.read_text(encoding="utf-8")
-        except OSError:
-            return None
+            db = self._connection()
+            for start in range(0, len(keys), 500):
+                chunk = keys[start:start + 500]
+                marks = ",".join("?" * len(chunk))
+                found.update(db.execute(f"SELECT key, value FROM results WHERE key IN ({marks})", chunk).fetchall())
+        for key in (k for k in keys if k not in found) if self._legacy else ():
+            try:  # the one-file-per-rollout layout of earlier versions
+                found[key] = (self.root / key[:2] / f"{key}.json").read_text(encoding="utf-8")
+            except OSError:
+                pass
+        return found
+
+    def get_many(self, cand_hash: str, wanted: Mapping[str, str]) -> dict[str, InstanceResult]:
+        """Stored results of ``cand_hash`` for ``wanted`` (instance id -> split), by id; misses are left out."""
+        if not self.enabled:
+            self.misses += len(wanted)
+            return {}
+        keys = {self.key(cand_hash, split, instance_id): instance_id for instance_id, split in wanted.items()}
+        results = {}
+        for key, raw in self._read_many(list(keys)).items():
+            try:
+                results[keys[key]] = InstanceResult.from_json(json.loads(raw))
+            except (ValueError, KeyError, TypeError):
+                continue  # unreadable: a miss
+        self.hits += len(results)
+        self.misses += len(wanted) - len(results)
+        return results
 
     def get(self, cand_hash: str, split: str, instance_id: str) -> InstanceResult | None:
-        if not self.enabled:
-            self.misses += 1
-            return None
-        raw = self._read(self.key(cand_hash, split, instance_id))
-        try:
-            result = InstanceResult.from_json(json.loads(raw)) if raw is not None else None
-        except (ValueError, KeyError, TypeError):
-            result = None
-        if result is None:
-            self.misses += 1
-            return None
-        self.hits += 1
-        return result
+        return self.get_many(cand_hash, {instance_id: split}).get(instance_id)
 
     def contains(self, cand_hash: str, split: str, instance_id: str) -> bool:
-        return self._read(self.key(cand_hash, split, instance_id)) is not None
+        return bool(self.present([(cand_hash, split, instance_id)]))
+
+    def present(self, entries: Sequence[tuple[str, str, str]]) -> set[tuple[str, str, str]]:
+        """Which (candidate hash, split, instance id) entries are stored."""
+        keys = {self.key(*entry): entry for entry in entries}
+        return {keys[key] for key in self._read_many(list(keys))}
 
     def put(self, cand_hash: str, split: str, result: InstanceResult) -> None:
-        """Store a result (one transaction: a reader sees all of it or nothing)."""
-        value = json.dumps(result.to_json(), ensure_ascii=False)
+        self.put_many([(cand_hash, split, result)])
+
+    def put_many(self, entries: Sequence[tuple[str, str, InstanceResult]]) -> None:
+        """Store results, all in one transaction (a reader sees all of them or none)."""
+        rows = [(self.key(cand_hash, split, result.id), json.dumps(result.to_json(), ensure_ascii=False))
+                for cand_hash, split, result in entries]
+        if not rows:
+            return
         with self._lock:
-            self._connection().execute("INSERT OR REPLACE INTO results (key, value) VALUES (?, ?)",
-                                       (self.key(cand_hash, split, result.id), value))
+            db = self._connection()
+            db.execute("BEGIN")
+            try:
+                db.executemany("INSERT OR REPLACE INTO results (key, value) VALUES (?, ?)", rows)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
 
     def close(self) -> None:
         with self._lock:

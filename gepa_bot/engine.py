@@ -7,6 +7,7 @@ the LLM seam with replay. This module wires gepa to it and turns gepa's result i
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,8 +57,8 @@ def run_search(session: RunSession) -> dict[str, Any]:
                  restored_rollouts=session.restored_rollouts)
     style = reflection_style(config.optimizer.reflection_style, config.models.reflection, reflection.get("api_base"))
     reflector = RationaleReflector(llm=session.llm, runlog=runlog, attempts=config.optimizer.reflection_attempts,
-                                   style=style, response_format=edit_response_format(reflection["model"],
-                                                                                     reflection.get("api_base")),
+                                   style=style, response_format=functools.partial(
+                                       edit_response_format, reflection["model"], reflection.get("api_base")),
                                    status=session.adapter.status,
                                    warm_start_rewrites=warm_start_rewrites(config, style, len(session.split.val)))
     session.adapter.on_val_scored = reflector.accepted.add

@@ -115,7 +115,9 @@ class LLM:
             return reply
         prompt_chars = sum(len(m.get("content", "")) for m in messages)
         if not is_loopback(call_params.get("api_base")):  # a server on this machine is free (and needs no litellm)
-            self.budget.check_llm_call(worst_case_cost(self.model, prompt_chars, int(call_params["max_tokens"])))
+            capped = self.budget.max_cost_usd is not None  # litellm's price table only when a cap needs it
+            self.budget.check_llm_call(worst_case_cost(self.model, prompt_chars, int(call_params["max_tokens"]))
+                                       if capped else 0.0)
         started = time.monotonic()
         reply = self._call_with_retries(messages, call_params)
         reply = dataclasses.replace(reply, text=redact(reply.text))  # the reply feeds proposals and reports

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -231,7 +231,10 @@ class RationaleReflector:
     runlog: RunLog
     attempts: int = 2
     style: str = "rewrite"  # "rewrite" | "edit" | "mixed"
-    response_format: dict[str, Any] | None = None  # constrained decoding for edit replies
+    # constrained decoding for edit replies: the format, or a zero-argument function that computes it when the
+    # first edit is asked for (for a hosted model that reads litellm's model table: a run that asks for no edit,
+    # a rewrite-style one, never imports litellm)
+    response_format: dict[str, Any] | Callable[[], dict[str, Any] | None] | None = None
     rationales: dict[str, dict[str, str]] = field(default_factory=dict)  # child hash -> component -> rationale
     rejected: list[dict[str, str]] = field(default_factory=list)
     accepted: set[str] = field(default_factory=set)  # candidate hashes GEPA kept (scored on val)
@@ -323,7 +326,8 @@ class RationaleReflector:
                      proposal: ReflectionProposal, parent_hash: str = "", kind: str | None = None) -> Proposal | None:
         retry_note = ""
         kind = kind or self.next_kind()
-        params = {"response_format": self.response_format} if kind == "edit" and self.response_format else {}
+        edit_format = self._edit_format() if kind == "edit" else None
+        params = {"response_format": edit_format} if edit_format else {}
         for attempt in range(1, self.attempts + 1):
             messages = self._messages(kind, name, current, records, retry_note, parent_hash)
             try:
@@ -341,6 +345,11 @@ class RationaleReflector:
                 self._reject(name, attempt, str(exc), reply.text)
                 retry_note = self._retry_note(kind, exc)
         return None
+
+    def _edit_format(self) -> dict[str, Any] | None:
+        if callable(self.response_format):
+            self.response_format = self.response_format()
+        return self.response_format
 
     @staticmethod
     def _retry_note(kind: str, exc: ProposalRejected) -> str:

@@ -235,11 +235,9 @@ def list_instances(suite: EvalSuite, settings: RunSettings) -> list[Instance]:
 
 def restore_logged_rollouts(run_dir: Path, cache: EvalCache) -> int:
     """Put rollouts from the write-ahead log back into the cache (a kill may land between log and cache)."""
-    restored = 0
-    for record in read_records(run_dir, "rollout"):
-        if record.get("fingerprint") != cache.fingerprint or not {"eval_key", "split", "id", "score"} <= set(record):
-            continue  # another eval suite, or a record from an older gepa-bot: re-executed if needed
-        if not cache.contains(record["eval_key"], record["split"], record["id"]):
-            cache.put(record["eval_key"], record["split"], InstanceResult.from_json(record))
-            restored += 1
-    return restored
+    logged = {(r["eval_key"], r["split"], r["id"]): r for r in read_records(run_dir, "rollout")
+              if r.get("fingerprint") == cache.fingerprint and {"eval_key", "split", "id", "score"} <= set(r)}
+    # (records of another eval suite or an older gepa-bot are skipped: re-executed if needed)
+    missing = set(logged) - cache.present(list(logged))
+    cache.put_many([(key[0], key[1], InstanceResult.from_json(logged[key])) for key in missing])
+    return len(missing)

@@ -354,10 +354,17 @@ def test_cache_is_one_sqlite_store_and_still_reads_the_old_one_file_per_rollout_
     (tmp_path / legacy_key[:2]).mkdir()
     (tmp_path / legacy_key[:2] / f"{legacy_key}.json").write_text(
         json.dumps(InstanceResult(id="i9", score=1.0, feedback="ok").to_json()))
-    assert cache.get("c0", "val", "i9").feedback == "ok" and cache.contains("c0", "val", "i9")
     cache.close()
     reopened = EvalCache(tmp_path, "fp")  # another process (or a resumed run) sees every committed put
     assert reopened.get("c1", "val", "i1").feedback == "half" and (reopened.hits, reopened.misses) == (1, 0)
+    assert reopened.get("c0", "val", "i9").feedback == "ok" and reopened.contains("c0", "val", "i9")
+    # the key is what earlier versions computed: sha256 of the JSON list (their caches stay valid)
+    old = __import__("hashlib").sha256(json.dumps(["c0", "fp", "val", 'i"9é']).encode()).hexdigest()
+    assert reopened.key("c0", "val", 'i"9é') == old
+    # a batch: one transaction in, one query out
+    reopened.put_many([("c2", "val", InstanceResult(id=f"b{k}", score=k / 10, feedback="")) for k in range(7)])
+    assert {i: r.score for i, r in reopened.get_many("c2", {f"b{k}": "val" for k in range(9)}).items()} == \
+        {f"b{k}": k / 10 for k in range(7)}
 
 
 def test_gepa_log_is_fresh_per_run_and_keeps_the_previous_one(toy, tmp_path):

@@ -86,8 +86,14 @@ class RayExecutor:
         self.grace = RAY_GRACE_SECONDS
         check_reachable(address)
         on_sigterm = signal.getsignal(signal.SIGTERM)
-        ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False, include_dashboard=False,
-                 ignore_reinit_error=True)
+        try:
+            ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False, include_dashboard=False,
+                     ignore_reinit_error=True)
+        except Exception as exc:  # something answers there, but not a Ray cluster this Ray can join
+            detail = " ".join(str(exc).split())[:300]
+            raise UserError(f"ray.address {address}: cannot join the Ray cluster there ({type(exc).__name__}: "
+                            f"{detail})", fix="check the address, and that the cluster runs Ray "
+                            f"{ray.__version__} on the same Python version") from None
         if threading.current_thread() is threading.main_thread():  # Ray's C++ core replaces it with a hard exit;
             signal.signal(signal.SIGTERM, on_sigterm)  # a stopped run must still say how to resume
         self.task = ray.remote(_evaluate_on_node).options(num_cpus=num_cpus, resources=dict(resources or {}),
@@ -95,7 +101,6 @@ class RayExecutor:
         archive = repo_archive(repo)
         self.archive_key = hashlib.sha256(archive).hexdigest()[:20]
         self.archive_ref = ray.put(archive)
-        self.tasks_submitted = 0
 
     def evaluate(self, suite: EvalSuite, files: dict[str, str], components: dict[str, str],
                  ids: list[str]) -> dict[str, InstanceResult]:
@@ -104,7 +109,6 @@ class RayExecutor:
         env = {name: os.environ[name] for name in self.forward_env if name in os.environ}
         refs = [self.task.remote(suite, self.archive_ref, self.archive_key, files, components, chunk, remaining, env)
                 for chunk in chunks]
-        self.tasks_submitted += len(refs)
         limit = suite.context.clamp(self.timeout) + self.grace
         ready, _pending = self.ray.wait(refs, num_returns=len(refs), timeout=limit)
         results: dict[str, InstanceResult] = {}

@@ -2,9 +2,9 @@
 
 Key = sha256(candidate texts, eval-suite fingerprint, split, instance id). The split is part of the key
 so train and val results can never be confused, whatever the ids look like (gepa 0.1.4 issue #424).
-The store is one SQLite database in WAL mode (``cache.sqlite3``): one row per rollout, each ``put`` its own
-transaction (one per batch), so parallel workers, other processes on the same cache and crashes are safe. (Until 0.1 it was
-one JSON file per rollout, 4 KiB on disk for ~120 bytes; such files are still read.)
+The store is one SQLite database in WAL mode (``cache.sqlite3``): one row per rollout, one transaction per batch
+of puts and one query per 500 lookups, so parallel workers, other processes on the same cache and crashes are
+safe. (Until 0.1 it was one JSON file per rollout, 4 KiB on disk for ~120 bytes; such files are still read.)
 """
 
 from __future__ import annotations

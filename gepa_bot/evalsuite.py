@@ -115,7 +115,7 @@ class SuiteConfigBase(BaseModel):
 
     executor: Literal["local", "ray"] = Field(
         default="local", description="where eval batches run: local (threads, optimizer.workers at once) or ray "
-        "(each chunk a task on the cluster of ray.address; see docs 'Scaling out')")
+        "(each chunk a task on the cluster of ray.address; see the README's 'Scaling out (Ray)')")
 
 
 class EvalSuite(ABC):

@@ -44,9 +44,9 @@ MODEL = """## Model for a real cluster
 With W concurrent Ray tasks (`optimizer.workers`) and an eval time of t seconds per instance, a batch of n
 instances takes about ceil(n / W) * t + o(W) seconds, o being the per-batch scheduling overhead above, so a
 val pass runs at W / t rollouts/s. The driver's own cost per executed rollout, d (bench/results/overhead.md:
-run log, cache, redaction, gepa's bookkeeping; 0.8 ms measured on this machine), caps the rate at 1 / d, about
-1,250 rollouts/s: the driver becomes the bottleneck only when W / t exceeds that, e.g. 1-s evals on more than
-1,250 workers, or 60-s agent runs on more than 75,000. For agent-style evals the cluster sets the pace.
+run log, cache, redaction, gepa's bookkeeping; 0.19 ms measured on this machine), caps the rate at 1 / d, about
+5,000 rollouts/s: the driver becomes the bottleneck only when W / t exceeds that, e.g. 1-s evals on more than
+5,000 workers, or 60-s agent runs on more than 300,000. For agent-style evals the cluster sets the pace.
 
 GEPA itself is sequential between batches: a reflection step evaluates `minibatch_size` train instances (3 by
 default) for the parent and 3 for the child, so only val passes (|val| instances) fill a large cluster; with

@@ -15,6 +15,7 @@ from typing import Any, Literal, TextIO, cast
 
 import gepa
 from gepa.core.callbacks import GEPACallback
+from gepa.strategies.acceptance import ImprovementOrEqualAcceptance, StrictImprovementAcceptance
 
 from gepa_bot.adapter import EXTRA_TRAIN_FAILURES
 from gepa_bot.budget import BudgetExhausted
@@ -159,18 +160,18 @@ def warm_start_rewrites(config: Config, style: str, n_val: int) -> int:
 
 @dataclass
 class ValGate:
-    """gepa's acceptance criterion: the configured minibatch rule, except for warm-start rewrites (candidate
-    hashes in ``ungated``), which go to the val set whatever their minibatch score."""
+    """gepa's acceptance criterion: gepa's own minibatch rule as configured, except for warm-start rewrites
+    (candidate hashes in ``ungated``), which go to the val set whatever their minibatch score."""
 
     criterion: Literal["strict_improvement", "improvement_or_equal"]
     ungated: set[str]
 
+    def __post_init__(self) -> None:
+        self.rule = StrictImprovementAcceptance() if self.criterion == "strict_improvement" else \
+            ImprovementOrEqualAcceptance()
+
     def should_accept(self, proposal: Any, state: Any) -> bool:
-        if candidate_hash(proposal.candidate) in self.ungated:
-            return True
-        before = sum(proposal.subsample_scores_before or [])
-        after = sum(proposal.subsample_scores_after or [])
-        return after > before if self.criterion == "strict_improvement" else after >= before
+        return candidate_hash(proposal.candidate) in self.ungated or self.rule.should_accept(proposal, state)
 
 
 @dataclass

@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gepa_bot.errors import UserError
 from gepa_bot.evalsuite import (
@@ -42,6 +42,9 @@ from gepa_bot.evalsuite import (
     remove_workdir,
     run_chunk,
 )
+
+if TYPE_CHECKING:
+    from gepa_bot.config import RayConfig
 
 RAY_GRACE_SECONDS = 60.0  # beyond the eval timeout, for scheduling and shipping results
 
@@ -133,11 +136,11 @@ class RayExecutor:
 
 
 def make_executor(kind: str, repo: Path, scratch: Path, workers: int, timeout: float,
-                  ray_settings: Any = None) -> Executor:
+                  ray_settings: RayConfig) -> Executor:
     """The configured executor; ``ray_settings`` is the config's ``ray`` section."""
     if kind == "local":
         return LocalExecutor(repo, scratch, workers)
-    address = (ray_settings.address if ray_settings else None) or os.environ.get("RAY_ADDRESS")
+    address = ray_settings.address or os.environ.get("RAY_ADDRESS")
     if not address:
         raise UserError("eval.executor is 'ray' but no cluster address is set",
                         fix="set ray.address in .gepa-bot.yml or the RAY_ADDRESS environment variable "

@@ -381,10 +381,11 @@ def _run_eval(task_dir: Path, env: dict[str, str]) -> list[dict]:
 
 def test_bench_tasks_have_valid_data_and_seed_prompts():
     tasks = sorted(p.name for p in BENCH.iterdir() if (p / "eval.py").is_file())
-    assert {"sentiment", "arithmetic", "shipping_city"} <= set(tasks)
+    assert {"sentiment", "arithmetic", "shipping_city", "tickets", "afinn"} <= set(tasks)
     for task in tasks:
         rows = _rows(task)
-        assert 40 <= len(rows) <= 80, task
+        assert 40 <= len(rows) <= 400, task
+        assert sum(r["split"] != "test" for r in rows) <= 60, task  # what the optimizer sees stays small
         assert len({r["id"] for r in rows}) == len(rows), task
         assert {r["split"] for r in rows} == {"train", "val", "test"}, task
         assert all(isinstance(r["input"], str) and r["input"] and str(r["label"]) for r in rows), task
@@ -398,6 +399,7 @@ BENCH_CASES = {
     "sentiment": ("positive", lambda r: 1.0 if r["label"] == "positive" else 0.0),
     "arithmetic": ("12 - 2 = 10. The answer is 10.", lambda r: 1.0 if r["label"] == "10" else 0.0),
     "shipping_city": ("Osaka", lambda r: 1.0 if r["label"] == "Osaka" else 0.0),
+    "afinn": ("-2", lambda r: {"-2": 1.0, "-1": 0.5, "-3": 0.5}.get(r["label"], 0.0)),
 }
 
 
@@ -472,6 +474,17 @@ def test_bench_feedback_names_the_mistake():
     assert value == 0.0 and "copied from the question" in fb
     value, fb, _ = arith.score(row, "I do not know")
     assert value == 0.0 and "no number" in fb
+
+    afinn = load("afinn")
+    assert afinn.score(-2, "-2")[0] == 1.0
+    assert afinn.score(-2, "Rating: \u22123 (negative)") == (0.5, "expected -2, got -3: too strong by 1")
+    assert afinn.score(2, "+4") == (0.0, "expected 2, got 4: too strong by 2")
+    assert afinn.score(3, "1/5")[1] == "expected 3, got 1: too weak by 2"
+    assert afinn.score(-2, "2") == (0.0, "expected -2, got 2: wrong sign")
+    value, fb = afinn.score(-2, "It is bad")
+    assert value == 0.0 and "no integer" in fb
+    value, fb = afinn.score(3, "7")
+    assert value == 0.0 and "outside the scale" in fb
 
     city = load("shipping_city")
     row = {"label": "Osaka", "distractor": "Porto"}

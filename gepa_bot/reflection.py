@@ -30,7 +30,7 @@ from gepa_bot.budget import BudgetExhausted
 from gepa_bot.cache import candidate_hash
 from gepa_bot.completion import is_loopback
 from gepa_bot.discovery import placeholder_problem, placeholders_in
-from gepa_bot.edits import INSTRUCTION_SCHEMA, EditRejected, apply_edits, parse_edit_reply
+from gepa_bot.edits import INSTRUCTION_SCHEMA, Edit, EditRejected, apply_edits, parse_edit_reply
 from gepa_bot.errors import describe_error
 from gepa_bot.llm import LLM, LLMError
 from gepa_bot.runlog import RunLog
@@ -110,7 +110,7 @@ def parse_reply(reply: str, current: str) -> Proposal:
         raise ProposalRejected("no fenced prompt block in the reply")
     fence = opening.group("fence")
     closing = re.compile(rf"^{re.escape(fence[0])}{{{len(fence)},}}[ \t]*$", re.MULTILINE)
-    end = closing.search(reply, opening.end())
+    end = closing.search(reply, opening.end()) or _short_closing_fence(reply, opening.end(), fence)
     if not end:
         raise ProposalRejected("the fenced prompt block is never closed (reply truncated?)")
     text = reply[opening.end():end.start()].strip("\n")
@@ -129,6 +129,19 @@ def parse_reply(reply: str, current: str) -> Proposal:
     if current.endswith("\n") and not text.endswith("\n"):
         text += "\n"  # keep the file's trailing-newline convention
     return Proposal(rationale=rationale or "(no rationale given)", text=text)
+
+
+def _short_closing_fence(reply: str, start: int, fence: str) -> re.Match[str] | None:
+    """A closing fence shorter than the opening one (````prompt ... ```), accepted only as the reply's last line.
+
+    Small models often close a four-backtick block with three. Anywhere else a shorter fence may belong to
+    the prompt itself (a code example), so the block is only taken when nothing follows that line.
+    """
+    short = re.compile(rf"^{re.escape(fence[0])}{{3,{len(fence) - 1}}}[ \t]*$", re.MULTILINE)
+    last = None
+    for last in short.finditer(reply, start):
+        pass
+    return last if last and not reply[last.end():].strip() else None
 
 
 def render_examples(records: Sequence[Mapping[str, Any]]) -> str:
@@ -171,10 +184,28 @@ def parse_edit_proposal(reply: str, current: str) -> Proposal:
         text = apply_edits(current, parsed.edits)
     except EditRejected as exc:
         raise ProposalRejected(str(exc)) from None
+    leaked = _reply_format_leak(parsed.edits, current)
+    if leaked:
+        raise ProposalRejected(leaked)
     if current.endswith("\n") and not text.endswith("\n"):
         text += "\n"
     summary = "; ".join(e.describe() for e in parsed.edits)
     return Proposal(rationale=parsed.rationale or summary, text=text, summary=summary, kind="edit")
+
+
+def _reply_format_leak(edits: Sequence[Edit], current: str) -> str | None:
+    """Why an edit that asks for JSON, the format of the reflection's own constrained answer, is refused.
+
+    Seen with Qwen2.5-Coder-1.5B: "The model should answer with the prompt in JSON format, ...". A prompt that
+    already speaks of JSON may well want more of it, so the check applies only when it does not.
+    """
+    if "json" in current.lower():
+        return None
+    for edit in edits:
+        if "json" in edit.text.lower():
+            return (f"the edit {edit.text[:80]!r} asks for JSON, the format of this reflection answer, "
+                    "which the prompt never asks for")
+    return None
 
 
 def render_failures(records: Sequence[Mapping[str, Any]], limit: int = MAX_EDIT_EXAMPLES) -> str:

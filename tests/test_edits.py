@@ -10,7 +10,8 @@ from gepa_bot.budget import Budget
 from gepa_bot.cache import candidate_hash
 from gepa_bot.edits import INSTRUCTION_SCHEMA, Edit, EditRejected, apply_edits, default_insertion_point, parse_edit_reply
 from gepa_bot.llm import LLM, Reply
-from gepa_bot.reflection import RationaleReflector, edit_response_format, parse_edit_proposal
+from gepa_bot.reflection import (ProposalRejected, RationaleReflector, edit_response_format, parse_edit_proposal,
+                                  parse_reply)
 from gepa_bot.runlog import RunLog, read_records
 
 PROMPT = """You help our support team triage incoming customer tickets.
@@ -103,6 +104,27 @@ def test_proposal_keeps_the_trailing_newline_and_a_rationale():
     proposal = parse_edit_proposal(json.dumps({"rationale": "", "edits": [{"op": "add", "target": "", "text": "X."}]}),
                                    "Be brief.\n")
     assert proposal.text == "Be brief.\nX.\n" and proposal.rationale == "add 'X.'"
+
+
+def test_an_edit_asking_for_json_is_refused_unless_the_prompt_already_speaks_of_json():
+    # Seen with Qwen2.5-Coder-1.5B, whose reflection answer is constrained to JSON: the leak ends up in the prompt.
+    leak = json.dumps({"problem": "p", "instruction": "The model should answer with the prompt in JSON format."})
+    with pytest.raises(ProposalRejected, match="asks for JSON"):
+        parse_edit_proposal(leak, 'Rate the word "{word}".\n')
+    json_prompt = 'Rate the word "{word}". Reply with a json object.\n'
+    assert "JSON format" in parse_edit_proposal(leak, json_prompt).text
+
+
+def test_a_four_backtick_block_closed_with_three_is_taken_only_at_the_end_of_the_reply():
+    current = 'Rate the sentiment of the word "{word}" on a scale from -5 to 5.\n\nRating:\n'
+    reply = '````prompt\nRate the sentiment of "{word}" from -5 to 5.\n\nRating:\n```'  # seen in the afinn bench
+    assert parse_reply(reply, current).text == 'Rate the sentiment of "{word}" from -5 to 5.\n\nRating:\n'
+    with_example = 'R.\n\n````prompt\nRate "{word}". Example:\n```\n-2\n```\nRating:\n```\n'
+    assert parse_reply(with_example, current).text == 'Rate "{word}". Example:\n```\n-2\n```\nRating:\n'
+    for ambiguous in ('````prompt\nRate "{word}".\n```\nMore text after the short fence.',
+                      '````prompt\nRate "{word}".\nRating:'):
+        with pytest.raises(ProposalRejected, match="never closed"):
+            parse_reply(ambiguous, current)
 
 
 def test_constrained_output_for_loopback_servers_only():

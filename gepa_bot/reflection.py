@@ -138,9 +138,7 @@ def _short_closing_fence(reply: str, start: int, fence: str) -> re.Match[str] | 
     the prompt itself (a code example), so the block is only taken when nothing follows that line.
     """
     short = re.compile(rf"^{re.escape(fence[0])}{{3,{len(fence) - 1}}}[ \t]*$", re.MULTILINE)
-    last = None
-    for last in short.finditer(reply, start):
-        pass
+    last = next(reversed(list(short.finditer(reply, start))), None)
     return last if last and not reply[last.end():].strip() else None
 
 

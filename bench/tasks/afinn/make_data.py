@@ -26,7 +26,7 @@ def main(labels_file: Path) -> None:
     words = sorted(w for w, v in lexicon.items() if v != 0 and re.fullmatch(r"[a-z]{3,20}", w))
     rng = random.Random(165)
     rows = []
-    for sign, chosen in (("neg", [w for w in words if lexicon[w] < 0]), ("pos", [w for w in words if lexicon[w] > 0])):
+    for chosen in ([w for w in words if lexicon[w] < 0], [w for w in words if lexicon[w] > 0]):
         picked = rng.sample(chosen, sum(PER_SPLIT.values()))
         start = 0
         for split, n in PER_SPLIT.items():

@@ -1,10 +1,16 @@
 """Edit-reflection wording experiment: N sampled instructions per variant, applied and scored on afinn train+val."""
-import json, os, subprocess, sys, time
+import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
+
 import litellm
+
 from gepa_bot import reflection
-from gepa_bot.modelserver import LocalModelServer
 from gepa_bot.edits import INSTRUCTION_SCHEMA
+from gepa_bot.modelserver import LocalModelServer
 
 REPO = Path("/work/main")
 AFINN = REPO / "bench/tasks/afinn"
@@ -18,13 +24,15 @@ variants = json.loads(Path(sys.argv[1]).read_text())  # name -> EDIT_INSTRUCTION
 n = int(sys.argv[2])
 
 def score_prompt(server, text):
-    d = Path("/tmp/exp/task"); subprocess.run(["rm", "-rf", str(d)]); subprocess.run(["cp", "-r", str(AFINN), str(d)])
+    d = Path("/tmp/exp/task")
+    subprocess.run(["rm", "-rf", str(d)])
+    subprocess.run(["cp", "-r", str(AFINN), str(d)])
     (d / "prompts/afinn.txt").write_text(text)
     env = {**os.environ, "PYTHONPATH": str(REPO), **server.eval_env(), "GEPA_BOT_MODE": "evaluate",
            "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
     env.pop("GEPA_BOT_IDS_FILE", None)
     out = subprocess.run([sys.executable, "eval.py"], cwd=d, env=env, capture_output=True, text=True)
-    res = [json.loads(l) for l in out.stdout.splitlines() if l.startswith("{")]
+    res = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
     return sum(r["score"] for r in res) / len(res)
 
 with LocalModelServer() as server:

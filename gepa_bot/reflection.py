@@ -137,9 +137,8 @@ def _short_closing_fence(reply: str, start: int, fence: str) -> re.Match[str] | 
     Small models often close a four-backtick block with three. Anywhere else a shorter fence may belong to
     the prompt itself (a code example), so the block is only taken when nothing follows that line.
     """
-    short = re.compile(rf"^{re.escape(fence[0])}{{3,{len(fence) - 1}}}[ \t]*$", re.MULTILINE)
-    last = next(reversed(list(short.finditer(reply, start))), None)
-    return last if last and not reply[last.end():].strip() else None
+    short_at_end = re.compile(rf"^{re.escape(fence[0])}{{3,{len(fence) - 1}}}[ \t]*$(?=\s*\Z)", re.MULTILINE)
+    return short_at_end.search(reply, start)
 
 
 def render_examples(records: Sequence[Mapping[str, Any]]) -> str:

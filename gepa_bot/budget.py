@@ -37,6 +37,7 @@ class Budget:
     llm_seconds: float = 0.0
     started: float = field(default_factory=time.monotonic)
     exhausted_reason: str | None = None
+    held_back: int = 0  # rollouts the search may not use: kept for trimming the best prompt (gepa_bot/trim.py)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def elapsed(self) -> float:
@@ -48,6 +49,8 @@ class Budget:
             self._check_time()
             if self.rollouts + count > self.max_rollouts:
                 self._exhaust(f"rollout budget: {self.rollouts} used, {count} more needed, cap {self.max_rollouts}")
+            if self.rollouts + count > self.max_rollouts - self.held_back:
+                self._exhaust(self._held_back_reason())
             self.rollouts += count
 
     def check_llm_call(self, worst_case_cost: float) -> None:
@@ -80,11 +83,23 @@ class Budget:
             if self.exhausted_reason is None:
                 if self.rollouts >= self.max_rollouts:
                     self.exhausted_reason = f"rollout budget of {self.max_rollouts} used up"
+                elif self.rollouts >= self.max_rollouts - self.held_back:
+                    self.exhausted_reason = self._held_back_reason()
                 elif self.max_seconds is not None and self.elapsed() >= self.max_seconds:
                     self.exhausted_reason = f"wall-time cap of {self.max_seconds:g}s reached"
                 elif self.max_cost_usd is not None and self.cost_usd >= self.max_cost_usd:
                     self.exhausted_reason = f"LLM cost cap ${self.max_cost_usd:g} reached"
             return self.exhausted_reason is not None
+
+    def _held_back_reason(self) -> str:
+        return (f"rollout budget of {self.max_rollouts}: the search stopped at {self.rollouts}, "
+                f"{self.held_back} held back for trimming the best prompt")
+
+    def release_held_back(self) -> int:
+        """The search is over: the held-back rollouts may be spent (the stop reason stays). Returns those left."""
+        with self._lock:
+            self.held_back = 0
+            return self.max_rollouts - self.rollouts
 
     def remaining_seconds(self) -> float | None:
         """Wall time left under the cap (None when there is no cap)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TextIO, cast
@@ -26,6 +27,7 @@ from gepa_bot.discovery import Component, render_files
 from gepa_bot.errors import UserError, describe_error
 from gepa_bot.reflection import RationaleReflector, edit_response_format
 from gepa_bot.session import RunSession, RunSettings, open_session
+from gepa_bot.trim import TrimOutcome, trials_wanted, trim
 
 RESULT_NAME = "result.json"
 
@@ -49,7 +51,7 @@ def evaluate_current(settings: RunSettings) -> dict[str, Any]:
 
 def run_search(session: RunSession) -> dict[str, Any]:
     """gepa.optimize over the session's adapter, budget and reflection model; the result.json data."""
-    settings, config, runlog, budget = session.settings, session.config, session.runlog, session.budget
+    settings, config, runlog = session.settings, session.config, session.runlog
     reflection = session.reflection_model or {}
     assert session.llm is not None, "a search session opens the reflection model"
     runlog.write("start", repo=str(settings.repo), components=[c.name for c in session.components],
@@ -76,20 +78,65 @@ def run_search(session: RunSession) -> dict[str, Any]:
                                              reflector.ungated),
                 use_merge=_use_merge(config, session.components),
                 max_merge_invocations=config.optimizer.max_merge_invocations,
-                stop_callbacks=[lambda _state: budget.should_stop()], logger=_GepaLog(gepa_log),
+                stop_callbacks=[search_stopper(session)], logger=_GepaLog(gepa_log),
                 callbacks=[cast(GEPACallback, search_errors)],  # gepa calls only the hooks a callback defines
                 seed=config.optimizer.seed, raise_on_exception=False,
                 cache_evaluation=False, display_progress_bar=False, track_best_outputs=False)
     except BudgetExhausted as exc:  # raised outside gepa's iteration loop: the baseline itself did not fit
         raise UserError(f"{settings.config_path}: field 'budget': ran out while scoring the baseline ({exc})",
                         fix="raise budget.wall_time_minutes / budget.max_llm_cost_usd, or lower split.max_val") from None
-    result = build_result(gepa_result, session, reflector)
+    trimmed = trim_best(gepa_result, session) if trimming(session) else TrimOutcome()
+    result = build_result(gepa_result, session, reflector, trimmed)
     result["search_errors"] = reflector.errors + search_errors.errors  # gepa swallows both kinds
     for error in search_errors.errors:
         runlog.write("search_error", **error)  # (the reflector logs its own as they happen)
     (settings.run_dir / RESULT_NAME).write_text(json.dumps(result, indent=2, ensure_ascii=False), encoding="utf-8")
     runlog.write("end", best=result["best_candidate"], budget=result["budget"])
     return result
+
+
+def trimming(session: RunSession) -> bool:
+    """Trimming is gepa-bot's step; the plain-gepa bench arm gets what gepa alone does."""
+    return session.config.optimizer.trim and session.settings.proposer == "gepa_bot"
+
+
+def search_stopper(session: RunSession) -> Callable[[Any], bool]:
+    """gepa's stop callback: the budget's caps, with rollouts held back for trimming the current val-best."""
+    budget, seed, n_val = session.budget, session.seed_candidate, len(session.split.val)
+
+    def should_stop(state: Any) -> bool:
+        if trimming(session):
+            means = [sum(s.values()) / len(s) if s else 0.0 for s in state.prog_candidate_val_subscores]
+            best = val_best([{"val_mean": m, "components": c} for m, c in zip(means, state.program_candidates,
+                                                                               strict=True)])
+            budget.held_back = n_val * trials_wanted(seed, state.program_candidates[best], n_val, budget.max_rollouts)
+        return budget.should_stop()
+
+    return should_stop
+
+
+def trim_best(gepa_result: Any, session: RunSession) -> TrimOutcome:
+    """Sentences the search added to its best candidate, deleted one at a time on the held-back rollouts."""
+    budget, adapter, val, seed = session.budget, session.adapter, session.split.val, session.seed_candidate
+    left = budget.release_held_back()
+    candidates = [{"val_mean": m, "components": c} for m, c in zip(gepa_result.val_aggregate_scores,
+                                                                     gepa_result.candidates, strict=True)]
+    best = val_best(candidates)
+    trials = min(trials_wanted(seed, candidates[best]["components"], len(val), budget.max_rollouts), left // len(val))
+
+    def score(child: dict[str, str]) -> tuple[float, int] | None:
+        try:
+            scores = adapter.evaluate(val, child).scores
+        except BudgetExhausted:
+            return None
+        return sum(scores) / len(scores), budget.rollouts
+
+    outcome = trim(dict(candidates[best]["components"]), candidates[best]["val_mean"], seed, trials, score)
+    for step in outcome.steps:
+        session.runlog.write("trim", parent=candidate_hash(step.parent), child=candidate_hash(step.child),
+                             component=step.removed.component, removed=step.removed.text, val_mean=step.val_mean,
+                             kept=step.kept)
+    return outcome
 
 
 def _fresh_gepa_log(run_dir: Path) -> Path:
@@ -210,7 +257,8 @@ def val_best(candidates: list[dict[str, Any]]) -> int:
                                                       -sum(map(len, candidates[i]["components"].values())), -i))
 
 
-def build_result(gepa_result: Any, session: RunSession, reflector: RationaleReflector) -> dict[str, Any]:
+def build_result(gepa_result: Any, session: RunSession, reflector: RationaleReflector,
+                 trimmed: TrimOutcome | None = None) -> dict[str, Any]:
     """Everything the report and the PR need, JSON-serializable."""
     components, split, budget, settings = session.components, session.split, session.budget, session.settings
     front = sorted({idx for ids in gepa_result.per_val_instance_best_candidates.values() for idx in ids})
@@ -226,11 +274,10 @@ def build_result(gepa_result: Any, session: RunSession, reflector: RationaleRefl
             "origin": "seed" if index == 0 else ("merge" if len(parents) > 1 else "reflection"),
             "rationale": reflector.rationales.get(cand_hash, {}),
             "val_mean": gepa_result.val_aggregate_scores[index],
-            "val": {i: {"score": r.score, "feedback": r.feedback, "failed": r.failed,
-                        "stdev": (r.trace or {}).get("stdev", 0.0) if isinstance(r.trace, dict) else 0.0} if r else None
-                    for i, r in val_results.items()},
+            "val": val_table(val_results),
             "discovered_at_rollout": gepa_result.discovery_eval_counts[index],
         })
+    candidates += trimmed_candidates(trimmed or TrimOutcome(), candidates, session)
     best = val_best(candidates)
     return {
         "version": 1,
@@ -247,3 +294,32 @@ def build_result(gepa_result: Any, session: RunSession, reflector: RationaleRefl
         "seed": settings.config.optimizer.seed,
         "min_improvement": settings.config.output.min_improvement,
     }
+
+
+def val_table(results: dict[str, Any]) -> dict[str, dict[str, Any] | None]:
+    """Per val instance: score, feedback, failed, and the spread over repeats (None: not scored)."""
+    return {i: {"score": r.score, "feedback": r.feedback, "failed": r.failed,
+                "stdev": (r.trace or {}).get("stdev", 0.0) if isinstance(r.trace, dict) else 0.0} if r else None
+            for i, r in results.items()}
+
+
+def trimmed_candidates(trimmed: TrimOutcome, searched: list[dict[str, Any]], session: RunSession) -> list[dict[str, Any]]:
+    """The kept deletions as result candidates (origin ``trim``), each the child of the one before."""
+    index_of = {c["hash"]: c["index"] for c in searched}
+    out: list[dict[str, Any]] = []
+    for step in trimmed.kept:
+        cand_hash = candidate_hash(step.child)
+        eval_key = candidate_hash(render_files(session.components, step.child))
+        val = {i: session.adapter.val_results.get((eval_key, i)) for i in session.split.val}
+        index = len(searched) + len(out)
+        out.append({
+            "index": index, "hash": cand_hash, "components": step.child, "parents": [index_of[candidate_hash(step.parent)]],
+            "origin": "trim",
+            "rationale": {step.removed.component: f"Removed {step.removed.text!r}: the validation score does not drop "
+                          "without it, and a shorter prompt is less to review and to pay for on every call."},
+            "val_mean": step.val_mean,
+            "val": val_table(val),
+            "discovered_at_rollout": step.rollouts_after,
+        })
+        index_of[cand_hash] = index
+    return out

@@ -88,7 +88,7 @@ class OptimizerConfig(Strict):
         "40% of the rollout budget; 0 turns it off")
     eval_repeats: int = Field(default=1, gt=0, le=10, description="run each eval N times; score = mean, spread reported")
     trim: bool = Field(default=True, description="after the search, try the best prompt without each sentence the "
-                       "search added and keep it shorter when the val score does not drop (up to a quarter of the "
+                       "search added and keep it shorter when the val score does not drop (up to 15% of the "
                        "rollout budget is held back for it, only while the best prompt is longer than the original)")
 
 

@@ -6,7 +6,9 @@ sentence of the best candidate that is not in the seed prompt (and holds no plac
 duplicates first and then the longest; a shorter candidate is kept when its val mean is at least the best's.
 
 The rollouts for it are held back from the search (``held_back``): as many full val passes as the current
-val-best has added sentences, at most ``TRIM_SHARE`` of the budget, and none while the seed is best.
+val-best has added sentences, at most ``TRIM_SHARE`` of the budget (at least one pass), and none while the
+seed is best: the search comes first (on afinn, gepa-bot's best prompt of one bench seed was found 23 rollouts
+before the end of a 200-rollout run).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from dataclasses import dataclass, field
 
 from gepa_bot.discovery import PLACEHOLDER
 
-TRIM_SHARE = 0.25  # of the rollout budget, at most, for trimming
+TRIM_SHARE = 0.15  # of the rollout budget, at most, for trimming (but one val pass when the budget is small)
+MIN_VAL_PASSES = 4  # a budget of fewer val passes than this is all the search's
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[*]?[A-Z])")
 
 
@@ -77,9 +80,9 @@ def removable_sentences(seed: Mapping[str, str], candidate: Mapping[str, str]) -
 
 def trials_wanted(seed: Mapping[str, str], candidate: Mapping[str, str], n_val: int, max_rollouts: int) -> int:
     """How many deletions to try on ``candidate``: none unless it is longer than the seed; capped by the share."""
-    if _length(candidate) <= _length(seed) or n_val <= 0:
+    if _length(candidate) <= _length(seed) or n_val <= 0 or max_rollouts < MIN_VAL_PASSES * n_val:
         return 0
-    cap = int(TRIM_SHARE * max_rollouts) // n_val
+    cap = max(1, int(TRIM_SHARE * max_rollouts) // n_val)
     return min(cap, len(removable_sentences(seed, candidate)))
 
 

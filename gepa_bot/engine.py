@@ -122,7 +122,8 @@ def trim_best(gepa_result: Any, session: RunSession) -> TrimOutcome:
     candidates = [{"val_mean": m, "components": c} for m, c in zip(gepa_result.val_aggregate_scores,
                                                                      gepa_result.candidates, strict=True)]
     best = val_best(candidates)
-    trials = min(trials_wanted(seed, candidates[best]["components"], len(val), budget.max_rollouts), left // len(val))
+    trials = trials_wanted(seed, candidates[best]["components"], len(val), budget.max_rollouts)
+    trials = min(trials, left // len(val)) if trials else 0
 
     def score(child: dict[str, str]) -> tuple[float, int] | None:
         try:

@@ -90,7 +90,8 @@ class PaddedReflection(ScriptedReflection):
 
     def __call__(self, model, messages, **params):
         reply = super().__call__(model, messages, **params)
-        return Reply(text=reply.text.replace("\n````", f"\n{self.FILLER}\n````"), prompt_tokens=1, completion_tokens=1)
+        head, closing_fence = reply.text.rsplit("\n````", 1)
+        return Reply(text=f"{head}\n{self.FILLER}\n````{closing_fence}", prompt_tokens=1, completion_tokens=1)
 
 
 def test_a_run_trims_the_filler_its_search_added_and_keeps_what_scores(tmp_path, monkeypatch):
@@ -111,7 +112,7 @@ def test_a_run_trims_the_filler_its_search_added_and_keeps_what_scores(tmp_path,
     trims = list(read_records(tmp_path / "run", "trim"))
     assert any(t["kept"] and t["removed"] == PaddedReflection.FILLER for t in trims)
     body, _ = render(result, {"prompts/main.txt": "Classify the ticket {ticket} into a queue.\n"})
-    assert "trim" in body and PaddedReflection.FILLER in body  # the lineage and the rationale say what was cut
+    assert "(trim)" in body and f"Removed {PaddedReflection.FILLER!r}" in body  # lineage and rationale say what went
 
 
 def test_trimming_off_leaves_the_search_all_the_budget(tmp_path, monkeypatch):

@@ -99,6 +99,8 @@ def without(text: str, sentence: Sentence) -> str:
     if not before[line_start:].strip() and not rest_of_line.strip():  # the sentence was the whole line
         before = before[:line_start]
         after = "" if line_end_offset < 0 else after[line_end_offset + 1:]
+        if not before.strip() or before.endswith("\n\n"):  # a paragraph of its own: its blank line goes too
+            after = after.lstrip("\n")
     trimmed = re.sub(r"\n{3,}", "\n\n", before + after)
     if text.endswith("\n") and not trimmed.endswith("\n"):
         trimmed += "\n"

@@ -38,6 +38,9 @@ def test_cutting_a_sentence_keeps_the_line_and_placeholders_tidy():
     assert without(text, repeat) == ("Rate the word from -5 to 5.\n"
                                      f"{RULE} Be careful with every answer.\nWord: {{word}}\nAnswer:\n")
     assert without(text, original).startswith("Rate the word from -5 to 5.\nBe careful with every answer.\n")
+    first_paragraph = {"p": "Use a scale from -2 to 2 here.\n\nRate the word.\n\nWord: {word}\n"}
+    cut = removable_sentences({"p": "Rate the word.\n\nWord: {word}\n"}, first_paragraph)[0]
+    assert without(first_paragraph["p"], cut) == "Rate the word.\n\nWord: {word}\n"  # no blank line left on top
     assert without("Intro.\n\nA useless extra sentence.\n\nWord: {word}", removable_sentences(
         {"p": "Intro."}, {"p": "Intro.\n\nA useless extra sentence.\n\nWord: {word}"})[0]) == "Intro.\n\nWord: {word}"
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TextIO, cast
@@ -17,6 +16,7 @@ from typing import Any, Literal, TextIO, cast
 import gepa
 from gepa.core.callbacks import GEPACallback
 from gepa.strategies.acceptance import ImprovementOrEqualAcceptance, StrictImprovementAcceptance
+from gepa.utils.stop_condition import StopperProtocol
 
 from gepa_bot.adapter import EXTRA_TRAIN_FAILURES
 from gepa_bot.budget import BudgetExhausted
@@ -100,16 +100,17 @@ def trimming(session: RunSession) -> bool:
     return session.config.optimizer.trim and session.settings.proposer == "gepa_bot"
 
 
-def search_stopper(session: RunSession) -> Callable[[Any], bool]:
+def search_stopper(session: RunSession) -> StopperProtocol:
     """gepa's stop callback: the budget's caps, with rollouts held back for trimming the current val-best."""
     budget, seed, n_val = session.budget, session.seed_candidate, len(session.split.val)
 
-    def should_stop(state: Any) -> bool:
+    def should_stop(gepa_state: Any) -> bool:
         if trimming(session):
-            means = [sum(s.values()) / len(s) if s else 0.0 for s in state.prog_candidate_val_subscores]
-            best = val_best([{"val_mean": m, "components": c} for m, c in zip(means, state.program_candidates,
+            means = [sum(s.values()) / len(s) if s else 0.0 for s in gepa_state.prog_candidate_val_subscores]
+            best = val_best([{"val_mean": m, "components": c} for m, c in zip(means, gepa_state.program_candidates,
                                                                                strict=True)])
-            budget.held_back = n_val * trials_wanted(seed, state.program_candidates[best], n_val, budget.max_rollouts)
+            budget.held_back = n_val * trials_wanted(seed, gepa_state.program_candidates[best], n_val,
+                                                     budget.max_rollouts)
         return budget.should_stop()
 
     return should_stop

@@ -151,7 +151,7 @@ def apply_edits(current: str, edits: Sequence[Edit]) -> str:
     for (start, end), index in reversed(spans):
         after_newline = text[:start].endswith("\n") or not text[:start]
         text = text[:start] + _replacement(edits[index], at_end=start == len(text), after_newline=after_newline) + text[end:]
-    text = _tidy(text)
+    text = tidy_blank_lines(text)
     if text.strip() == current.strip():
         raise EditRejected("the edits leave the prompt unchanged")
     problem = placeholder_problem(current, text)
@@ -165,7 +165,7 @@ def _span(current: str, edit: Edit) -> tuple[int, int]:
         raise EditRejected(f"the edit's text {edit.text!r} contains a placeholder; placeholders are kept as they are, "
                            "write plain text")
     if edit.op == "add":
-        if _normalized(edit.text) in _normalized(current):
+        if normalized(edit.text) in normalized(current):
             raise EditRejected(f"{edit.text!r} is already in the prompt")
         if not edit.target.strip():
             point = default_insertion_point(current)
@@ -222,10 +222,10 @@ def default_insertion_point(current: str) -> int:
     return line_start
 
 
-def _tidy(text: str) -> str:
+def tidy_blank_lines(text: str) -> str:
     """Collapse the blank lines an edit may leave (three or more newlines become two)."""
     return re.sub(r"\n{3,}", "\n\n", text)
 
 
-def _normalized(text: str) -> str:
+def normalized(text: str) -> str:
     return " ".join(text.lower().split())

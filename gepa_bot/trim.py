@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from gepa_bot.discovery import PLACEHOLDER
+from gepa_bot.edits import normalized, tidy_blank_lines
 
 TRIM_SHARE = 0.15  # of the rollout budget, at most, for trimming (but one val pass when the budget is small)
 MIN_VAL_PASSES = 4  # a budget of fewer val passes than this is all the search's
@@ -36,7 +37,7 @@ class Sentence:
 
     @property
     def key(self) -> str:
-        return _normalized(self.text)
+        return normalized(self.text)
 
 
 @dataclass
@@ -64,7 +65,7 @@ def removable_sentences(seed: Mapping[str, str], candidate: Mapping[str, str]) -
     """Sentences of ``candidate`` that the seed does not have, in the order to try: repeats first, then longest."""
     found: list[Sentence] = []
     for name, text in candidate.items():
-        seed_text = _normalized(seed.get(name, ""))
+        seed_text = normalized(seed.get(name, ""))
         for sentence in _sentences(name, text):
             if sentence.key and sentence.key not in seed_text and _removable(sentence.text):
                 found.append(sentence)
@@ -101,7 +102,7 @@ def without(text: str, sentence: Sentence) -> str:
         after = "" if line_end_offset < 0 else after[line_end_offset + 1:]
         if not before.strip() or before.endswith("\n\n"):  # a paragraph of its own: its blank line goes too
             after = after.lstrip("\n")
-    trimmed = re.sub(r"\n{3,}", "\n\n", before + after)
+    trimmed = tidy_blank_lines(before + after)
     if text.endswith("\n") and not trimmed.endswith("\n"):
         trimmed += "\n"
     return trimmed
@@ -156,7 +157,3 @@ def _removable(sentence: str) -> bool:
 
 def _length(candidate: Mapping[str, str]) -> int:
     return sum(len(text) for text in candidate.values())
-
-
-def _normalized(text: str) -> str:
-    return " ".join(text.lower().split())

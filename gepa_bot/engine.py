@@ -27,7 +27,7 @@ from gepa_bot.discovery import Component, render_files
 from gepa_bot.errors import UserError, describe_error
 from gepa_bot.reflection import RationaleReflector, edit_response_format
 from gepa_bot.session import RunSession, RunSettings, open_session
-from gepa_bot.trim import TrimOutcome, trials_wanted, trim
+from gepa_bot.trim import TrimOutcome, TrimStep, removable_sentences, trials_wanted, trim
 
 RESULT_NAME = "result.json"
 
@@ -117,27 +117,30 @@ def search_stopper(session: RunSession) -> StopperProtocol:
 
 
 def trim_best(gepa_result: Any, session: RunSession) -> TrimOutcome:
-    """Sentences the search added to its best candidate, deleted one at a time on the held-back rollouts."""
+    """Sentences the search added to its best candidate, deleted one at a time on the rollouts it left."""
     budget, adapter, val, seed = session.budget, session.adapter, session.split.val, session.seed_candidate
-    left = budget.release_held_back()
+    budget.release_held_back()
     candidates = [{"val_mean": m, "components": c} for m, c in zip(gepa_result.val_aggregate_scores,
                                                                      gepa_result.candidates, strict=True)]
     best = val_best(candidates)
-    trials = trials_wanted(seed, candidates[best]["components"], len(val), budget.max_rollouts)
-    trials = min(trials, left // len(val)) if trials else 0
+    components = dict(candidates[best]["components"])
+    if not trials_wanted(seed, components, len(val), budget.max_rollouts):
+        return TrimOutcome()
+    best_scores = {val[k]: score for k, score in gepa_result.val_subscores[best].items()}
 
-    def score(child: dict[str, str]) -> tuple[float, int] | None:
+    def score(child: dict[str, str], ids: list[str]) -> dict[str, float] | None:
+        ids = ids[:max(0, budget.max_rollouts - budget.rollouts)]
         try:
-            scores = adapter.evaluate(val, child).scores
+            return dict(zip(ids, adapter.evaluate(ids, child).scores, strict=True)) if ids else None
         except BudgetExhausted:
             return None
-        return sum(scores) / len(scores), budget.rollouts
 
-    outcome = trim(dict(candidates[best]["components"]), candidates[best]["val_mean"], seed, trials, score)
+    outcome = trim(components, best_scores, seed, len(removable_sentences(seed, components)), score,
+                   batch=session.config.optimizer.workers, rollouts_used=lambda: budget.rollouts)
     for step in outcome.steps:
         session.runlog.write("trim", parent=candidate_hash(step.parent), child=candidate_hash(step.child),
                              component=step.removed.component, removed=step.removed.text, val_mean=step.val_mean,
-                             kept=step.kept)
+                             scored=len(step.scores), kept=step.kept)
     return outcome
 
 
@@ -305,6 +308,14 @@ def val_table(results: dict[str, Any]) -> dict[str, dict[str, Any] | None]:
             for i, r in results.items()}
 
 
+def trim_rationale(step: TrimStep) -> str:
+    """Why a sentence went, and how much of the val set showed it."""
+    shown = ("the validation score does not drop without it" if step.complete else
+             f"without it the prompt already reaches its parent's validation total on {len(step.scores)} of "
+             f"{step.n_val} instances (scored best-first; the rest can only add)")
+    return f"Removed {step.removed.text!r}: {shown}, and a shorter prompt is less to review and to pay for on every call."
+
+
 def trimmed_candidates(trimmed: TrimOutcome, searched: list[dict[str, Any]], session: RunSession) -> list[dict[str, Any]]:
     """The kept deletions as result candidates (origin ``trim``), each the child of the one before."""
     index_of = {c["hash"]: c["index"] for c in searched}
@@ -317,9 +328,9 @@ def trimmed_candidates(trimmed: TrimOutcome, searched: list[dict[str, Any]], ses
         out.append({
             "index": index, "hash": cand_hash, "components": step.child, "parents": [index_of[candidate_hash(step.parent)]],
             "origin": "trim",
-            "rationale": {step.removed.component: f"Removed {step.removed.text!r}: the validation score does not drop "
-                          "without it, and a shorter prompt is less to review and to pay for on every call."},
+            "rationale": {step.removed.component: trim_rationale(step)},
             "val_mean": step.val_mean,
+            "val_scored": len(step.scores),
             "val": val_table(val),
             "discovered_at_rollout": step.rollouts_after,
         })

@@ -3,12 +3,18 @@
 Proposals from a small reflection model mostly add text: the same rule twice, generic advice next to the one
 sentence that helps. Nothing in GEPA's loop takes a sentence out again, so the best prompt grows. Here each
 sentence of the best candidate that is not in the seed prompt (and holds no placeholder) is tried without it,
-duplicates first and then the longest; a shorter candidate is kept when its val mean is at least the best's.
+duplicates first and then the longest; a shorter candidate is kept when its val total reaches its parent's.
 
-The rollouts for it are held back from the search (``held_back``): as many full val passes as the current
-val-best has added sentences, at most ``TRIM_SHARE`` of the budget (at least one pass), and none while the
-seed is best: the search comes first (on afinn, gepa-bot's best prompt of one bench seed was found 23 rollouts
-before the end of a 200-rollout run).
+A trial scores val instances a batch at a time, the parent's best-scored first, and stops as soon as the
+verdict is certain: kept once its total reaches the parent's (scores are never negative), dropped once it can
+no longer reach it (scores are at most 1). A deletion that changes nothing is decided on the parent's wins
+alone, so most kept cuts cost a fraction of a val pass; the last kept candidate's val scores are completed
+when rollouts are left.
+
+The rollouts are held back from the search (``held_back``): as many full val passes as the current val-best
+has added sentences, at most ``TRIM_SHARE`` of the budget (at least one pass), and none while the seed is best:
+the search comes first (on afinn, gepa-bot's best prompt of one bench seed was found 23 rollouts before the
+end of a 200-rollout run). Trimming then uses every rollout the search left.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from gepa_bot.edits import normalized, tidy_blank_lines
 
 TRIM_SHARE = 0.15  # of the rollout budget, at most, for trimming (but one val pass when the budget is small)
 MIN_VAL_PASSES = 4  # a budget of fewer val passes than this is all the search's
+MAX_SCORE = 1.0  # the eval protocol's score range is 0..1
+EPSILON = 1e-9
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[*]?[A-Z])")
 
 
@@ -42,14 +50,52 @@ class Sentence:
 
 @dataclass
 class TrimStep:
-    """One tried deletion and what the val set said."""
+    """One tried deletion and what the val set said: ``scores`` holds the val instances it was scored on
+    (all of them, or as many as the verdict needed), ``val_mean`` counts the unscored ones as 0 (a floor)."""
 
     parent: dict[str, str]
     child: dict[str, str]
     removed: Sentence
-    val_mean: float
+    scores: dict[str, float]
+    n_val: int
     kept: bool
     rollouts_after: int
+
+    @property
+    def val_mean(self) -> float:
+        return sum(self.scores.values()) / self.n_val
+
+    @property
+    def complete(self) -> bool:
+        return len(self.scores) == self.n_val
+
+
+Scorer = Callable[[dict[str, str], list[str]], dict[str, float] | None]
+"""Scores a candidate on val instances: a prefix of them when the budget is short, None when it is gone."""
+
+
+@dataclass
+class Verdict:
+    kept: bool
+    scores: dict[str, float]
+
+
+def judge(child: dict[str, str], order: list[str], target: float, score: Scorer, batch: int) -> Verdict | None:
+    """Score ``child`` along ``order`` until it is certain whether its val total reaches ``target``
+    (None: the budget ran out first)."""
+    scores: dict[str, float] = {}
+    pending = list(order)
+    while True:
+        total = sum(scores.values())
+        if scores and total >= target - EPSILON:
+            return Verdict(kept=True, scores=scores)
+        if total + len(pending) * MAX_SCORE < target - EPSILON:
+            return Verdict(kept=False, scores=scores)
+        got = score(child, pending[:max(1, batch)])
+        if not got:
+            return None
+        scores.update(got)
+        pending = [i for i in pending if i not in got]
 
 
 @dataclass
@@ -108,11 +154,14 @@ def without(text: str, sentence: Sentence) -> str:
     return trimmed
 
 
-def trim(best: dict[str, str], best_val: float, seed: Mapping[str, str], trials: int,
-         score: Callable[[dict[str, str]], tuple[float, int] | None]) -> TrimOutcome:
-    """Greedy deletions from ``best``: each tried sentence costs one ``score`` call (val mean, rollouts so far;
-    None when the budget is gone). A deletion is kept when the val mean does not drop."""
+def trim(best: dict[str, str], best_scores: Mapping[str, float], seed: Mapping[str, str], trials: int,
+         score: Scorer, batch: int = 1, rollouts_used: Callable[[], int] = lambda: 0) -> TrimOutcome:
+    """Greedy deletions from ``best`` (its per-instance val scores ``best_scores``), at most ``trials``, while
+    the budget lasts. A deletion is kept when its val total reaches its parent's; the last kept one is then
+    scored on the val instances its verdict did not need, if the budget allows."""
     outcome = TrimOutcome()
+    n_val, target = len(best_scores), sum(best_scores.values())
+    reference = dict(best_scores)  # the best-known score per instance, to try likely wins first
     tried: set[tuple[str, bool]] = set()  # (sentence, whether it was a repeat): a kept repeat's twin is tried again
     while len(outcome.steps) < trials:
         sentences = removable_sentences(seed, best)
@@ -122,16 +171,32 @@ def trim(best: dict[str, str], best_val: float, seed: Mapping[str, str], trials:
             break
         tried.add((sentence.key, counts[sentence.key] > 1))
         child = {**best, sentence.component: without(best[sentence.component], sentence)}
-        scored = score(child)
-        if scored is None:
+        order = sorted(reference, key=lambda i: -reference[i])
+        verdict = judge(child, order, target, score, batch)
+        if verdict is None:
             break
-        val_mean, rollouts = scored
-        kept = val_mean >= best_val
-        outcome.steps.append(TrimStep(parent=best, child=child, removed=sentence, val_mean=val_mean, kept=kept,
-                                      rollouts_after=rollouts))
-        if kept:
-            best, best_val = child, val_mean
+        step = TrimStep(parent=best, child=child, removed=sentence, scores=verdict.scores, n_val=n_val,
+                        kept=verdict.kept, rollouts_after=rollouts_used())
+        outcome.steps.append(step)
+        if verdict.kept:
+            best, target = child, max(target, sum(verdict.scores.values()))
+            reference.update(verdict.scores)
+    _complete_last_kept(outcome, list(best_scores), score)
     return outcome
+
+
+def _complete_last_kept(outcome: TrimOutcome, val_ids: list[str], score: Scorer) -> None:
+    """The result's full val table for the prompt trimming ends with, as far as the budget goes."""
+    if not outcome.kept or outcome.kept[-1].complete:
+        return
+    last = outcome.kept[-1]
+    rest = [i for i in val_ids if i not in last.scores]
+    while rest:
+        got = score(last.child, rest)
+        if not got:
+            return
+        last.scores.update(got)
+        rest = [i for i in rest if i not in got]
 
 
 def _sentences(name: str, text: str) -> Iterator[Sentence]:

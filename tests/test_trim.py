@@ -3,16 +3,18 @@ and the whole step inside a real run (toy repo, real eval command, scripted refl
 
 from __future__ import annotations
 
+import random
+
 import pytest
 from test_engine import settings_for
 from toyrepo import ScriptedReflection, make_toy_repo
 
 from gepa_bot.budget import Budget, BudgetExhausted
-from gepa_bot.engine import optimize
+from gepa_bot.engine import optimize, trim_rationale
 from gepa_bot.llm import Reply
 from gepa_bot.report import render
 from gepa_bot.runlog import read_records
-from gepa_bot.trim import removable_sentences, trials_wanted, trim, without
+from gepa_bot.trim import judge, removable_sentences, trials_wanted, trim, without
 
 SEED = {"p": "Rate the word from -5 to 5.\nWord: {word}\nAnswer:\n"}
 RULE = "Use a scale from -2 to 2."
@@ -54,23 +56,62 @@ def test_trials_only_when_the_best_is_longer_than_the_seed_and_within_a_share_of
     assert trials_wanted(SEED, PADDED, n_val=23, max_rollouts=80) == 0  # fewer than 4 val passes: all for the search
 
 
-def test_greedy_trim_keeps_a_deletion_only_when_val_does_not_drop():
-    scored: list[str] = []
+VAL = {"a": 1.0, "b": 1.0, "c": 1.0, "d": 0.0, "e": 0.0}  # the padded prompt's val scores: 0.6
 
-    def score(candidate):
-        scored.append(candidate["p"])
-        return (0.6 if RULE in candidate["p"] else 0.1), 100 + 20 * len(scored)
 
-    outcome = trim(dict(PADDED), 0.6, SEED, trials=5, score=score)
+class RuleScorer:
+    """Val instances a-c pass while the prompt holds RULE; every call is recorded; ``room`` is the budget."""
+
+    def __init__(self, room: int = 1000):
+        self.calls: list[tuple[str, list[str]]] = []
+        self.room = room
+
+    def __call__(self, candidate, ids):
+        ids = ids[:self.room]
+        if not ids:
+            return None
+        self.room -= len(ids)
+        self.calls.append((candidate["p"], ids))
+        return {i: 1.0 if RULE in candidate["p"] and i in "abc" else 0.0 for i in ids}
+
+    @property
+    def rollouts(self) -> int:
+        return sum(len(ids) for _, ids in self.calls)
+
+
+def test_greedy_trim_keeps_a_deletion_only_when_val_does_not_drop_and_stops_each_trial_once_it_is_decided():
+    scorer = RuleScorer()
+    outcome = trim(dict(PADDED), VAL, SEED, trials=5, score=scorer, batch=2, rollouts_used=lambda: scorer.rollouts)
     assert [(s.removed.text, s.kept) for s in outcome.steps] == [
         (RULE, True), ("Be careful with every answer.", True), (RULE, False)]
     assert outcome.kept[-1].child == {"p": f"Rate the word from -5 to 5.\n{RULE}\nWord: {{word}}\nAnswer:\n"}
-    assert [s.rollouts_after for s in outcome.steps] == [120, 140, 160]
+    # the parent's wins first, two at a time: a kept cut is decided on a-d, the cut that loses every win on a-d too
+    assert [ids for _, ids in scorer.calls] == [["a", "b"], ["c", "d"]] * 3 + [["e"]]
+    assert [s.rollouts_after for s in outcome.steps] == [4, 8, 12]
+    assert [len(s.scores) for s in outcome.steps] == [4, 5, 4]  # the last kept cut was completed with "e"
+    assert outcome.kept[-1].complete and outcome.kept[-1].val_mean == 0.6 and not outcome.kept[0].complete
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_an_early_verdict_is_the_verdict_of_a_full_val_pass(seed):
+    rng = random.Random(seed)
+    ids = [f"i{k}" for k in range(rng.randint(1, 12))]
+    parent = {i: rng.choice([0.0, 0.5, 1.0]) for i in ids}
+    child = {i: rng.choice([0.0, 0.25, 0.5, 1.0]) for i in ids}
+    order = sorted(parent, key=lambda i: -parent[i])
+    verdict = judge({"p": ""}, order, sum(parent.values()), lambda _, batch: {i: child[i] for i in batch},
+                    batch=rng.randint(1, 3))
+    assert verdict is not None and verdict.kept == (sum(child.values()) >= sum(parent.values()))
+    assert set(verdict.scores) <= set(ids) and all(verdict.scores[i] == child[i] for i in verdict.scores)
 
 
 def test_trim_stops_at_its_trial_cap_and_when_the_budget_is_gone():
-    assert len(trim(dict(PADDED), 0.5, SEED, trials=1, score=lambda c: (0.5, 0)).steps) == 1
-    assert trim(dict(PADDED), 0.5, SEED, trials=3, score=lambda c: None).steps == []
+    assert len(trim(dict(PADDED), VAL, SEED, trials=1, score=RuleScorer()).steps) == 1
+    assert trim(dict(PADDED), VAL, SEED, trials=3, score=lambda c, ids: None).steps == []
+    short = RuleScorer(room=5)  # the first cut is decided on a-c, the second runs out after a-b: undecided, not kept
+    outcome = trim(dict(PADDED), VAL, SEED, trials=3, score=short)
+    assert [(s.removed.text, s.kept, len(s.scores)) for s in outcome.steps] == [(RULE, True, 3)]
+    assert not outcome.kept[0].complete and outcome.kept[0].val_mean == 0.6  # a floor: d and e count as 0
 
 
 def test_held_back_rollouts_stop_the_search_and_are_released_for_trimming():
@@ -116,6 +157,15 @@ def test_a_run_trims_the_filler_its_search_added_and_keeps_what_scores(tmp_path,
     assert any(t["kept"] and t["removed"] == PaddedReflection.FILLER for t in trims)
     body, _ = render(result, {"prompts/main.txt": "Classify the ticket {ticket} into a queue.\n"})
     assert "(trim)" in body and f"Removed {PaddedReflection.FILLER!r}" in body  # lineage and rationale say what went
+    best["val_scored"] = 2  # as if trimming ran out of rollouts before completing the best's val table
+    body, _ = render(result, {"prompts/main.txt": "Classify the ticket {ticket} into a queue.\n"})
+    assert "The best candidate scores at least **" in body and "trimming scored it on 2 of them" in body
+
+
+def test_a_cut_decided_on_part_of_val_says_so_in_its_rationale():
+    outcome = trim(dict(PADDED), VAL, SEED, trials=1, score=RuleScorer(room=3))
+    assert "reaches its parent's validation total on 3 of 5 instances" in trim_rationale(outcome.kept[0])
+    assert "does not drop" in trim_rationale(trim(dict(PADDED), VAL, SEED, trials=1, score=RuleScorer()).kept[0])
 
 
 def test_trimming_off_leaves_the_search_all_the_budget(tmp_path, monkeypatch):

@@ -15,6 +15,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -207,8 +208,20 @@ def main(argv: list[str] | None = None) -> int:
     return render(args.out, args.note)
 
 
+def duplicate_rows(rows: list[dict[str, Any]]) -> list[tuple[str, int, str, int]]:
+    """(task, budget, method, seed) measured twice: the mean would count one seed twice."""
+    counts = Counter((r["task"], r["budget"], r["method"], r["seed"]) for r in rows)
+    return [key for key, n in counts.items() if n > 1]
+
+
 def render(out: Path, notes: list[str]) -> int:
     rows = [json.loads(line) for line in (out / "rows.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+    twins = duplicate_rows(rows)
+    if twins:
+        print(f"error: {out / 'rows.jsonl'} has {len(twins)} (task, budget, method, seed) with more than one row, "
+              f"e.g. {twins[0]}: a re-run appends, so move the older rows to an archive-*/rows.jsonl first",
+              file=sys.stderr)
+        return 1
     chunks = [json.loads(line) for line in (out / "chunks.jsonl").read_text(encoding="utf-8").splitlines()
               if line.strip()] if (out / "chunks.jsonl").exists() else []
     notes_file = out / "notes.json"

@@ -126,7 +126,7 @@ def test_best_of_n_draws_distinct_samples(tmp_path: Path):
     assert set(transport.requests) == {build_simplify_messages(seed_text)[0]["content"]}
 
 
-def test_bench_end_to_end(tmp_path: Path):
+def test_bench_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     tasks = harness.find_tasks(["toy"], make_task(tmp_path))
     transport = Scripted()
     budgets = [20, 30]
@@ -187,6 +187,12 @@ def test_bench_end_to_end(tmp_path: Path):
         assert loaded and not (out / "score_vs_rollouts.png").exists()
     else:
         assert (out / "score_vs_rollouts.png").stat().st_size > 1000
+
+    with rows_file.open("a") as handle:  # a re-run appended without archiving the rows it replaces
+        handle.write(json.dumps(rows[0]) + "\n")
+    assert harness.render(tmp_path / "out", []) == 1
+    assert "with more than one row" in capsys.readouterr().err
+    assert json.loads((out / "results.json").read_text())["rows"] == loaded["rows"]  # the page was left as it was
 
 
 def test_best_at_picks_val_best_within_budget_shorter_on_ties():

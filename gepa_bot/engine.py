@@ -136,6 +136,7 @@ def trim_best(gepa_result: Any, session: RunSession) -> TrimOutcome:
             return None
 
     outcome = trim(components, best_scores, seed, len(removable_sentences(seed, components)), score,
+                   rollouts_left=lambda: budget.max_rollouts - budget.rollouts,
                    batch=session.config.optimizer.workers, rollouts_used=lambda: budget.rollouts)
     for step in outcome.steps:
         session.runlog.write("trim", parent=candidate_hash(step.parent), child=candidate_hash(step.child),

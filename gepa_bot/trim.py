@@ -8,8 +8,8 @@ duplicates first and then the longest; a shorter candidate is kept when its val 
 A trial scores val instances a batch at a time, the parent's best-scored first, and stops as soon as the
 verdict is certain: kept once its total reaches the parent's (scores are never negative), dropped once it can
 no longer reach it (scores are at most 1). A deletion that changes nothing is decided on the parent's wins
-alone, so most kept cuts cost a fraction of a val pass; the last kept candidate's val scores are completed
-when rollouts are left.
+alone, so a kept cut costs a fraction of a val pass and the rest of the pass can try the next one; the prompt
+trimming ends with is then scored on the val instances its verdict skipped, with rollouts no trial may touch.
 
 The rollouts are held back from the search (``held_back``): as many full val passes as the current val-best
 has added sentences, at most ``TRIM_SHARE`` of the budget (at least one pass), and none while the seed is best:
@@ -80,18 +80,23 @@ class Verdict:
     scores: dict[str, float]
 
 
-def judge(child: dict[str, str], order: list[str], target: float, score: Scorer, batch: int) -> Verdict | None:
-    """Score ``child`` along ``order`` until it is certain whether its val total reaches ``target``
-    (None: the budget ran out first)."""
+def judge(child: dict[str, str], order: list[str], target: float, score: Scorer, batch: int,
+          limit: int | None = None) -> Verdict | None:
+    """Score ``child`` along ``order``, on at most ``limit`` instances, until it is certain whether its val total
+    reaches ``target`` (None: undecided within the limit, or the budget ran out first)."""
     scores: dict[str, float] = {}
     pending = list(order)
+    limit = len(order) if limit is None else limit
     while True:
         total = sum(scores.values())
         if scores and total >= target - EPSILON:
             return Verdict(kept=True, scores=scores)
         if total + len(pending) * MAX_SCORE < target - EPSILON:
             return Verdict(kept=False, scores=scores)
-        got = score(child, pending[:max(1, batch)])
+        size = min(max(1, batch), limit - len(scores))
+        if size <= 0:
+            return None
+        got = score(child, pending[:size])
         if not got:
             return None
         scores.update(got)
@@ -155,15 +160,20 @@ def without(text: str, sentence: Sentence) -> str:
 
 
 def trim(best: dict[str, str], best_scores: Mapping[str, float], seed: Mapping[str, str], trials: int,
-         score: Scorer, batch: int = 1, rollouts_used: Callable[[], int] = lambda: 0) -> TrimOutcome:
+         score: Scorer, rollouts_left: Callable[[], int], batch: int = 1,
+         rollouts_used: Callable[[], int] = lambda: 0) -> TrimOutcome:
     """Greedy deletions from ``best`` (its per-instance val scores ``best_scores``), at most ``trials``, while
     the budget lasts. A deletion is kept when its val total reaches its parent's; the last kept one is then
-    scored on the val instances its verdict did not need, if the budget allows."""
+    scored on the val instances its verdict did not need.
+
+    That last step always fits: a trial starts only with a full val pass left, and stops undecided before it
+    would eat the rollouts that complete the current best. So the prompt trimming ends with has its whole val
+    table (unless a time or cost cap interrupts)."""
     outcome = TrimOutcome()
     n_val, target = len(best_scores), sum(best_scores.values())
     reference = dict(best_scores)  # the best-known score per instance, to try likely wins first
     tried: set[tuple[str, bool]] = set()  # (sentence, whether it was a repeat): a kept repeat's twin is tried again
-    while len(outcome.steps) < trials:
+    while len(outcome.steps) < trials and rollouts_left() >= n_val:
         sentences = removable_sentences(seed, best)
         counts = Counter(s.key for s in sentences)
         sentence = next((s for s in sentences if (s.key, counts[s.key] > 1) not in tried), None)
@@ -172,7 +182,8 @@ def trim(best: dict[str, str], best_scores: Mapping[str, float], seed: Mapping[s
         tried.add((sentence.key, counts[sentence.key] > 1))
         child = {**best, sentence.component: without(best[sentence.component], sentence)}
         order = sorted(reference, key=lambda i: -reference[i])
-        verdict = judge(child, order, target, score, batch)
+        owed = n_val - len(outcome.kept[-1].scores) if outcome.kept else 0  # to complete the current best
+        verdict = judge(child, order, target, score, batch, limit=rollouts_left() - owed)
         if verdict is None:
             break
         step = TrimStep(parent=best, child=child, removed=sentence, scores=verdict.scores, n_val=n_val,

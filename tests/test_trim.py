@@ -60,28 +60,37 @@ VAL = {"a": 1.0, "b": 1.0, "c": 1.0, "d": 0.0, "e": 0.0}  # the padded prompt's 
 
 
 class RuleScorer:
-    """Val instances a-c pass while the prompt holds RULE; every call is recorded; ``room`` is the budget."""
+    """Val instances a-c pass while the prompt holds RULE; every call is recorded. ``room`` is the rollout budget;
+    ``refuse_after`` stands for a time cap: nothing is scored once that many rollouts are spent."""
 
-    def __init__(self, room: int = 1000):
+    def __init__(self, room: int = 1000, refuse_after: int | None = None):
         self.calls: list[tuple[str, list[str]]] = []
-        self.room = room
+        self.room, self.refuse_after = room, refuse_after
 
     def __call__(self, candidate, ids):
         ids = ids[:self.room]
-        if not ids:
+        if not ids or (self.refuse_after is not None and self.rollouts >= self.refuse_after):
             return None
         self.room -= len(ids)
         self.calls.append((candidate["p"], ids))
         return {i: 1.0 if RULE in candidate["p"] and i in "abc" else 0.0 for i in ids}
+
+    def left(self) -> int:
+        return self.room
 
     @property
     def rollouts(self) -> int:
         return sum(len(ids) for _, ids in self.calls)
 
 
+def trim_padded(scorer: RuleScorer, trials: int = 5, batch: int = 1):
+    return trim(dict(PADDED), VAL, SEED, trials=trials, score=scorer, rollouts_left=scorer.left, batch=batch,
+                rollouts_used=lambda: scorer.rollouts)
+
+
 def test_greedy_trim_keeps_a_deletion_only_when_val_does_not_drop_and_stops_each_trial_once_it_is_decided():
     scorer = RuleScorer()
-    outcome = trim(dict(PADDED), VAL, SEED, trials=5, score=scorer, batch=2, rollouts_used=lambda: scorer.rollouts)
+    outcome = trim_padded(scorer, batch=2)
     assert [(s.removed.text, s.kept) for s in outcome.steps] == [
         (RULE, True), ("Be careful with every answer.", True), (RULE, False)]
     assert outcome.kept[-1].child == {"p": f"Rate the word from -5 to 5.\n{RULE}\nWord: {{word}}\nAnswer:\n"}
@@ -90,6 +99,16 @@ def test_greedy_trim_keeps_a_deletion_only_when_val_does_not_drop_and_stops_each
     assert [s.rollouts_after for s in outcome.steps] == [4, 8, 12]
     assert [len(s.scores) for s in outcome.steps] == [4, 5, 4]  # the last kept cut was completed with "e"
     assert outcome.kept[-1].complete and outcome.kept[-1].val_mean == 0.6 and not outcome.kept[0].complete
+
+
+def test_cheap_verdicts_fit_two_cuts_into_less_than_two_val_passes_and_the_result_is_always_fully_scored():
+    one_pass = trim_padded(RuleScorer(room=5))  # a cut decided on a-c; 2 left: no second trial, they complete it
+    assert [(s.removed.text, s.kept, len(s.scores)) for s in one_pass.steps] == [(RULE, True, 5)]
+    scorer = RuleScorer(room=8)  # a-c, a-c: two cuts kept, then the 2 rollouts held for completion finish the last
+    outcome = trim_padded(scorer)
+    assert [(s.removed.text, s.kept) for s in outcome.steps] == [(RULE, True), ("Be careful with every answer.", True)]
+    assert outcome.kept[-1].complete and outcome.kept[-1].val_mean == 0.6 and scorer.room == 0
+    assert trim_padded(RuleScorer(room=4)).steps == []  # less than one val pass: no trial at all
 
 
 @pytest.mark.parametrize("seed", range(40))
@@ -103,15 +122,18 @@ def test_an_early_verdict_is_the_verdict_of_a_full_val_pass(seed):
                     batch=rng.randint(1, 3))
     assert verdict is not None and verdict.kept == (sum(child.values()) >= sum(parent.values()))
     assert set(verdict.scores) <= set(ids) and all(verdict.scores[i] == child[i] for i in verdict.scores)
+    limit = rng.randint(0, len(ids))
+    limited = judge({"p": ""}, order, sum(parent.values()), lambda _, batch: {i: child[i] for i in batch},
+                    batch=rng.randint(1, 3), limit=limit)
+    assert limited is None or (len(limited.scores) <= limit and limited.kept == verdict.kept)
 
 
 def test_trim_stops_at_its_trial_cap_and_when_the_budget_is_gone():
-    assert len(trim(dict(PADDED), VAL, SEED, trials=1, score=RuleScorer()).steps) == 1
-    assert trim(dict(PADDED), VAL, SEED, trials=3, score=lambda c, ids: None).steps == []
-    short = RuleScorer(room=5)  # the first cut is decided on a-c, the second runs out after a-b: undecided, not kept
-    outcome = trim(dict(PADDED), VAL, SEED, trials=3, score=short)
-    assert [(s.removed.text, s.kept, len(s.scores)) for s in outcome.steps] == [(RULE, True, 3)]
-    assert not outcome.kept[0].complete and outcome.kept[0].val_mean == 0.6  # a floor: d and e count as 0
+    assert len(trim_padded(RuleScorer(), trials=1).steps) == 1
+    assert trim(dict(PADDED), VAL, SEED, trials=3, score=lambda c, ids: None, rollouts_left=lambda: 100).steps == []
+    capped = trim_padded(RuleScorer(refuse_after=3))  # a time cap after the first verdict: nothing completes it
+    assert [(s.removed.text, s.kept, len(s.scores)) for s in capped.steps] == [(RULE, True, 3)]
+    assert not capped.kept[0].complete and capped.kept[0].val_mean == 0.6  # a floor: d and e count as 0
 
 
 def test_held_back_rollouts_stop_the_search_and_are_released_for_trimming():
@@ -163,9 +185,9 @@ def test_a_run_trims_the_filler_its_search_added_and_keeps_what_scores(tmp_path,
 
 
 def test_a_cut_decided_on_part_of_val_says_so_in_its_rationale():
-    outcome = trim(dict(PADDED), VAL, SEED, trials=1, score=RuleScorer(room=3))
+    outcome = trim_padded(RuleScorer(refuse_after=3), trials=1)
     assert "reaches its parent's validation total on 3 of 5 instances" in trim_rationale(outcome.kept[0])
-    assert "does not drop" in trim_rationale(trim(dict(PADDED), VAL, SEED, trials=1, score=RuleScorer()).kept[0])
+    assert "does not drop" in trim_rationale(trim_padded(RuleScorer(), trials=1).kept[0])
 
 
 def test_trimming_off_leaves_the_search_all_the_budget(tmp_path, monkeypatch):

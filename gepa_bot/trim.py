@@ -3,7 +3,8 @@
 Proposals from a small reflection model mostly add text: the same rule twice, generic advice next to the one
 sentence that helps. Nothing in GEPA's loop takes a sentence out again, so the best prompt grows. Here each
 sentence of the best candidate that is not in the seed prompt (and holds no placeholder) is tried without it,
-duplicates first and then the longest; a shorter candidate is kept when its val total reaches its parent's.
+duplicates first and then the longest; a shorter candidate is kept when its val total reaches what its parent
+is known to score (a parent decided on part of val is known by that part: never less than the search's best).
 
 A trial scores val instances a batch at a time, the parent's best-scored first, and stops as soon as the
 verdict is certain: kept once its total reaches the parent's (scores are never negative), dropped once it can
@@ -163,7 +164,7 @@ def trim(best: dict[str, str], best_scores: Mapping[str, float], seed: Mapping[s
          score: Scorer, rollouts_left: Callable[[], int], batch: int = 1,
          rollouts_used: Callable[[], int] = lambda: 0) -> TrimOutcome:
     """Greedy deletions from ``best`` (its per-instance val scores ``best_scores``), at most ``trials``, while
-    the budget lasts. A deletion is kept when its val total reaches its parent's; the last kept one is then
+    the budget lasts. A deletion is kept when its val total reaches its parent's known total; the last kept one is then
     scored on the val instances its verdict did not need.
 
     That last step always fits: a trial starts only with a full val pass left, and stops undecided before it

@@ -99,7 +99,11 @@ class Budget:
         """The search is over: the held-back rollouts may be spent (the stop reason stays). Returns those left."""
         with self._lock:
             self.held_back = 0
-            return self.max_rollouts - self.rollouts
+            return self.rollouts_left()
+
+    def rollouts_left(self) -> int:
+        """Rollouts under the cap not yet spent (held-back ones included)."""
+        return max(0, self.max_rollouts - self.rollouts)
 
     def remaining_seconds(self) -> float | None:
         """Wall time left under the cap (None when there is no cap)."""

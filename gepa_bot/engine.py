@@ -129,14 +129,14 @@ def trim_best(gepa_result: Any, session: RunSession) -> TrimOutcome:
     best_scores = {val[k]: score for k, score in gepa_result.val_subscores[best].items()}
 
     def score(child: dict[str, str], ids: list[str]) -> dict[str, float] | None:
-        ids = ids[:max(0, budget.max_rollouts - budget.rollouts)]
+        ids = ids[:budget.rollouts_left()]
         try:
             return dict(zip(ids, adapter.evaluate(ids, child).scores, strict=True)) if ids else None
         except BudgetExhausted:
             return None
 
     outcome = trim(components, best_scores, seed, len(removable_sentences(seed, components)), score,
-                   rollouts_left=lambda: budget.max_rollouts - budget.rollouts,
+                   rollouts_left=budget.rollouts_left,
                    batch=session.config.optimizer.workers, rollouts_used=lambda: budget.rollouts)
     for step in outcome.steps:
         session.runlog.write("trim", parent=candidate_hash(step.parent), child=candidate_hash(step.child),

@@ -13,6 +13,9 @@ import time
 from dataclasses import dataclass, field
 
 
+NOTHING_TO_REFLECT_ON = "every candidate scores 1 on every train instance: no failure left to reflect on"
+
+
 class BudgetExhausted(Exception):
     """Raised instead of starting work that would cross a cap; gepa then ends the iteration."""
 
@@ -90,6 +93,11 @@ class Budget:
                 elif self.max_cost_usd is not None and self.cost_usd >= self.max_cost_usd:
                     self.exhausted_reason = f"LLM cost cap ${self.max_cost_usd:g} reached"
             return self.exhausted_reason is not None
+
+    def stop(self, reason: str) -> None:
+        """End the search for a reason that is not a cap (the first reason recorded stays)."""
+        with self._lock:
+            self.exhausted_reason = self.exhausted_reason or reason
 
     def _held_back_reason(self) -> str:
         return (f"rollout budget of {self.max_rollouts}: the search stopped at {self.rollouts}, "

@@ -19,7 +19,7 @@ from gepa.strategies.acceptance import ImprovementOrEqualAcceptance, StrictImpro
 from gepa.utils.stop_condition import StopperProtocol
 
 from gepa_bot.adapter import EXTRA_TRAIN_FAILURES
-from gepa_bot.budget import BudgetExhausted
+from gepa_bot.budget import NOTHING_TO_REFLECT_ON, BudgetExhausted
 from gepa_bot.cache import candidate_hash
 from gepa_bot.completion import is_loopback
 from gepa_bot.config import Config
@@ -101,7 +101,8 @@ def trimming(session: RunSession) -> bool:
 
 
 def search_stopper(session: RunSession) -> StopperProtocol:
-    """gepa's stop callback: the budget's caps, with rollouts held back for trimming the current val-best."""
+    """gepa's stop callback: the budget's caps, with rollouts held back for trimming the current val-best;
+    also once no candidate fails a train instance (gepa-bot's proposer only)."""
     budget, seed, n_val = session.budget, session.seed_candidate, len(session.split.val)
 
     def should_stop(gepa_state: Any) -> bool:
@@ -111,6 +112,9 @@ def search_stopper(session: RunSession) -> StopperProtocol:
                                                                                strict=True)])
             budget.held_back = n_val * trials_wanted(seed, gepa_state.program_candidates[best], n_val,
                                                      budget.max_rollouts)
+        if session.settings.proposer == "gepa_bot" and all(
+                session.adapter.perfect_on_train(candidate) for candidate in gepa_state.program_candidates):
+            budget.stop(NOTHING_TO_REFLECT_ON)  # plain gepa (the bench arm) would go on skipping minibatches
         return budget.should_stop()
 
     return should_stop

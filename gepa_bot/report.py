@@ -20,7 +20,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from gepa_bot.adapter import SearchStatus
-from gepa_bot.budget import Budget
+from gepa_bot.budget import NOTHING_TO_REFLECT_ON, Budget
 from gepa_bot.redact import redact
 
 GITHUB_BODY_LIMIT = 65_536
@@ -105,6 +105,11 @@ def suite_warnings(result: dict[str, Any]) -> list[str]:
     elif all(e["score"] == 0.0 for e in baseline):
         warnings.append(f"the current prompts score 0 on all {len(baseline)} validation instances: check the eval "
                         "(a scorer that never gives credit cannot guide the search)")
+    if result["budget"].get("stop_reason") == NOTHING_TO_REFLECT_ON:
+        warnings.append(f"the search stopped early: the prompts already score 1 on all {len(result['split']['train'])} "
+                        "train instances, and gepa-bot learns only from failures. Give it train instances they get "
+                        "wrong: label some failing instances 'train' in the eval's list output, or lower "
+                        "split.val_fraction so that more instances go to train")
     return warnings
 
 

@@ -7,12 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from gepa_bot.budget import NOTHING_TO_REFLECT_ON
 from gepa_bot.config import load_config
 from gepa_bot.discovery import placeholders_in
 from gepa_bot.engine import optimize
 from gepa_bot.session import RunSettings
 from gepa_bot.errors import UserError
 from gepa_bot.llm import Reply
+from gepa_bot.report import suite_warnings
 from gepa_bot.runlog import read_records
 from toyrepo import ScriptedReflection, make_toy_repo
 
@@ -421,3 +423,36 @@ def test_auto_warm_start_spends_about_two_fifths_of_the_budget_in_mixed_style_on
     assert warm_start_rewrites(config, "mixed", 15) == 1  # at least one
     config.optimizer.warm_start_rewrites = 0
     assert warm_start_rewrites(config, "mixed", 15) == 0
+
+
+def test_search_stops_once_no_candidate_fails_a_train_instance_and_says_what_to_do(toy, tmp_path):
+    """GEPA skips a minibatch without failures, so a prompt that passes all of train would burn the budget."""
+    repo, counter = toy
+    rows = [json.loads(line) for line in (repo / "evals" / "data.jsonl").read_text().splitlines()]
+    for k, row in enumerate(rows):  # train asks for a word the prompt has; half of val for one it lacks
+        row["keyword"] = "ticket" if row["split"] == "train" or k % 4 == 1 else "slow"
+    (repo / "evals" / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    transport = ScriptedReflection()
+    result = optimize(settings_for(repo, tmp_path, transport))
+
+    budget = result["budget"]
+    n_train, n_val = len(result["split"]["train"]), len(result["split"]["val"])
+    assert budget["stop_reason"] == NOTHING_TO_REFLECT_ON
+    assert transport.calls == [] and budget["llm_calls"] == 0
+    assert budget["rollouts_used"] == n_train + n_val == len(executed_rollouts(counter))  # one pass each, no more
+    assert result["best_candidate"] == result["baseline_candidate"]
+    [warning] = suite_warnings(result)
+    assert f"all {n_train} train instances" in warning and "split.val_fraction" in warning
+
+
+def test_plain_gepa_arm_is_not_stopped_early_when_train_is_perfect(toy, tmp_path):
+    repo, _ = toy
+    rows = [json.loads(line) for line in (repo / "evals" / "data.jsonl").read_text().splitlines()]
+    for row in rows:
+        row["keyword"] = "ticket" if row["split"] == "train" else "slow"
+    (repo / "evals" / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    settings = settings_for(repo, tmp_path, ScriptedReflection(), budget__rollouts=30)
+    settings.proposer = "gepa_default"
+    result = optimize(settings)
+    assert result["budget"]["stop_reason"] != NOTHING_TO_REFLECT_ON
+    assert result["budget"]["rollouts_used"] > len(result["split"]["train"]) + len(result["split"]["val"])

@@ -198,3 +198,43 @@ def test_trimming_off_leaves_the_search_all_the_budget(tmp_path, monkeypatch):
     assert all(c["origin"] != "trim" for c in result["candidates"])
     assert "held back" not in (result["budget"]["stop_reason"] or "")
     assert not list(read_records(tmp_path / "run", "trim"))
+
+
+def test_a_run_interrupted_while_trimming_resumes_to_the_same_result_without_paying_twice(tmp_path, monkeypatch):
+    import gepa_bot.engine as engine
+
+    counter = tmp_path / "counter"
+    counter.mkdir()
+    monkeypatch.setenv("TOY_COUNTER_DIR", str(counter))
+    repo = make_toy_repo(tmp_path)
+    real_trim = engine.trim
+
+    def interrupted_trim(best, best_scores, seed, trials, score, **kwargs):
+        calls = []
+
+        def score_then_interrupt(child, ids):
+            if calls:
+                raise KeyboardInterrupt  # Ctrl-C / CI cancellation between two trim batches
+            calls.append(ids)
+            return score(child, ids)
+        return real_trim(best, best_scores, seed, trials, score_then_interrupt, **kwargs)
+
+    monkeypatch.setattr(engine, "trim", interrupted_trim)
+    with pytest.raises(KeyboardInterrupt):
+        optimize(settings_for(repo, tmp_path, PaddedReflection(), budget__rollouts=90))
+    paid_before = len(list(counter.iterdir()))
+    monkeypatch.setattr(engine, "trim", real_trim)
+    transport = PaddedReflection()
+    resumed = optimize(settings_for(repo, tmp_path, transport, budget__rollouts=90))
+    paid_on_resume = len(list(counter.iterdir())) - paid_before
+
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    reference = optimize(settings_for(repo, fresh, PaddedReflection(), budget__rollouts=90))
+    assert transport.calls == []  # every reflection reply replayed from the run log
+    assert paid_on_resume == resumed["budget"]["rollouts_executed"] > 0  # only what the interrupted trim had not run
+    assert paid_before + paid_on_resume == reference["budget"]["rollouts_executed"]
+    strip = lambda result: [(c["origin"], c["components"], c["val_mean"]) for c in result["candidates"]]  # noqa: E731
+    assert strip(resumed) == strip(reference) and resumed["best_candidate"] == reference["best_candidate"]
+    assert resumed["candidates"][resumed["best_candidate"]]["origin"] == "trim"
+    assert resumed["budget"]["rollouts_used"] == reference["budget"]["rollouts_used"]

@@ -12,7 +12,6 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-
 NOTHING_TO_REFLECT_ON = "every candidate scores 1 on every train instance: no failure left to reflect on"
 
 

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from gepa_bot.config import RayConfig
 
 RAY_GRACE_SECONDS = 60.0  # beyond the eval timeout, for scheduling and shipping results
+NODE_COPY_IDLE_SECONDS = 24 * 3600.0  # a node's repo copy no task used for this long goes when another is unpacked
 
 
 class Executor(Protocol):
@@ -201,6 +202,7 @@ def _unpacked(archive: bytes, key: str) -> Path:
     target = root / key / "repo"
     if not target.is_dir():
         root.mkdir(parents=True, exist_ok=True)
+        _remove_idle_copies(root, keep=key)
         staging = Path(tempfile.mkdtemp(prefix="unpack-", dir=root))
         with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
             tar.extractall(staging, filter="data")
@@ -209,4 +211,17 @@ def _unpacked(archive: bytes, key: str) -> Path:
             staging.rename(target)
         except OSError:  # another task on this node won the race: use its copy
             shutil.rmtree(staging, ignore_errors=True)
+    os.utime(target.parent)  # in use: not idle
     return target
+
+
+def _remove_idle_copies(root: Path, keep: str, idle: float = NODE_COPY_IDLE_SECONDS) -> None:
+    """Delete the repo copies (and torn unpacks) on this node that no task has used for ``idle`` seconds:
+    earlier runs' leftovers, which would otherwise fill the node's temp directory run after run."""
+    cutoff = time.time() - idle
+    for entry in root.iterdir():
+        try:
+            if entry.name != keep and entry.stat().st_mtime < cutoff:
+                shutil.rmtree(entry, ignore_errors=True)
+        except OSError:
+            continue  # another task removed it first

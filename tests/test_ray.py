@@ -239,3 +239,24 @@ def test_github_tokens_are_refused_in_forward_env(cluster, tmp_path, monkeypatch
         assert executor.forward_env == []
     finally:
         executor.close()
+
+
+def test_a_node_removes_repo_copies_no_task_used_for_a_day_when_it_unpacks_another(tmp_path, monkeypatch):
+    from gepa_bot.executor import NODE_COPY_IDLE_SECONDS, _unpacked, repo_archive
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    root = tmp_path / "gepa-bot-ray"
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "eval.py").write_text("print('hi')\n")
+    archive = repo_archive(tmp_path / "src")
+    stale_age = time.time() - NODE_COPY_IDLE_SECONDS - 60
+    for name in ("old-run", "unpack-torn", "recent-run"):
+        (root / name / "repo").mkdir(parents=True)
+    for name in ("old-run", "unpack-torn"):
+        os.utime(root / name, (stale_age, stale_age))
+    os.utime(root / "recent-run", (stale_age, stale_age))
+    assert _unpacked(archive, "recent-run") == root / "recent-run" / "repo"  # a task uses it: no longer idle
+
+    copy = _unpacked(archive, "this-run")
+    assert (copy / "eval.py").read_text() == "print('hi')\n"
+    assert sorted(p.name for p in root.iterdir()) == ["recent-run", "this-run"]

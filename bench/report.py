@@ -77,8 +77,18 @@ def targets(agg: list[dict[str, Any]]) -> list[dict[str, Any]]:
             checks["vs plain gepa (>=)"] = g["test_mean"] - at["plain_gepa"]["test_mean"]
         checks["length <= 2x seed"] = 2 * s["prompt_chars"] - g["prompt_chars"]
         out.append({"task": task, "budget": top, "margins": checks,
-                    "met": {k: v >= -1e-9 for k, v in checks.items()}})
+                    "met": {k: v >= -1e-9 for k, v in checks.items()},
+                    "seed_test": s["test_mean"], "gepa_bot_test": g["test_mean"],
+                    "seeds": {m: a["seeds"] for m, a in at.items() if m != "gepa_bot_nocache"}})
     return out
+
+
+def seeds_cell(seeds: dict[str, int]) -> str:
+    """How many seeds each compared arm has: one number when they agree, else per arm."""
+    if len(set(seeds.values())) == 1:
+        return str(next(iter(seeds.values())))
+    order = {m: k for k, m in enumerate(METHOD_ORDER)}
+    return ", ".join(f"{METHOD_LABELS.get(m, m)} {n}" for m, n in sorted(seeds.items(), key=lambda i: order.get(i[0], 99)))
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -104,9 +114,13 @@ def targets_table(checks: list[dict[str, Any]]) -> str:
     if not checks:
         return "(no task has both seed and gepa-bot rows yet)"
     names = list(dict.fromkeys(k for c in checks for k in c["margins"]))
-    lines = ["| task | budget | " + " | ".join(names) + " |", "|" + " --- |" * (len(names) + 2)]
+    lines = ["Each target cell is the margin over the target: `met (+2.0 pts)` beats it by 2 points, "
+             "`MISSED (-3.0 pts)` falls 3 points short. A task whose seed prompt is already near 1.0 cannot meet "
+             "the +10 pts target.", "",
+             "| task | budget | seeds | seed prompt | gepa-bot | " + " | ".join(names) + " |",
+             "|" + " --- |" * (len(names) + 5)]
     for c in checks:
-        cells = []
+        cells = [seeds_cell(c.get("seeds", {})), _fmt(c.get("seed_test")), _fmt(c.get("gepa_bot_test"))]
         for n in names:
             if n not in c["margins"]:
                 cells.append("-")

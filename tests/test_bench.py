@@ -16,6 +16,7 @@ from gepa_bot.llm import Reply
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 sys.path.insert(0, str(BENCH))
 harness = pytest.importorskip("harness")
+seeds_cell = pytest.importorskip("report").seeds_cell
 
 KEYWORDS = ["billing", "refund", "login", "password", "crash", "export"]
 
@@ -157,7 +158,7 @@ def test_bench_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     nocache = [r for r in rows if r["method"] == "gepa_bot_nocache"]
     assert all(r["cache_hits"] == 0 and r["rollouts_executed"] == r["rollouts_used"] for r in nocache)
     g0 = [r for r in rows if r["method"] == "gepa_bot" and r["seed"] == 0]
-    for g, nc in zip(g0, nocache):  # same search: reflection replies replayed, same prompt chosen
+    for g, nc in zip(g0, nocache, strict=True):  # same search: reflection replies replayed, same prompt chosen
         assert nc["llm_calls_replayed"] == nc["llm_calls"] == g["llm_calls"] > 0
         assert nc["prompt"] == g["prompt"]
     # anytime: a larger budget never returns a candidate with a worse val score
@@ -180,6 +181,11 @@ def test_bench_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     assert loaded["targets"][0]["task"] == "toy" and "vs plain gepa (>=)" in loaded["targets"][0]["margins"]
     md = (out / "results.md").read_text()
     assert "## `toy`" in md and "Targets at each task" in md and "a note" in md and "nproc" not in md
+    [target_row] = [line for line in md.splitlines() if line.startswith("| `toy` |")]
+    target = loaded["targets"][0]
+    assert target_row.startswith(f"| `toy` | 30 | {seeds_cell(target['seeds'])} | {target['seed_test']:.3f} "
+                                 f"| {target['gepa_bot_test']:.3f} | ")
+    assert target["seeds"]["gepa_bot"] == 2 and "gepa_bot_nocache" not in target["seeds"]
     assert "2 cores" in md or "cores" in md
     table_rows = [line for line in md.splitlines() if line.startswith(("| 20 |", "| 30 |"))]
     assert len(table_rows) == 10 and all(line.count("|") == 13 for line in table_rows)

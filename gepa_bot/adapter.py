@@ -72,8 +72,7 @@ class RepoAdapter(GEPAAdapter[str, InstanceResult, str]):
         self.on_progress, self.repeats = on_progress, repeats
         self.on_val_scored = on_val_scored  # told the hash of every candidate GEPA scores on the whole val set
         self.extra_train_failures = 0  # see paid_train_failures
-        self.val_results: dict[tuple[str, str], InstanceResult] = {}  # (eval key, id) -> result, cache on or off
-        self.train_scores: dict[str, dict[str, float]] = {}  # eval key -> {train id: score}, cache on or off
+        self.seen_results: dict[tuple[str, str], InstanceResult] = {}  # (eval key, id) -> result, cache on or off
         self.status = SearchStatus()
 
     def evaluate(self, batch: list[str], candidate: dict[str, str],
@@ -115,11 +114,7 @@ class RepoAdapter(GEPAAdapter[str, InstanceResult, str]):
             results.update(self._execute(candidate, files, eval_key, missing))
         self.budget.record_eval(len(missing), hits, time.monotonic() - started, repeats=len(ids) - hits - len(missing))
         for instance_id in ids:
-            split = self.split.split_of(instance_id)
-            if split == "val":
-                self.val_results[(eval_key, instance_id)] = results[instance_id]
-            elif split == "train":
-                self.train_scores.setdefault(eval_key, {})[instance_id] = results[instance_id].score
+            self.seen_results[(eval_key, instance_id)] = results[instance_id]
         return results
 
     def perfect_on_train(self, candidate: dict[str, str]) -> bool:
@@ -128,8 +123,9 @@ class RepoAdapter(GEPAAdapter[str, InstanceResult, str]):
         GEPA reflects only on a minibatch with a failure in it, so from then on such a candidate can
         only spend rollouts on minibatches it is sure to skip.
         """
-        scores = self.train_scores.get(candidate_hash(render_files(self.components, candidate)), {})
-        return len(scores) == len(self.split.train) and all(score >= 1.0 for score in scores.values())
+        eval_key = candidate_hash(render_files(self.components, candidate))
+        seen = [self.seen_results.get((eval_key, instance_id)) for instance_id in self.split.train]
+        return all(result is not None and result.score >= 1.0 for result in seen)
 
     def _execute(self, candidate: dict[str, str], files: dict[str, str], eval_key: str,
                  ids: list[str]) -> dict[str, InstanceResult]:

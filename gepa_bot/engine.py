@@ -277,7 +277,7 @@ def build_result(gepa_result: Any, session: RunSession, reflector: RationaleRefl
         cand_hash = candidate_hash(texts)
         eval_key = candidate_hash(render_files(components, texts))
         parents = [p for p in gepa_result.parents[index] if p is not None]
-        val_results = {split.val[k]: session.adapter.val_results.get((eval_key, split.val[k]))
+        val_results = {split.val[k]: session.adapter.seen_results.get((eval_key, split.val[k]))
                        for k in gepa_result.val_subscores[index]}
         candidates.append({
             "index": index, "hash": cand_hash, "components": texts, "parents": parents,
@@ -328,7 +328,7 @@ def trimmed_candidates(trimmed: TrimOutcome, searched: list[dict[str, Any]], ses
     for step in trimmed.kept:
         cand_hash = candidate_hash(step.child)
         eval_key = candidate_hash(render_files(session.components, step.child))
-        val = {i: session.adapter.val_results.get((eval_key, i)) for i in session.split.val}
+        val = {i: session.adapter.seen_results.get((eval_key, i)) for i in session.split.val}
         index = len(searched) + len(out)
         out.append({
             "index": index, "hash": cand_hash, "components": step.child, "parents": [index_of[candidate_hash(step.parent)]],

@@ -425,13 +425,18 @@ def test_auto_warm_start_spends_about_two_fifths_of_the_budget_in_mixed_style_on
     assert warm_start_rewrites(config, "mixed", 15) == 0
 
 
+def make_train_all_correct(repo: Path) -> None:
+    """Rewrite the toy data: train asks for a word the seed prompt has, half of val for one it lacks."""
+    rows = [json.loads(line) for line in (repo / "evals" / "data.jsonl").read_text().splitlines()]
+    for k, row in enumerate(rows):
+        row["keyword"] = "ticket" if row["split"] == "train" or k % 4 == 1 else "slow"
+    (repo / "evals" / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
 def test_search_stops_once_no_candidate_fails_a_train_instance_and_says_what_to_do(toy, tmp_path):
     """GEPA skips a minibatch without failures, so a prompt that passes all of train would burn the budget."""
     repo, counter = toy
-    rows = [json.loads(line) for line in (repo / "evals" / "data.jsonl").read_text().splitlines()]
-    for k, row in enumerate(rows):  # train asks for a word the prompt has; half of val for one it lacks
-        row["keyword"] = "ticket" if row["split"] == "train" or k % 4 == 1 else "slow"
-    (repo / "evals" / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    make_train_all_correct(repo)
     transport = ScriptedReflection()
     result = optimize(settings_for(repo, tmp_path, transport))
 
@@ -447,10 +452,7 @@ def test_search_stops_once_no_candidate_fails_a_train_instance_and_says_what_to_
 
 def test_plain_gepa_arm_is_not_stopped_early_when_train_is_perfect(toy, tmp_path):
     repo, _ = toy
-    rows = [json.loads(line) for line in (repo / "evals" / "data.jsonl").read_text().splitlines()]
-    for row in rows:
-        row["keyword"] = "ticket" if row["split"] == "train" else "slow"
-    (repo / "evals" / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    make_train_all_correct(repo)
     settings = settings_for(repo, tmp_path, ScriptedReflection(), budget__rollouts=30)
     settings.proposer = "gepa_default"
     result = optimize(settings)

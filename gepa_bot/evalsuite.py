@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
@@ -225,7 +226,11 @@ def evaluate_parallel(suite: EvalSuite, workdir: Workdir, ids: list[str], worker
     chunks = chunks_of(ids, workers)
     with ThreadPoolExecutor(max_workers=max(1, len(chunks))) as pool:
         done = pool.map(lambda chunk: finish_chunk(run_chunk(suite, workdir, chunk), chunk), chunks)
-        return {i: r for chunk_results in done for i, r in chunk_results.items()}
+        try:
+            return {i: r for chunk_results in done for i, r in chunk_results.items()}
+        except BaseException:  # interrupted: the pool would otherwise wait for every eval to finish on its own
+            stop_running_evals()
+            raise
 
 
 def chunks_of(ids: list[str], workers: int) -> list[list[str]]:
@@ -265,18 +270,43 @@ class ProcessOutput:
     timed_out: bool
 
 
+_running_groups: set[int] = set()  # process groups of the eval processes running now (any thread)
+_running_lock = threading.Lock()
+
+
 def run_process(argv: str, cwd: Path, env: Mapping[str, str], stdin: str, timeout: float) -> ProcessOutput:
-    """Run a shell command in its own process group; on timeout kill the whole group."""
+    """Run a shell command in its own process group; on timeout, or when this thread is interrupted
+    (Ctrl-C, a cancelled Ray task), kill the whole group."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(argv, shell=True, cwd=cwd, env=eval_environment(env), stdin=subprocess.PIPE,
                                 stdout=out, stderr=err, start_new_session=True)
+        with _running_lock:
+            _running_groups.add(proc.pid)
         timed_out = False
         try:
             proc.communicate(stdin.encode(), timeout=timeout)
         except subprocess.TimeoutExpired:
             timed_out = True
             _kill_group(proc)
+        except BaseException:
+            _kill_group(proc)
+            raise
+        finally:
+            with _running_lock:
+                _running_groups.discard(proc.pid)
         return ProcessOutput(proc.returncode, _read_capped(out), _read_capped(err), timed_out)
+
+
+def stop_running_evals() -> None:
+    """Kill every eval process group still running: an interrupted run leaves none behind (they run in their
+    own sessions, so the terminal's Ctrl-C or the runner's SIGTERM never reaches them)."""
+    with _running_lock:
+        groups = list(_running_groups)
+    for group in groups:
+        try:
+            os.killpg(group, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def eval_environment(extra: Mapping[str, str]) -> dict[str, str]:

@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import signal
 import sys
 import textwrap
+import threading
 import time
 import tracemalloc
 from pathlib import Path
 
 import pytest
+from processes import all_gone
 
 from gepa_bot import evalkit
 from gepa_bot.evalsuite import (
@@ -137,17 +140,6 @@ def test_nonzero_exit_with_every_result_keeps_the_results(tmp_path):
     assert results["a"].score == 1.0 and not results["a"].failed and not results["b"].failed
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # an unreaped zombie (no init reaping in some containers) is dead too
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, IndexError):
-        return False
-
-
 def test_hang_times_out_and_kills_the_process_group(tmp_path):
     pid_file = tmp_path / "child.pid"
     started = time.monotonic()
@@ -164,11 +156,67 @@ def test_hang_times_out_and_kills_the_process_group(tmp_path):
         assert results[i].failed and results[i].score == 0.0
         assert "timed out" in results[i].feedback and "process group killed" in results[i].feedback
         assert "working..." in results[i].feedback
-    child = int(pid_file.read_text())
-    deadline = time.monotonic() + 5
-    while _alive(child) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not _alive(child), "the eval's child process survived the timeout"
+    assert all_gone([int(pid_file.read_text())]), "the eval's child process survived the timeout"
+
+
+SLEEPER = """
+    import os, subprocess, time
+    from pathlib import Path
+    child = subprocess.Popen(["sleep", "60"])
+    Path(os.environ["PID_DIR"], f"{os.getpid()}-{child.pid}").write_text("")
+    time.sleep(60)
+"""
+
+
+def _interrupted_when(pid_dir: Path, count: int, action) -> tuple[list[int], float]:
+    """Run ``action`` in this (main) thread and interrupt it like Ctrl-C once ``count`` evals have started;
+    return the pids of those evals and their children, and how long ``action`` took to give up."""
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    def interrupt_once_started() -> None:
+        deadline = time.monotonic() + 20
+        while len(list(pid_dir.iterdir())) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGUSR1)
+
+    previous = signal.signal(signal.SIGUSR1, interrupt)
+    interrupter = threading.Thread(target=interrupt_once_started)
+    started = time.monotonic()
+    interrupter.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            action()
+    finally:
+        interrupter.join()
+        signal.signal(signal.SIGUSR1, previous)
+    pids = [int(pid) for entry in pid_dir.iterdir() for pid in entry.name.split("-")]
+    return pids, time.monotonic() - started
+
+
+def test_an_interrupted_eval_is_killed_with_its_children(tmp_path):
+    """A cancelled Ray task gets KeyboardInterrupt while it waits for its eval: the eval must not outlive it."""
+    pid_dir = tmp_path / "pids"
+    pid_dir.mkdir()
+    repo = make_repo(tmp_path, {"s.py": SLEEPER})
+    suite = suite_for(repo, "s.py", PID_DIR=str(pid_dir))
+    workdir = workdir_for(repo, tmp_path)
+    pids, took = _interrupted_when(pid_dir, 1, lambda: suite.evaluate(workdir, ["a"]))
+    assert len(pids) == 2 and took < 20
+    assert all_gone(pids), "the interrupted eval (or its child) is still running"
+
+
+def test_an_interrupted_parallel_batch_stops_every_eval_instead_of_waiting_for_them(tmp_path):
+    """Ctrl-C or the runner's SIGTERM during a batch: the evals run in their own sessions in worker threads, so
+    nothing but gepa-bot can stop them; the batch gives up at once and leaves no eval process behind."""
+    pid_dir = tmp_path / "pids"
+    pid_dir.mkdir()
+    repo = make_repo(tmp_path, {"s.py": SLEEPER})
+    suite = suite_for(repo, "s.py", PID_DIR=str(pid_dir))
+    workdir = workdir_for(repo, tmp_path)
+    pids, took = _interrupted_when(pid_dir, 2, lambda: evaluate_parallel(suite, workdir, IDS, 2))
+    assert len(pids) == 4 and took < 20  # two evals and their children; the eval timeout (30 s) never came
+    assert all_gone(pids), "an eval of the interrupted batch is still running"
 
 
 def test_results_before_a_hang_are_kept(tmp_path):

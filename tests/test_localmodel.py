@@ -18,6 +18,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from processes import alive, all_gone
 
 from gepa_bot import localmodel
 from gepa_bot.localmodel import (
@@ -254,28 +255,6 @@ def fake_llama(tmp_path, monkeypatch):
     return {"state": state, "gguf": gguf, "log": tmp_path / "server.log"}
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie is dead for our purposes.
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def _wait_dead(pid: int, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not _pid_alive(pid):
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def test_server_start_exposes_endpoint_and_stop_kills_process_group(fake_llama, capfd):
     server = LocalModelServer(SMOLLM2, gguf=fake_llama["gguf"], log_path=fake_llama["log"], n_threads=2)
     with server as s:
@@ -297,9 +276,9 @@ def test_server_start_exposes_endpoint_and_stop_kills_process_group(fake_llama, 
         assert argv[argv.index("--n_ctx") + 1] == "4096"
         assert os.getpgid(state["pid"]) == state["pid"] != os.getpgid(0)  # own process group
         grandchild = int(Path(str(fake_llama["state"]) + ".child").read_text())
-        assert _pid_alive(grandchild)
+        assert alive(grandchild)
     assert not server.running
-    assert _wait_dead(state["pid"]) and _wait_dead(grandchild)
+    assert all_gone([state["pid"], grandchild])
     # Output went to the log file, not to the console.
     assert "fake llama server starting" in fake_llama["log"].read_text()
     out, err = capfd.readouterr()
@@ -320,7 +299,7 @@ def test_server_can_be_entered_again_after_stop(fake_llama):
             with urllib.request.urlopen(server.api_base + "/models", timeout=5) as resp:
                 assert resp.status == 200
     assert pids[0] != pids[1]
-    assert all(_wait_dead(p) for p in pids)
+    assert all_gone(pids)
 
 
 def test_server_that_dies_reports_its_log_tail(fake_llama, monkeypatch):
@@ -344,7 +323,7 @@ def test_server_that_never_answers_times_out_and_is_killed(fake_llama, monkeypat
     assert time.monotonic() - t0 < 15
     state = json.loads(fake_llama["state"].read_text())
     grandchild = int(Path(str(fake_llama["state"]) + ".child").read_text())
-    assert _wait_dead(state["pid"]) and _wait_dead(grandchild)
+    assert all_gone([state["pid"], grandchild])
     assert not server.running
 
 
@@ -521,7 +500,7 @@ def test_real_server_completion():
         assert isinstance(text, str) and text.strip(), response
         assert 0 < response.usage.completion_tokens <= 8
         pid = server._proc.pid
-    assert _wait_dead(pid)
+    assert all_gone([pid])
 
 
 def test_model_serve_prints_the_lines_that_point_an_eval_at_the_server(fake_llama, monkeypatch):

@@ -121,8 +121,8 @@ class RayExecutor:
         return results
 
     def _collect(self, ref: Any, chunk: list[str], ready: bool, limit: float) -> dict[str, InstanceResult]:
-        if not ready:
-            self.ray.cancel(ref, force=True)
+        if not ready:  # not force: the task gets KeyboardInterrupt, kills its eval's process group and cleans up
+            self.ray.cancel(ref, force=False)
             return {i: failure(i, f"the Ray task scoring this instance did not finish within {limit:.0f}s "
                                   "(cluster busy, or its node is gone)") for i in chunk}
         try:

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from processes import all_gone
 from test_engine import settings_for
 from toyrepo import ScriptedReflection, make_toy_repo
 
@@ -183,6 +184,34 @@ def test_a_node_killed_mid_batch_is_retried_or_scored_failed_and_budget_and_log_
     logged = list(read_records(run_dir, "rollout"))
     assert budget.rollouts == len(adapter.split.val) == budget.executed == len(logged)
     assert sorted(r["id"] for r in logged) == sorted(adapter.split.val)
+
+
+def test_a_chunk_the_driver_gives_up_on_stops_its_eval_on_the_node(cluster, tmp_path, monkeypatch):
+    """The driver waits the eval timeout plus a grace for a chunk, then cancels its task: the chunk is scored as
+    failed saying why, and the eval process on the node stops there and then instead of running on unowned."""
+    marks = tmp_path / "started"
+    marks.mkdir()
+    monkeypatch.setenv("TOY_COUNTER_DIR", str(marks))
+    monkeypatch.setenv("TOY_EVAL_SLEEP", "3")  # 8 val instances in one chunk: 24 s of eval
+    repo = make_toy_repo(tmp_path)
+    executor = RayExecutor(repo, workers=1, address=cluster.address, timeout=30,
+                           forward_env=["TOY_COUNTER_DIR", "TOY_EVAL_SLEEP"])
+    executor.grace = -20.0  # the driver gives up after 10 s, long before the eval's own timeout
+    adapter, budget, _ = _adapter_on(repo, tmp_path, executor)
+    try:
+        batch = adapter.evaluate(adapter.split.val, {c.name: c.text for c in adapter.components}, capture_traces=True)
+        evals = {int(mark.name.split("-")[0]) for mark in marks.iterdir()}
+        assert evals, "the eval never started on the node: nothing to check"
+        assert all_gone(evals, timeout=10), "the cancelled task's eval is still running on the node"
+        scored = len(list(marks.iterdir()))
+        time.sleep(4)  # longer than one instance: an eval still running would score another
+        assert len(list(marks.iterdir())) == scored
+    finally:
+        executor.close()
+        adapter.runlog.close()
+    assert [r.failed for r in batch.trajectories or []] == [True] * len(adapter.split.val)
+    assert all("did not finish within 10s" in r.feedback for r in batch.trajectories or [])
+    assert budget.rollouts == len(adapter.split.val)
 
 
 def test_a_sigtermed_driver_resumes_without_spending_again(cluster, tmp_path):

@@ -128,10 +128,11 @@ def test_ray_gives_the_same_search_results_and_rollout_counts_as_local(cluster, 
     assert ray_executed == local_executed == ray["budget"]["rollouts_executed"] == len(ray_log) == len(local_log)
 
 
-def _adapter_on(repo: Path, tmp_path: Path, executor: RayExecutor) -> tuple[RepoAdapter, Budget, Path]:
+def _adapter_on(repo: Path, tmp_path: Path, executor: RayExecutor,
+                suite_timeout: float = 60) -> tuple[RepoAdapter, Budget, Path]:
     config = load_config(repo / ".gepa-bot.yml")
     components = discover(repo, config, repo / ".gepa-bot.yml")
-    suite = CommandSuite(SuiteContext(repo=repo), "python evals/eval.py", ["evals/**"], timeout=60)
+    suite = CommandSuite(SuiteContext(repo=repo), "python evals/eval.py", ["evals/**"], timeout=suite_timeout)
     budget = Budget(max_rollouts=100)
     ids = [f"i{k:02d}" for k in range(12)]
     adapter = RepoAdapter(suite, components, Split(train=ids[:4], val=ids[4:]),
@@ -188,29 +189,35 @@ def test_a_node_killed_mid_batch_is_retried_or_scored_failed_and_budget_and_log_
 
 def test_a_chunk_the_driver_gives_up_on_stops_its_eval_on_the_node(cluster, tmp_path, monkeypatch):
     """The driver waits the eval timeout plus a grace for a chunk, then cancels its task: the chunk is scored as
-    failed saying why, and the eval process on the node stops there and then instead of running on unowned."""
+    failed saying why, and the eval on the node is stopped, by the cancellation (KeyboardInterrupt in the task)
+    or at the latest by the task's own eval timeout. A force-cancelled task died with the thread that would
+    have stopped its eval, which then ran on unowned to its end."""
     marks = tmp_path / "started"
     marks.mkdir()
     monkeypatch.setenv("TOY_COUNTER_DIR", str(marks))
-    monkeypatch.setenv("TOY_EVAL_SLEEP", "3")  # 8 val instances in one chunk: 24 s of eval
+    monkeypatch.setenv("TOY_EVAL_SLEEP", "4")  # 8 val instances in one chunk: 32 s of eval
     repo = make_toy_repo(tmp_path)
-    executor = RayExecutor(repo, workers=1, address=cluster.address, timeout=30,
+    executor = RayExecutor(repo, workers=1, address=cluster.address, timeout=16,
                            forward_env=["TOY_COUNTER_DIR", "TOY_EVAL_SLEEP"])
-    executor.grace = -20.0  # the driver gives up after 10 s, long before the eval's own timeout
-    adapter, budget, _ = _adapter_on(repo, tmp_path, executor)
+    executor.grace = -8.0  # the driver gives up after 8 s; the task's eval timeout is 16 s
+    adapter, budget, _ = _adapter_on(repo, tmp_path, executor, suite_timeout=16)
     try:
         batch = adapter.evaluate(adapter.split.val, {c.name: c.text for c in adapter.components}, capture_traces=True)
+        started = time.monotonic()
+        deadline = started + 6
+        while not list(marks.iterdir()) and time.monotonic() < deadline:
+            time.sleep(0.1)
         evals = {int(mark.name.split("-")[0]) for mark in marks.iterdir()}
         assert evals, "the eval never started on the node: nothing to check"
-        assert all_gone(evals, timeout=10), "the cancelled task's eval is still running on the node"
+        assert all_gone(evals, timeout=20), "the cancelled task's eval is still running on the node"
         scored = len(list(marks.iterdir()))
-        time.sleep(4)  # longer than one instance: an eval still running would score another
-        assert len(list(marks.iterdir())) == scored
+        time.sleep(5)  # longer than one instance: an eval still running would score another
+        assert len(list(marks.iterdir())) == scored < len(adapter.split.val)
     finally:
         executor.close()
         adapter.runlog.close()
     assert [r.failed for r in batch.trajectories or []] == [True] * len(adapter.split.val)
-    assert all("did not finish within 10s" in r.feedback for r in batch.trajectories or [])
+    assert all("did not finish within 8s" in r.feedback for r in batch.trajectories or [])
     assert budget.rollouts == len(adapter.split.val)
 
 

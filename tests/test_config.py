@@ -54,7 +54,7 @@ def test_example_config_loads_with_expected_values():
     assert config.eval.timeout == 300
     assert config.eval.instances is None
     assert config.split.val_fraction == 0.5
-    assert config.budget.rollouts == 150
+    assert config.budget.rollouts == 300
     assert config.budget.wall_time_minutes == 9
     assert config.budget.max_llm_cost_usd is None
     assert config.models.task == LOCAL_MODEL and config.models.reflection == LOCAL_MODEL

@@ -121,7 +121,8 @@ class RayExecutor:
         return results
 
     def _collect(self, ref: Any, chunk: list[str], ready: bool, limit: float) -> dict[str, InstanceResult]:
-        if not ready:  # not force: the task gets KeyboardInterrupt, kills its eval's process group and cleans up
+        if not ready:  # not force: the task gets KeyboardInterrupt (Ray may deliver it late; the task's own eval
+            # timeout bounds that), kills its eval's process group and removes its work copy
             self.ray.cancel(ref, force=False)
             return {i: failure(i, f"the Ray task scoring this instance did not finish within {limit:.0f}s "
                                   "(cluster busy, or its node is gone)") for i in chunk}

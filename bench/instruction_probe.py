@@ -27,6 +27,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 from report import machine_info  # noqa: E402
 
+from gepa_bot.discovery import PLACEHOLDER  # noqa: E402
 from gepa_bot.modelserver import LocalModelServer  # noqa: E402
 
 LINES = ("Keep the working short and end with the number.", "Answer with only the final number.")
@@ -70,7 +71,7 @@ def main() -> int:
     task_dir = ROOT / "bench/tasks" / args.task
     prompt_path = next((task_dir / "prompts").iterdir())
     prompt_file, seed = f"prompts/{prompt_path.name}", prompt_path.read_text()
-    placeholder = "{" + seed.split("{", 1)[1].split("}", 1)[0] + "}"
+    placeholder = PLACEHOLDER.search(seed).group(0)  # the seed prompt has one: the eval fills it
     rows = [json.loads(line) for line in (task_dir / "data.jsonl").read_text().splitlines() if line.strip()]
     splits = {name: [r["id"] for r in rows if r["split"] == name] for name in ("train", "val")}
     started = time.monotonic()

@@ -303,10 +303,7 @@ def stop_running_evals() -> None:
     with _running_lock:
         groups = list(_running_groups)
     for group in groups:
-        try:
-            os.killpg(group, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        _kill_group_id(group)
 
 
 def eval_environment(extra: Mapping[str, str]) -> dict[str, str]:
@@ -320,11 +317,15 @@ def eval_environment(extra: Mapping[str, str]) -> dict[str, str]:
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
+    _kill_group_id(proc.pid)
+    proc.wait()
+
+
+def _kill_group_id(group: int) -> None:
     try:
-        os.killpg(proc.pid, signal.SIGKILL)
+        os.killpg(group, signal.SIGKILL)
     except ProcessLookupError:
         pass
-    proc.wait()
 
 
 def _read_capped(handle: Any) -> str:

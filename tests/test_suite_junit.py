@@ -185,7 +185,7 @@ def test_bad_scores_errors_and_multiple_properties(tmp_path: Path):
     assert "is not a number" in results["test_scores.py::test_not_a_number"].feedback
     partial = results["test_scores.py::test_failed_but_partial"]
     assert partial.score == 0.25 and not partial.failed
-    assert "first note\nsecond note" in partial.feedback and "wrong answer" in partial.feedback
+    assert partial.feedback == "first note\nsecond note"  # the test's own feedback, none of pytest's text
     errored = results["test_scores.py::test_setup_error"]
     assert errored.failed and errored.score == 0.0 and "fixture exploded" in errored.feedback
 
@@ -235,3 +235,82 @@ def test_fingerprint_follows_watched_files_and_args(repo: Path):
     assert make_suite(repo, args=["evals/nested"]).fingerprint() != base
     (repo / "evals" / "check_prompt.py").write_text("# changed\n", encoding="utf-8")
     assert make_suite(repo).fingerprint() != base
+
+
+def test_assertion_failures_are_scores_and_other_exceptions_are_errors(tmp_path: Path):
+    """pytest writes an exception in the test body as <failure> too: only an assertion (or pytest.fail) is a 0."""
+    repo = write_repo(tmp_path / "repo", {
+        "prompt.txt": "hello",
+        "test_kinds.py": """
+            import pytest
+
+            @pytest.fixture
+            def broken():
+                raise OSError("grader unreachable")
+
+            def test_assertion():
+                assert "metres" == "feet", "expected metres"
+
+            def test_pytest_fail():
+                pytest.fail("reply was not a number")
+
+            def test_model_unreachable(record_property):
+                record_property("gepa_score", 1.0)
+                raise ConnectionError("task model at 127.0.0.1:9 refused the connection")
+
+            def test_fixture_error(broken):
+                pass
+
+            def test_passes():
+                pass
+        """})
+    suite = make_suite(repo)
+    results = suite.evaluate(workdir_with(repo, tmp_path, "hi"), [i.id for i in suite.list_instances()])
+    scored = {k.split("::")[1]: (r.score, r.failed) for k, r in results.items()}
+    assert scored == {"test_assertion": (0.0, False), "test_pytest_fail": (0.0, False),
+                      "test_model_unreachable": (0.0, True), "test_fixture_error": (0.0, True),
+                      "test_passes": (1.0, False)}
+    unreachable = results["test_kinds.py::test_model_unreachable"].feedback
+    assert "test raised ConnectionError, not an assertion failure" in unreachable
+    assert "refused the connection" in unreachable
+    assert "grader unreachable" in results["test_kinds.py::test_fixture_error"].feedback
+    assert "expected metres" in results["test_kinds.py::test_assertion"].feedback
+
+
+def test_feedback_is_the_recorded_text_or_a_short_assertion_message(tmp_path: Path):
+    repo = write_repo(tmp_path / "repo", {
+        "prompt.txt": "hello",
+        "test_noise.py": """
+            import pytest
+
+            def is_number(text):
+                return text.replace(".", "").isdigit()
+
+            class Checker:
+                def __call__(self, text):
+                    return is_number(text)
+
+            @pytest.mark.parametrize("quantity", ["6 feet"])
+            def test_plain(quantity, record_property):
+                reply, check = "about two metres", Checker()
+                assert check(reply), f"{quantity}: reply was {reply!r}"
+
+            def test_recorded(record_property):
+                record_property("gepa_feedback", "expected 1.83 metres as a bare number, reply was 'two'")
+                assert is_number("two"), "this assertion text is not the feedback"
+
+            def test_long():
+                assert False, "line\\n" * 500
+        """})
+    suite = make_suite(repo)
+    results = suite.evaluate(workdir_with(repo, tmp_path, "hi"), [i.id for i in suite.list_instances()])
+    plain = results["test_noise.py::test_plain[6 feet]"]
+    assert plain.score == 0.0 and not plain.failed
+    assert plain.feedback.startswith("test failed\nAssertionError: 6 feet: reply was 'about two metres'")
+    assert "<test_noise.Checker object>('about two metres')" in plain.feedback  # pytest wrote "object at 0x7f..."
+    for noise in ("def test_", "record_property", " at 0x", "check(reply), f", "test_noise.py:"):
+        assert noise not in plain.feedback, noise
+    recorded = results["test_noise.py::test_recorded"]
+    assert recorded.feedback == "expected 1.83 metres as a bare number, reply was 'two'" and recorded.score == 0.0
+    long = results["test_noise.py::test_long"].feedback
+    assert long.count("line") <= 12 and len(long) < 1000

@@ -5,14 +5,18 @@ Listing runs ``python -m pytest --collect-only <args>`` in the repository; scori
 the requested node ids (so options in ``args`` such as ``-m``, ``-k`` or custom flags apply to both, and
 a long id list never hits the command-line length limit).
 
-A passing test scores 1.0 and a failing or erroring one 0.0. A test may report a partial score with
-pytest's built-in ``record_property`` fixture::
+A passing test scores 1.0 and a failed assertion 0.0. A test may report a partial score and its own feedback
+with pytest's built-in ``record_property`` fixture::
 
     def test_summary(record_property):
         record_property("gepa_score", 0.7)            # overrides pass/fail (must be within [0, 1])
-        record_property("gepa_feedback", "too long")  # added to the feedback the optimizer sees
+        record_property("gepa_feedback", "too long")  # the feedback the optimizer sees (replaces pytest's text)
 
-Skipped tests are scored as synthesized failures (with the skip reason), so a skip never looks like a pass.
+Without ``gepa_feedback`` the feedback is the assertion message, short: no traceback, no source listing.
+Errors (``failed=True``: the instance could not be scored) are: a JUnit ``<error>`` (fixture setup/teardown),
+an exception other than ``AssertionError``/``pytest.fail`` in the test (the plugin marks those: pytest itself
+writes them as ``<failure>``), a skip, a test missing from the XML (crash, timeout, collection error), and a
+bad ``gepa_score``.
 """
 
 from __future__ import annotations
@@ -50,6 +54,11 @@ from gepa_bot.evalsuite import (
 
 SCORE_PROPERTY = "gepa_score"
 FEEDBACK_PROPERTY = "gepa_feedback"
+ERROR_PROPERTY = "gepa_bot_error"  # set by the plugin: the test raised something other than an assertion
+MAX_MESSAGE_LINES = 12
+MAX_MESSAGE_CHARS = 800
+AT_ADDRESS = re.compile(r"\s+at 0x[0-9a-fA-F]+\b")  # "<function f at 0x7fe5...>" -> "<function f>"
+HEX_ADDRESS = re.compile(r"\b0x[0-9a-fA-F]{8,}\b")
 ENV_COLLECT_OUT = "GEPA_BOT_PYTEST_COLLECT_OUT"
 ENV_SELECT_FILE = "GEPA_BOT_PYTEST_SELECT_FILE"
 PLUGIN_MODULE = "_gepa_bot_pytest_plugin"
@@ -58,11 +67,22 @@ CONFIG_FILES = ("pytest.ini", ".pytest.ini", "pyproject.toml", "setup.cfg", "tox
 # Loaded into the eval's own interpreter with ``-p`` (it may be another venv without gepa-bot installed),
 # so it is written out as a file rather than imported from this package.
 PLUGIN_SOURCE = f'''\
-"""Written by gepa-bot: records collected node ids and/or narrows a run to the requested ones."""
+"""Written by gepa-bot: records collected node ids and/or narrows a run to the requested ones, and marks
+tests that raised something other than an assertion (pytest writes both as <failure>)."""
 import json
 import os
 
 import pytest
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    excinfo = call.excinfo
+    if report.when == "call" and report.failed and excinfo is not None \
+            and not excinfo.errisinstance((AssertionError, pytest.fail.Exception)):
+        item.user_properties.append(("{ERROR_PROPERTY}", excinfo.typename))  # written with the teardown report
 
 
 @pytest.hookimpl(trylast=True)
@@ -225,7 +245,7 @@ class _Case:
         self.label = label
 
     def describe(self) -> str:
-        return f"{self.label}: {self.outcome}: {self.message}\n{truncate(self.text, 1500)}".rstrip()
+        return f"{self.label}: {self.outcome}: {short_message(self.message, self.text)}"
 
 
 def _read_cases(xml_file: Path) -> dict[tuple[str, str], list[_Case]]:
@@ -260,42 +280,71 @@ def _score(node_id: str, group: list[_Case]) -> InstanceResult:
 
 
 def _score_case(node_id: str, case: _Case) -> InstanceResult:
-    feedbacks = [value for name, value in case.properties if name == FEEDBACK_PROPERTY]
-    scores = [value for name, value in case.properties if name == SCORE_PROPERTY]
-    sections: list[str] = []
-    if feedbacks:
-        sections.append("\n".join(feedbacks))
-    if case.message or case.text:
-        sections.append(truncate(f"{case.message}\n{case.text}".strip(), 2000))
-    for label, body in _captured_sections(case.stdout + "\n" + case.stderr):
-        sections.append(f"--- captured {label} ---\n" + truncate(body, 1000))
-    details = "\n".join(sections)
-
-    if case.outcome == "skipped":
-        return failure(node_id, f"test was skipped: {case.message or 'no reason given'}\n{details}".strip())
-    if case.outcome == "error":  # setup/teardown error: the test is broken, whatever it recorded
-        return failure(node_id, f"test errored (setup/teardown or collection):\n{details}".strip())
+    score, problem = _recorded_score(case)
+    problem = _error(case) or problem
+    if problem:
+        return failure(node_id, problem)
     status = "passed" if case.outcome == "passed" else "failed"
-    score = 1.0 if case.outcome == "passed" else 0.0
-    if scores:
-        raw = scores[-1]
-        try:
-            score = float(raw)
-        except ValueError:
-            return failure(node_id, f"record_property({SCORE_PROPERTY!r}, {raw!r}) is not a number\n{details}")
-        if not math.isfinite(score) or not 0.0 <= score <= 1.0:
-            return failure(node_id, f"record_property({SCORE_PROPERTY!r}, {raw!r}) is outside [0, 1]\n{details}")
+    if score is None:
+        score = 1.0 if case.outcome == "passed" else 0.0
+    else:
         status += f", {SCORE_PROPERTY}={score:g}"
-    return InstanceResult(id=node_id, score=score, feedback=truncate(f"test {status}\n{details}".strip()))
+    feedbacks = [value for name, value in case.properties if name == FEEDBACK_PROPERTY]
+    if feedbacks:  # the test's own words are the feedback: nothing of pytest's failure text
+        return InstanceResult(id=node_id, score=score, feedback=truncate("\n".join(feedbacks)))
+    sections = [f"test {status}", short_message(case.message, case.text)]
+    sections += [f"--- captured {label} ---\n" + truncate(body, 500) for label, body in _captured_sections(case)]
+    return InstanceResult(id=node_id, score=score, feedback=truncate("\n".join(s for s in sections if s)))
+
+
+def _recorded_score(case: _Case) -> tuple[float | None, str]:
+    """The test's last ``gepa_score`` (None when it recorded none), or the problem with it."""
+    raws = [value for name, value in case.properties if name == SCORE_PROPERTY]
+    if not raws:
+        return None, ""
+    try:
+        score = float(raws[-1])
+    except ValueError:
+        return None, f"record_property({SCORE_PROPERTY!r}, {raws[-1]!r}) is not a number"
+    if not math.isfinite(score) or not 0.0 <= score <= 1.0:
+        return None, f"record_property({SCORE_PROPERTY!r}, {raws[-1]!r}) is outside [0, 1]"
+    return score, ""
+
+
+def _error(case: _Case) -> str:
+    """Why ``case`` could not be scored, or "" when it was (passed, or failed an assertion)."""
+    message = short_message(case.message, case.text)
+    raised = [value for name, value in case.properties if name == ERROR_PROPERTY]
+    if case.outcome == "skipped":
+        return f"test was skipped: {case.message or 'no reason given'}"
+    if case.outcome == "error":  # setup/teardown error: the test is broken, whatever it recorded
+        return f"test errored (fixture setup/teardown):\n{message}"
+    if raised and case.outcome == "failure":
+        return f"test raised {raised[-1]}, not an assertion failure, so it could not score:\n{message}"
+    return ""
+
+
+def short_message(message: str, text: str) -> str:
+    """The assertion's own words: pytest's crash message (else the ``E`` lines of its traceback), capped, without
+    source listings, fixture values or object addresses."""
+    lines = message.splitlines() or [line[1:].strip() for line in text.splitlines() if line.startswith("E ")]
+    kept = [clean(line) for line in lines if line.strip()][:MAX_MESSAGE_LINES]
+    short = "\n".join(kept)
+    return short if len(short) <= MAX_MESSAGE_CHARS else short[:MAX_MESSAGE_CHARS] + " [...]"
+
+
+def clean(text: str) -> str:
+    """``text`` without memory addresses (they differ on every run and mean nothing to a reader)."""
+    return HEX_ADDRESS.sub("0x...", AT_ADDRESS.sub("", text.rstrip()))
 
 
 _CAPTURE_HEADER = re.compile(r"^-+ Captured (\w+(?: \w+)*) -+$", re.MULTILINE)
 _CAPTURE_NAMES = {"out": "stdout", "err": "stderr", "log": "log"}
 
 
-def _captured_sections(text: str) -> list[tuple[str, str]]:
+def _captured_sections(case: _Case) -> list[tuple[str, str]]:
     """Non-empty sections of pytest's captured output (``---- Captured Out ----`` blocks), labelled."""
-    parts = _CAPTURE_HEADER.split(text)
+    parts = _CAPTURE_HEADER.split(clean(case.stdout + "\n" + case.stderr))
     sections = [("output", parts[0].strip())]
     for name, body in zip(parts[1::2], parts[2::2], strict=False):
         sections.append((_CAPTURE_NAMES.get(name.lower(), name.lower()), body.strip()))

@@ -214,41 +214,204 @@ def _render_file(group: list[Component], texts: Mapping[str, str]) -> str:
     first = group[0]
     content = first.source
     if first.kind == "text":
-        return texts[first.name]
+        return same_line_endings(first.text, texts[first.name])
     if first.kind == "frontmatter":
         match = FRONT_MATTER.match(content)
-        return (match.group(1) if match else "") + texts[first.name]
+        return (match.group(1) if match else "") + same_line_endings(first.text, texts[first.name])
     for component in group:  # YAML: splice each key's new value in place
         content = splice_yaml_value(content, component.key or "", texts[component.name])
     return content
 
 
+def same_line_endings(original: str, text: str) -> str:
+    """``text`` with CRLF line endings if ``original`` uses CRLF throughout, else unchanged.
+
+    The new text is otherwise written exactly as given (its line wrapping included): a model that answers
+    with LF line endings must not turn every line of a CRLF file into a diff line.
+    """
+    if "\r\n" in original and original.count("\n") == original.count("\r\n"):
+        return re.sub(r"(?<!\r)\n", "\r\n", text)
+    return text
+
+
+@dataclass(frozen=True)
+class _Span:
+    """Where a YAML scalar's text sits in the file, and how it was written."""
+
+    start: int
+    end: int  # a block scalar's end after its last content line (blank lines after it stay in the file)
+    node_end: int  # the node's own end (a block scalar's trailing blank lines included)
+    style: str | None  # None (plain), "'", '"', "|" or ">"
+    newline: str  # "\n" or "\r\n", as the line holding the value ends
+
+
 def splice_yaml_value(content: str, key: str, value: str) -> str:
-    """Replace the string at ``key`` with ``value``, keeping the rest of the file byte for byte."""
+    """Replace the string at ``key`` with ``value``, keeping the rest of the file byte for byte.
+
+    The value keeps its layout where it can: a block scalar stays a block scalar with the same style,
+    header (indentation indicator, comment), indentation and, when the new text allows it, chomping
+    indicator; a folded (``>``) block keeps the line wrapping of its unchanged paragraphs. A one-line
+    value keeps its plain or quoted style. Multi-line text in a plain or quoted scalar becomes a ``|``
+    block. Every rendering is read back, and the first that gives exactly ``value`` is used (a
+    double-quoted scalar, which holds any text, comes last).
+    """
     node = _yaml_scalar_node("<yaml>", content, key, "config")
     if node.value == value:
         return content
+    span = _span_of(content, node)
+    for rendered, keep in _renderings(content, span, value):
+        updated, start = _placed(content, span, rendered, keep), span.start
+        if _reads_back(updated, key, value, start, rendered):
+            return updated
+    raise UserError(f"cannot write the new text for YAML key '{key}'", fix="report this as a gepa-bot bug")
+
+
+def _span_of(content: str, node: yaml.ScalarNode) -> _Span:
     start, end = node.start_mark.index, node.end_mark.index
+    node_end = end
     if node.style in ("|", ">"):  # a block scalar's span swallows the line break and blank lines after it
         newline = content.find("\n", len(content[:end].rstrip()))
         end = newline + 1 if 0 <= newline < end else end
-    ends_line = content[start:end].endswith("\n")
-    indent = _block_indent(content, start)
-    for rendered in (_literal_block(value, indent), _double_quoted(value)):
-        if rendered is None:
-            continue
-        tail = content[end:]
-        if ends_line and not rendered.endswith("\n"):
-            rendered += "\r\n" if content[start:end].endswith("\r\n") else "\n"
-        elif rendered.endswith("\n") and not ends_line and (tail.startswith(("\n", "\r\n")) or not tail):
-            rendered = rendered[:-1]
-        updated = content[:start] + rendered + tail
-        try:
-            if _yaml_scalar_node("<yaml>", updated, key, "config").value == value:
-                return updated
-        except UserError:
-            continue
-    raise UserError(f"cannot write the new text for YAML key '{key}'", fix="report this as a gepa-bot bug")
+    line_end = content.find("\n", start)
+    crlf = line_end > 0 and content[line_end - 1] == "\r"
+    return _Span(start, end, node_end, node.style, "\r\n" if crlf else "\n")
+
+
+def _renderings(content: str, span: _Span, value: str) -> list[tuple[str, bool]]:
+    """Candidate renderings of ``value``, best first; each with whether it is a keep-chomped (``+``) block."""
+    original, nl = content[span.start:span.end], span.newline
+    out: list[tuple[str, bool]] = []
+    if span.style in ("|", ">"):
+        header = BLOCK_HEADER.match(original)
+        assert header is not None, "a block scalar starts with its header"
+        indent = _content_indent(content, span, header)
+        for chomp in _chomps(header.group("indicators"), value):
+            rest = _with_chomp(header.group("indicators"), chomp) + header.group("rest")
+            if span.style == ">":
+                out.append((">" + rest + nl + _folded_body(value, indent, nl, _paragraphs(original, indent)), chomp == "+"))
+            out.append(("|" + rest + nl + _literal_body(value, indent, nl), chomp == "+"))
+    else:
+        if "\n" not in value and "\r" not in value:
+            out += [(text, False) for text in (_flow_scalar(value, span.style),) if text is not None]
+        if "\n" in value.rstrip("\n") and value[:1] not in (" ", "\t"):  # readable multi-line text
+            indent = _block_indent(content, span.start)
+            for chomp in _chomps("", value):
+                out.append(("|" + chomp + nl + _literal_body(value, indent, nl), chomp == "+"))
+    out.append((_double_quoted(value), False))
+    return out
+
+
+BLOCK_HEADER = re.compile(r"[|>](?P<indicators>[-+]?[1-9]?[-+]?)(?P<rest>[^\r\n]*)")
+
+
+def _chomps(indicators: str, value: str) -> list[str]:
+    """Chomping indicators that can give ``value``'s trailing line breaks: the original's first if it can."""
+    trailing = len(value) - len(value.rstrip("\n"))
+    needed = "-" if trailing == 0 else ("" if trailing == 1 else "+")
+    current = next((c for c in indicators if c in "+-"), "")
+    fits = {"-": trailing == 0, "": trailing == 1, "+": trailing >= 1}[current]
+    return [current, needed] if fits and current != needed else [needed]
+
+
+def _with_chomp(indicators: str, chomp: str) -> str:
+    digits = "".join(c for c in indicators if c.isdigit())
+    return chomp + digits if indicators[:1] in ("+", "-") else digits + chomp
+
+
+def _content_indent(content: str, span: _Span, header: re.Match[str]) -> str:
+    """The indentation of a block scalar's content lines (from its indentation indicator, or measured)."""
+    digits = "".join(c for c in header.group("indicators") if c.isdigit())
+    if digits:
+        line_start = content.rfind("\n", 0, span.start) + 1
+        line = content[line_start:span.start]
+        return " " * (len(line) - len(line.lstrip(" ")) + int(digits))
+    lines = [line for line in content[span.start:span.end].splitlines()[1:] if line.strip()]
+    if not lines:
+        return _block_indent(content, span.start)
+    return " " * min(len(line) - len(line.lstrip(" ")) for line in lines)
+
+
+def _literal_body(value: str, indent: str, nl: str) -> str:
+    """The content lines of a ``|`` block holding ``value`` (the header's chomping indicator fits it)."""
+    body = value.rstrip("\n")
+    lines = body.split("\n") if body else []
+    trailing = len(value) - len(body)
+    return "".join(((indent + line) if line else "") + nl for line in lines) + nl * max(trailing - 1, 0)
+
+
+def _paragraphs(original: str, indent: str) -> dict[str, list[str]]:
+    """A folded block's text lines (paragraphs) -> the source lines it was wrapped into."""
+    groups: list[list[str]] = [[]]
+    for line in original.splitlines()[1:]:
+        text = line[len(indent):] if line.startswith(indent) else line.lstrip(" ")
+        if text and text[0] not in " \t":
+            groups[-1].append(text)
+        elif groups[-1]:
+            groups.append([])
+    return {" ".join(group): group for group in groups if group}
+
+
+def _folded_body(value: str, indent: str, nl: str, paragraphs: dict[str, list[str]]) -> str:
+    """The content lines of a ``>`` block holding ``value``: unchanged paragraphs keep their wrapping.
+
+    A line break between two text lines is written as a blank line (folding would turn a single break into
+    a space); changed paragraphs are wrapped as wide as the original's widest line if it wrapped at all.
+    """
+    body = value.rstrip("\n")
+    width = max((len(line) for lines in paragraphs.values() if len(lines) > 1 for line in lines), default=0)
+    source: list[str] = []
+    previous_text = False
+    for line in body.split("\n") if body else []:
+        text = bool(line) and line[0] not in " \t"
+        if text and previous_text:
+            source.append("")
+        source += (paragraphs.get(line) or _wrapped(line, width)) if text else [line]
+        previous_text = text if line else previous_text
+    trailing = len(value) - len(body)
+    return "".join(((indent + line) if line else "") + nl for line in source) + nl * max(trailing - 1, 0)
+
+
+def _wrapped(line: str, width: int) -> list[str]:
+    """``line`` cut at single spaces (where folding puts them back) into lines of at most ``width``."""
+    if not width:
+        return [line]
+    lines: list[str] = []
+    for word in re.split(r"(?<=[^ \t]) (?=[^ \t])", line):
+        if lines and len(lines[-1]) + 1 + len(word) <= width:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return lines
+
+
+def _flow_scalar(value: str, style: str | None) -> str | None:
+    """A one-line ``value`` in the original's plain or single-quoted style (None for double quotes)."""
+    if style is None:
+        return value
+    if style == "'":
+        return "'" + value.replace("'", "''") + "'"
+    return None
+
+
+def _placed(content: str, span: _Span, rendered: str, keep: bool) -> str:
+    """``content`` with ``rendered`` in place of the old value; a keep-chomped block replaces its blank lines too."""
+    end = span.node_end if keep and span.style in ("|", ">") else span.end
+    ends_line, tail = content[span.start:end].endswith("\n"), content[end:]
+    if ends_line and not rendered.endswith("\n"):
+        rendered += span.newline
+    elif rendered.endswith("\n") and not ends_line and (tail.startswith(("\n", "\r\n")) or not tail):
+        rendered = rendered[:-len(span.newline)] if rendered.endswith(span.newline) else rendered[:-1]
+    return content[:span.start] + rendered + tail
+
+
+def _reads_back(updated: str, key: str, value: str, start: int, rendered: str) -> bool:
+    """Whether ``updated`` holds exactly ``value`` at ``key``, written exactly where and as ``rendered``."""
+    try:
+        node = _yaml_scalar_node("<yaml>", updated, key, "config")
+    except UserError:
+        return False
+    written = updated[start:node.end_mark.index].rstrip()
+    return node.value == value and node.start_mark.index == start and written == rendered.rstrip()
 
 
 def _double_quoted(value: str) -> str:
@@ -260,14 +423,3 @@ def _block_indent(content: str, start: int) -> str:
     line_start = content.rfind("\n", 0, start) + 1
     line = content[line_start:start]
     return " " * (len(line) - len(line.lstrip(" ")) + 2)
-
-
-def _literal_block(value: str, indent: str) -> str | None:
-    """A `|` block scalar for multi-line text (None when a quoted scalar reads better)."""
-    if "\n" not in value.rstrip("\n") or value[:1] in (" ", "\t") or "\t" in value:
-        return None
-    body = value.rstrip("\n")
-    trailing = len(value) - len(body)
-    chomp = "-" if trailing == 0 else ("" if trailing == 1 else "+")
-    lines = [(indent + line) if line else "" for line in body.split("\n")]
-    return f"|{chomp}\n" + "\n".join(lines) + "\n" * max(trailing, 1)

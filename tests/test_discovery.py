@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 from pathlib import Path
 
@@ -246,7 +247,7 @@ def test_render_several_files(tmp_path):
     files = render_files(components, {"p.txt": "new", "q.md": "new body\n", "r.yaml#name": "router"})
     assert files["p.txt"] == "new"
     assert files["q.md"] == FRONT + "new body\n"
-    assert files["r.yaml"] == AGENT_YAML.replace("name: triage   #", 'name: "router"   #')
+    assert files["r.yaml"] == AGENT_YAML.replace("name: triage   #", "name: router   #")  # still plain
 
 
 def test_render_unchanged_texts_is_identity(tmp_path):
@@ -331,6 +332,110 @@ def test_splice_missing_key_is_user_error():
         splice_yaml_value(BLOCK, "nope", "x")
 
 
+# --- layout kept when a value is rewritten ------------------------------------------------------------
+
+EXAMPLE_SYSTEM = Path(__file__).resolve().parents[1] / "prompts.example" / "prompts" / "system.yaml"
+
+
+def _changed_lines(old: str, new: str) -> list[str]:
+    return [line for line in difflib.unified_diff(old.splitlines(), new.splitlines(), lineterm="", n=0)
+            if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+
+
+@pytest.mark.parametrize("value, changed", [
+    ("You are a helpful assistant working on a SaaS company's support desk.\nBe brief: name one queue.\n",
+     ["-  Be brief.", "+  Be brief: name one queue."]),
+    ("You are a helpful assistant working on a SaaS company's support desk.\nBe brief.\nNever guess.\n",
+     ["+  Never guess."]),
+    ("You triage support tickets.\n", ["-  You are a helpful assistant working on a SaaS company's support desk.",
+                                       "-  Be brief.", "+  You triage support tickets."]),
+])
+def test_example_system_prompt_stays_a_literal_block_with_a_minimal_diff(tmp_path, value, changed):
+    content = EXAMPLE_SYSTEM.read_bytes().decode("utf-8")
+    repo = make_repo(tmp_path, {"prompts/system.yaml": content})
+    [component] = discover(repo, config({"path": "prompts/system.yaml", "keys": ["system"]}), CONFIG_PATH)
+    rendered = render_files([component], {component.name: value})["prompts/system.yaml"]
+    assert yaml.safe_load(rendered) == {**yaml.safe_load(content), "system": value}
+    assert "\nsystem: |\n  " in rendered  # still a `|` block scalar, same indentation
+    assert _changed_lines(content, rendered) == changed  # comment, header and other keys untouched
+
+
+@pytest.mark.parametrize("original, value, expected", [
+    # chomping indicator, header comment and a 4-space indentation all survive
+    ("a: 1\nsystem: |-  # note\n    first\n    second\nb: 2\n", "first\nthird",
+     "a: 1\nsystem: |-  # note\n    first\n    third\nb: 2\n"),
+    ("a: 1\nsystem: |+\n  keep\n\n\nb: 2\n", "new\n\n", "a: 1\nsystem: |+\n  new\n\nb: 2\n"),
+    ("a: 1\nsystem: >\n  keep\nb: 2\n", "one\ntwo\n", "a: 1\nsystem: >\n  one\n\n  two\nb: 2\n"),
+    ("a: 1\nsystem: >-\n  keep\n\n  this\nb: 2\n", "keep\nthat", "a: 1\nsystem: >-\n  keep\n\n  that\nb: 2\n"),
+    ("system: |2\n    x\n  y\nb: 2\n", "  z\ny\n", "system: |2\n    z\n  y\nb: 2\n"),  # indentation indicator
+    ("outer:\n  inner: |\n      deep\n      indent\n  x: 1\n", "deep\nchanged\n",
+     "outer:\n  inner: |\n      deep\n      changed\n  x: 1\n"),
+    # one-line values keep the plain or single-quoted style
+    ("system: plain  # c\nb: 2\n", "new text", "system: new text  # c\nb: 2\n"),
+    ("system: 'single'  # c\nb: 2\n", "it's new", "system: 'it''s new'  # c\nb: 2\n"),
+    ("system: \"double\"  # c\nb: 2\n", "it's new", "system: \"it's new\"  # c\nb: 2\n"),
+    # a block scalar rewritten to one line stays a block scalar (only the chomping indicator follows the text)
+    ("system: |\n  two\n  lines\nb: 2\n", "one line\n", "system: |\n  one line\nb: 2\n"),
+    ("system: |\n  two\n  lines\nb: 2\n", "one line", "system: |-\n  one line\nb: 2\n"),
+])
+def test_splice_keeps_the_scalar_style(original, value, expected):
+    key = "outer.inner" if original.startswith("outer") else "system"
+    spliced = splice_yaml_value(original, key, value)
+    assert spliced == expected
+    assert _lookup(yaml.safe_load(spliced), key) == value
+
+
+@pytest.mark.parametrize("original, value, expected", [
+    ("system: plain\n", "true", 'system: "true"\n'),  # plain would read as a boolean
+    ("system: plain\n", "key: value", 'system: "key: value"\n'),  # plain would be a mapping
+    ("system: 'q'\n", "line\nbreak\n", "system: |\n  line\n  break\n"),  # a quoted one-liner cannot hold lines
+    ("system: >\n  x\nb: 2\n", "  indented first\n", 'system: "  indented first\\n"\nb: 2\n'),
+    ("system: |\n  x\nb: 2\n", "\n", 'system: "\\n"\nb: 2\n'),  # no block scalar is only a line break
+])
+def test_splice_falls_back_to_a_style_that_round_trips(original, value, expected):
+    spliced = splice_yaml_value(original, "system", value)
+    assert spliced == expected
+    assert yaml.safe_load(spliced)["system"] == value
+
+
+def test_folded_block_keeps_the_wrapping_of_unchanged_paragraphs():
+    original = ("system: >\n  This paragraph was wrapped\n  by hand at a short width.\n\n  Second paragraph.\n"
+                "retries: 2\n")
+    value = "This paragraph was wrapped by hand at a short width.\nA new second paragraph that is longer.\n"
+    spliced = splice_yaml_value(original, "system", value)
+    assert yaml.safe_load(spliced)["system"] == value
+    assert spliced == ("system: >\n  This paragraph was wrapped\n  by hand at a short width.\n\n"
+                       "  A new second paragraph\n  that is longer.\nretries: 2\n")  # wrapped as wide as before
+
+
+def test_crlf_block_scalar_keeps_crlf_inside_the_block():
+    content = "a: 1\r\nsystem: |\r\n  old\r\n  text\r\nb: 2\r\n"
+    spliced = splice_yaml_value(content, "system", "old\nnew\n")
+    assert spliced == "a: 1\r\nsystem: |\r\n  old\r\n  new\r\nb: 2\r\n"
+    assert yaml.safe_load(spliced)["system"] == "old\nnew\n"
+
+
+def test_markdown_body_is_written_exactly_so_unchanged_lines_keep_their_wrapping(tmp_path):
+    body = ("You help our support team triage incoming customer tickets.\n\n"
+            "Read the ticket below and decide which queue it should go to. The queues are\n"
+            "billing, bug, account, feature_request and other.\n\nTicket:\n{ticket}\n\nQueue:\n")
+    repo = make_repo(tmp_path, {"prompts/classify.md": FRONT + body})
+    [component] = discover(repo, config({"path": "prompts/classify.md"}), CONFIG_PATH)
+    new = body.replace("Queue:\n", "Answer with the queue name only.\nQueue:\n")
+    rendered = render_files([component], {component.name: new})["prompts/classify.md"]
+    assert rendered == FRONT + new
+    assert _changed_lines(FRONT + body, rendered) == ["+Answer with the queue name only."]
+
+
+def test_crlf_text_file_stays_crlf_when_the_new_text_has_lf_line_endings(tmp_path):
+    repo = make_repo(tmp_path, {"p.txt": "line one\r\nline two\r\n", "q.md": FRONT.replace("\n", "\r\n") + "a\r\nb\r\n"})
+    components = discover(repo, config({"path": "p.txt"}, {"path": "q.md"}), CONFIG_PATH)
+    files = render_files(components, {"p.txt": "line one\nline 2\n", "q.md": "a\nc\n"})
+    assert files["p.txt"] == "line one\r\nline 2\r\n"
+    assert files["q.md"] == FRONT.replace("\n", "\r\n") + "a\r\nc\r\n"
+    assert render_files(components, {"p.txt": "mixed\r\nnew\n", "q.md": "x"})["p.txt"] == "mixed\r\nnew\r\n"
+
+
 LAYOUTS = [  # (text before the value, key, value's original rendering, text after it)
     ("# head: 'c'\nname: triage  # why\nsystem: ", "system", "old", "\nretries: 2\nnested:\n  a: b\n# end\n"),
     ("# head\nsystem: ", "system", "'it''s old'", "  # c\nz: 1\n"),
@@ -343,6 +448,10 @@ LAYOUTS = [  # (text before the value, key, value's original rendering, text aft
     ("items:\n  - first\n  - ", "items.1", "second", "\n  - third\nk: v\n"),
     ("items:\n- ", "items.0", "|\n  zero-indented\n  list\n", "- other\n"),
     ("flow: {a: 1, b: ", "flow.b", "'old'", ", c: 3}\n"),
+    ("a: 1\nsystem: ", "system", "|+  # keep\n  kept\n\n", "b: 2\n"),
+    ("system: ", "system", ">\n  wrapped\n  paragraph\n\n  two\n", "b: 2\n"),
+    ("system: ", "system", "|2  # c\n    x\n  y\n", "b: 2\n"),
+    ("a:\n  system: ", "a.system", "|-\n      deep\n", "  b: 2\n"),
 ]
 
 
@@ -446,8 +555,8 @@ def test_trailing_double_star_matches_every_file_below():
 
 def test_push_to_a_file_the_readmes_glob_selects_triggers_a_run():
     """README's own `prompts/**/*.md`: a push to prompts/a.md must optimize (fnmatch said no)."""
-    from gepa_bot.trigger import plan_for
     from gepa_bot.config import Config
+    from gepa_bot.trigger import plan_for
 
     config = Config.model_validate({"prompts": [{"path": "prompts/**/*.md"}], "eval": {"command": "true"}})
     push = {"ref": "refs/heads/main", "commits": [{"added": [], "removed": [], "modified": ["prompts/a.md"]}]}

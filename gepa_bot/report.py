@@ -21,10 +21,13 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from gepa_bot.adapter import SearchStatus
 from gepa_bot.budget import NOTHING_TO_REFLECT_ON, Budget
+from gepa_bot.config import OutputConfig
 from gepa_bot.redact import redact
+from gepa_bot.significance import PairedTest, format_p, paired_test, val_scores
 
 GITHUB_BODY_LIMIT = 65_536
 BODY_BUDGET = GITHUB_BODY_LIMIT - 1_536  # room for a truncation note and GitHub's own counting quirks
+DEFAULT_MIN_CONFIDENCE: float = OutputConfig.model_fields["min_confidence"].default  # result.json without the key
 
 
 @dataclass(frozen=True)
@@ -67,15 +70,59 @@ def untrusted_block(text: str, limit: int) -> str:
 
 
 def verdict(result: dict[str, Any]) -> dict[str, Any]:
-    """Baseline vs best on the validation set, and whether that is worth a PR."""
+    """Baseline vs best on the validation set, and whether that is worth a PR (``improved``) and why (``reason``).
+
+    A PR needs a candidate other than the baseline whose gain exceeds ``min_improvement`` plus twice the measured
+    noise, and that the exact sign test on the per-instance val scores finds significant at ``min_confidence``
+    (result.json's, else the config default; 0 disables the test).
+    """
     baseline = result["candidates"][result["baseline_candidate"]]
     best = result["candidates"][result["best_candidate"]]
     gain = best["val_mean"] - baseline["val_mean"]
     noise = measured_noise(baseline, best)
-    needed = result.get("min_improvement", 0.0) + 2 * noise
-    improved = result["best_candidate"] != result["baseline_candidate"] and gain > needed
+    min_improvement = result.get("min_improvement", 0.0)
+    needed = min_improvement + 2 * noise
+    test, min_confidence, significant = significance(result, baseline, best)
+    beats = result["best_candidate"] != result["baseline_candidate"] and gain > 0
+    improved = beats and gain > needed and significant
+    if not beats:
+        reason = "no candidate scores higher than the current prompts on validation"
+    elif gain <= needed:
+        reason = (f"gain {gain:+.4f} is not above the {needed:.4f} needed (output.min_improvement: {min_improvement:g}, "
+                  f"plus twice the measured noise {noise:.4f})")
+    else:
+        reason = significance_reason(test, min_confidence, significant)
     return {"baseline": baseline["val_mean"], "best": best["val_mean"], "gain": gain, "improved": improved,
-            "noise": noise, "needed": needed, "n_val": len(result["split"]["val"])}
+            "noise": noise, "needed": needed, "n_val": len(result["split"]["val"]), "beats": beats,
+            "p_value": test.p_value, "improved_instances": test.improved, "regressed_instances": test.regressed,
+            "min_confidence": min_confidence, "significant": significant, "test": test.summary(), "reason": reason,
+            "required": f"`output.min_confidence: {min_confidence:g}` requires p <= {p_limit(min_confidence)}"
+            if min_confidence > 0 else "not required (`output.min_confidence: 0`)"}
+
+
+def significance(result: dict[str, Any], baseline: dict[str, Any],
+                 best: dict[str, Any]) -> tuple[PairedTest, float, bool]:
+    """The sign test of ``best`` against ``baseline``, the min_confidence in force, and whether the test passes it."""
+    min_confidence = float(result.get("min_confidence", DEFAULT_MIN_CONFIDENCE))
+    test = paired_test(val_scores(baseline), val_scores(best), level=min_confidence or DEFAULT_MIN_CONFIDENCE)
+    return test, min_confidence, min_confidence <= 0 or test.p_value <= 1 - min_confidence + 1e-12
+
+
+def significance_reason(test: PairedTest, min_confidence: float, significant: bool) -> str:
+    """Why the sign test lets a PR through or not, e.g. ``not significant: p = 0.1875 > 0.10 (...)``."""
+    counts = f"{test.improved} improved, {test.regressed} regressed on {test.n} val instances"
+    if min_confidence <= 0:
+        return f"significance test disabled (output.min_confidence: 0): p {format_p(test.p_value)} ({counts})"
+    limit = p_limit(min_confidence)
+    if significant:
+        return f"significant: p {format_p(test.p_value)} <= {limit} ({counts})"
+    return f"not significant: p {format_p(test.p_value)} > {limit} ({counts}; output.min_confidence: {min_confidence:g})"
+
+
+def p_limit(min_confidence: float) -> str:
+    """The largest p-value ``min_confidence`` accepts, as text: 0.9 -> ``0.10``, 0.999 -> ``0.001``."""
+    alpha = 1 - min_confidence
+    return f"{alpha:.2f}" if abs(alpha * 100 - round(alpha * 100)) < 1e-9 else f"{alpha:.4g}"
 
 
 def measured_noise(baseline: dict[str, Any], best: dict[str, Any]) -> float:

@@ -6,7 +6,8 @@ import copy
 
 import pytest
 
-from gepa_bot.report import BODY_BUDGET, GITHUB_BODY_LIMIT, render, untrusted
+from gepa_bot.config import OutputConfig
+from gepa_bot.report import BODY_BUDGET, GITHUB_BODY_LIMIT, render, untrusted, verdict
 
 
 def make_result(n_val: int = 4, feedback: str = "expected bug, got billing", prompt_lines: int = 3) -> dict:
@@ -26,6 +27,7 @@ def make_result(n_val: int = 4, feedback: str = "expected bug, got billing", pro
         "candidates": [cand(0, base_scores, old, [], {}), cand(1, best_scores, new, [0], {"p.txt": "Say the label set."})],
         "pareto_front": [0, 1], "best_candidate": 1, "baseline_candidate": 0, "best_files": {"p.txt": new},
         "rejected_proposals": [{"reason": "no fence"}], "min_improvement": 0.0,
+        "min_confidence": 0.0,  # 2 fixed, 1 regressed is not significant: the sign test's gate has its own tests
         "budget": {"rollouts_limit": 100, "rollouts_used": 90, "rollouts_executed": 60, "cache_hits": 30,
                    "cache_hit_rate": 0.333, "llm_calls": 5, "llm_calls_replayed": 0, "prompt_tokens": 1000,
                    "completion_tokens": 200, "llm_cost_usd": 0.0123, "wall_time_s": 12.5, "stop_reason": "budget"},
@@ -131,8 +133,6 @@ def test_eval_and_llm_text_cannot_mention_link_or_embed_and_diffs_stay_byte_exac
 
 
 def test_a_gain_inside_the_measured_noise_is_not_proposed():
-    from gepa_bot.report import verdict
-
     result, _ = make_result()  # baseline 0.5 -> best 0.75 on 4 val instances
     assert verdict(result)["improved"] and verdict(result)["noise"] == 0.0  # eval_repeats 1: nothing measured
     for cand in result["candidates"]:
@@ -141,3 +141,88 @@ def test_a_gain_inside_the_measured_noise_is_not_proposed():
     v = verdict(result)
     assert v["noise"] == pytest.approx((4 * (0.25 + 0.25)) ** 0.5 / 4)
     assert v["gain"] == pytest.approx(0.25) and v["needed"] == pytest.approx(2 * v["noise"]) and not v["improved"]
+    assert v["reason"] == ("gain +0.2500 is not above the 0.7071 needed (output.min_improvement: 0, "
+                           "plus twice the measured noise 0.3536)")
+
+
+# --- the sign test's gate ------------------------------------------------------------------------------
+
+def scored_result(base: list[float], best: list[float], **extra: float) -> tuple[dict, dict]:
+    """make_result with these per-instance val scores (and without the fixture's min_confidence: 0)."""
+    result, originals = make_result(n_val=len(base))
+    del result["min_confidence"]
+    for cand, scores in zip(result["candidates"], (base, best), strict=True):
+        cand["val"] = {f"v{k:03d}": {"score": s, "feedback": "f", "failed": False} for k, s in enumerate(scores)}
+        cand["val_mean"] = sum(scores) / len(scores)
+    result.update(extra)
+    return result, originals
+
+
+# 23 val instances: 8 flip 0 -> 1, 1 flips 1 -> 0, 14 tie (7 at 1, 7 at 0)
+SIGNIFICANT = ([0.0] * 8 + [1.0] + [1.0] * 7 + [0.0] * 7, [1.0] * 8 + [0.0] + [1.0] * 7 + [0.0] * 7)
+# 23 val instances: 3 flip 0 -> 1, 1 flips 1 -> 0: a bigger mean than the baseline's, but p = 5/16
+NOT_SIGNIFICANT = ([0.0] * 3 + [1.0] + [1.0] * 10 + [0.0] * 9, [1.0] * 3 + [0.0] + [1.0] * 10 + [0.0] * 9)
+
+
+def test_a_significant_gain_is_proposed_and_the_body_states_the_test():
+    result, originals = scored_result(*SIGNIFICANT)
+    v = verdict(result)
+    assert v["improved"] and v["significant"] and v["p_value"] == 10 / 512
+    assert (v["improved_instances"], v["regressed_instances"], v["min_confidence"]) == (8, 1, 0.9)
+    assert v["test"] == "8 instances improved, 1 regressed, exact sign test p = 0.0195 (one-sided)"
+    assert v["reason"] == "significant: p = 0.0195 <= 0.10 (8 improved, 1 regressed on 23 val instances)"
+    body, _ = render(result, originals)
+    assert body.startswith("## gepa-bot: improved prompts (+30.4 pts on validation)")
+    assert ("Significance: 8 instances improved, 1 regressed, exact sign test p = 0.0195 (one-sided); "
+            "`output.min_confidence: 0.9` requires p <= 0.10.") in body
+
+
+def test_a_gain_the_sign_test_does_not_trust_is_not_proposed_by_default():
+    result, originals = scored_result(*NOT_SIGNIFICANT)  # no min_confidence in result.json: the default 0.9
+    v = verdict(result)
+    assert v["gain"] > v["needed"] and v["beats"]
+    assert not v["improved"] and not v["significant"] and v["p_value"] == 5 / 16
+    assert v["reason"] == ("not significant: p = 0.3125 > 0.10 (3 improved, 1 regressed on 23 val instances; "
+                           "output.min_confidence: 0.9)")
+    body, _ = render(result, originals)
+    assert body.startswith("## gepa-bot: no reliable improvement (+8.7 pts on validation, not proposed)")
+    assert "nothing to propose, not significant: p = 0.3125 > 0.10 (3 improved, 1 regressed" in body
+    assert "improved prompts" not in body
+
+
+@pytest.mark.parametrize("min_confidence, improved, reason", [
+    (0.0, True, "significance test disabled (output.min_confidence: 0): p = 0.3125 (3 improved, 1 regressed on 23 val "
+                "instances)"),
+    (0.6, True, "significant: p = 0.3125 <= 0.40 (3 improved, 1 regressed on 23 val instances)"),
+    (0.7, False, "not significant: p = 0.3125 > 0.30 (3 improved, 1 regressed on 23 val instances; "
+                 "output.min_confidence: 0.7)"),
+    (0.6875, True, "significant: p = 0.3125 <= 0.3125 (3 improved, 1 regressed on 23 val instances)"),  # p == 1 - conf
+])
+def test_min_confidence_from_result_json_sets_the_bar(min_confidence, improved, reason):
+    result, originals = scored_result(*NOT_SIGNIFICANT, min_confidence=min_confidence)
+    v = verdict(result)
+    assert v["improved"] is improved and v["reason"] == reason
+    assert render(result, originals)[0].startswith("## gepa-bot: improved prompts") is improved
+
+
+def test_fractional_scores_get_a_bootstrap_interval_and_unscored_instances_are_left_out():
+    base = [0.2, 0.5, 0.4, 0.3, 0.6, 0.5, 0.1, 0.7, 0.3, 0.5]
+    best = [0.6, 0.9, 0.5, 0.8, 0.6, 0.9, 0.6, 0.6, 0.7, 0.9]  # 8 better, 1 worse, 1 tie
+    result, originals = scored_result(base, best)
+    v = verdict(result)
+    assert (v["improved_instances"], v["regressed_instances"], v["p_value"]) == (8, 1, 10 / 512) and v["improved"]
+    assert "; paired bootstrap 90% interval of the mean gain: +" in v["test"] and v["test"].endswith(" pts")
+    result["candidates"][1]["val"]["v000"] = None  # not scored (trimming): neither a win nor a loss
+    v = verdict(result)
+    assert (v["improved_instances"], v["regressed_instances"]) == (7, 1)
+    assert "on 9 val instances" in v["reason"]
+
+
+def test_min_confidence_is_an_output_setting_with_a_documented_default():
+    assert OutputConfig().min_confidence == 0.9
+    assert OutputConfig(min_confidence=0).min_confidence == 0
+    field = OutputConfig.model_fields["min_confidence"]
+    assert field.description and "0 disables" in field.description and "p <= 0.1" in field.description
+    for bad in (1.0, -0.1, 1.5):
+        with pytest.raises(ValueError):
+            OutputConfig(min_confidence=bad)

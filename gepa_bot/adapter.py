@@ -18,12 +18,15 @@ from gepa.core.adapter import EvaluationBatch, GEPAAdapter
 from gepa_bot.budget import Budget
 from gepa_bot.cache import EvalCache, candidate_hash
 from gepa_bot.discovery import Component, render_files
+from gepa_bot.errorpolicy import ErrorPolicy, EvalErrors
 from gepa_bot.evalsuite import EvalSuite, InstanceResult
 from gepa_bot.executor import Executor
+from gepa_bot.modelserver import check_model_servers
 from gepa_bot.runlog import RunLog
 
 MAX_REFLECTIVE_RECORDS = 8
 EXTRA_TRAIN_FAILURES = 4  # cached train failures added to a minibatch's records (no rollout spent)
+RETRY_DELAYS_S = (2.0, 8.0, 20.0)  # backoff before each retry of instances that could not be scored
 
 
 @dataclass
@@ -66,8 +69,12 @@ class RepoAdapter(GEPAAdapter[str, InstanceResult, str]):
     def __init__(self, suite: EvalSuite, components: list[Component], split: Split, cache: EvalCache,
                  budget: Budget, runlog: RunLog, executor: Executor,
                  on_progress: Callable[[Budget, SearchStatus], None] | None = None, repeats: int = 1,
-                 on_val_scored: Callable[[str], None] | None = None):
+                 on_val_scored: Callable[[str], None] | None = None, errors: ErrorPolicy | None = None,
+                 retries: int = 2):
         self.suite, self.components, self.split = suite, components, split
+        self.errors = errors or ErrorPolicy()
+        self.retries, self.retry_delays = retries, RETRY_DELAYS_S
+        self.seed_eval_key = candidate_hash(render_files(components, {c.name: c.text for c in components}))
         self.cache, self.budget, self.runlog, self.executor = cache, budget, runlog, executor
         self.on_progress, self.repeats = on_progress, repeats
         self.on_val_scored = on_val_scored  # told the hash of every candidate GEPA scores on the whole val set
@@ -77,6 +84,10 @@ class RepoAdapter(GEPAAdapter[str, InstanceResult, str]):
 
     def evaluate(self, batch: list[str], candidate: dict[str, str],
                  capture_traces: bool = False) -> EvaluationBatch[InstanceResult, str]:
+        """gepa's evaluate. Raises EvalErrors (gepa skips the step) when an instance could not be scored, and
+        RunStopped once errors stop the run."""
+        if self.errors.stop_cause:
+            raise self.errors.stopped()
         self.budget.reserve_rollouts(len(batch))
         results = self.results_for(candidate, batch)
         if set(batch) == set(self.split.val):
@@ -110,9 +121,12 @@ class RepoAdapter(GEPAAdapter[str, InstanceResult, str]):
         # gepa pads a short epoch with repeated ids, so a minibatch can name an instance twice: run it once
         # (the repeat is neither executed nor a cache hit: rollouts = executed + cache hits + repeats)
         missing = list(dict.fromkeys(i for i in ids if i not in results))
-        if missing:
-            results.update(self._execute(candidate, files, eval_key, missing))
-        self.budget.record_eval(len(missing), hits, time.monotonic() - started, repeats=len(ids) - hits - len(missing))
+        try:
+            if missing:
+                results.update(self._execute(candidate, files, eval_key, missing))
+        finally:
+            self.budget.record_eval(len(missing), hits, time.monotonic() - started,
+                                    repeats=len(ids) - hits - len(missing))
         for instance_id in ids:
             self.seen_results[(eval_key, instance_id)] = results[instance_id]
         return results
@@ -129,17 +143,59 @@ class RepoAdapter(GEPAAdapter[str, InstanceResult, str]):
 
     def _execute(self, candidate: dict[str, str], files: dict[str, str], eval_key: str,
                  ids: list[str]) -> dict[str, InstanceResult]:
+        """Run ``ids`` (retrying the ones that could not be scored), log and cache the scored ones; raise
+        EvalErrors for the rest (RunStopped once they stop the run)."""
         started = time.monotonic()
-        runs = [self.executor.evaluate(self.suite, files, candidate, ids) for _ in range(self.repeats)]
+        fresh = self._run_with_retries(candidate, files, eval_key, ids)
         batch_seconds = round(time.monotonic() - started, 3)
-        fresh = {i: combine_repeats([run[i] for run in runs]) for i in ids}
+        scored = {i: r for i, r in fresh.items() if not r.failed}
+        errors = {i: r for i, r in fresh.items() if r.failed}
         cand_hash = candidate_hash(candidate)
-        for instance_id in ids:  # the log first: a kill between the two loses nothing (the log refills the cache)
+        for instance_id in scored:  # the log first: a kill between the two loses nothing (the log refills the cache)
             self.runlog.write("rollout", candidate=cand_hash, eval_key=eval_key, split=self.split.split_of(instance_id),
                               fingerprint=self.cache.fingerprint, batch_size=len(ids), batch_seconds=batch_seconds,
-                              **fresh[instance_id].to_json())
-        self.cache.put_many([(eval_key, self.split.split_of(i), fresh[i]) for i in ids])
+                              **scored[instance_id].to_json())
+        self.cache.put_many([(eval_key, self.split.split_of(i), r) for i, r in scored.items()])
+        self.errors.record_batch(len(ids), errors, baseline=eval_key == self.seed_eval_key)
+        if errors:
+            self._stop_if_decided()
+            raise EvalErrors(errors)
         return fresh
+
+    def _run_with_retries(self, candidate: dict[str, str], files: dict[str, str], eval_key: str,
+                          ids: list[str]) -> dict[str, InstanceResult]:
+        """One run of ``ids``, then up to ``retries`` more of those that could not be scored, with backoff; every
+        error is logged (never cached). The embedded model server is checked before each run."""
+        results: dict[str, InstanceResult] = {}
+        pending = ids
+        for attempt in range(self.retries + 1):
+            if attempt:
+                time.sleep(self.retry_delays[min(attempt, len(self.retry_delays)) - 1])
+            self._check_model_server()
+            runs = [self.executor.evaluate(self.suite, files, candidate, pending) for _ in range(self.repeats)]
+            results.update({i: combine_repeats([run[i] for run in runs]) for i in pending})
+            pending = [i for i in pending if results[i].failed]
+            for instance_id in pending:
+                self.runlog.write("eval_error", candidate=candidate_hash(candidate), eval_key=eval_key,
+                                  split=self.split.split_of(instance_id), attempt=attempt + 1,
+                                  retries=self.retries, id=instance_id, message=results[instance_id].feedback)
+            if not pending:
+                break
+        return results
+
+    def _check_model_server(self) -> None:
+        """A dead embedded server is restarted once; after that the run stops."""
+        cause = check_model_servers()
+        if cause is not None:
+            self.errors.stop_now(cause, "the embedded model crashed (docs/faults.md: rebuild it with "
+                                        "scripts/install-local-model, or set a hosted model); then run the same "
+                                        "command again to resume")
+            self._stop_if_decided()
+
+    def _stop_if_decided(self) -> None:
+        if self.errors.stop_cause:
+            self.budget.stop(f"stopped by errors: {self.errors.stop_cause}")
+            raise self.errors.stopped()
 
     def make_reflective_dataset(self, candidate: dict[str, str], eval_batch: EvaluationBatch,
                                 components_to_update: list[str]) -> dict[str, list[ReflectiveRecord]]:
@@ -176,5 +232,7 @@ def combine_repeats(results: list[InstanceResult]) -> InstanceResult:
     worst = min(results, key=lambda r: r.score)
     note = f"[score varied over {len(scores)} repeats: {', '.join(f'{s:g}' for s in scores)}] " if spread else ""
     trace = {"repeat_scores": scores, "stdev": spread, "trace": worst.trace}
-    return InstanceResult(id=worst.id, score=mean, feedback=note + worst.feedback, trace=trace, output=worst.output,
-                          failed=all(r.failed for r in results))
+    errors = [r for r in results if r.failed]
+    if errors:  # one repeat that could not be scored makes the mean meaningless: the instance errs
+        return errors[0]
+    return InstanceResult(id=worst.id, score=mean, feedback=note + worst.feedback, trace=trace, output=worst.output)

@@ -18,6 +18,7 @@ from json.encoder import encode_basestring_ascii as _json_string  # type: ignore
 from pathlib import Path
 
 from gepa_bot.evalsuite import InstanceResult
+from gepa_bot.owned import mark_owned
 
 
 def candidate_hash(texts: Mapping[str, str]) -> str:
@@ -47,7 +48,7 @@ class EvalCache:
 
     def _connection(self) -> sqlite3.Connection:
         if self._db is None:
-            self.root.mkdir(parents=True, exist_ok=True)
+            mark_owned(self.root)
             db = sqlite3.connect(self.root / self.DB_NAME, timeout=30, check_same_thread=False, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a commit survives a killed process
@@ -81,9 +82,11 @@ class EvalCache:
         results = {}
         for key, raw in self._read_many(list(keys)).items():
             try:
-                results[keys[key]] = InstanceResult.from_json(json.loads(raw))
+                result = InstanceResult.from_json(json.loads(raw))
             except (ValueError, KeyError, TypeError):
                 continue  # unreadable: a miss
+            if not result.failed:  # an error stored by an older gepa-bot is not a result: a miss
+                results[keys[key]] = result
         self.hits += len(results)
         self.misses += len(wanted) - len(results)
         return results
@@ -103,9 +106,9 @@ class EvalCache:
         self.put_many([(cand_hash, split, result)])
 
     def put_many(self, entries: Sequence[tuple[str, str, InstanceResult]]) -> None:
-        """Store results, all in one transaction (a reader sees all of them or none)."""
+        """Store results, all in one transaction (a reader sees all of them or none). Errors are never stored."""
         rows = [(self.key(cand_hash, split, result.id), json.dumps(result.to_json(), ensure_ascii=False))
-                for cand_hash, split, result in entries]
+                for cand_hash, split, result in entries if not result.failed]
         if not rows:
             return
         with self._lock:

@@ -19,6 +19,7 @@ from gepa_bot.budget import Budget
 from gepa_bot.config import DEFAULT_CONFIG_NAME, LOCAL_MODEL, Config, load_config, with_overrides
 from gepa_bot.engine import optimize
 from gepa_bot.errors import UserError
+from gepa_bot.owned import OWNED_MARKER, is_owned
 from gepa_bot.report import progress_lines, rejection_reasons, render, repeats_note, status_line, suite_warnings
 from gepa_bot.runlog import read_records
 from gepa_bot.session import RunSettings
@@ -27,9 +28,26 @@ err_console = Console(stderr=True)
 
 
 def resolve_paths(repo: Path, config_path: Path, run_dir: Path | None, config: Config) -> RunSettings:
-    return RunSettings(repo=repo, config=config, config_path=config_path,
-                       run_dir=(run_dir or repo / config.output.run_dir).resolve(),
-                       cache_dir=(repo / config.output.cache_dir).resolve())
+    settings = RunSettings(repo=repo, config=config, config_path=config_path,
+                           run_dir=(run_dir or repo / config.output.run_dir).resolve(),
+                           cache_dir=(repo / config.output.cache_dir).resolve())
+    for name, path in (("--run-dir" if run_dir else "output.run_dir", settings.run_dir),
+                       ("output.cache_dir", settings.cache_dir)):
+        if repo.resolve().is_relative_to(path):
+            raise UserError(f"{name} {path}: is the repository {repo} or a directory that holds it",
+                            fix="use a directory of its own, e.g. .gepa-bot/run (the default)")
+    return settings
+
+
+def delete_run_dir(run_dir: Path) -> None:
+    """`--fresh`: delete the run directory, but only one that carries gepa-bot's marker (a run dir it made)."""
+    if not run_dir.exists():
+        return
+    if not is_owned(run_dir):
+        raise UserError(f"--fresh: {run_dir} has no {OWNED_MARKER} file, so gepa-bot did not make it and will not "
+                        "delete it", fix="point --run-dir / output.run_dir at a directory of gepa-bot's, or delete "
+                        "this one yourself if you are sure")
+    shutil.rmtree(run_dir)
 
 
 def _interrupt_on_sigterm() -> None:
@@ -259,8 +277,8 @@ def load_settings(repo: Path, config_file: Path | None, run_dir: Path | None, fl
 def run_optimize(settings: RunSettings, out: Path | None, fresh: bool = False) -> tuple[dict[str, Any], str]:
     """Run the engine with a progress bar, write the PR body; returns (result, body)."""
     repo, config = settings.repo, settings.config
-    if fresh and settings.run_dir.exists():
-        shutil.rmtree(settings.run_dir)
+    if fresh:
+        delete_run_dir(settings.run_dir)
     if note := resume_note(settings.run_dir, config.budget.rollouts):
         click.echo(note, err=True)
     with _progress(config.budget.rollouts) as on_progress:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 
 import yaml
@@ -102,6 +102,15 @@ def _names(value: Any) -> Any:
     return value
 
 
+def _own_directory(value: str) -> str:
+    """A run or cache directory: inside the repository, and never the repository itself (`--fresh` deletes the run
+    directory; a directory holding the repo would be copied into every candidate copy, without end)."""
+    value = repo_relative(value)
+    if not PurePosixPath(value).parts or PurePosixPath(value) == PurePosixPath("."):
+        raise ValueError(f"{value!r} is the repository root: use a directory of its own, e.g. .gepa-bot/run")
+    return value
+
+
 class OutputConfig(Strict):
     """Where results go and what the pull request looks like (the action's inputs of the same names override)."""
 
@@ -122,7 +131,7 @@ class OutputConfig(Strict):
     delete_branch: bool = Field(default=True, description="delete the bot's branch when no pull request of it "
                                                           "is open any more (never one with commits by others)")
 
-    _check_dirs = field_validator("run_dir", "cache_dir")(classmethod(lambda cls, v: repo_relative(v)))
+    _check_dirs = field_validator("run_dir", "cache_dir")(classmethod(lambda cls, v: _own_directory(v)))
     _split_names = field_validator("labels", "reviewers", "team_reviewers", "assignees", mode="before")(
         classmethod(lambda cls, v: _names(v)))
 

@@ -3,7 +3,8 @@
 A *suite* knows how to list instances and score a set of instance ids in a *workdir* (a temporary copy
 of the repository with the candidate's prompt files written in place). This module owns everything
 around that: materializing workdirs, splitting ids over workers, and turning crashes, hangs and garbage
-into scored failures whose feedback is the offending text.
+into *errors* (an instance that could not be scored: never a score, never cached; see adapter.py) whose
+message is the offending text.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import tempfile
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -28,11 +30,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from gepa_bot import evalkit
+from gepa_bot.owned import is_owned
 from gepa_bot.redact import redact
 
 MAX_FEEDBACK_CHARS = 4000
 MAX_CAPTURE_BYTES = 2_000_000
 IGNORED_DIRS = (".git", ".gepa-bot")
+
 # Credentials an eval never needs: the repo's GitHub token and the runner's own tokens.
 WITHHELD_ENV = ("GITHUB_TOKEN", "GEPA_BOT_TOKEN", "INPUT_TOKEN", "GH_TOKEN", "ACTIONS_RUNTIME_TOKEN",
                 "ACTIONS_ID_TOKEN_REQUEST_TOKEN", "ACTIONS_ID_TOKEN_REQUEST_URL")
@@ -48,7 +52,12 @@ class Instance:
 
 @dataclass(frozen=True)
 class InstanceResult:
-    """Score and textual feedback for one instance; ``failed`` marks failures gepa-bot synthesized."""
+    """Score and textual feedback for one instance.
+
+    ``failed`` marks an ERROR, not a score: the eval reported one (``{"id", "error"}``) or gepa-bot synthesized
+    one (crash, timeout, garbage, a lost result line). ``feedback`` then holds the error message and ``score`` is
+    meaningless (0). Errors are retried, never cached and never shown to the reflection model.
+    """
 
     id: str
     score: float
@@ -114,6 +123,11 @@ class SuiteConfigBase(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    retries: int = Field(default=2, ge=0, le=10, description="times an instance that could not be scored (an eval "
+                         "error, crash, timeout, unreachable model) is run again, with backoff, before it counts as an error")
+    max_error_rate: float = Field(default=0.05, ge=0.0, lt=1.0, description="share of the instances run that may "
+                                  "still error after their retries; above it (or with any error in the baseline) the "
+                                  "run stops with exit code 3 and leaves the pull request alone")
     executor: Literal["local", "ray"] = Field(
         default="local", description="where eval batches run: local (threads, optimizer.workers at once) or ray "
         "(each chunk a task on the cluster of ray.address; see the README's 'Scaling out (Ray)')")
@@ -173,7 +187,7 @@ def _is_ignored(relative: Path) -> bool:
 
 
 def failure(instance_id: str, feedback: str) -> InstanceResult:
-    """A synthesized failure: score 0 with the offending text (truncated) as feedback."""
+    """An error (the instance could not be scored), with the offending text (truncated) as its message."""
     return InstanceResult(id=instance_id, score=0.0, feedback=truncate(feedback), failed=True)
 
 
@@ -197,8 +211,7 @@ def materialize(repo: Path, files: Mapping[str, str], components: Mapping[str, s
     parent.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="cand-", dir=parent))
     workdir = root / "repo"
-    shutil.copytree(repo, workdir, symlinks=True, ignore=shutil.ignore_patterns(*IGNORED_DIRS),
-                    copy_function=_link_or_copy)
+    shutil.copytree(repo, workdir, symlinks=True, ignore=_not_copied, copy_function=_link_or_copy)
     for relative, content in files.items():
         target = workdir / relative
         target.unlink(missing_ok=True)  # break the hard link before writing: never touch the real repo
@@ -208,6 +221,12 @@ def materialize(repo: Path, files: Mapping[str, str], components: Mapping[str, s
     candidate_file.write_text(json.dumps({"components": dict(components), "files": dict(files)},
                                          ensure_ascii=False), encoding="utf-8")
     return Workdir(path=workdir, components=dict(components), files=dict(files), candidate_file=candidate_file)
+
+
+def _not_copied(directory: str, names: list[str]) -> set[str]:
+    """copytree's ignore: .git, .gepa-bot, and every directory gepa-bot owns (a run dir or cache configured
+    elsewhere in the repo: copying it would copy the candidate copies inside it, without end)."""
+    return {name for name in names if name in IGNORED_DIRS or is_owned(Path(directory) / name)}
 
 
 def _link_or_copy(src: str, dst: str) -> None:
@@ -268,6 +287,7 @@ class ProcessOutput:
     stdout: str
     stderr: str
     timed_out: bool
+    stdout_cut: int = 0  # bytes of stdout beyond MAX_CAPTURE_BYTES that were not read
 
 
 _running_groups: set[int] = set()  # process groups of the eval processes running now (any thread)
@@ -294,7 +314,8 @@ def run_process(argv: str, cwd: Path, env: Mapping[str, str], stdin: str, timeou
         finally:
             with _running_lock:
                 _running_groups.discard(proc.pid)
-        return ProcessOutput(proc.returncode, _read_capped(out), _read_capped(err), timed_out)
+        stdout, stdout_cut = _read_capped(out)
+        return ProcessOutput(proc.returncode, stdout, _read_capped(err)[0], timed_out, stdout_cut)
 
 
 def stop_running_evals() -> None:
@@ -328,22 +349,31 @@ def _kill_group_id(group: int) -> None:
         pass
 
 
-def _read_capped(handle: Any) -> str:
+def _read_capped(handle: Any) -> tuple[str, int]:
+    """The first MAX_CAPTURE_BYTES of a captured stream, and how many bytes beyond them were not read."""
     handle.seek(0, os.SEEK_END)
     size = handle.tell()
     handle.seek(0)
     data = handle.read(MAX_CAPTURE_BYTES)
-    text = data.decode("utf-8", "replace")
     if size > MAX_CAPTURE_BYTES:
-        text += f"\n... [{size - MAX_CAPTURE_BYTES} bytes of output cut]"
-    return text
+        data = data[:data.rfind(b"\n") + 1]  # a half line is not a result line
+    text = data.decode("utf-8", "replace")
+    cut = size - len(data)
+    if cut:
+        text += f"\n... [{cut} bytes of output cut]"
+    return text, cut
 
 
 def parse_result_lines(stdout: str, wanted: Iterable[str]) -> tuple[dict[str, InstanceResult], list[str]]:
-    """Results for wanted ids from JSONL ``stdout``, plus the problems met (bad lines, bad scores)."""
+    """Results for wanted ids from JSONL ``stdout``, plus the problems met (bad lines, unexpected ids).
+
+    Strict: an ``{"id", "error"}`` line is the eval's own error; a score that is not a JSON number (``true``,
+    ``"0.9"``) or outside [0, 1], and an id printed twice, are protocol errors for that id. Never a score.
+    """
     wanted_set = set(wanted)
     results: dict[str, InstanceResult] = {}
     problems: list[str] = []
+    seen: Counter[str] = Counter()
     for number, line in enumerate(stdout.splitlines(), start=1):
         line = line.strip()
         if not line.startswith("{"):
@@ -351,21 +381,38 @@ def parse_result_lines(stdout: str, wanted: Iterable[str]) -> tuple[dict[str, In
         try:
             data = json.loads(line)
             instance_id = str(data["id"])
-            score = float(data["score"])
         except (ValueError, KeyError, TypeError) as exc:
             problems.append(f"stdout line {number} is not a result line ({type(exc).__name__}): {line[:200]}")
             continue
         if instance_id not in wanted_set:
             problems.append(f"stdout line {number}: unexpected id {instance_id!r}")
             continue
-        if not 0.0 <= score <= 1.0:
-            results[instance_id] = failure(instance_id, f"score {score} is outside [0, 1]; line: {line[:500]}")
-            continue
-        feedback = data.get("feedback", "")
-        results[instance_id] = InstanceResult(
-            id=instance_id, score=score, feedback=truncate(feedback if isinstance(feedback, str) else json.dumps(feedback)),
-            trace=data.get("trace"), output=None if data.get("output") is None else str(data["output"]))
+        seen[instance_id] += 1
+        results[instance_id] = _result_from_line(instance_id, data, line)
+    for instance_id, count in seen.items():
+        if count > 1:
+            results[instance_id] = failure(instance_id, f"protocol error: the eval printed {count} result lines for "
+                                                        "this id (one line per id)")
     return results, problems
+
+
+def _result_from_line(instance_id: str, data: dict[str, Any], line: str) -> InstanceResult:
+    """One parsed result line: the eval's error, a protocol error, or a score with its feedback."""
+    if "error" in data:
+        return failure(instance_id, f"the eval reported an error: {_as_text(data['error'])}")
+    score = data.get("score")
+    if isinstance(score, bool) or not isinstance(score, int | float):
+        shown = "missing" if "score" not in data else f"{json.dumps(score)[:40]} ({type(score).__name__})"
+        return failure(instance_id, f"protocol error: score must be a JSON number in [0, 1], got {shown}; "
+                                    f"line: {line[:300]}")
+    if not 0.0 <= score <= 1.0:  # (NaN fails this too)
+        return failure(instance_id, f"protocol error: score {float(score)} is outside [0, 1]; line: {line[:300]}")
+    return InstanceResult(id=instance_id, score=float(score), feedback=truncate(_as_text(data.get("feedback", ""))),
+                          trace=data.get("trace"), output=None if data.get("output") is None else str(data["output"]))
+
+
+def _as_text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def describe_process(output: ProcessOutput, timeout: float) -> str:

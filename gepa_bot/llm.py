@@ -20,6 +20,8 @@ from tenacity import RetryError, retry, retry_if_exception, stop_after_attempt, 
 
 from gepa_bot.budget import Budget
 from gepa_bot.completion import Reply, chat, is_loopback
+from gepa_bot.errorpolicy import ErrorPolicy
+from gepa_bot.modelserver import check_model_servers
 from gepa_bot.redact import redact
 from gepa_bot.runlog import RunLog
 
@@ -75,8 +77,10 @@ class LLM:
 
     def __init__(self, model: str, budget: Budget, runlog: RunLog, *, transport: Transport = default_transport,
                  replay: Iterable[dict[str, Any]] = (), max_tokens: int = 1024, temperature: float = 0.7,
-                 attempts: int = 4, extra: dict[str, Any] | None = None, min_wait: float = 1.0):
+                 attempts: int = 4, extra: dict[str, Any] | None = None, min_wait: float = 1.0,
+                 errors: ErrorPolicy | None = None):
         self.model = model
+        self.errors = errors  # told of every live call's outcome: failures in a row stop the run
         self.budget = budget
         self.runlog = runlog
         self.transport = transport
@@ -119,7 +123,7 @@ class LLM:
             self.budget.check_llm_call(worst_case_cost(self.model, prompt_chars, int(call_params["max_tokens"]))
                                        if capped else 0.0)
         started = time.monotonic()
-        reply = self._call_with_retries(messages, call_params)
+        reply = self._watched_call(messages, call_params)
         reply = dataclasses.replace(reply, text=redact(reply.text))  # the reply feeds proposals and reports
         self.runlog.write("llm", model=self.model, key=key, occurrence=occurrence, purpose=purpose, text=reply.text,
                           prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens,
@@ -127,6 +131,26 @@ class LLM:
                           seconds=round(time.monotonic() - started, 3))
         self.budget.record_llm(reply.prompt_tokens, reply.completion_tokens, reply.cost_usd,
                                time.monotonic() - started, replayed=False)
+        return reply
+
+    def _watched_call(self, messages: Messages, params: dict[str, Any]) -> Reply:
+        """A live call with retries; the error policy hears how it went, the embedded server is checked first."""
+        if self.errors is None:
+            return self._call_with_retries(messages, params)
+        if self.errors.stop_cause:
+            raise self.errors.stopped()
+        if (cause := check_model_servers()) is not None:
+            self.errors.stop_now(cause, "the embedded model crashed (docs/faults.md); then run the same command again")
+            self.budget.stop(f"stopped by errors: {cause}")
+            raise self.errors.stopped()
+        try:
+            reply = self._call_with_retries(messages, params)
+        except LLMError as exc:
+            self.errors.record_llm(str(exc))
+            if self.errors.stop_cause:
+                self.budget.stop(f"stopped by errors: {self.errors.stop_cause}")
+            raise
+        self.errors.record_llm(None)
         return reply
 
     def _call_with_retries(self, messages: Messages, params: dict[str, Any]) -> Reply:

@@ -215,6 +215,26 @@ class LocalModelServer:
             return False
         return aliases <= {m.get("id") for m in body.get("data", []) if isinstance(m, dict)}
 
+    @property
+    def exit_description(self) -> str:
+        """How the server process ended: "killed by SIGSEGV" or "exited with code 1" ("running" if it has not)."""
+        code = None if self._proc is None else self._proc.poll()
+        if code is None:
+            return "running" if self._proc is not None else "not started"
+        if code < 0:
+            try:
+                return f"killed by {signal.Signals(-code).name}"
+            except ValueError:
+                return f"killed by signal {-code}"
+        return f"exited with code {code}"
+
+    def restart(self) -> None:
+        """Start a stopped or dead server again on the same port (the evals' API base stays valid)."""
+        port = self.port
+        self.stop()
+        self._requested_port = port
+        self.start()
+
     def _forget(self) -> None:
         self._proc = None
         self.port = None
@@ -254,3 +274,50 @@ class LocalModelServer:
     def __repr__(self) -> str:
         state = f"running on {self.api_base}" if self.running else "stopped"
         return f"<LocalModelServer {state}>"
+
+
+class ServerWatch:
+    """Watches a run's embedded model server between batches: a dead server is restarted once (with what it said
+    before dying in the run's warnings); after that, :meth:`check` returns the cause that stops the run."""
+
+    def __init__(self, server: LocalModelServer, restarts: int = 1):
+        self.server, self.restarts_left = server, restarts
+        self.events: list[str] = []
+
+    def check(self) -> str | None:
+        """None while the server runs (or was restarted now); the stop cause once it died for good."""
+        if self.server.running:
+            return None
+        death = f"the embedded model server {self.server.exit_description}; log {self.server.log_path}, last lines: " \
+                f"{_tail(self.server.log_path, 600) if self.server.log_path else '<no log>'}"
+        if self.restarts_left <= 0:
+            return death
+        self.restarts_left -= 1
+        self.events.append(death)
+        try:
+            self.server.restart()
+        except LocalModelUnavailable as exc:
+            return f"{death}; restarting it failed: {exc}"
+        return None
+
+
+_watches: list[ServerWatch] = []  # the embedded servers of the runs in this process (usually one)
+
+
+def watching(watch: ServerWatch) -> ServerWatch:
+    """Register ``watch`` for :func:`check_model_servers` (undo with :func:`unwatch`)."""
+    _watches.append(watch)
+    return watch
+
+
+def unwatch(watch: ServerWatch) -> None:
+    if watch in _watches:
+        _watches.remove(watch)
+
+
+def check_model_servers() -> str | None:
+    """Poll every watched embedded server (cheap: a waitpid); the cause that stops the run, or None."""
+    for watch in list(_watches):
+        if (cause := watch.check()) is not None:
+            return cause
+    return None

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from gepa_bot.owned import mark_owned
 from gepa_bot.redact import redact
 
 RUN_LOG_NAME = "run.jsonl"
@@ -31,7 +32,7 @@ class RunLog:
     """Append-only JSONL file, flushed per record and fsynced in groups (see the module docstring); thread-safe."""
 
     def __init__(self, run_dir: Path):
-        run_dir.mkdir(parents=True, exist_ok=True)
+        mark_owned(run_dir)
         self.path = run_dir / RUN_LOG_NAME
         self._lock = threading.Lock()
         self._repair_torn_tail()

@@ -23,6 +23,7 @@ from gepa_bot.budget import Budget
 from gepa_bot.cache import EvalCache
 from gepa_bot.config import Config
 from gepa_bot.discovery import Component, discover, glob_matches
+from gepa_bot.errorpolicy import ErrorPolicy
 from gepa_bot.errors import UserError
 from gepa_bot.evalsuite import EvalSuite, Instance, InstanceResult, SuiteContext, SuiteError
 from gepa_bot.executor import make_executor
@@ -101,9 +102,11 @@ def open_session(settings: RunSettings, *, with_reflection: bool = True,
         executor = make_executor(config.eval.executor, settings.repo, settings.run_dir / "scratch",
                                  config.optimizer.workers, config.eval.timeout, config.ray)
         stack.callback(executor.close)
+        errors = ErrorPolicy(max_error_rate=config.eval.max_error_rate)
         adapter = RepoAdapter(suite, components, split, cache, budget, runlog, executor,
-                              settings.on_progress, repeats=config.optimizer.eval_repeats)
-        llm = make_llm(settings, reflection_model, budget, runlog) if reflection_model else None
+                              settings.on_progress, repeats=config.optimizer.eval_repeats, errors=errors,
+                              retries=config.eval.retries)
+        llm = make_llm(settings, reflection_model, budget, runlog, errors) if reflection_model else None
         yield RunSession(settings, components, runlog, task_model, reflection_model, context, suite, split, budget,
                          cache, adapter, llm, restored)
 
@@ -129,10 +132,11 @@ def make_budget(config: Config, max_rollouts: int | None = None) -> Budget:
                   max_seconds=cap.wall_time_minutes * 60 if cap.wall_time_minutes else None)
 
 
-def make_llm(settings: RunSettings, reflection_model: dict[str, Any], budget: Budget, runlog: RunLog) -> LLM:
+def make_llm(settings: RunSettings, reflection_model: dict[str, Any], budget: Budget, runlog: RunLog,
+             errors: ErrorPolicy | None = None) -> LLM:
     """The reflection model behind the LLM seam, replaying the replies this run dir already paid for."""
     models = settings.config.models
-    return LLM(reflection_model["model"], budget, runlog, transport=settings.transport,
+    return LLM(reflection_model["model"], budget, runlog, transport=settings.transport, errors=errors,
                replay=list(read_records(settings.run_dir, "llm")),
                max_tokens=models.reflection_max_tokens, temperature=models.reflection_temperature,
                extra={**{k: v for k, v in reflection_model.items() if k != "model"}, **settings.reflection_extra})
@@ -183,7 +187,7 @@ def resolved_models(*models: str, known: dict[str, dict[str, Any]] | None = None
     ``known`` maps model strings to parameters resolved by the caller (e.g. a local server it already runs).
     """
     from gepa_bot.localmodel import LocalModelUnavailable, local_model
-    from gepa_bot.modelserver import LocalModelServer
+    from gepa_bot.modelserver import LocalModelServer, ServerWatch, unwatch, watching
 
     known = known or {}
     wanted = [spec for m in dict.fromkeys(models) if m not in known and (spec := local_model(m)) is not None]
@@ -197,9 +201,11 @@ def resolved_models(*models: str, known: dict[str, dict[str, Any]] | None = None
         raise UserError(str(exc), fix="run scripts/install-local-model, or set models.task/"
                         "models.reflection (or --model/--reflection-model) to a hosted litellm model") from None
     served = {spec.name: server.litellm_kwargs(spec) for spec in wanted}
+    watch = watching(ServerWatch(server))
     try:
         yield [dict(known[m]) if m in known else dict(served.get(m.strip().lower(), {"model": m})) for m in models]
     finally:
+        unwatch(watch)
         server.stop()
 
 
@@ -236,7 +242,8 @@ def list_instances(suite: EvalSuite, settings: RunSettings) -> list[Instance]:
 def restore_logged_rollouts(run_dir: Path, cache: EvalCache) -> int:
     """Put rollouts from the write-ahead log back into the cache (a kill may land between log and cache)."""
     logged = {(r["eval_key"], r["split"], r["id"]): r for r in read_records(run_dir, "rollout")
-              if r.get("fingerprint") == cache.fingerprint and {"eval_key", "split", "id", "score"} <= set(r)}
+              if r.get("fingerprint") == cache.fingerprint and {"eval_key", "split", "id", "score"} <= set(r)
+              and not r.get("failed")}  # (errors logged by an older gepa-bot are not results)
     # (records of another eval suite or an older gepa-bot are skipped: re-executed if needed)
     missing = set(logged) - cache.present(list(logged))
     cache.put_many([(key[0], key[1], InstanceResult.from_json(logged[key])) for key in missing])

@@ -248,11 +248,14 @@ def test_huge_output_is_capped(tmp_path):
         tracemalloc.stop()
     assert peak < 25_000_000, f"peak {peak} bytes while capturing 30 MB of output"
     assert results["a"].score == 0.75 and not results["a"].failed
-    assert results["b"].failed
+    assert results["b"].failed  # an error that says what was cut, never a score
+    assert "stdout was cut after 2,000,000 bytes" in results["b"].feedback
     assert len(results["b"].feedback) <= MAX_FEEDBACK_CHARS + 100
     output = run_process(f"{PY} evals/s.py", repo, {}, "", 30)
     assert output.returncode == 0 and not output.timed_out
-    assert MAX_CAPTURE_BYTES <= len(output.stdout) <= MAX_CAPTURE_BYTES + 200
+    assert MAX_CAPTURE_BYTES - 1000 <= len(output.stdout) <= MAX_CAPTURE_BYTES + 200  # cut at a line end
+    kept = output.stdout.split("\n... [")[0]
+    assert output.stdout_cut == 30_000_048 - len(kept) and f"[{output.stdout_cut} bytes of output cut]" in output.stdout
     assert output.stdout.endswith("bytes of output cut]")
     assert len(output.stderr) <= MAX_CAPTURE_BYTES + 200
 
@@ -270,14 +273,30 @@ def test_malformed_lines_and_garbage(tmp_path):
         print("[1, 2, 3]")
     """, ids=["a", "b", "c", "d"])
     assert results["d"].score == 1.0 and json.loads(results["d"].feedback) == {"structured": True}
-    for i in "abc":
-        feedback = results[i].feedback
+    for i in "abc":  # each id's own line is the error, named with what is wrong with it (never a score)
         assert results[i].failed and results[i].score == 0.0
-        assert "GARBAGE-LINE-1 not json at all" in feedback
-        assert "protocol problems" in feedback
-        assert "{this is not json}" in feedback
-    assert '"id": "b", "score": "high"' in results["a"].feedback
-    assert "KeyError" in results["a"].feedback and "TypeError" in results["a"].feedback
+        assert "protocol error: score must be a JSON number in [0, 1]" in results[i].feedback
+    assert "got missing" in results["a"].feedback
+    assert 'got "high" (str)' in results["b"].feedback and "got null (NoneType)" in results["c"].feedback
+
+
+def test_strict_protocol_errors_name_the_instance(tmp_path):
+    """true and "0.9" are not scores, a second line for one id is not a correction, an error line is an error."""
+    results = run(tmp_path, """
+        import json
+        print(json.dumps({"id": "bool", "score": True, "feedback": "yes"}))
+        print(json.dumps({"id": "text", "score": "0.9", "feedback": "nearly"}))
+        print(json.dumps({"id": "twice", "score": 0.0, "feedback": "first"}))
+        print(json.dumps({"id": "twice", "score": 1.0, "feedback": "second"}))
+        print(json.dumps({"id": "err", "error": "grader unreachable: Connection refused"}))
+        print(json.dumps({"id": "ok", "score": 0.5, "feedback": "half"}))
+    """, ids=["bool", "text", "twice", "err", "ok"])
+    assert all(results[i].failed for i in ("bool", "text", "twice", "err"))
+    assert "got true (bool)" in results["bool"].feedback
+    assert 'got "0.9" (str)' in results["text"].feedback
+    assert "printed 2 result lines for this id" in results["twice"].feedback
+    assert results["err"].feedback == "the eval reported an error: grader unreachable: Connection refused"
+    assert results["ok"].score == 0.5 and not results["ok"].failed
 
 
 def test_score_out_of_range(tmp_path):

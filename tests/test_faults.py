@@ -24,6 +24,7 @@ import pytest
 from gepa_bot.budget import Budget
 from gepa_bot.cache import candidate_hash
 from gepa_bot.engine import optimize
+from gepa_bot.errorpolicy import MAX_LLM_FAILURES, RunStopped
 from gepa_bot.llm import LLM, LLMError, default_transport
 from gepa_bot.report import render
 from gepa_bot.runlog import RunLog, read_records
@@ -164,20 +165,23 @@ def _rollout_keys(run_dir: Path) -> list[tuple[str, str, str]]:
 
 
 @pytest.mark.parametrize(("factory", "name"), [(_auth_error, "AuthenticationError"), (_bad_request, "BadRequestError")])
-def test_permanent_llm_failure_rejects_the_proposal_and_keeps_the_baseline(toy, tmp_path, factory, name):
+def test_a_reflection_model_that_keeps_failing_stops_the_run_instead_of_reporting_the_baseline(toy, tmp_path, factory,
+                                                                                               name):
+    """Every call refused (bad key, bad request): not "no gain", a stopped run with its cause (exit code 3)."""
     transport = MockedLitellm(factory)
-    result = optimize(settings_for(toy, tmp_path, transport, budget__rollouts=30))
+    with pytest.raises(RunStopped) as stopped:
+        optimize(settings_for(toy, tmp_path, transport, budget__rollouts=30))
 
-    assert len(result["candidates"]) == 1 and result["best_candidate"] == 0
-    rejected = result["rejected_proposals"]
-    assert rejected and len(transport.calls) == len(rejected)  # one call per proposal: no retries
-    assert all(r["reason"].startswith("LLM call failed") and name in r["reason"] for r in rejected)
-    logged = list(read_records(tmp_path / "run", "rejected_proposal"))
-    assert [r["reason"] for r in logged] == [r["reason"] for r in rejected]
-    assert result["budget"]["rollouts_used"] <= 30 and "rollout budget" in result["budget"]["stop_reason"]
-    assert json.loads((tmp_path / "run" / "result.json").read_text())["best_candidate"] == 0
-    seed = candidate_hash(result["candidates"][0]["components"])
-    assert {key[0] for key in _rollout_keys(tmp_path / "run")} == {seed}
+    assert stopped.value.exit_code == 3
+    message = str(stopped.value)
+    assert f"the reflection model failed {MAX_LLM_FAILURES} calls in a row" in message and name in message
+    assert "Fix: check models.reflection" in message and "\n" not in message
+    assert len(transport.calls) == MAX_LLM_FAILURES  # permanent errors: one call each, no retries
+    assert not (tmp_path / "run" / "result.json").exists()  # nothing a publish step could mistake for a result
+    [record] = read_records(tmp_path / "run", "stopped")
+    assert record["cause"].startswith("the reflection model failed")
+    seed_keys = {key[0] for key in _rollout_keys(tmp_path / "run")}
+    assert len(seed_keys) == 1  # the baseline was scored and logged: a resumed run pays nothing for it again
 
 
 EMPTY = litellm.ModelResponse(choices=[{"message": {"role": "assistant", "content": None}, "finish_reason": "length",
@@ -196,10 +200,10 @@ BAD_REPLIES = {
 
 @pytest.fixture(scope="module")
 def no_proposal_run(tmp_path_factory):
-    """The reference: a run where every reflection call fails, so only the seed is ever evaluated."""
+    """The reference: a run where every reflection reply is refused, so only the seed is ever evaluated."""
     root = tmp_path_factory.mktemp("reference")
     repo = make_toy_repo(root)
-    result = optimize(settings_for(repo, root, MockedLitellm(_auth_error), budget__rollouts=30))
+    result = optimize(settings_for(repo, root, MockedLitellm(BAD_REPLIES["unchanged"][0]), budget__rollouts=30))
     return result, _rollout_keys(root / "run")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -13,6 +14,7 @@ from pydantic import Field, field_validator
 
 from gepa_bot import evalkit
 from gepa_bot.evalsuite import (
+    MAX_CAPTURE_BYTES,
     EvalSuite,
     Instance,
     InstanceResult,
@@ -57,7 +59,10 @@ class CommandSuite(EvalSuite):
         self.instances_file = instances_file
 
     def fingerprint_parts(self) -> list[str]:
-        watched = [*self.watch, *([self.instances_file] if self.instances_file else [])]
+        """The command, and the content of the ``watch`` files, the instances file and every file the command
+        names (``python evals/run.py`` hashes evals/run.py): a fixed eval is never served stale results."""
+        named = files_named_in(self.command, self.context.repo)
+        watched = [*self.watch, *named, *([self.instances_file] if self.instances_file else [])]
         return [self.command, *hash_files(self.context.repo, watched)]
 
     def list_instances(self) -> list[Instance]:
@@ -78,11 +83,31 @@ class CommandSuite(EvalSuite):
         results, problems = parse_result_lines(output.stdout, ids)
         if output.timed_out or output.returncode != 0 or len(results) < len(ids):
             context = describe_process(output, timeout)
+            if output.stdout_cut:
+                context = (f"the eval's stdout was cut after {MAX_CAPTURE_BYTES:,} bytes ({output.stdout_cut:,} more "
+                           "bytes not read), so this id's result line was lost: print logs to stderr\n" + context)
             if problems:
                 context += "\n--- protocol problems ---\n" + "\n".join(problems[:10])
             for missing in (i for i in ids if i not in results):
                 results[missing] = failure(missing, f"no result line for this id.\n{context}")
         return results
+
+
+def files_named_in(command: str, repo: Path) -> list[str]:
+    """Repo-relative paths of the existing files a shell command names (``python evals/run.py --x`` ->
+    ``evals/run.py``): the eval's own code counts for the cache even when ``watch`` leaves it out."""
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        words = command.split()
+    named = []
+    for word in words:
+        candidate = word.split("=", 1)[-1]  # --data=evals/cases.jsonl
+        if not candidate or candidate.startswith("-") or os.path.isabs(candidate) or ".." in Path(candidate).parts:
+            continue
+        if (repo / candidate).is_file():
+            named.append(Path(candidate).as_posix())
+    return named
 
 
 def _instances_from_file(path: Path) -> list[Instance]:

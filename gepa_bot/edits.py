@@ -39,6 +39,18 @@ INSTRUCTION_SCHEMA: dict[str, Any] = {
 }
 """The short form small models are asked for (and constrained to): one instruction sentence to add."""
 
+RULES_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "keep": {"type": "array", "minItems": 1, "maxItems": 8, "items": {"type": "integer", "minimum": 1}},
+        "reason": {"type": "string", "maxLength": 240},
+        "instruction": {"type": "string", "maxLength": MAX_EDIT_CHARS},
+    },
+    "required": ["keep", "reason", "instruction"],
+    "additionalProperties": False,
+}
+"""The ``rules`` move: the numbers of the feedback's statements to keep, why, and their condensed wording."""
+
 EDIT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
@@ -109,6 +121,34 @@ def parse_edit_reply(reply: str) -> EditReply:
         raise EditRejected(f"the reply has {len(raw_edits)} edits; at most {MAX_EDITS} are allowed")
     edits = [_edit_from(item) for item in raw_edits]
     return EditReply(rationale=str(data.get("rationale") or "").strip(), edits=edits)
+
+
+@dataclass(frozen=True)
+class RulesReply:
+    keep: list[int]
+    reason: str
+    instruction: str
+
+
+def parse_rules_reply(reply: str, count: int) -> RulesReply:
+    """The ``{"keep", "reason", "instruction"}`` object in ``reply``; ``keep`` must name statements 1..count."""
+    data = _first_json_object(reply)
+    if not isinstance(data, dict) or "keep" not in data:
+        raise EditRejected('no JSON object with "keep" in the reply')
+    raw = data.get("keep")
+    raw = raw if isinstance(raw, list) else [raw]
+    keep: list[int] = []
+    for item in raw:
+        try:
+            number = int(str(item).strip().strip("#."))
+        except ValueError:
+            continue
+        if 1 <= number <= count and number not in keep:
+            keep.append(number)
+    if not keep:
+        raise EditRejected(f'"keep" names no statement: give numbers from 1 to {count}')
+    return RulesReply(keep=keep, reason=str(data.get("reason") or "").strip(),
+                      instruction=" ".join(str(data.get("instruction") or "").split()))
 
 
 def _first_json_object(reply: str) -> Any:

@@ -25,6 +25,7 @@ from gepa_bot.completion import is_loopback
 from gepa_bot.config import Config
 from gepa_bot.discovery import Component, render_files
 from gepa_bot.errors import UserError, describe_error
+from gepa_bot.feedback_rules import shape_changed
 from gepa_bot.reflection import RationaleReflector, edit_response_format
 from gepa_bot.session import RunSession, RunSettings, open_session
 from gepa_bot.trim import TrimOutcome, TrimStep, removable_sentences, trials_wanted, trim
@@ -218,7 +219,12 @@ def warm_start_rewrites(config: Config, style: str, n_val: int) -> int:
 @dataclass
 class ValGate:
     """gepa's acceptance criterion: gepa's own minibatch rule as configured, except for warm-start rewrites
-    (candidate hashes in ``ungated``), which go to the val set whatever their minibatch score."""
+    (candidate hashes in ``ungated``), which go to the val set whatever their minibatch score.
+
+    ``improvement_or_equal`` sends a tie at 0 (parent and child both score 0 on the minibatch) to the val set only
+    when the child's answers changed form (feedback_rules.shape_changed: length class, lines, number/JSON/text on
+    at least half the minibatch): two all-wrong candidates whose answers look alike cannot be told apart, and
+    scoring such a child on val spends the budget on nothing."""
 
     criterion: Literal["strict_improvement", "improvement_or_equal"]
     ungated: set[str]
@@ -228,7 +234,25 @@ class ValGate:
             ImprovementOrEqualAcceptance()
 
     def should_accept(self, proposal: Any, state: Any) -> bool:
-        return candidate_hash(proposal.candidate) in self.ungated or self.rule.should_accept(proposal, state)
+        if candidate_hash(proposal.candidate) in self.ungated:
+            return True
+        if self.criterion == "improvement_or_equal" and self._zero_tie(proposal):
+            return shape_changed(_outputs(proposal.eval_before), _outputs(proposal.eval_after))
+        return self.rule.should_accept(proposal, state)
+
+    def reject_reason(self, proposal: Any, state: Any) -> str:
+        if self.criterion == "improvement_or_equal" and self._zero_tie(proposal):
+            return "tie at 0 on the minibatch and the answers did not change form: not scored on val"
+        return (f"minibatch score {sum(proposal.subsample_scores_after or [])} not better than "
+                f"{sum(proposal.subsample_scores_before or [])}")
+
+    @staticmethod
+    def _zero_tie(proposal: Any) -> bool:
+        return not any(proposal.subsample_scores_before or []) and not any(proposal.subsample_scores_after or [])
+
+
+def _outputs(evaluation: Any) -> list[Any]:
+    return list(getattr(evaluation, "outputs", None) or [])
 
 
 @dataclass
@@ -283,6 +307,7 @@ def build_result(gepa_result: Any, session: RunSession, reflector: RationaleRefl
             "index": index, "hash": cand_hash, "components": texts, "parents": parents,
             "origin": "seed" if index == 0 else ("merge" if len(parents) > 1 else "reflection"),
             "rationale": reflector.rationales.get(cand_hash, {}),
+            "motivated_by": reflector.motivations.get(cand_hash, {}), "move": reflector.kinds.get(cand_hash, {}),
             "val_mean": gepa_result.val_aggregate_scores[index],
             "val": val_table(val_results),
             "discovered_at_rollout": gepa_result.discovery_eval_counts[index],

@@ -184,7 +184,10 @@ def test_gepa_through_litellm_mock_response(toy, tmp_path):
     best = result["candidates"][result["best_candidate"]]
     assert best["val_mean"] > result["candidates"][0]["val_mean"]
     assert "Known topics" in best["components"]["prompts/main.txt"]
-    assert best["rationale"]["prompts/main.txt"] == "the failures name their queues."
+    # the model's own reason, with the failures it was shown (also as data, for the report)
+    shown = best["motivated_by"]["prompts/main.txt"]
+    assert shown and best["rationale"]["prompts/main.txt"] == f"the failures name their queues. (failures: {', '.join(shown)})"
+    assert best["move"] == {"prompts/main.txt": "rewrite"}
     assert result["budget"]["llm_calls"] >= 1 and result["budget"]["completion_tokens"] > 0
 
 
@@ -391,6 +394,9 @@ class PlainRewrites:
             self.kinds.append("rewrite")
             current = content.split("````prompt\n", 1)[1].split("\n````", 1)[0]
             return Reply(text=f"Rationale: shorter.\n````prompt\n{current} ({len(self.kinds)})\n````")
+        if '"keep"' in content:  # the rules move: names no rule, so it is refused and proposes nothing
+            self.kinds.append("rules")
+            return Reply(text=json.dumps({"keep": [99], "reason": "p", "instruction": "Be polite."}))
         self.kinds.append("edit")
         return Reply(text=json.dumps({"problem": "p", "instruction": f"Be polite ({len(self.kinds)})."}))
 
@@ -408,7 +414,8 @@ def test_warm_start_rewrites_reach_the_val_set_without_the_minibatch_gate(toy, t
                 for k, c in zip((1, 2), result["candidates"][1:3])] == [True, True]
         assert all(set(c["val"]) == set(result["split"]["val"]) for c in result["candidates"][1:3])
     else:  # gated as usual: a proposal that scores no better on the minibatch never costs a val pass
-        assert transport.kinds[:2] == ["rewrite", "edit"] and len(result["candidates"]) == 1
+        asked = [k for k in transport.kinds if k != "rules"]
+        assert asked[:2] == ["rewrite", "edit"] and "rules" in transport.kinds and len(result["candidates"]) == 1
 
 
 def test_auto_warm_start_spends_about_two_fifths_of_the_budget_in_mixed_style_only():

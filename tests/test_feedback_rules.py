@@ -1,0 +1,278 @@
+"""Feedback-grounded proposals: statements from the feedback, the generality guard, worked examples, the rules
+move, real rationales, and the acceptance rule for ties at 0."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+
+from gepa_bot.budget import Budget
+from gepa_bot.cache import candidate_hash
+from gepa_bot.edits import INSTRUCTION_SCHEMA, RULES_SCHEMA, EditRejected, parse_rules_reply
+from gepa_bot.engine import ValGate
+from gepa_bot.feedback_rules import (
+    extract_statements,
+    form_failures,
+    output_shape,
+    shape_changed,
+    specific_phrases,
+    stated_labels,
+    worked_example,
+)
+from gepa_bot.llm import LLM, Reply
+from gepa_bot.reflection import RationaleReflector, parse_rules_proposal, with_schema
+from gepa_bot.runlog import RunLog, read_records
+
+POLICY = {"P1": "a customer-facing outage, data loss or a security breach",
+          "P2": "a core feature broken for many customers with no workaround",
+          "P3": "a problem with a workaround, or one that affects a single customer"}
+
+
+def rec(rid: str, feedback: str, score: float = 0.0, output: str = "") -> dict:
+    return {"Inputs": {"instance_id": rid}, "Generated Outputs": output, "Feedback": feedback, "score": score}
+
+
+def incident(rid: str, expected: str, got: str, report: str) -> dict:
+    return rec(rid, f"expected {expected}, got {got}: under our policy {expected} means {POLICY[expected]}; "
+                    f"{got} means {POLICY[got]}; report: {report!r}", output=got)
+
+
+INCIDENTS = [incident("i1", "P1", "P3", "Checkout is down for every customer since 9:00."),
+             incident("i2", "P1", "P2", "A migration deleted two days of invoices."),
+             incident("i3", "P2", "P3", "Search is broken for all EU customers; no workaround."),
+             incident("i4", "P1", "P3", "Customers in Firefox cannot load the dashboard at all.")]
+
+TICKETS = [
+    rec("t1", "expected 'feature_request', but the reply 'This ticket asks for exporting data in Firefox' is not one of "
+              "the allowed labels (billing, bug, account, feature_request, other); ticket: 'Could you add an export "
+              "feature in Firefox? It already works in Chrome.'", output="This ticket asks for exporting data in Firefox"),
+    rec("t2", "expected 'bug', but the reply 'Sure! It is a bug report about the app' is not one of the allowed labels "
+              "(billing, bug, account, feature_request, other); ticket: 'The app crashes when I log in.'"),
+    rec("t3", "expected 'billing', got 'account' (raw reply: 'account'); ticket: 'I was charged twice this month.'"),
+    rec("t4", "correct: expected 'bug'; ticket: 'Saving a draft shows error 500.'", score=1.0),
+]
+
+PROMPT = "Read the ticket below and decide which queue it should go to.\n\nTicket:\n{ticket}\n\nQueue:\n"
+INCIDENT_PROMPT = "Read the incident report and assign it a priority.\n\nReport: {report}\n\nPriority:\n"
+
+
+def test_statements_are_the_general_clauses_merged_across_failures_most_supported_first():
+    statements = extract_statements(INCIDENTS, INCIDENT_PROMPT)
+    texts = [s.text for s in statements]
+    assert texts[0] == f"Under our policy P1 means {POLICY['P1']}" and statements[0].ids == ("i1", "i2", "i4")
+    # the P3 definition comes as "P3 means ..." (after a ';') in three records: one statement, three ids
+    assert next(s for s in statements if s.text.startswith("P3 means")).ids == ("i1", "i3", "i4")
+    # no instance detail: the echoed report and the "expected X, got Y" heads are not statements
+    assert not any("Checkout" in t or "expected" in t.lower() or "report" in t.lower() for t in texts)
+
+
+def test_near_duplicate_statements_merge_and_numbers_or_echoes_are_dropped():
+    records = [rec("a1", "expected 10, got 16: that number is copied from the question; the answer must be computed; "
+                         "reply: 'Omar had 16 eggs'; problem: 'Omar had 16 eggs and gave 6 away.'"),
+               rec("a2", "expected 26, got 8: the problem needs 17 + 9; the reply looks cut off (limit 48 tokens): keep "
+                         "the working short and end with the number; problem: 'Sam has 17 apples.'"),
+               rec("a3", "expected 7, but the reply has no number: 'I think'; keep the working short and end with "
+                         "the final number; problem: 'x'"),
+               rec("a4", "correct: 9; keep it up", score=1.0)]
+    statements = extract_statements(records, "Solve this math word problem.\n\n{question}\n")
+    assert [(s.text, s.ids) for s in statements] == [
+        ("Keep the working short and end with the number", ("a2", "a3")),  # "... the final number": the same rule
+        ("The answer must be computed", ("a1",))]
+
+
+def test_statements_the_prompt_already_makes_are_left_out():
+    prompt = INCIDENT_PROMPT + f"Under our policy P1 means {POLICY['P1']}.\n"
+    assert all(not s.text.startswith("Under our policy P1") for s in extract_statements(INCIDENTS, prompt))
+
+
+def test_stated_labels_come_from_expected_got_and_listed_alternatives():
+    assert stated_labels(TICKETS) >= {"feature_request", "bug", "billing", "account", "other"}
+    assert stated_labels(INCIDENTS) == {"p1", "p2", "p3"}
+
+
+def test_the_guard_refuses_phrases_of_one_training_input_and_keeps_stated_labels():
+    winning = ("For example, if a ticket mentions an export feature in Firefox but not Chrome, it should be "
+               "classified under 'feature_request'.")
+    found = dict(specific_phrases(winning, TICKETS, PROMPT))
+    assert {"Firefox", "Chrome", "export feature"} <= set(found) and set(found.values()) == {"t1"}
+    general = "Answer with exactly one of the allowed labels: billing, bug, account, feature_request or other."
+    assert specific_phrases(general, TICKETS, PROMPT) == []
+    # the feedback's own rule words are allowed although only one record states them
+    assert specific_phrases(f"P2 means {POLICY['P2']}.", INCIDENTS, INCIDENT_PROMPT,
+                            extract_statements(INCIDENTS, INCIDENT_PROMPT)) == []
+    assert specific_phrases("Mind the Firefox dashboard.", INCIDENTS, INCIDENT_PROMPT) == [("Firefox", "i4")]
+    assert specific_phrases("If customers cannot load the dashboard, choose P1.", INCIDENTS, INCIDENT_PROMPT) == [
+        ("cannot load the", "i4"), ("load the dashboard", "i4"), ("cannot load", "i4")]
+
+
+def test_the_guard_needs_two_records_to_tell_anything_apart():
+    assert specific_phrases("Watch the Firefox export feature.", TICKETS[:1], PROMPT) == []
+
+
+def test_form_failures_and_the_worked_example():
+    assert [r["Inputs"]["instance_id"] for r in form_failures(TICKETS)] == ["t1", "t2"]
+    assert form_failures(INCIDENTS) == []  # wrong label, right form
+    example = worked_example(TICKETS, PROMPT)
+    assert example is not None and (example.instance_id, example.expected) == ("t2", "bug")  # the shorter input
+    assert example.line() == 'Example: "The app crashes when I log in." -> bug'
+    assert worked_example(TICKETS, PROMPT + example.line()) .instance_id == "t1"  # already shown: the next one
+
+
+def test_rules_reply_parsing():
+    parsed = parse_rules_reply('{"keep": [2, "1", 9, 2], "reason": "r", "instruction": " Do  X. "}', 3)
+    assert parsed.keep == [2, 1] and parsed.instruction == "Do X."
+    with pytest.raises(EditRejected, match="names no statement"):
+        parse_rules_reply('{"keep": [7], "reason": "", "instruction": ""}', 3)
+    with pytest.raises(EditRejected, match="keep"):
+        parse_rules_reply('{"instruction": "x"}', 3)
+
+
+def test_rules_proposal_uses_a_grounded_condensation_else_the_statements_verbatim():
+    statements = extract_statements(INCIDENTS, INCIDENT_PROMPT)
+    p1 = 1 + next(i for i, s in enumerate(statements) if s.text.startswith("Under our policy P1"))
+    condensed = json.dumps({"keep": [p1], "reason": "outages were rated too low",
+                            "instruction": f"P1 means {POLICY['P1']}."})
+    proposal = parse_rules_proposal(condensed, INCIDENT_PROMPT, statements, INCIDENTS)
+    assert proposal.text == INCIDENT_PROMPT.replace("Report:", f"P1 means {POLICY['P1']}.\n\nReport:")
+    assert proposal.kind == "rules" and proposal.failure_ids == ("i1", "i2", "i4")
+    assert proposal.rationale == "outages were rated too low"
+    invented = json.dumps({"keep": [p1], "reason": "", "instruction": "Prioritize severe issues like P1, P2 or P4."})
+    verbatim = parse_rules_proposal(invented, INCIDENT_PROMPT, statements, INCIDENTS)
+    assert f"Under our policy P1 means {POLICY['P1']}.\n\nReport:" in verbatim.text and "P4" not in verbatim.text
+    assert verbatim.rationale.startswith("The feedback on these failures states:")
+
+
+class Scripted:
+    def __init__(self, replies):
+        self.replies, self.calls = list(replies), []
+
+    def __call__(self, model, messages, **params):
+        self.calls.append({"content": messages[-1]["content"], **params})
+        return Reply(text=self.replies.pop(0), prompt_tokens=10, completion_tokens=5)
+
+
+def _reflector(tmp_path, replies, style="mixed"):
+    runlog = RunLog(tmp_path / "run")
+    transport = Scripted(replies)
+    llm = LLM("openai/toy", Budget(max_rollouts=10), runlog, transport=transport, extra={"seed": 3})
+    reflector = RationaleReflector(llm=llm, runlog=runlog, style=style, attempts=2,
+                                   response_format={"type": "json_object", "schema": INSTRUCTION_SCHEMA})
+    return reflector, transport, runlog
+
+
+def test_mixed_rotation_asks_for_rules_with_numbered_statements_and_records_reason_and_failure_ids(tmp_path):
+    reply = json.dumps({"keep": [1], "reason": "outages were rated P2 or P3", "instruction": f"P1 means {POLICY['P1']}."})
+    reflector, transport, runlog = _reflector(tmp_path, [reply])
+    parent = {"p": INCIDENT_PROMPT}
+    proposal, _ = reflector.reflect(parent, {"p": INCIDENTS}, ["p"])
+    runlog.close()
+    asked = transport.calls[0]
+    assert f"1. Under our policy P1 means {POLICY['P1']} [3]" in asked["content"]
+    assert asked["response_format"] == {"type": "json_object", "schema": RULES_SCHEMA}
+    child = candidate_hash({**parent, **proposal.new_texts})
+    assert reflector.rationales[child] == {"p": "outages were rated P2 or P3 (failures: i1, i2, i4)"}
+    assert reflector.motivations[child] == {"p": ["i1", "i2", "i4"]} and reflector.kinds[child] == {"p": "rules"}
+    logged = [r for r in read_records(tmp_path / "run") if r["kind"] == "proposal"][0]
+    assert logged["failures"] == {"p": ["i1", "i2", "i4"]}
+
+
+def test_mixed_rotation_adds_a_worked_example_without_an_llm_call_once_per_parent(tmp_path):
+    rules = json.dumps({"keep": [1], "reason": "replies were sentences",
+                        "instruction": "Answer with one of the allowed labels: billing, bug, account, feature_request, "
+                                       "other."})
+    reflector, transport, runlog = _reflector(tmp_path, [rules, rules])
+    parent = {"p": PROMPT}
+    first, _ = reflector.reflect(parent, {"p": TICKETS}, ["p"])  # rules
+    second, _ = reflector.reflect(parent, {"p": TICKETS}, ["p"])  # example: no call
+    assert len(transport.calls) == 1
+    assert 'Example: "The app crashes when I log in." -> bug\n\nTicket:' in second.new_texts["p"]
+    child = candidate_hash({**parent, **second.new_texts})
+    assert reflector.rationales[child]["p"].startswith("The feedback on failures t1, t2, t3 says the answer's form")
+    reflector.calls = 1  # the example's turn again: already tried on this parent, so the rules move instead
+    reflector.reflect(parent, {"p": TICKETS}, ["p"])
+    runlog.close()
+    assert len(transport.calls) == 2 and "numbered rules" in transport.calls[1]["content"]
+
+
+def test_an_edit_quoting_one_training_input_is_refused_and_retried_with_the_reason(tmp_path):
+    quoting = json.dumps({"problem": "p", "instruction": "If a ticket mentions an export feature in Firefox, choose "
+                                                         "feature_request."})
+    general = json.dumps({"problem": "feature asks were filed as bugs",
+                          "instruction": "If the customer asks for something new, choose feature_request."})
+    reflector, transport, runlog = _reflector(tmp_path, [quoting, general], style="edit")
+    proposal, _ = reflector.reflect({"p": PROMPT}, {"p": TICKETS}, ["p"])
+    runlog.close()
+    assert "names details of single training examples" in reflector.rejected[0]["reason"]
+    assert "'Firefox' (only in t1)" in transport.calls[1]["content"]
+    assert "something new" in proposal.new_texts["p"] and "Firefox" not in proposal.new_texts["p"]
+    child = candidate_hash({"p": proposal.new_texts["p"]})
+    assert reflector.rationales[child]["p"] == "feature asks were filed as bugs (failures: t1, t2, t3)"
+
+
+def test_the_plain_rewrite_asks_for_a_reason_and_never_gets_a_canned_one(tmp_path):
+    with_reason = "Reason: one label per answer.\n````prompt\nGive the queue of the ticket.\n\nTicket:\n{ticket}\n````"
+    without = "````prompt\nQueue of this ticket?\n\nTicket:\n{ticket}\n````"
+    reflector, transport, runlog = _reflector(tmp_path, [with_reason, without], style="mixed")
+    reflector.warm_start_rewrites = 2
+    first, _ = reflector.reflect({"p": PROMPT}, {"p": TICKETS}, ["p"])
+    second, _ = reflector.reflect({"p": PROMPT}, {"p": TICKETS}, ["p"])
+    runlog.close()
+    assert 'First write "Reason:" and ONE sentence' in transport.calls[0]["content"]
+    rationales = [reflector.rationales[candidate_hash(p.new_texts)]["p"] for p in (first, second)]
+    assert rationales[0] == "one label per answer."
+    assert rationales[1] == f"Plain rewrite, {len(PROMPT)} -> {len(second.new_texts['p'])} chars; the model was shown " \
+                            "no failures and gave no reason."
+    assert not any("shorter and more direct" in r for r in rationales)
+
+
+def test_the_rewrite_request_lists_the_feedback_statements(tmp_path):
+    reflector, transport, runlog = _reflector(tmp_path, ["Rationale: x\n````prompt\nRate it.\n{report}\n````"],
+                                              style="rewrite")
+    reflector.reflect({"p": INCIDENT_PROMPT}, {"p": INCIDENTS}, ["p"])
+    runlog.close()
+    assert "## Rules the feedback states" in transport.calls[0]["content"]
+    assert f"Under our policy P1 means {POLICY['P1']} [3]" in transport.calls[0]["content"]
+
+
+def test_with_schema_keeps_the_constrained_mode():
+    assert with_schema({"type": "json_object", "schema": INSTRUCTION_SCHEMA}, RULES_SCHEMA, "r") == \
+        {"type": "json_object", "schema": RULES_SCHEMA}
+    hosted = with_schema({"type": "json_schema", "json_schema": {"name": "e", "schema": {}, "strict": True}},
+                         RULES_SCHEMA, "r")
+    assert hosted == {"type": "json_schema", "json_schema": {"name": "r", "schema": RULES_SCHEMA, "strict": True}}
+    assert with_schema(None, RULES_SCHEMA, "r") is None
+
+
+def test_output_shape_classes():
+    assert output_shape("42") == ("1", "line", "number")
+    assert output_shape(" billing ") == ("1", "line", "text")
+    assert output_shape("To solve this, first add 17 and 9 to get the total number of apples Sam has now") == \
+        ("6-20", "line", "text")
+    assert output_shape("") == ("0", "line", "empty") and output_shape('{"a": 1}')[2] == "json"
+    assert shape_changed(["long working " * 12, "long working " * 12], ["26", "long working " * 12])
+    assert not shape_changed(["bug", "billing", "other"], ["account", "bug", "billing"])
+
+
+def _proposal(before, after, outputs_before, outputs_after, candidate=None):
+    evaluation = lambda scores, outputs: SimpleNamespace(scores=scores, outputs=outputs)  # noqa: E731
+    return SimpleNamespace(candidate=candidate or {"p": "child"}, subsample_scores_before=before,
+                           subsample_scores_after=after, eval_before=evaluation(before, outputs_before),
+                           eval_after=evaluation(after, outputs_after))
+
+
+def test_a_tie_at_zero_goes_to_val_only_when_the_answers_changed_form():
+    gate = ValGate("improvement_or_equal", set())
+    same_form = _proposal([0, 0, 0], [0, 0, 0], ["bug", "other", "bug"], ["billing", "bug", "account"])
+    assert not gate.should_accept(same_form, None)
+    assert "did not change form" in gate.reject_reason(same_form, None)
+    new_form = _proposal([0, 0, 0], [0, 0, 0], ["To solve this we first " * 5] * 3, ["26", "7", "To solve " * 9])
+    assert gate.should_accept(new_form, None)
+    # other ties and improvements: gepa's rule as before
+    assert gate.should_accept(_proposal([1, 0, 0], [0, 1, 0], ["a", "b", "c"], ["a", "b", "c"]), None)
+    assert not gate.should_accept(_proposal([1, 0, 0], [0, 0, 0], ["a", "b", "c"], ["a", "b", "c"]), None)
+    # strict improvement is untouched, and warm-start rewrites still skip the gate
+    assert not ValGate("strict_improvement", set()).should_accept(new_form, None)
+    ungated = _proposal([0, 0], [0, 0], ["a", "b"], ["c", "d"], candidate={"p": "warm"})
+    assert ValGate("improvement_or_equal", {candidate_hash({"p": "warm"})}).should_accept(ungated, None)

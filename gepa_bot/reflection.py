@@ -37,6 +37,7 @@ from gepa_bot.cache import candidate_hash
 from gepa_bot.completion import is_loopback
 from gepa_bot.discovery import placeholder_problem, placeholders_in
 from gepa_bot.edits import INSTRUCTION_SCHEMA, RULES_SCHEMA, Edit, EditRejected, apply_edits, parse_edit_reply, parse_rules_reply
+from gepa_bot.errorpolicy import RunStopped
 from gepa_bot.errors import describe_error
 from gepa_bot.feedback_rules import (
     STOPWORDS,
@@ -450,7 +451,7 @@ class RationaleReflector:
             try:
                 result = self._propose_one(name, candidate[name], records, proposal, parent_hash,
                                            kind="simplify" if warm else None)
-            except BudgetExhausted:
+            except (BudgetExhausted, RunStopped):  # a stop, not a bug of ours
                 raise
             except Exception as exc:
                 self.errors.append(describe_error(f"reflection on {name}", exc))
@@ -551,7 +552,7 @@ class RationaleReflector:
             except LLMError as exc:
                 self._reject(name, attempt, f"LLM call failed: {exc}")
                 return None
-            except BudgetExhausted:
+            except (BudgetExhausted, RunStopped):
                 raise
             proposal.prompts[name] = messages[0]["content"]
             proposal.raw_lm_outputs[name] = reply.text

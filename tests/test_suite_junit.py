@@ -314,3 +314,47 @@ def test_feedback_is_the_recorded_text_or_a_short_assertion_message(tmp_path: Pa
     assert recorded.feedback == "expected 1.83 metres as a bare number, reply was 'two'" and recorded.score == 0.0
     long = results["test_noise.py::test_long"].feedback
     assert long.count("line") <= 12 and len(long) < 1000
+
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "pytest-metres"
+EXAMPLE_ID = "tests/test_convert.py::test_converts_to_metres[{}]"
+
+
+def example_copy(tmp_path: Path) -> Path:
+    return Path(shutil.copytree(EXAMPLE, tmp_path / "pytest-metres"))
+
+
+def test_example_lists_its_cases_and_errors_without_a_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv("GEPA_BOT_MODEL", raising=False)
+    repo = example_copy(tmp_path)
+    config = PytestSuiteConfig.model_validate({"type": "pytest", "python": PYTHON, "args": ["tests"]})
+    suite = config.build(SuiteContext(repo=repo))  # no task model
+    ids = [i.id for i in suite.list_instances()]
+    assert len(ids) == 20 and ids[0] == EXAMPLE_ID.format("6 feet") and len(set(ids)) == 20
+    seed = (repo / "prompts" / "convert.md").read_text(encoding="utf-8")
+    results = suite.evaluate(materialize(repo, {"prompts/convert.md": seed}, {"convert": seed}, tmp_path / "work"),
+                             ids[:3])
+    for result in results.values():
+        assert result.failed and "test raised RuntimeError" in result.feedback
+        assert "GEPA_BOT_MODEL is not set" in result.feedback
+
+
+def test_example_scores_a_stub_model_with_its_own_feedback(tmp_path: Path):
+    from chatstub import ChatStub
+
+    replies = {"6 feet": "1.83", "3 yards": "About 2.74 metres.", "1 mile": "1500", "12 inches": "0.3048"}
+    stub = ChatStub(lambda messages: replies[str(messages[-1]["content"]).splitlines()[0]])
+    repo = example_copy(tmp_path)
+    try:
+        config = PytestSuiteConfig.model_validate({"type": "pytest", "python": PYTHON, "args": ["tests"]})
+        suite = config.build(SuiteContext(repo=repo, model="openai/stub", api_base=stub.url, api_key="k"))
+        ids = [EXAMPLE_ID.format(q) for q in replies]
+        seed = (repo / "prompts" / "convert.md").read_text(encoding="utf-8")
+        results = suite.evaluate(materialize(repo, {"prompts/convert.md": seed}, {"c": seed}, tmp_path / "w"), ids)
+    finally:
+        stub.close()
+    got = {i.split("[")[1][:-1]: (r.score, r.failed, r.feedback) for i, r in results.items()}
+    assert got["6 feet"][:2] == got["12 inches"][:2] == (1.0, False)
+    assert got["3 yards"] == (0.0, False, "3 yards: expected 2.74 metres as a bare number, reply was "
+                              "'About 2.74 metres.' (not a bare number)")
+    assert got["1 mile"] == (0.0, False, "1 mile: expected 1609 metres as a bare number, reply was '1500' (wrong value)")

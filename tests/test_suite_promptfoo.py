@@ -206,6 +206,9 @@ def test_setup_errors_are_one_clear_line(stub, tmp_path):
         make_suite(repo, stub, "missing.yaml")
     with pytest.raises(SuiteError, match="task_model cannot use 'cohere/x'"):
         provider_id("cohere/x")
+    with pytest.raises(SuiteError, match=r"task_model cannot use 'cohere/x' .*\. Fix: use the config's own providers"):
+        PromptfooSuite(SuiteContext(repo=repo, model="cohere/x"),  # at build time, not on every batch
+                       PromptfooSuiteConfig(type="promptfoo", command=str(PROMPTFOO), providers="task_model"))
     with pytest.raises(ValidationError, match="assertions"):
         PromptfooSuiteConfig(type="promptfoo", assertions="native")  # unknown fields are errors
 
@@ -216,3 +219,129 @@ def test_fingerprint_covers_the_promptfoo_version_and_the_loaded_tests(stub, tmp
     assert any(re.fullmatch(r"\d+\.\d+\.\d+", part) for part in before.fingerprint_parts())
     (repo / "tests.csv").write_text((repo / "tests.csv").read_text().replace("Say hi", "Say hello"))
     assert make_suite(repo, stub, "promptfooconfig-csv.yaml").fingerprint() != before.fingerprint()
+
+
+def write_files(root: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text, encoding="utf-8")
+    return root
+
+
+FILE_TESTS = {
+    "prompts/p.txt": "Answer: {{q}}",
+    "promptfooconfig.yaml": """
+prompts: [file://prompts/p.txt]
+providers: [openai:gpt-4o-mini]
+tests:
+  - file://tests/cases.yaml
+  - file://tests/more-*.yml
+  - file://tests/sub/nested.json
+  - file://tests/rows.csv
+  - description: inline
+    vars: {q: inline one}
+    assert: [{type: contains, value: one}]
+""",
+    "tests/cases.yaml": """
+- description: first
+  vars: {q: first thing}
+  assert: [{type: contains, value: first}]
+- vars: {q: second thing}
+  assert: [{type: contains, value: nope}]
+""",
+    "tests/more-b.yml": "- {description: glob b, vars: {q: glob b}, assert: [{type: contains, value: glob}]}\n",
+    "tests/more-a.yml": "- {description: glob a, vars: {q: glob a}, assert: [{type: contains, value: glob}]}\n",
+    "tests/sub/nested.json": '{"description": "vars file", "vars": "file://vars.yaml", '
+                             '"assert": [{"type": "contains", "value": "from the vars file"}]}',
+    "tests/sub/vars.yaml": "q: from the vars file\n",
+    "tests/rows.csv": "q,__expected,__description\ncsv row,contains:csv,from csv\n",
+}
+
+
+def test_tests_given_as_file_paths_and_globs_are_read_relative_to_the_config(stub, tmp_path):
+    repo = write_files(tmp_path / "repo", {"evals/" + name: text for name, text in FILE_TESTS.items()})
+    suite = make_suite(repo, stub, "evals/promptfooconfig.yaml")
+    ids = [i.id for i in suite.list_instances()]
+    assert ids[0] == "first" and re.fullmatch(r"t-[0-9a-f]{12}", ids[1])
+    assert ids[2:] == ["glob a", "glob b", "vars file", "from csv", "inline"]
+    results = suite.evaluate(materialize(repo, {}, {}, tmp_path / "work"), ids)
+    assert {i: (r.score, r.failed) for i, r in results.items()} == {i: (0.0 if i == ids[1] else 1.0, False) for i in ids}
+    assert "- [contains] Expected output to contain \"nope\"" in results[ids[1]].feedback
+    before = suite.fingerprint()
+    (repo / "evals/tests/more-a.yml").write_text(FILE_TESTS["tests/more-a.yml"].replace("glob a}", "glob A}"))
+    assert make_suite(repo, stub, "evals/promptfooconfig.yaml").fingerprint() != before
+
+
+@pytest.mark.parametrize(("files", "expected"), [
+    ({}, r"eval.config: promptfooconfig.yaml not found in .*\. Fix: set eval.config"),
+    ({"promptfooconfig.yaml": "prompts: [\n"}, r"promptfoo could not load promptfooconfig.yaml: YAMLException: .*\. Fix: "),
+    ({"promptfooconfig.yaml": "prompts: [x]\nproviders: [echo]\n"}, r"found no test cases\. Fix: add `tests:`"),
+    ({"promptfooconfig.yaml": "prompts: [x]\nproviders: [echo]\ntests: [file://tests/none*.yaml]\n"},
+     r"the tests entry file://tests/none\*\.yaml matches no file\. Fix: fix the path"),
+    ({"promptfooconfig.yaml": "prompts: [x]\nproviders: [echo]\ntests: [file://t.yaml]\n", "t.yaml": "- vars: [\n"},
+     r"promptfoo could not load promptfooconfig.yaml: YAMLException: .*\. Fix: "),
+    ({"promptfooconfig.yaml": "prompts: [x]\nproviders: [echo]\ntests: [file://t.yaml]\n", "t.yaml": "- 1\n- 2\n"},
+     r"promptfoo could not load promptfooconfig.yaml: Error: Test case must contain one of .*\. Fix: "),
+], ids=["missing config", "bad yaml", "no tests", "no such test file", "bad test yaml", "not tests"])
+def test_every_listing_problem_is_a_one_line_suite_error_with_a_fix(stub, tmp_path, files, expected):
+    repo = write_files(tmp_path / "repo", files)
+    with pytest.raises(SuiteError) as excinfo:
+        make_suite(repo, stub)
+    message = str(excinfo.value)
+    assert "\n" not in message and re.search(expected, message), message
+
+
+FLAKY_PROVIDER = """
+module.exports = class {
+  id() { return 'flaky'; }
+  async callApi(prompt) {
+    return prompt.includes('Bo') ? { error: 'connect ECONNREFUSED 127.0.0.1:1' } : { output: 'fine, ' + prompt };
+  }
+};
+"""
+
+
+def grader_answer(messages: list[dict]) -> str:
+    """A grader that fails to give a verdict for "is polite" and fails "is rude" with a reason."""
+    text = "\n".join(str(m.get("content")) for m in messages)
+    if "is polite" in text:
+        return "I am not sure what to say."
+    return json.dumps({"pass": False, "score": 0.0, "reason": "stub grader: not rude at all"})
+
+
+def test_a_provider_or_grader_error_is_an_error_and_grader_reasons_are_feedback(tmp_path):
+    from chatstub import ChatStub
+
+    repo = write_files(tmp_path / "repo", {"provider.js": FLAKY_PROVIDER, "promptfooconfig.yaml": """
+prompts: ["Hello {{who}}"]
+providers: [file://provider.js]
+tests:
+  - description: provider error on one row
+    vars: {who: [Ana, Bo]}
+    assert: [{type: contains, value: fine}]
+  - description: grader error
+    vars: {who: Cy}
+    assert: [{type: contains, value: fine}, {type: llm-rubric, value: is polite}]
+  - description: graded fail
+    vars: {who: Di}
+    assert: [{type: llm-rubric, value: is rude}]
+  - description: plain fail
+    vars: {who: Ed}
+    assert: [{type: contains, value: nope}]
+"""})
+    grader = ChatStub(grader_answer)
+    try:
+        config = PromptfooSuiteConfig(type="promptfoo", command=str(PROMPTFOO), grader="task_model")
+        suite = PromptfooSuite(SuiteContext(repo=repo, model="openai/stub", api_base=grader.url, api_key="k"), config)
+        ids = [i.id for i in suite.list_instances()]
+        results = suite.evaluate(materialize(repo, {}, {}, tmp_path / "work"), ids)
+    finally:
+        grader.close()
+    assert {i: (r.score, r.failed) for i, r in results.items()} == {
+        "provider error on one row": (0.0, True), "grader error": (0.0, True),
+        "graded fail": (0.0, False), "plain fail": (0.0, False)}
+    assert "ERROR: connect ECONNREFUSED" in results["provider error on one row"].feedback
+    assert "Ana" not in results["provider error on one row"].feedback  # the row that answered is no error
+    assert "grader error in [llm-rubric]: Could not extract JSON" in results["grader error"].feedback
+    assert "- [llm-rubric] stub grader: not rude at all" in results["graded fail"].feedback
+    assert "- [contains] Expected output to contain \"nope\"" in results["plain fail"].feedback

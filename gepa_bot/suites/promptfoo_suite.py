@@ -6,7 +6,10 @@ CSV tests), before promptfoo expands array vars into several combinations. Its i
 else a hash of its vars and assertions, so ids survive edits to other tests.
 
 - Listing: ``promptfoo eval -n 1`` with the `echo` provider and grader (no model call) writes the loaded
-  config as JSON; its ``tests`` are the raw test cases.
+  config as JSON; its ``tests`` are the raw test cases. promptfoo keeps the `file://` entries of a ``tests:``
+  list as paths there: YAML/JSON/JSONL files (globs too) are read here, relative to the config; others (CSV,
+  generators) promptfoo loads as the ``tests:`` of a throwaway config. Every problem is a one-line SuiteError
+  ending in ``Fix: ...``.
 - Scoring: the selected raw tests (each tagged with its id in ``metadata``) are written next to the
   candidate's config, and ``promptfoo eval -c <config> -t <those tests>`` runs in the candidate's workdir:
   promptfoo's own templating, YAML parsing, ``defaultTest``, ``transform``/``transformVars``, `file://`
@@ -14,7 +17,8 @@ else a hash of its vars and assertions, so ids survive edits to other tests.
   own cache), ``-o`` JSON, ``-j max_concurrency``; one promptfoo process per batch.
 - Result: score = mean of promptfoo's ``score`` over the test's combinations x prompts x providers; the pass
   verdicts are in the trace; feedback = the reasons of failed assertions (llm-rubric's and javascript's too)
-  and the output; an error (provider, assertion) scores 0 with its message.
+  and the output. A row promptfoo could not score (failureReason 2: the provider or the grading crashed; or a
+  grader that failed, ``metadata.graderError``) makes the test an error (``failed``), never a score.
 - Models: the config's own providers and grader by default (what the user's CI runs); ``providers:
   task_model`` / ``grader: task_model`` use gepa-bot's task model instead (the embedded local server through
   promptfoo's OpenAI provider and ``OPENAI_BASE_URL``).
@@ -22,8 +26,10 @@ else a hash of its vars and assertions, so ids survive edits to other tests.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
+import os
 import re
 import secrets
 import shlex
@@ -34,12 +40,14 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Literal
 
+import yaml
 from pydantic import Field, field_validator
 
 from gepa_bot.evalsuite import (
     EvalSuite,
     Instance,
     InstanceResult,
+    ProcessOutput,
     SuiteConfigBase,
     SuiteContext,
     SuiteError,
@@ -61,6 +69,9 @@ QUIET_ENV = {"PROMPTFOO_DISABLE_TELEMETRY": "1", "PROMPTFOO_DISABLE_UPDATE": "1"
 PROVIDER_PREFIXES = {"openai": "openai:chat:", "anthropic": "anthropic:messages:"}
 OUTPUT_PREVIEW = 300
 ERROR_FAILURE = 2  # promptfoo's ResultFailureReason.ERROR (1 = ASSERT)
+NATIVE_TEST_FILES = (".yaml", ".yml", ".json", ".jsonl")  # `tests:` entries read here; promptfoo loads the rest
+ERROR_LINE = re.compile(r"^\s*\w*(?:Error|Exception)(?: \[\w+\])?: \S")  # YAMLException: ..., Error [ERR_X]: ...
+NODE_FIX = "install Node.js >= 20.20 (in GitHub Actions: actions/setup-node) or set eval.command to your promptfoo"
 
 
 class PromptfooSuiteConfig(SuiteConfigBase):
@@ -99,8 +110,32 @@ def promptfoo_command(repo: Path, configured: str | None) -> list[str]:
         return [found]
     if npx := shutil.which("npx"):
         return [npx, "--yes", f"promptfoo@{PROMPTFOO_VERSION}"]
-    raise SuiteError("promptfoo needs Node.js (>= 20.20), and neither `promptfoo` nor `npx` is on PATH: install "
-                     "Node.js (in GitHub Actions: actions/setup-node), or set eval.command to your promptfoo")
+    raise setup_error("promptfoo needs Node.js (>= 20.20), and neither `promptfoo` nor `npx` is on PATH", NODE_FIX)
+
+
+def setup_error(problem: str, fix: str) -> SuiteError:
+    """A one-line SuiteError: what is wrong, then ``Fix: what to do``."""
+    return SuiteError(f"{' '.join(problem.split()).rstrip('.')}. Fix: {fix}")
+
+
+class PromptfooFailed(SuiteError):
+    """promptfoo ran and failed: ``summary`` is its error in one line, ``str()`` the whole account."""
+
+    def __init__(self, argv: str, output: ProcessOutput, timeout: float):
+        self.summary = error_summary(output, timeout)
+        super().__init__(f"`{argv}` failed: {self.summary}\n{describe_process(output, timeout)}")
+
+
+def error_summary(output: ProcessOutput, timeout: float) -> str:
+    """promptfoo's own error line (Node prints the exception's ``Name: message`` under a source excerpt)."""
+    if output.timed_out:
+        return f"timed out after {timeout:g}s"
+    for text in (output.stderr, output.stdout):
+        for line in text.splitlines():
+            if ERROR_LINE.match(line):
+                return truncate(" ".join(line.split()), 300)
+    lines = [line.strip() for line in (output.stderr + "\n" + output.stdout).splitlines() if line.strip()]
+    return truncate(lines[-1], 300) if lines else f"exit code {output.returncode}"
 
 
 def instance_id_of(test: dict[str, Any]) -> str:
@@ -117,9 +152,9 @@ def provider_id(model: str) -> str:
     """promptfoo's provider id for a litellm model string (openai/... and anthropic/...)."""
     prefix, _, name = model.partition("/")
     if prefix not in PROVIDER_PREFIXES or not name:
-        raise SuiteError(f"providers/grader: task_model cannot use {model!r} with promptfoo (openai/... and "
-                         "anthropic/... models, and the embedded local/... models, are supported); use the "
-                         "config's own providers (providers: config)")
+        raise setup_error(f"providers/grader: task_model cannot use {model!r} with promptfoo (openai/... and "
+                          "anthropic/... models, and the embedded local/... models, are supported)",
+                          "use the config's own providers (providers: config, grader: config), or another models.task")
     return PROVIDER_PREFIXES[prefix] + name
 
 
@@ -131,8 +166,16 @@ class PromptfooSuite(EvalSuite):
         self.config = config
         self.command = promptfoo_command(context.repo, config.command)
         if not (context.repo / config.config).is_file():
-            raise SuiteError(f"eval.config: {config.config} not found in {context.repo}")
-        self.tests, self.version = self._load_tests()  # id -> raw test case, in the config's order
+            raise setup_error(f"eval.config: {config.config} not found in {context.repo}",
+                              "set eval.config to your promptfoo config's path, relative to the repo root")
+        self._model_flags()  # a task model promptfoo cannot call fails here, not on every batch
+        try:
+            self.tests, self.version = self._load_tests()  # id -> raw test case, in the config's order
+        except SuiteError:
+            raise
+        except Exception as exc:  # anything else promptfoo's output or the test files hold: still one clear line
+            raise setup_error(f"{config.config}: listing its tests failed ({type(exc).__name__}: {exc})",
+                              f"run `promptfoo eval -c {config.config}` by hand and fix what it reports") from None
 
     # --- listing ------------------------------------------------------------------------------------
 
@@ -147,26 +190,103 @@ class PromptfooSuite(EvalSuite):
 
     def _load_tests(self) -> tuple[dict[str, dict[str, Any]], str]:
         """The config's test cases by instance id, and the promptfoo version that loaded them (one Node start)."""
-        with tempfile.TemporaryDirectory(prefix="gepa-bot-promptfoo-") as tmp:
-            out = Path(tmp) / "list.json"
-            self._run(["eval", "-c", self.config.config, "-n", "1", "-r", "echo", "--grader", "echo",
-                       *self._quiet_flags(), "-o", str(out)], self.context.repo, timeout=300, tmp=Path(tmp))
-            try:
-                listing = json.loads(out.read_text(encoding="utf-8"))
-                raw = listing["config"]["tests"]
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                raise SuiteError(f"promptfoo did not list the tests of {self.config.config} ({exc})") from None
+        listing = self._listing(self.context.repo, self.config.config)
         version = str((listing.get("metadata") or {}).get("promptfooVersion") or "unknown")
-        if not isinstance(raw, list) or not raw:
-            raise SuiteError(f"{self.config.config}: promptfoo found no test cases; add `tests:` to the config")
-        tests: dict[str, dict[str, Any]] = {}
-        for test in raw:
+        tests = self._expand(listing["config"].get("tests"))
+        if not tests:
+            raise setup_error(f"{self.config.config}: promptfoo found no test cases",
+                              "add `tests:` to the config (inline tests, or file:// paths to test files)")
+        by_id: dict[str, dict[str, Any]] = {}
+        for test in tests:
             base = instance_id_of(test)
             key, n = base, 2
-            while key in tests:  # identical tests: numbered, in order
+            while key in by_id:  # identical tests: numbered, in order
                 key, n = f"{base}#{n}", n + 1
-            tests[key] = test
-        return tests, version
+            by_id[key] = test
+        return by_id, version
+
+    def _listing(self, cwd: Path, config: str, what: str = "") -> dict[str, Any]:
+        """``promptfoo eval -n 1`` with the echo provider and grader (no model call): its JSON output."""
+        what = what or self.config.config
+        with tempfile.TemporaryDirectory(prefix="gepa-bot-promptfoo-") as tmp:
+            out = Path(tmp) / "list.json"
+            try:
+                self._run(["eval", "-c", config, "-n", "1", "-r", "echo", "--grader", "echo", *self._quiet_flags(),
+                           "-o", str(out)], cwd, timeout=300, tmp=Path(tmp))
+            except PromptfooFailed as exc:
+                raise setup_error(f"promptfoo could not load {what}: {exc.summary}",
+                                  f"fix what it reports; `promptfoo eval -c {self.config.config}` must run") from None
+            try:
+                listing = json.loads(out.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise setup_error(f"promptfoo did not list the tests of {self.config.config} ({exc})",
+                                  f"check that `promptfoo eval -c {self.config.config} -o out.json` writes out.json "
+                                  "(a promptfoo 0.121 or newer)") from None
+        if not isinstance(listing, dict) or not isinstance(listing.get("config"), dict):
+            raise setup_error(f"promptfoo's output for {self.config.config} has no `config`",
+                              f"use promptfoo {PROMPTFOO_VERSION} (set eval.command)")
+        return listing
+
+    # --- tests in files ---------------------------------------------------------------------------
+
+    def _expand(self, raw: Any) -> list[dict[str, Any]]:
+        """promptfoo keeps `file://` entries of a `tests:` list as written: read them, so every test is a mapping."""
+        tests: list[dict[str, Any]] = []
+        for entry in raw if isinstance(raw, list) else [] if raw is None else [raw]:
+            if isinstance(entry, str) and _native_file(entry):
+                tests += self._read_test_files(entry)
+            elif isinstance(entry, str) or (isinstance(entry, dict) and isinstance(entry.get("path"), str)):
+                tests += self._load_with_promptfoo(entry)
+            elif isinstance(entry, dict):
+                tests.append(_vars_loaded(entry, (self.context.repo / self.config.config).parent))
+            else:
+                raise setup_error(f"{self.config.config}: the test entry {truncate(repr(entry), 80)} is neither a "
+                                  "test nor a file path", "make every entry of `tests:` a mapping (vars, assert, ...) "
+                                  "or a file:// path to a test file")
+        return tests
+
+    def _read_test_files(self, entry: str) -> list[dict[str, Any]]:
+        """The tests of the YAML/JSON/JSONL files ``entry`` (a path or glob, relative to the config) names."""
+        base = (self.context.repo / self.config.config).parent
+        files = [Path(f) for f in sorted(glob.glob(os.path.join(base, entry.removeprefix("file://")), recursive=True))
+                 if os.path.isfile(f)]
+        if not files:
+            raise setup_error(f"{self.config.config}: the tests entry {entry} matches no file",
+                              "fix the path; file:// paths in `tests:` are relative to the config's directory")
+        return [_vars_loaded(test, path.parent) for path in files for test in self._parse_test_file(path)]
+
+    def _parse_test_file(self, path: Path) -> list[dict[str, Any]]:
+        name = os.path.relpath(path, self.context.repo)
+        try:
+            text = path.read_text(encoding="utf-8")
+            if path.suffix == ".jsonl":
+                data: Any = [json.loads(line) for line in text.splitlines() if line.strip()]
+            else:
+                data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
+            raise setup_error(f"{name}: cannot read its tests ({type(exc).__name__}: {exc})",
+                              f"fix {name}: it must be a {path.suffix[1:].upper()} list of test cases") from None
+        data = [data] if isinstance(data, dict) else data
+        if not isinstance(data, list) or not all(isinstance(test, dict) for test in data):
+            raise setup_error(f"{name}: expected a list of test cases (mappings with vars, assert, ...)",
+                              f"make {name} a list whose items are test cases")
+        return data
+
+    def _load_with_promptfoo(self, entry: str | dict[str, Any]) -> list[dict[str, Any]]:
+        """Tests of a file promptfoo has its own rules for (CSV, XLSX, JS/Python generators, URLs): promptfoo loads it
+        as the `tests:` of a throwaway config (it resolves that form in its output; list entries it keeps as paths)."""
+        base = (self.context.repo / self.config.config).parent
+        reference: str | dict[str, Any] = (_absolute(entry, base) if isinstance(entry, str)
+                                           else {**entry, "path": _absolute(entry["path"], base)})
+        with tempfile.TemporaryDirectory(prefix="gepa-bot-promptfoo-tests-") as tmp:
+            config = Path(tmp) / "tests-only.yaml"
+            config.write_text(json.dumps({"prompts": ["{{gepa_bot_unused}}"], "providers": ["echo"],
+                                          "tests": reference}), encoding="utf-8")
+            tests = self._listing(Path(tmp), config.name, f"the tests of {entry}")["config"].get("tests")
+        if not isinstance(tests, list) or not tests or not all(isinstance(test, dict) for test in tests):
+            raise setup_error(f"{self.config.config}: promptfoo loaded no test cases from {truncate(str(entry), 120)}",
+                              "fix that entry of `tests:` (promptfoo's file:// path rules)")
+        return tests
 
     # --- scoring ------------------------------------------------------------------------------------
 
@@ -214,7 +334,7 @@ class PromptfooSuite(EvalSuite):
 
     def _task_model(self) -> str:
         if not self.context.model:
-            raise SuiteError("providers/grader: task_model needs models.task")
+            raise setup_error("providers/grader: task_model needs a task model", "set models.task")
         return self.context.model
 
     @staticmethod
@@ -232,38 +352,96 @@ class PromptfooSuite(EvalSuite):
         return env
 
     def _run(self, args: list[str], cwd: Path, timeout: float, tmp: Path | None = None) -> str:
-        """Run promptfoo; its stdout, or SuiteError with what it printed. Exit code 100 = some tests failed."""
+        """Run promptfoo; its stdout, or SuiteError (PromptfooFailed: it ran and failed). Exit code 100 = some tests
+        failed."""
         argv = " ".join(shlex.quote(a) for a in [*self.command, *args])
         try:
             output = run_process(argv, cwd, self._env(tmp), "", timeout)
         except (OSError, subprocess.SubprocessError) as exc:
-            raise SuiteError(f"promptfoo could not start ({exc}); install Node.js >= 20.20 or set eval.command") \
-                from None
+            raise setup_error(f"promptfoo could not start ({exc})", NODE_FIX) from None
         if output.returncode == 127:
-            raise SuiteError(f"promptfoo could not start: {output.stderr.strip()[-300:]}; install Node.js >= 20.20 "
-                             "(in GitHub Actions: actions/setup-node) or set eval.command")
+            raise setup_error(f"promptfoo could not start: {output.stderr.strip()[-300:]}", NODE_FIX)
         if output.timed_out or output.returncode not in (0, 100):
-            raise SuiteError(f"`{argv}` failed: {describe_process(output, timeout)}")
+            raise PromptfooFailed(argv, output, timeout)
         return output.stdout
 
 
+def _native_file(entry: str) -> bool:
+    """A YAML/JSON/JSONL path or glob (read here); anything else (CSV, generators, URLs) is promptfoo's to load."""
+    path = entry.removeprefix("file://")
+    return "://" not in path and path.lower().endswith(NATIVE_TEST_FILES)
+
+
+def _absolute(entry: str, base: Path) -> str:
+    """A `tests:` path made absolute against the config's directory (URLs and other schemes unchanged)."""
+    path = entry.removeprefix("file://")
+    return entry if "://" in path or os.path.isabs(path) else "file://" + str(base / path)
+
+
+def _vars_loaded(test: dict[str, Any], directory: Path) -> dict[str, Any]:
+    """``test`` with ``vars: file://...`` (a path, glob or list of them, relative to ``directory``) replaced by the
+    merged content of those YAML/JSON files, as promptfoo's readTest does: the selected tests gepa-bot hands to
+    promptfoo with ``-t`` are not read that way."""
+    paths = test.get("vars")
+    if isinstance(paths, str):
+        paths = [paths]
+    if not isinstance(paths, list) or not paths or not all(isinstance(p, str) for p in paths):
+        return test
+    merged: dict[str, Any] = {}
+    for pattern in paths:
+        files = sorted(glob.glob(os.path.join(directory, pattern.removeprefix("file://")), recursive=True))
+        if not files:
+            raise setup_error(f"vars: {pattern} of a test matches no file", "fix the path (relative to the file "
+                              "that holds the test)")
+        for name in files:
+            data = yaml.safe_load(Path(name).read_text(encoding="utf-8"))
+            if not isinstance(data, dict):
+                raise setup_error(f"{name}: a vars file must be a mapping", f"make {name} a mapping of var names")
+            merged.update(data)
+    return {**test, "vars": merged}
+
+
 def _instance_result(instance_id: str, rows: list[dict[str, Any]]) -> InstanceResult:
+    """Mean score over the test's rows; any row promptfoo could not score (provider or grader error) makes the
+    whole test an error: a mean over what is left would be a score of another test."""
     if not rows:
         return failure(instance_id, "promptfoo returned no result for this test")
-    scores = [float(r.get("score") or 0.0) for r in rows]
-    sections = [_section(r, many=len(rows) > 1) for r in rows]
+    many = len(rows) > 1
     trace = [{"prompt": (r.get("prompt") or {}).get("label"), "provider": (r.get("provider") or {}).get("id"),
               "vars": r.get("vars"), "score": r.get("score"), "pass": bool(r.get("success")),
-              "error": r.get("error") if _is_error(r) else None} for r in rows]
+              "error": _error_text(r) if _is_error(r) else None} for r in rows]
     outputs = [_output(r) for r in rows]
-    return InstanceResult(id=instance_id, score=sum(scores) / len(scores), feedback=truncate("\n".join(sections)),
-                          trace=trace, output=outputs[0] if len(outputs) == 1 else json.dumps(outputs),
-                          failed=all(_is_error(r) for r in rows))
+    output = outputs[0] if len(outputs) == 1 else json.dumps(outputs)
+    errors = [r for r in rows if _is_error(r)]
+    if errors:
+        feedback = "\n".join(_head(r, many) + f"ERROR: {truncate(_error_text(r), 800)}" for r in errors)
+        return InstanceResult(id=instance_id, score=0.0, feedback=truncate(feedback), trace=trace, output=output,
+                              failed=True)
+    scores = [float(r.get("score") or 0.0) for r in rows]
+    return InstanceResult(id=instance_id, score=sum(scores) / len(scores), trace=trace, output=output,
+                          feedback=truncate("\n".join(_section(r, many) for r in rows)))
 
 
 def _is_error(row: dict[str, Any]) -> bool:
-    """promptfoo's failureReason 2: the provider or an assertion crashed (1 is a plain failed assertion)."""
-    return row.get("failureReason") == ERROR_FAILURE
+    """promptfoo could not score the row: failureReason 2 (the provider or the grading crashed), or a model-graded
+    assertion's grader failed (unreachable, no JSON verdict): promptfoo reports that as a plain failed assertion
+    (failureReason 1) tagged ``metadata.graderError``."""
+    return row.get("failureReason") == ERROR_FAILURE or bool(_grader_errors(row.get("gradingResult")))
+
+
+def _grader_errors(result: Any) -> list[dict[str, Any]]:
+    """The grading results (nested ones too: assert-sets) whose grader failed."""
+    if not isinstance(result, dict):
+        return []
+    own = [result] if (result.get("metadata") or {}).get("graderError") is True else []
+    nested = [e for part in result.get("componentResults") or [] for e in _grader_errors(part)]
+    return nested or own
+
+
+def _error_text(row: dict[str, Any]) -> str:
+    graders = [f"grader error in [{(e.get('assertion') or {}).get('type', '?')}]: {e.get('reason') or 'no reason'}"
+               for e in _grader_errors(row.get("gradingResult"))]
+    return "; ".join(graders) or str(row.get("error") or "promptfoo reported an error without a message")
 
 
 def _output(row: dict[str, Any]) -> str:
@@ -271,16 +449,19 @@ def _output(row: dict[str, Any]) -> str:
     return output if isinstance(output, str) else json.dumps(output)
 
 
+def _head(row: dict[str, Any], many: bool) -> str:
+    """Which prompt, provider and vars a row is, when the test has several rows."""
+    if not many:
+        return ""
+    return (f"[prompt {(row.get('prompt') or {}).get('label', '?')} · {(row.get('provider') or {}).get('id', '?')}"
+            f" · vars {truncate(json.dumps(row.get('vars'), default=str), 200)}]\n")
+
+
 def _section(row: dict[str, Any], many: bool) -> str:
-    head = []
-    if many:
-        head.append(f"[prompt {(row.get('prompt') or {}).get('label', '?')} · {(row.get('provider') or {}).get('id', '?')}"
-                    f" · vars {truncate(json.dumps(row.get('vars'), default=str), 200)}]")
+    """A scored row: the verdict, the reason of every failed assertion (the grader's for model-graded ones), the
+    output."""
     grading = row.get("gradingResult") or {}
-    verdict = "PASS" if row.get("success") else "FAIL"
-    if _is_error(row) and not grading.get("componentResults"):
-        return "\n".join([*head, f"ERROR: {truncate(str(row['error']), 800)}"])
-    lines = [*head, f"{verdict}: score {float(row.get('score') or 0):.2f}"]
+    lines = [f"{_head(row, many)}{'PASS' if row.get('success') else 'FAIL'}: score {float(row.get('score') or 0):.2f}"]
     for part in grading.get("componentResults") or []:
         if not part.get("pass"):
             kind = (part.get("assertion") or {}).get("type", "?")

@@ -23,6 +23,7 @@ import git
 from gepa_bot import github as gh
 from gepa_bot.config import DEFAULT_CONFIG_NAME, Config, load_config, with_overrides
 from gepa_bot.engine import evaluate_current, optimize
+from gepa_bot.errorpolicy import RunStopped
 from gepa_bot.errors import UserError
 from gepa_bot.report import progress_lines, render, untrusted, verdict
 from gepa_bot.session import RunSettings
@@ -67,7 +68,7 @@ class State:
     """What one phase hands to the next (JSON in RUNNER_TEMP; never holds a secret)."""
 
     plan: Plan
-    stage: str = "optimize"  # "optimize" | "evaluate" | "publish" | "done"
+    stage: str = "optimize"  # "optimize" | "evaluate" | "publish" | "stopped" (by errors) | "done"
     summary: str = ""
     outputs: dict[str, str] = field(default_factory=lambda: dict(Outputs().values))
     result_file: str | None = None
@@ -87,8 +88,18 @@ def run(env: Mapping[str, str], emit: Callable[[str], None] = print, **github_kw
     mask_secrets(env, emit)
     ctx = _context(env, emit, github_kwargs)
     state = plan_phase(ctx)
-    state = optimize_phase(ctx, state)
+    try:
+        state = optimize_phase(ctx, state)
+    except RunStopped as exc:
+        publish_phase(ctx, stopped(state, exc))  # answers a comment with the cause; the PR is left alone
+        raise
     return publish_phase(ctx, state)
+
+
+def stopped(state: State, exc: RunStopped) -> State:
+    """The state of a run that errors stopped: publish leaves the PR and its branch alone and only reports why."""
+    state.stage, state.summary = "stopped", f"gepa-bot: {exc}"
+    return state
 
 
 def run_phase(phase: str, env: Mapping[str, str], emit: Callable[[str], None] = print, **github_kwargs: Any) -> None:
@@ -110,7 +121,11 @@ def run_phase(phase: str, env: Mapping[str, str], emit: Callable[[str], None] = 
             raise UserError(f"phase {phase}: no state file {state_file}", fix="run the plan phase first (action.yml)")
         state = State.from_json(json.loads(state_file.read_text(encoding="utf-8")))
         if phase == "optimize":
-            state = optimize_phase(ctx, state)
+            try:
+                state = optimize_phase(ctx, state)
+            except RunStopped as exc:  # the publish step (if: always()) reads it and reports the cause
+                state_file.write_text(json.dumps(stopped(state, exc).to_json()), encoding="utf-8")
+                raise
         else:
             publish_phase(ctx, state)
             return
@@ -343,6 +358,8 @@ def publish_phase(ctx: Context, state: State) -> Outputs:
         summary = _comment_evaluation(ctx, state, outputs)
     elif state.stage == "publish":
         summary = _publish_result(ctx, state, outputs)
+    elif state.stage == "stopped":
+        _report_stop(ctx, state)
     write_outputs(ctx.env, outputs, summary)
     return outputs
 
@@ -397,6 +414,15 @@ def _publish_result(ctx: Context, state: State, outputs: Outputs) -> str:
         gh.post_comment(repo, plan.pr_number, f"gepa-bot: {done} (validation {v['baseline-score']} → "
                                               f"{v['best-score']}, {v['rollouts-used']} rollouts).")
     return state.body
+
+
+def _report_stop(ctx: Context, state: State) -> None:
+    """A run stopped by errors: the PR and the bot's branch stay as they are; a comment command gets the cause."""
+    ctx.emit("gepa-bot: the run stopped because of errors; the pull request and its branch were left as they are")
+    if state.plan.pr_number is not None and state.plan.comment_id is not None:
+        gh.post_comment(_repository(ctx), state.plan.pr_number,
+                        f"{untrusted(state.summary, 1500)}\n\nNothing was changed. The finished work is in the eval "
+                        "cache: once the cause is fixed, the same command resumes without paying for it again.")
 
 
 def _comment_evaluation(ctx: Context, state: State, outputs: Outputs) -> str:

@@ -156,9 +156,11 @@ class RepoAdapter(GEPAAdapter[str, InstanceResult, str]):
                               fingerprint=self.cache.fingerprint, batch_size=len(ids), batch_seconds=batch_seconds,
                               **scored[instance_id].to_json())
         self.cache.put_many([(eval_key, self.split.split_of(i), r) for i, r in scored.items()])
-        self.errors.record_batch(len(ids), errors, baseline=eval_key == self.seed_eval_key)
-        if errors:
-            self._stop_if_decided()
+        baseline = eval_key == self.seed_eval_key and all(self.split.split_of(i) == "val" for i in ids)
+        self.errors.record_batch(len(ids), errors, baseline=baseline)
+        if errors:  # (the caller sees which; when they stop the run, gepa's stopper and the engine end it)
+            if self.errors.stop_cause:
+                self.budget.stop(f"stopped by errors: {self.errors.stop_cause}")
             raise EvalErrors(errors)
         return fresh
 

@@ -20,7 +20,15 @@ from gepa_bot.config import DEFAULT_CONFIG_NAME, LOCAL_MODEL, Config, load_confi
 from gepa_bot.engine import optimize
 from gepa_bot.errors import UserError
 from gepa_bot.owned import OWNED_MARKER, is_owned
-from gepa_bot.report import progress_lines, rejection_reasons, render, repeats_note, status_line, suite_warnings
+from gepa_bot.report import (
+    progress_lines,
+    rejection_reasons,
+    render,
+    repeats_note,
+    status_line,
+    suite_warnings,
+    verdict,
+)
 from gepa_bot.runlog import read_records
 from gepa_bot.session import RunSettings
 
@@ -103,6 +111,7 @@ def optimize_command(repo: Path, config_file: Path | None, dry_run: bool, fresh:
                f"rollouts {budget['rollouts_used']}/{budget['rollouts_limit']} ({budget['rollouts_executed']} executed, "
                f"{budget['cache_hits']} cached{repeats_note(budget.get('repeats_in_batch', 0))}); "
                f"{budget['wall_time_s']:.1f}s")
+    click.echo(f"verdict: {verdict(result)['reason']}")
     for warning in suite_warnings(result):
         click.echo(f"warning: {warning}", err=True)
     reasons = rejection_reasons(result["rejected_proposals"])

@@ -17,8 +17,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from gepa_bot.adapter import RepoAdapter
 from gepa_bot.completion import chat
 from gepa_bot.discovery import placeholders_in
+from gepa_bot.errorpolicy import EvalErrors, RunStopped, one_line
 from gepa_bot.errors import UserError
 from gepa_bot.session import RunSettings, check_budget_fits, open_session, resolved_models
 
@@ -56,18 +58,30 @@ def run_checks(settings: RunSettings, emit: Callable[[Finding], None]) -> list[F
             report("problem", str(exc))
         sample = s.split.val[:SAMPLE]
         s.budget.reserve_rollouts(len(sample))
-        results = s.adapter.results_for(s.seed_candidate, sample)
-        for instance_id in sample:
-            result = results[instance_id]
-            level = "warning" if result.failed else "ok"
-            feedback = " ".join((result.feedback or "").split())[:160]
-            report(level, f"eval of val instance {instance_id}: score {result.score:g}; feedback: {feedback}")
-        if all(results[i].failed for i in sample):
-            report("problem", "the eval could not score any sampled instance (see the feedback above). Fix: run "
-                              "the eval command by hand (docs/eval-protocol.md) until it prints one JSON result "
-                              "line per id")
+        s.adapter.retries = 0  # a check reports an error at once; a run retries it
+        _check_sample(s.adapter, s.seed_candidate, sample, report)
     _check_reflection_model(settings, report)
     return findings
+
+
+def _check_sample(adapter: RepoAdapter, candidate: dict[str, str], sample: list[str],
+                  report: Callable[[str, str], None]) -> None:
+    """The current prompts scored on ``sample``: each score an ``ok``, each error (never cached) a ``problem``."""
+    try:
+        results = adapter.results_for(candidate, sample)
+    except (EvalErrors, RunStopped) as exc:
+        errors = exc.errors if isinstance(exc, EvalErrors) else {}
+        for instance_id, error in errors.items():
+            report("problem", f"eval of val instance {instance_id}: ERROR (not a score): {one_line(error.feedback, 300)}")
+        if not errors:
+            report("problem", str(exc))
+        report("problem", f"the eval could not score {len(errors) or 'the'} sampled instance(s). Fix: run the eval "
+                          "command by hand (docs/eval-protocol.md) until it prints a result line per id, and make its "
+                          "model reachable (docs/faults.md)")
+        results = {}
+    for instance_id, result in results.items():
+        feedback = " ".join((result.feedback or "").split())[:160]
+        report("ok", f"eval of val instance {instance_id}: score {result.score:g}; feedback: {feedback}")
 
 
 def _check_reflection_model(settings: RunSettings, report: Callable[[str, str], None]) -> None:

@@ -24,6 +24,7 @@ from gepa_bot.cache import candidate_hash
 from gepa_bot.completion import is_loopback
 from gepa_bot.config import Config
 from gepa_bot.discovery import Component, render_files
+from gepa_bot.errorpolicy import EvalErrors, RunStopped
 from gepa_bot.errors import UserError, describe_error
 from gepa_bot.feedback_rules import shape_changed
 from gepa_bot.reflection import RationaleReflector, edit_response_format
@@ -44,7 +45,10 @@ def evaluate_current(settings: RunSettings) -> dict[str, Any]:
     with open_session(settings, with_reflection=False, max_rollouts=lambda split: len(split.val)) as session:
         val = session.split.val
         session.budget.reserve_rollouts(len(val))
-        results = session.adapter.results_for(session.seed_candidate, val)
+        try:
+            results = session.adapter.results_for(session.seed_candidate, val)
+        except EvalErrors:
+            raise session.adapter.errors.stopped() from None
     scores = [results[i].score for i in val]
     return {"val_mean": sum(scores) / len(scores), "val": {i: results[i].to_json() for i in val},
             "budget": session.budget.to_json()}
@@ -86,7 +90,12 @@ def run_search(session: RunSession) -> dict[str, Any]:
     except BudgetExhausted as exc:  # raised outside gepa's iteration loop: the baseline itself did not fit
         raise UserError(f"{settings.config_path}: field 'budget': ran out while scoring the baseline ({exc})",
                         fix="raise budget.wall_time_minutes / budget.max_llm_cost_usd, or lower split.max_val") from None
+    except (EvalErrors, RunStopped):  # the baseline (outside gepa's iteration loop) could not be scored
+        stop_if_errors_decided(session)
+        raise
+    stop_if_errors_decided(session)
     trimmed = trim_best(gepa_result, session) if trimming(session) else TrimOutcome()
+    stop_if_errors_decided(session)
     result = build_result(gepa_result, session, reflector, trimmed)
     result["search_errors"] = reflector.errors + search_errors.errors  # gepa swallows both kinds
     for error in search_errors.errors:
@@ -94,6 +103,18 @@ def run_search(session: RunSession) -> dict[str, Any]:
     (settings.run_dir / RESULT_NAME).write_text(json.dumps(result, indent=2, ensure_ascii=False), encoding="utf-8")
     runlog.write("end", best=result["best_candidate"], budget=result["budget"])
     return result
+
+
+def stop_if_errors_decided(session: RunSession) -> None:
+    """Raise RunStopped (exit code 3) when errors stopped the search: no result.json is written for it (a stale one
+    is removed), so nothing can publish a run that errors cut short; the run log keeps every scored result."""
+    errors = session.adapter.errors
+    if errors.stop_cause is None:
+        return
+    (session.settings.run_dir / RESULT_NAME).unlink(missing_ok=True)
+    session.runlog.write("stopped", cause=errors.stop_cause, last_error=errors.last_error, errors=errors.errors,
+                         attempted=errors.attempted, budget=session.budget.to_json())
+    raise errors.stopped()
 
 
 def trimming(session: RunSession) -> bool:
@@ -137,7 +158,7 @@ def trim_best(gepa_result: Any, session: RunSession) -> TrimOutcome:
         ids = ids[:budget.rollouts_left()]
         try:
             return dict(zip(ids, adapter.evaluate(ids, child).scores, strict=True)) if ids else None
-        except BudgetExhausted:
+        except (BudgetExhausted, EvalErrors, RunStopped):  # (a stop is raised again after trimming)
             return None
 
     outcome = trim(components, best_scores, seed, len(removable_sentences(seed, components)), score,
@@ -263,7 +284,7 @@ class SearchErrors:
 
     def on_error(self, event: dict[str, Any]) -> None:
         exc = event["exception"]
-        if isinstance(exc, BudgetExhausted):
+        if isinstance(exc, BudgetExhausted | EvalErrors | RunStopped):  # a skipped step or a stop, not a bug
             return
         self.errors.append(describe_error(f"search iteration {event['iteration']}", exc))
 
@@ -328,6 +349,7 @@ def build_result(gepa_result: Any, session: RunSession, reflector: RationaleRefl
         "models": settings.config.models.model_dump(),
         "seed": settings.config.optimizer.seed,
         "min_improvement": settings.config.output.min_improvement,
+        "min_confidence": settings.config.output.min_confidence,
     }
 
 

@@ -12,9 +12,11 @@ and prints one JSON line per instance on stdout::
 
     {"id": "t01", "score": 1.0, "feedback": "expected billing, got billing", "trace": {...}}
 
-In ``list`` mode it prints ``{"id": "t01", "split": "train"}`` lines (``split`` optional) or bare ids.
-Anything else on stdout is treated as log noise; ids that never get a valid line are scored 0 with the
-command's output as feedback.
+When an instance cannot be scored (its model is unreachable, a grader crashed, its data is missing), it prints
+``{"id": "t01", "error": "model call failed: ..."}`` (:func:`emit_error`) instead: an error is retried, never
+cached and never a score. In ``list`` mode it prints ``{"id": "t01", "split": "train"}`` lines (``split``
+optional) or bare ids. Anything else on stdout is treated as log noise; ids that never get a valid line are
+errors, with the command's output as their message.
 """
 
 from __future__ import annotations
@@ -98,6 +100,13 @@ def emit(instance_id: str, score: float, feedback: str, trace: Any = None, outpu
     sys.stdout.flush()
 
 
+def emit_error(instance_id: str, message: str) -> None:
+    """Print an error line: this instance could not be scored (e.g. the model call failed). Never print a score of
+    0 for that: gepa-bot retries errors, never caches them, and stops the run when they pile up."""
+    sys.stdout.write(json.dumps({"id": instance_id, "error": message}, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
 def emit_ids(ids_with_splits: list[tuple[str, str | None]]) -> None:
     """Print the instance list in ``list`` mode."""
     for instance_id, split in ids_with_splits:
@@ -125,8 +134,9 @@ def run_template_eval(data_file: Path, prompt_file: Path, placeholder: str, scor
     In list mode the ids are printed with their split, except held-out splits (scored only when asked for
     by id). For each id: ``placeholder`` in the prompt (read from the current directory, i.e. the candidate)
     is replaced by the row's ``input``, the task model answers, and ``scorer(row, reply)`` gives
-    ``(score, feedback, trace)``. A missing prompt file, a dropped placeholder, an unknown id or a failing
-    model call is scored 0 with feedback saying so; one bad instance never stops the batch.
+    ``(score, feedback, trace)``. A missing prompt file or a dropped placeholder is scored 0 with feedback saying so
+    (the candidate's fault); an unknown id or a failing model call is an error (:func:`emit_error`), never a
+    score. One bad instance never stops the batch.
     """
     req = request()
     data = load_jsonl(data_file)
@@ -149,7 +159,7 @@ def run_template_eval(data_file: Path, prompt_file: Path, placeholder: str, scor
 def _score_row(req: Request, row: dict[str, Any] | None, instance_id: str, template: str, placeholder: str,
                scorer: Scorer, noun: str, max_tokens: int) -> None:
     if row is None:
-        emit(instance_id, 0.0, f"unknown instance id {instance_id!r}")
+        emit_error(instance_id, f"unknown instance id {instance_id!r}")
         return
     if placeholder not in template:
         emit(instance_id, 0.0, f"the prompt has no {placeholder} placeholder, so the model never saw the {noun}; "
@@ -158,8 +168,8 @@ def _score_row(req: Request, row: dict[str, Any] | None, instance_id: str, templ
     started = time.monotonic()
     try:
         reply = complete(template.replace(placeholder, row["input"]), req, max_tokens=max_tokens)
-    except Exception as exc:  # one failing call must not sink the batch
-        emit(instance_id, 0.0, f"model call failed: {type(exc).__name__}: {exc}")
+    except Exception as exc:  # an error, not a score; one failing call must not sink the batch
+        emit_error(instance_id, f"model call failed: {type(exc).__name__}: {exc}")
         return
     value, feedback, trace = scorer(row, reply)
     emit(instance_id, value, f"{feedback}; {noun}: {row['input']!r}",

@@ -354,7 +354,8 @@ def test_cache_is_one_sqlite_store_and_still_reads_the_old_one_file_per_rollout_
     cache = EvalCache(tmp_path, "fp")
     cache.put("c1", "val", InstanceResult(id="i1", score=0.5, feedback="half"))
     assert cache.get("c1", "val", "i1").score == 0.5 and cache.get("c1", "train", "i1") is None
-    assert [p.name for p in tmp_path.iterdir() if not p.name.startswith("cache.sqlite3-")] == ["cache.sqlite3"]
+    stored = sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("cache.sqlite3-"))
+    assert stored == [".gepa-bot-owned", "cache.sqlite3"]
     legacy_key = cache.key("c0", "val", "i9")  # an entry written by an earlier version
     (tmp_path / legacy_key[:2]).mkdir()
     (tmp_path / legacy_key[:2] / f"{legacy_key}.json").write_text(

@@ -112,7 +112,8 @@ def make_toy_repo(root: Path, n: int = 12, val_every: int = 2, yaml_prompt: bool
         "eval:\n  command: python evals/eval.py\n  watch: ['evals/**']\n  timeout: 30\n"
         "budget:\n  rollouts: 60\n"
         "models:\n  task: openai/toy-task\n  reflection: openai/toy-reflection\n"
-        "optimizer:\n  minibatch_size: 3\n  workers: 2\n  seed: 0\n")
+        "optimizer:\n  minibatch_size: 3\n  workers: 2\n  seed: 0\n"
+        "output:\n  min_confidence: 0\n")  # 6 val instances: too few for the sign test's default confidence
     return repo
 
 

@@ -77,9 +77,8 @@ def score_one(ticket: dict, system: str, prompt: str, max_words: int, req: evalk
         return
     try:
         raw = evalkit.complete(user, req, system=system, max_tokens=12)
-    except Exception as exc:  # one failing call must not sink the batch
-        evalkit.emit(ticket["id"], 0.0, f"model call failed: {type(exc).__name__}: {exc}",
-                     trace={"prompt_chars": len(full), "raw": None})
+    except Exception as exc:  # an error, not a score (gepa-bot retries it); one failing call must not sink the batch
+        evalkit.emit_error(ticket["id"], f"model call failed: {type(exc).__name__}: {exc}")
         return
     got = normalize(raw)
     trace = {"prompt_chars": len(full), "raw": raw}
@@ -106,7 +105,7 @@ def main() -> None:
     system, max_words = load_settings()
     for ticket_id in ids:
         if ticket_id not in tickets:
-            evalkit.emit(ticket_id, 0.0, f"unknown ticket id {ticket_id!r}")
+            evalkit.emit_error(ticket_id, f"unknown ticket id {ticket_id!r}")
             continue
         score_one(tickets[ticket_id], system, prompt, max_words, req)
 

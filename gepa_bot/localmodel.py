@@ -22,6 +22,7 @@ import hashlib
 import importlib.util
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -219,11 +220,44 @@ def is_available(model: LocalModel = QWEN) -> bool:
     return True
 
 
+def smoke_test(model: LocalModel = QWEN) -> str:
+    """One completion from ``model`` through its server; the reply, or LocalModelUnavailable saying how it failed
+    (a server that crashes on its first completion, e.g. a native llama.cpp build on a CPU it mis-detects)."""
+    from gepa_bot.completion import chat
+    from gepa_bot.modelserver import LocalModelServer
+
+    server = LocalModelServer(model)
+    with server:
+        try:
+            reply = chat(server.model, [{"role": "user", "content": "Answer with the word OK."}], max_tokens=4,
+                         temperature=0.0, api_base=server.api_base, api_key=server.api_key, timeout=120)
+        except Exception as exc:
+            time.sleep(0.5)  # let a crashing server finish dying, so its exit status is known
+            raise LocalModelUnavailable(
+                f"{model.name} loaded, but its first completion failed ({type(exc).__name__}: {exc}); the server "
+                f"{server.exit_description}. A llama.cpp build for another CPU does this: rebuild it with "
+                f"scripts/install-local-model (portable AVX2 baseline), or set CMAKE_ARGS for this CPU. "
+                f"Server log: {server.log_path}") from None
+    return reply.text
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m gepa_bot.localmodel join``: join and verify the Qwen parts (the installer's last step)."""
+    """``python -m gepa_bot.localmodel join``: join and verify the Qwen parts (the installer's step);
+    ``... smoke``: one completion from the default model (the installer's last step)."""
     args = list(sys.argv[1:] if argv is None else argv)
+    if args == ["smoke"]:
+        from gepa_bot import localmodel  # this file runs as __main__: use the package's classes, not copies
+
+        try:
+            started = time.monotonic()
+            reply = localmodel.smoke_test()
+        except LocalModelUnavailable as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        print(f"{QWEN.name}: answered {reply.strip()[:40]!r} in {time.monotonic() - started:.1f} s (server start included)")
+        return 0
     if args != ["join"]:
-        print("usage: python -m gepa_bot.localmodel join", file=sys.stderr)
+        print("usage: python -m gepa_bot.localmodel join|smoke", file=sys.stderr)
         return 2
     try:
         path = join_qwen_gguf()

@@ -122,7 +122,11 @@ def open_suite(settings: RunSettings, with_reflection: bool = True
         task_model = resolved[0]
         context = SuiteContext(repo=settings.repo, model=task_model["model"], api_base=task_model.get("api_base"),
                                api_key=task_model.get("api_key"))
-        yield settings.config.eval.build(context), task_model, (resolved[1] if with_reflection else None)
+        try:
+            suite = settings.config.eval.build(context)
+        except SuiteError as exc:
+            raise suite_error(settings, exc) from None
+        yield suite, task_model, (resolved[1] if with_reflection else None)
 
 
 def make_budget(config: Config, max_rollouts: int | None = None) -> Budget:
@@ -235,8 +239,14 @@ def list_instances(suite: EvalSuite, settings: RunSettings) -> list[Instance]:
     try:
         return suite.list_instances()
     except SuiteError as exc:
-        raise UserError(f"{settings.config_path}: field 'eval': {exc}", fix="make the eval command work by hand first "
-                        "(see README 'Eval protocol')") from None
+        raise suite_error(settings, exc) from None
+
+
+def suite_error(settings: RunSettings, exc: SuiteError) -> UserError:
+    """A suite that cannot be built or listed, as one line naming the config field, with the suite's own Fix."""
+    message, _, fix = " ".join(str(exc).split()).partition(" Fix: ")
+    return UserError(f"{settings.config_path}: field 'eval': {message.rstrip('.')}",
+                     fix=fix or "make the eval command work by hand first (docs/eval-protocol.md)")
 
 
 def restore_logged_rollouts(run_dir: Path, cache: EvalCache) -> int:

@@ -84,7 +84,7 @@ def rows_for(task: Task, seed: int, method: str, outcome: Outcome, budgets: list
         best = outcome.best_at(budget)
         candidate = best["candidate"]
         row = {"task": task.name, "budget": budget, "method": method, "seed": seed,
-               "test_score": round(scorer.score(task, config, candidate), 4),
+               "test_score": round(scorer.score(task, config, candidate), 4), "test_n": len(task.test_ids()),
                "val_score": None if best["val_score"] is None else round(best["val_score"], 4),
                "prompt_chars": sum(len(t) for t in candidate.values()),
                "found_at_rollout": best["rollouts"],

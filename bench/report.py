@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-ROW_FIELDS = ("task", "budget", "method", "seed", "test_score", "prompt_chars")
+ROW_FIELDS = ("task", "budget", "method", "seed", "test_score", "test_n", "prompt_chars")
 METHOD_ORDER = ("seed", "best_of_n", "plain_gepa", "gepa_bot", "gepa_bot_nocache")
 METHOD_LABELS = {"seed": "seed prompt", "best_of_n": "best-of-N rewrites", "plain_gepa": "plain gepa 0.1.4",
                  "gepa_bot": "gepa-bot", "gepa_bot_nocache": "gepa-bot, no cache"}

@@ -146,7 +146,7 @@ def test_bench_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
         assert set(harness.ROW_FIELDS) <= set(row)
         assert row["found_at_rollout"] <= row["budget"] or row["method"] == "seed"
         assert row["rollouts_used"] <= max(budgets)
-        assert 0.0 <= row["test_score"] <= 1.0
+        assert 0.0 <= row["test_score"] <= 1.0 and row["test_n"] == len(tasks[0].test_ids())
         assert row["prompt_chars"] == sum(len(t) for t in row["prompt"].values())
     seed = [r for r in rows if r["method"] == "seed"]
     assert all(r["test_score"] == 0.0 and r["rollouts_used"] == 0 for r in seed)

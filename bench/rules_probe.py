@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""One proposal of each reflection move on a bench task's seed prompt, scored on val: no search.
+
+    flock /tmp/llama.lock python bench/rules_probe.py --task incidents [--repeats 2]
+
+Scores the seed prompt on train and val with the embedded task model (temperature 0, the task's own eval),
+hands the train failures (up to 8, as the search would) to gepa-bot's reflector, asks for one ``rules``,
+``example``, ``edit`` and ``simplify`` proposal each (``--repeats`` times), and scores every proposed prompt on
+val. Prints the text added, the reflector's rationale and the val score. The held-out test split is never scored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT)]
+
+from gepa.proposer.reflective_mutation.reflection_lm import ReflectionProposal  # noqa: E402
+
+from gepa_bot.budget import Budget  # noqa: E402
+from gepa_bot.llm import LLM  # noqa: E402
+from gepa_bot.modelserver import LocalModelServer  # noqa: E402
+from gepa_bot.reflection import INSTRUCTION_SCHEMA, RationaleReflector  # noqa: E402
+from gepa_bot.runlog import RunLog  # noqa: E402
+
+MOVES = ("rules", "example", "edit", "simplify")
+
+
+def run_eval(task_dir: Path, prompt_file: str, text: str, ids: list[str], env: dict[str, str]) -> dict[str, dict]:
+    """The eval's result line per id (score, feedback, output)."""
+    with tempfile.TemporaryDirectory() as work:
+        (Path(work) / prompt_file).parent.mkdir(parents=True)
+        (Path(work) / prompt_file).write_text(text)
+        (Path(work) / "ids").write_text("\n".join(ids) + "\n")
+        done = subprocess.run([sys.executable, str(task_dir / "eval.py")], cwd=work, capture_output=True, text=True,
+                              env={**env, "GEPA_BOT_MODE": "evaluate", "GEPA_BOT_IDS_FILE": str(Path(work) / "ids")})
+    results = {r["id"]: r for r in (json.loads(line) for line in done.stdout.splitlines() if line.startswith("{"))}
+    return {i: results.get(i, {"id": i, "score": 0.0, "feedback": "no result"}) for i in ids}
+
+
+def mean(results: dict[str, dict]) -> float:
+    return sum(r["score"] for r in results.values()) / len(results)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--task", default="incidents")
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--moves", default=",".join(MOVES))
+    args = parser.parse_args()
+    task_dir = ROOT / "bench/tasks" / args.task
+    prompt_path = next((task_dir / "prompts").iterdir())
+    prompt_file, seed = f"prompts/{prompt_path.name}", prompt_path.read_text()
+    rows = [json.loads(line) for line in (task_dir / "data.jsonl").read_text().splitlines() if line.strip()]
+    splits = {name: [r["id"] for r in rows if r["split"] == name] for name in ("train", "val")}
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory() as scratch, LocalModelServer() as server:
+        env = {**os.environ, **server.eval_env()}
+        train = run_eval(task_dir, prompt_file, seed, splits["train"], env)
+        val = run_eval(task_dir, prompt_file, seed, splits["val"], env)
+        print(f"seed: train {mean(train):.3f} val {mean(val):.3f} ({time.monotonic() - started:.0f} s)", flush=True)
+        failures = sorted((r for r in train.values() if r["score"] < 1.0), key=lambda r: r["score"])[:8]
+        records = [{"Inputs": {"instance_id": r["id"]}, "Generated Outputs": r.get("output") or "",
+                    "Feedback": r["feedback"], "score": r["score"]} for r in failures]
+        runlog = RunLog(Path(scratch) / "run")
+        kwargs = server.litellm_kwargs()
+        llm = LLM(kwargs["model"], Budget(max_rollouts=10**6), runlog, max_tokens=384, temperature=0.7,
+                  extra={"api_base": kwargs["api_base"], "api_key": kwargs["api_key"], "seed": 0})
+        reflector = RationaleReflector(llm=llm, runlog=runlog, style="mixed", attempts=2,
+                                       response_format={"type": "json_object", "schema": INSTRUCTION_SCHEMA})
+        for move in args.moves.split(","):
+            for _ in range(args.repeats):
+                began = time.monotonic()
+                proposal = reflector._propose_one("p", seed, records, ReflectionProposal(new_texts={}), "seed", move)
+                if proposal is None:
+                    print(f"[{move}] no proposal; rejected: {[r['reason'][:160] for r in reflector.rejected[-2:]]}")
+                    continue
+                scored = mean(run_eval(task_dir, prompt_file, proposal.text, splits["val"], env))
+                print(f"[{move}] val {scored:.3f} ({time.monotonic() - began:.0f} s), {len(proposal.text)} chars\n"
+                      f"  rationale: {proposal.rationale}\n  failures: {', '.join(proposal.failure_ids)}\n"
+                      f"  text: {proposal.text!r}", flush=True)
+        runlog.close()
+    print(f"total {time.monotonic() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -700,3 +700,143 @@ def test_hostile_eval_cannot_find_the_token_in_the_three_phase_action(h, tmp_pat
                             cwd=work, capture_output=True, text=True, timeout=300)
     assert single.returncode == 0, single.stdout[-2000:] + single.stderr[-2000:]
     assert any(where.startswith("/proc/") for found in snoop_reports(report) for where in found)
+
+
+# ---- errors are not scores: a run stopped by errors leaves the pull request and its branch alone ------
+
+# The toy eval with a bug: it lists its instances, then crashes on every evaluation (an error, never a score of 0).
+CRASHING_EVAL = EVAL_PRELUDE + "raise SystemExit(\"ImportError: the eval's own bug\")\n"
+
+
+def _fast_retries(monkeypatch) -> None:
+    """Errors are still retried (eval.retries: 2), without the 2 s and 8 s backoff in between."""
+    import gepa_bot.adapter
+
+    monkeypatch.setattr(gepa_bot.adapter, "RETRY_DELAYS_S", (0.0, 0.0, 0.0))
+
+
+def _break_the_eval(h: Harness, branch: str = "main") -> None:
+    """A commit on ``branch`` of the remote that makes its eval crash (as a push brings it)."""
+    _git("checkout", "-q", branch, cwd=h.src)
+    (h.src / "evals" / "eval.py").write_text(CRASHING_EVAL)
+    _commit_all(h.src, "a broken eval")
+    _git("push", "-q", str(h.fake.repos[FULL].git_dir), f"{branch}:refs/heads/{branch}", cwd=h.src)
+    _git("checkout", "-q", "main", cwd=h.src)
+
+
+def _github(h: Harness) -> tuple:
+    import dataclasses
+
+    """Everything a run could change on GitHub: every issue and PR (state, body, labels...), every comment with its
+    reactions, every branch of the remote (a PR's head_sha is left out: the fake refreshes it when it is read)."""
+    issues = [dataclasses.replace(p, head_sha=None) for p in copy.deepcopy(h.fake.pulls(OWNER, NAME))]
+    comments = copy.deepcopy({c.id: c for c in h.fake.comments.values() if c.repo == FULL})
+    refs = _git("--git-dir", str(h.fake.repos[FULL].git_dir), "for-each-ref", "--format=%(refname) %(objectname)")
+    return issues, comments, refs
+
+
+def _writes_since(h: Harness, start: int) -> list:
+    """API writes and git pushes since request ``start`` (fetches are POSTs too, but read nothing back)."""
+    return [r for r in h.fake.requests[start:] if r[0] != "GET" and "git-upload-pack" not in r[1]]
+
+
+def _assert_stopped_by_the_crash(message: str) -> None:
+    assert message.startswith("run stopped: ") and "could not be scored, so there is no baseline" in message
+    assert "last error: " in message and "the eval's own bug" in message and " Fix: " in message
+    assert "\n" not in message
+
+
+def test_a_push_run_whose_eval_crashes_stops_with_exit_3_and_leaves_the_bots_pr_alone(h, monkeypatch, capsys):
+    from gepa_bot.runlog import read_records
+
+    _fast_retries(monkeypatch)
+    out = h.run(h.env("push", push_event("prompts/main.txt")))
+    assert out["pull-request-operation"] == "created"
+    _break_the_eval(h)
+    before, start = _github(h), len(h.fake.requests)
+
+    env = h.env("push", push_event("evals/eval.py"))
+    lines: list[str] = []
+    with pytest.raises(action.RunStopped) as stopped:
+        action.run(env, emit=lines.append, **NO_KWARGS)
+    assert stopped.value.exit_code == 3
+    _assert_stopped_by_the_crash(str(stopped.value))
+    # the PR is not closed (a crashing eval scores nothing, it does not make the proposal worse), not updated, not
+    # commented on; its branch is neither pushed nor deleted
+    assert _github(h) == before and _writes_since(h, start) == []
+    assert "gepa-bot: the run stopped because of errors; the pull request and its branch were left as they are" in lines
+    assert not any("pull request closed" in line or "deleted the branch" in line for line in lines)
+    assert read_outputs(env)["pull-request-operation"] == "none"
+    assert "run stopped: " in Path(env["GITHUB_STEP_SUMMARY"]).read_text()
+    run_dir = Path(env["GITHUB_WORKSPACE"]) / ".gepa-bot" / "run"
+    assert not (run_dir / "result.json").exists()
+    [record] = read_records(run_dir, "stopped")
+    assert "no baseline" in record["cause"]
+    assert {r["attempt"] for r in read_records(run_dir, "eval_error")} == {1, 2, 3}  # retried twice first
+
+    # the console entry (`gepa-bot action`): one ::error:: line with the cause, exit code 3
+    capsys.readouterr()
+    assert action.main(h.env("push", push_event("evals/eval.py"))) == 3
+    (error,) = _error_lines(capsys)
+    _assert_stopped_by_the_crash(error.removeprefix("::error::"))
+    assert _github(h) == before and _writes_since(h, start) == []
+
+
+def test_an_optimize_comment_whose_eval_crashes_gets_one_reply_with_the_cause_and_changes_nothing(h, monkeypatch):
+    _fast_retries(monkeypatch)
+    h.fake.set_permission(OWNER, NAME, "octocat", "write")
+    h.push_branch("feature", "Route the support ticket {ticket} to a queue.\n")
+    feature = h.fake.add_pull(OWNER, NAME, head="feature", base="main", title="Reword the prompt", user="octocat")
+    first = h.run(h.env("issue_comment", comment_event(h, feature.number, "/gepa optimize budget=40", "octocat")))
+    assert first["pull-request-operation"] == "created"  # the bot's PR gepa-bot/feature -> feature
+    _break_the_eval(h, "feature")
+    payload = comment_event(h, feature.number, "/gepa optimize budget=40", "octocat")
+    (issues, comments, refs) = _github(h)
+
+    lines: list[str] = []
+    with pytest.raises(action.RunStopped):
+        action.run(h.env("issue_comment", payload), emit=lines.append, **NO_KWARGS)
+
+    issues_after, comments_after, refs_after = _github(h)
+    assert (issues_after, refs_after) == (issues, refs)  # no PR opened, updated or closed; no branch pushed
+    assert reactions(h, payload) == ["eyes"]
+    assert {i: comments_after[i] for i in comments if i != payload["comment"]["id"]} == \
+        {i: c for i, c in comments.items() if i != payload["comment"]["id"]}
+    new = [c for i, c in comments_after.items() if i not in comments]
+    assert all(c.user == "github-actions[bot]" and c.issue_number == feature.number for c in new)
+    stops = [c.body for c in new if "run stopped" in c.body]
+    assert len(stops) == 1 and len(new) == 2  # "optimizing `feature`…", then the cause
+    assert new[0].body.startswith("gepa-bot: optimizing `feature`")
+    _assert_stopped_by_the_crash(stops[0].split("gepa-bot: ", 1)[1].split("\n", 1)[0])
+    assert "Nothing was changed" in stops[0]
+
+
+def test_the_three_phase_action_does_not_publish_a_stopped_run(h, monkeypatch, tmp_path):
+    _fast_retries(monkeypatch)
+    assert h.run(h.env("push", push_event("prompts/main.txt")))["pull-request-operation"] == "created"
+    _break_the_eval(h)
+    before, start = _github(h), len(h.fake.requests)
+    runner_temp = tmp_path / "runner-temp"
+    runner_temp.mkdir()
+    env = h.env("push", push_event("evals/eval.py"), RUNNER_TEMP=str(runner_temp))
+    without_token = {k: v for k, v in env.items() if k not in action.TOKEN_NAMES}
+    lines: list[str] = []
+
+    # as action.yml runs them: plan (token), optimize (no token; the step fails), publish (token, `if: always()`)
+    action.run_phase("plan", env, emit=lines.append, **NO_KWARGS)
+    assert read_outputs(env)["work"] == "true"
+    assert action.main(without_token, phase="optimize") == 3
+    state = json.loads((runner_temp / "gepa-bot-state" / "state.json").read_text())
+    assert state["stage"] == "stopped" and state["summary"].startswith("gepa-bot: run stopped: ")
+    _assert_stopped_by_the_crash(state["summary"].removeprefix("gepa-bot: "))
+    assert state["result_file"] is None and TOKEN not in json.dumps(state)
+    action.run_phase("publish", env, emit=lines.append, **NO_KWARGS)  # returns normally: nothing to publish
+
+    assert _github(h) == before and _writes_since(h, start) == []
+    assert "gepa-bot: the run stopped because of errors; the pull request and its branch were left as they are" in lines
+    assert read_outputs(env)["pull-request-operation"] == "none"
+    assert "run stopped: " in Path(env["GITHUB_STEP_SUMMARY"]).read_text()
+    # and action.yml does run the publish step after a failed optimize step
+    steps = (Path(__file__).resolve().parent.parent / "action.yml").read_text().split("    - name: ")
+    (publish,) = [s for s in steps if s.startswith("Publish")]
+    assert "if: always() && steps.plan.outputs.work == 'true'" in publish and "--phase publish" in publish

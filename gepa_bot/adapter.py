@@ -156,6 +156,8 @@ class RepoAdapter(GEPAAdapter[str, InstanceResult, str]):
                               fingerprint=self.cache.fingerprint, batch_size=len(ids), batch_seconds=batch_seconds,
                               **scored[instance_id].to_json())
         self.cache.put_many([(eval_key, self.split.split_of(i), r) for i, r in scored.items()])
+        if errors:
+            self.budget.check_time()  # evals the wall-time cap cut short: a budget stop, not errors
         baseline = eval_key == self.seed_eval_key and all(self.split.split_of(i) == "val" for i in ids)
         self.errors.record_batch(len(ids), errors, baseline=baseline)
         if errors:  # (the caller sees which; when they stop the run, gepa's stopper and the engine end it)
@@ -172,7 +174,11 @@ class RepoAdapter(GEPAAdapter[str, InstanceResult, str]):
         pending = ids
         for attempt in range(self.retries + 1):
             if attempt:
-                time.sleep(self.retry_delays[min(attempt, len(self.retry_delays)) - 1])
+                delay = self.retry_delays[min(attempt, len(self.retry_delays)) - 1]
+                left = self.budget.remaining_seconds()
+                if left is not None and left <= delay:  # no time for a retry under the wall-time cap
+                    break
+                time.sleep(delay)
             self._check_model_server()
             runs = [self.executor.evaluate(self.suite, files, candidate, pending) for _ in range(self.repeats)]
             results.update({i: combine_repeats([run[i] for run in runs]) for i in pending})

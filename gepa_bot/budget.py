@@ -120,6 +120,11 @@ class Budget:
         """The monotonic time at which the wall-time cap is reached."""
         return None if self.max_seconds is None else self.started + self.max_seconds
 
+    def check_time(self) -> None:
+        """Raise BudgetExhausted once the wall-time cap is reached (an eval cut at the deadline is not an error)."""
+        with self._lock:
+            self._check_time()
+
     def _check_time(self) -> None:
         if self.max_seconds is not None and self.elapsed() >= self.max_seconds:
             self._exhaust(f"wall-time cap of {self.max_seconds:g}s reached")

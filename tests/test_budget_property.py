@@ -46,17 +46,17 @@ def test_rollout_cap_and_accounting_hold_for_any_run_shape(shape, monkeypatch):
         result = optimize(settings_for(repo, root, ScriptedReflection(junk_every=shape["junk_every"]),
                                        budget__rollouts=shape["rollouts"], optimizer__workers=shape["workers"],
                                        optimizer__minibatch_size=shape["minibatch"], optimizer__seed=shape["seed"]))
-        budget = result["budget"]
+        budget = result.budget
         rollouts = list(read_records(root / "run", "rollout"))
         executed = sorted(p.name for p in counter.iterdir())
 
-    assert budget["rollouts_used"] <= shape["rollouts"] == budget["rollouts_limit"]
-    assert budget["rollouts_executed"] <= budget["rollouts_used"]
-    assert budget["rollouts_executed"] + budget["cache_hits"] + budget["repeats_in_batch"] == budget["rollouts_used"]
+    assert budget.rollouts_used <= shape["rollouts"] == budget.rollouts_limit
+    assert budget.rollouts_executed <= budget.rollouts_used
+    assert budget.rollouts_executed + budget.cache_hits + budget.repeats_in_batch == budget.rollouts_used
     keys = Counter((r["candidate"], r["split"], r["id"]) for r in rollouts)
     assert [k for k, n in keys.items() if n > 1] == []  # every logged rollout unique
-    assert len(rollouts) == budget["rollouts_executed"] == len(executed)  # ... and each one really ran once
-    assert budget["stop_reason"]
+    assert len(rollouts) == budget.rollouts_executed == len(executed)  # ... and each one really ran once
+    assert budget.stop_reason
 
 
 # --- LLM cost cap --------------------------------------------------------------------------------
@@ -90,14 +90,14 @@ def test_llm_cost_cap_is_never_crossed(tmp_path):
     result = optimize(settings_for(repo, tmp_path, transport, budget__rollouts=500, budget__max_llm_cost_usd=cap,
                                    models__reflection=PRICED_MODEL))
 
-    budget = result["budget"]
+    budget = result.budget
     assert transport.costs and all(c > 0 for c in transport.costs)
-    assert budget["llm_cost_usd"] == round(sum(transport.costs), 6) <= cap
-    assert budget["llm_calls"] == len(transport.costs) >= 2
-    assert "LLM cost cap" in budget["stop_reason"]
-    assert budget["rollouts_used"] < 500  # the cost cap, not the rollout budget, ended the run
+    assert budget.llm_cost_usd == round(sum(transport.costs), 6) <= cap
+    assert budget.llm_calls == len(transport.costs) >= 2
+    assert "LLM cost cap" in budget.stop_reason
+    assert budget.rollouts_used < 500  # the cost cap, not the rollout budget, ended the run
     logged = list(read_records(tmp_path / "run", "llm"))
-    assert round(sum(r["cost_usd"] for r in logged), 6) == budget["llm_cost_usd"]
+    assert round(sum(r["cost_usd"] for r in logged), 6) == budget.llm_cost_usd
 
 
 # --- wall-time cap -------------------------------------------------------------------------------
@@ -119,26 +119,32 @@ def test_wall_time_cap_ends_the_run_close_to_the_cap(tmp_path, monkeypatch):
     result = optimize(settings_for(repo, tmp_path, ScriptedReflection(), budget__rollouts=500,
                                    budget__wall_time_minutes=WALL_CAP_MINUTES))
 
-    budget = result["budget"]
+    budget = result.budget
     cap = WALL_CAP_MINUTES * 60
-    assert "wall-time cap" in budget["stop_reason"]
-    assert budget["wall_time_s"] <= cap + WALL_SLACK, budget
-    assert budget["rollouts_used"] < 500
-    assert result["candidates"][0]["val"]  # the baseline was scored before time ran out
+    assert "wall-time cap" in budget.stop_reason
+    assert budget.wall_time_s <= cap + WALL_SLACK, budget
+    assert budget.rollouts_used < 500
+    assert result.candidates[0].val  # the baseline was scored before time ran out
 
 
 def test_wall_time_cap_kills_an_eval_in_flight(tmp_path, monkeypatch):
-    """An eval longer than the whole cap is cut at the deadline and scored as a failure, not waited for."""
+    """An eval longer than the whole cap is cut at the deadline, not waited for, and not retried; a cut eval is a
+    budget stop, not an error and not a score: with no baseline, the run ends with the cap named (exit code 2)."""
+    import time
+
+    from gepa_bot.errors import UserError
+    from gepa_bot.runlog import read_records
+
     monkeypatch.setenv("TOY_EVAL_SLEEP", "3")
     repo = make_toy_repo(tmp_path)
-    result = optimize(settings_for(repo, tmp_path, ScriptedReflection(), budget__rollouts=500,
-                                   budget__wall_time_minutes=WALL_CAP_MINUTES))
-
-    budget = result["budget"]
-    assert budget["wall_time_s"] <= WALL_CAP_MINUTES * 60 + WALL_SLACK, budget
-    assert "wall-time cap" in budget["stop_reason"]
-    baseline = result["candidates"][0]["val"]
-    assert baseline and all(entry["failed"] and "timed out" in entry["feedback"] for entry in baseline.values())
+    started = time.monotonic()
+    with pytest.raises(UserError, match="ran out while scoring the baseline \\(wall-time cap of") as ended:
+        optimize(settings_for(repo, tmp_path, ScriptedReflection(), budget__rollouts=500,
+                              budget__wall_time_minutes=WALL_CAP_MINUTES))
+    assert time.monotonic() - started <= WALL_CAP_MINUTES * 60 + WALL_SLACK
+    assert ended.value.exit_code == 2
+    assert list(read_records(tmp_path / "run", "rollout")) == []  # nothing scored: nothing cached as a result
+    assert {r["attempt"] for r in read_records(tmp_path / "run", "eval_error")} == {1}  # no retry past the cap
 
 
 def test_a_padded_minibatch_naming_an_instance_twice_runs_it_once(tmp_path, monkeypatch):

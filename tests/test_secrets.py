@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import re
+import sqlite3
 import subprocess
 import sys
 import textwrap
 
+import pytest
 from toyrepo import EVAL_PRELUDE
 
 SECRETS = {
@@ -121,9 +122,9 @@ def test_untrusted_text_cannot_break_the_pr_body_or_emit_workflow_commands(tmp_p
     import functools
 
     import litellm
+    from toyrepo import make_toy_repo
 
     from gepa_bot.cli import load_settings, run_optimize
-    from toyrepo import make_toy_repo
 
     repo = make_toy_repo(tmp_path)
     (repo / "evals" / "eval.py").write_text(LEAKY_EVAL)
@@ -139,7 +140,7 @@ def test_untrusted_text_cannot_break_the_pr_body_or_emit_workflow_commands(tmp_p
     result, body = run_optimize(settings, tmp_path / "body.md")
 
     full = (tmp_path / "run" / "report-full.md").read_text()
-    assert result["best_candidate"] != 0  # the rationale and feedback are shown
+    assert result.best_candidate != 0  # the rationale and feedback are shown
     for text in (body, full):
         assert "::set-output" not in text and "::add-mask::" not in text and "::warning::" not in text
         assert not [line for line in text.splitlines() if line.lstrip().startswith("::")]
@@ -159,10 +160,12 @@ def test_untrusted_text_cannot_break_the_pr_body_or_emit_workflow_commands(tmp_p
 def test_a_key_in_an_llm_error_message_is_masked_everywhere(tmp_path, monkeypatch):
     """Providers quote the rejected key in auth errors; the reason is kept in the log and result.json."""
     import litellm
-
-    from gepa_bot.engine import optimize
     from test_engine import settings_for
     from toyrepo import make_toy_repo
+
+    from gepa_bot.engine import optimize
+    from gepa_bot.errorpolicy import RunStopped
+    from gepa_bot.runlog import read_records
 
     for name, value in SECRETS.items():
         monkeypatch.setenv(name, value)
@@ -178,11 +181,12 @@ def test_a_key_in_an_llm_error_message_is_masked_everywhere(tmp_path, monkeypatc
             raise litellm.AuthenticationError(message=messages[Rejecting.calls % 2], llm_provider="openai", model=model)
 
     repo = make_toy_repo(tmp_path)
-    result = optimize(settings_for(repo, tmp_path, Rejecting(), budget__rollouts=20))
+    with pytest.raises(RunStopped) as stopped:  # a reflection model refusing every call stops the run (exit 3)
+        optimize(settings_for(repo, tmp_path, Rejecting(), budget__rollouts=20))
 
-    reasons = [r["reason"] for r in result["rejected_proposals"]]
+    reasons = [r["reason"] for r in read_records(tmp_path / "run", "rejected_proposal")]
     assert Rejecting.calls >= 2 and any("Incorrect API key provided: ***" in r for r in reasons)
     for path in (tmp_path / "run").rglob("*"):
         if path.is_file():
             assert leaks(path.read_text(errors="replace")) == [], path.name
-    assert leaks(json.dumps(result)) == []
+    assert leaks(str(stopped.value)) == []

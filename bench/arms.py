@@ -174,11 +174,11 @@ def run_gepa(task: Task, config: Config, run_dir: Path, opts: BenchOptions, *, u
                                                      encoding="utf-8")
         replayed = len(records)
     result = engine.optimize(settings)
-    trajectory = sorted(({"rollouts": c["discovered_at_rollout"], "val_score": c["val_mean"],
-                          "candidate": c["components"]} for c in result["candidates"]), key=lambda t: t["rollouts"])
-    return Outcome(trajectory, result["budget"], result["rejected_proposals"],
-                   {"accepted": len(result["candidates"]) - 1, "replay_records": replayed,
-                    "reflection_style": result.get("reflection_style") if proposer == "gepa_bot" else "gepa-default"})
+    trajectory = sorted(({"rollouts": c.discovered_at_rollout, "val_score": c.val_mean,
+                          "candidate": c.components} for c in result.candidates), key=lambda t: t["rollouts"])
+    return Outcome(trajectory, result.budget.model_dump(), [r.model_dump() for r in result.rejected_proposals],
+                   {"accepted": len(result.candidates) - 1, "replay_records": replayed,
+                    "reflection_style": result.reflection_style if proposer == "gepa_bot" else "gepa-default"})
 
 
 def run_arm(method: str, task: Task, config: Config, run_dir: Path, opts: BenchOptions) -> Outcome:

@@ -70,7 +70,7 @@ def measure(n_val: int, n_train: int, budget: int, work: Path) -> dict:
                                run_dir=work / "run", cache_dir=work / "cache", transport=Reflector())
         started = time.perf_counter()
         result = optimize(settings)
-        return result["budget"], time.perf_counter() - started
+        return result.budget.model_dump(), time.perf_counter() - started
 
     first, first_s = run()
     rerun, rerun_s = run()

@@ -26,6 +26,7 @@ from gepa_bot.engine import evaluate_current, optimize
 from gepa_bot.errorpolicy import RunStopped
 from gepa_bot.errors import UserError
 from gepa_bot.report import progress_lines, render, untrusted, verdict
+from gepa_bot.result import RESULT_NAME, Evaluation, RunResult
 from gepa_bot.session import RunSettings
 from gepa_bot.trigger import Plan, plan_for
 from gepa_bot.workflow import Inputs, Outputs, command_data, log_line, mask_secrets, print_untrusted, write_outputs
@@ -73,14 +74,17 @@ class State:
     outputs: dict[str, str] = field(default_factory=lambda: dict(Outputs().values))
     result_file: str | None = None
     body: str = ""
-    evaluation: dict[str, Any] | None = None
+    evaluation: Evaluation | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        evaluation = self.evaluation.model_dump(mode="json") if self.evaluation is not None else None
+        return {**dataclasses.asdict(dataclasses.replace(self, evaluation=None)), "evaluation": evaluation}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> State:
-        return cls(plan=Plan(**data["plan"]), **{k: v for k, v in data.items() if k != "plan"})
+        evaluation = Evaluation.model_validate(data["evaluation"]) if data.get("evaluation") is not None else None
+        return cls(plan=Plan(**data["plan"]), evaluation=evaluation,
+                   **{k: v for k, v in data.items() if k not in ("plan", "evaluation")})
 
 
 def run(env: Mapping[str, str], emit: Callable[[str], None] = print, **github_kwargs: Any) -> Outputs:
@@ -332,18 +336,18 @@ def optimize_phase(ctx: Context, state: State) -> State:
         result = optimize(settings)
     finally:
         ctx.emit("::endgroup::")
-    originals = {p: (ctx.workspace / p).read_text(encoding="utf-8") for p in result["best_files"]}
+    originals = {p: (ctx.workspace / p).read_text(encoding="utf-8") for p in result.best_files}
     body, full = render(result, originals, full_report_where(ctx.env))
     body += run_footer(ctx, state.plan, settings)
     (settings.run_dir / "report-full.md").write_text(full, encoding="utf-8")
     print_untrusted(body, ctx.emit)
-    for error in result.get("search_errors", []):
-        where = f"{error['where']}: {error['type']}: {error['message']}"
+    for error in result.search_errors:
+        where = f"{error.where}: {error.type}: {error.message}"
         ctx.emit(f"::error::{command_data(where, 600)}")
     v = verdict(result)
-    state.outputs.update({"best-score": f"{v['best']:.4f}", "baseline-score": f"{v['baseline']:.4f}",
-                          "rollouts-used": str(result["budget"]["rollouts_used"])})
-    state.result_file, state.body, state.stage = str(settings.run_dir / "result.json"), body, "publish"
+    state.outputs.update({"best-score": f"{v.best:.4f}", "baseline-score": f"{v.baseline:.4f}",
+                          "rollouts-used": str(result.budget.rollouts_used)})
+    state.result_file, state.body, state.stage = str(settings.run_dir / RESULT_NAME), body, "publish"
     return state
 
 
@@ -368,20 +372,21 @@ def _publish_result(ctx: Context, state: State, outputs: Outputs) -> str:
     plan = state.plan
     assert plan.base and state.result_file
     repo = _repository(ctx)
-    result = json.loads(Path(state.result_file).read_text(encoding="utf-8"))
+    result = RunResult.read(Path(state.result_file))
     head, out = plan.head or gh.branch_for(plan.base), ctx.config.output
-    marker = gh.proposal_marker(result["best_files"])
+    marker = gh.proposal_marker(result.best_files)
     # a human closed this very proposal: respected, unless a writer asks again with `/gepa optimize`
     asked_again = plan.comment_id is not None and plan.verb == "optimize"
-    declined = gh.declined_proposal(repo, head, marker) if verdict(result)["improved"] and not asked_again else None
+    improved = verdict(result).improved
+    declined = gh.declined_proposal(repo, head, marker) if improved and not asked_again else None
     pr: gh.PullRequest | None
     if declined is not None and gh.find_open_pull(repo, head) is None:
         ctx.emit(f"gepa-bot: #{declined.number} with this same proposal was closed without merging; not reopening "
                  "it (a different proposal, after the prompts or evals change, opens a new pull request)")
         operation, pr = "declined", None
-    elif verdict(result)["improved"]:
+    elif improved:
         try:
-            gh.publish_branch(ctx.workspace, plan.base, result["best_files"],
+            gh.publish_branch(ctx.workspace, plan.base, result.best_files,
                               f"gepa-bot: optimize prompts ({plan.reason})", ctx.remote_url, ctx.token, branch=head)
         except gh.ForeignCommits as exc:
             if (open_pr := gh.find_open_pull(repo, head)) is not None:
@@ -426,19 +431,19 @@ def _report_stop(ctx: Context, state: State) -> None:
 
 
 def _comment_evaluation(ctx: Context, state: State, outputs: Outputs) -> str:
-    plan, current = state.plan, state.evaluation or {}
-    assert plan.pr_number is not None and plan.base is not None
-    failing = [(i, r) for i, r in current["val"].items() if r["score"] < 1.0][:20]
-    lines = [f"gepa-bot: current prompts on `{untrusted(plan.base, 100)}` score **{current['val_mean']:.3f}** on "
-             f"{len(current['val'])} validation instances ({current['budget']['rollouts_executed']} evaluated, "
-             f"{current['budget']['cache_hits']} cached)."]
+    plan, current = state.plan, state.evaluation
+    assert plan.pr_number is not None and plan.base is not None and current is not None
+    failing = [(i, r) for i, r in current.val.items() if r.score < 1.0][:20]
+    lines = [f"gepa-bot: current prompts on `{untrusted(plan.base, 100)}` score **{current.val_mean:.3f}** on "
+             f"{len(current.val)} validation instances ({current.budget.rollouts_executed} evaluated, "
+             f"{current.budget.cache_hits} cached)."]
     if failing:
         lines += ["", "| instance | score | feedback |", "|---|---|---|"]
-        lines += [f"| {untrusted(i, 60)} | {r['score']:.2f} | {untrusted(r['feedback'], 200)} |" for i, r in failing]
+        lines += [f"| {untrusted(i, 60)} | {r.score:.2f} | {untrusted(r.feedback, 200)} |" for i, r in failing]
     body = "\n".join(lines)
     gh.post_comment(_repository(ctx), plan.pr_number, body)
-    outputs.values.update({"baseline-score": f"{current['val_mean']:.4f}", "best-score": f"{current['val_mean']:.4f}",
-                           "rollouts-used": str(current["budget"]["rollouts_used"])})
+    outputs.values.update({"baseline-score": f"{current.val_mean:.4f}", "best-score": f"{current.val_mean:.4f}",
+                           "rollouts-used": str(current.budget.rollouts_used)})
     return body
 
 

@@ -29,6 +29,7 @@ from gepa_bot.report import (
     suite_warnings,
     verdict,
 )
+from gepa_bot.result import RunResult
 from gepa_bot.runlog import read_records
 from gepa_bot.session import RunSettings
 
@@ -105,24 +106,24 @@ def optimize_command(repo: Path, config_file: Path | None, dry_run: bool, fresh:
         click.echo("interrupted: every finished rollout and LLM reply is in the run log; run the same command "
                    "again (same --run-dir) to resume without paying for them twice", err=True)
         sys.exit(130)
-    budget = result["budget"]
-    best, base = result["candidates"][result["best_candidate"]], result["candidates"][0]
-    click.echo(f"baseline {base['val_mean']:.3f} -> best {best['val_mean']:.3f} (candidate #{best['index']}); "
-               f"rollouts {budget['rollouts_used']}/{budget['rollouts_limit']} ({budget['rollouts_executed']} executed, "
-               f"{budget['cache_hits']} cached{repeats_note(budget.get('repeats_in_batch', 0))}); "
-               f"{budget['wall_time_s']:.1f}s")
-    click.echo(f"verdict: {verdict(result)['reason']}")
+    budget = result.budget
+    best, base = result.best, result.candidates[0]
+    click.echo(f"baseline {base.val_mean:.3f} -> best {best.val_mean:.3f} (candidate #{best.index}); "
+               f"rollouts {budget.rollouts_used}/{budget.rollouts_limit} ({budget.rollouts_executed} executed, "
+               f"{budget.cache_hits} cached{repeats_note(budget.repeats_in_batch)}); "
+               f"{budget.wall_time_s:.1f}s")
+    click.echo(f"verdict: {verdict(result).reason}")
     for warning in suite_warnings(result):
         click.echo(f"warning: {warning}", err=True)
-    reasons = rejection_reasons(result["rejected_proposals"])
-    click.echo(f"proposals: {len(result['candidates']) - 1} kept by GEPA, {len(result['rejected_proposals'])} replies "
+    reasons = rejection_reasons(result.rejected_proposals)
+    click.echo(f"proposals: {len(result.candidates) - 1} kept by GEPA, {len(result.rejected_proposals)} replies "
                "rejected before any rollout" + (f" (most often: {reasons[0]['count']}x {reasons[0]['reason']}"
                                                + (f"; {reasons[0]['hint']}" if reasons[0]["hint"] else "") + ")"
                                                if reasons else ""))
-    if result.get("search_errors"):
-        for error in result["search_errors"]:
-            click.echo(f"error: {error['where']}: {error['type']}: {error['message']}", err=True)
-        click.echo(f"error: {len(result['search_errors'])} internal error(s) during the search (details in "
+    if result.search_errors:
+        for error in result.search_errors:
+            click.echo(f"error: {error.where}: {error.type}: {error.message}", err=True)
+        click.echo(f"error: {len(result.search_errors)} internal error(s) during the search (details in "
                    "gepa.log in the run directory); the results above may be incomplete", err=True)
         sys.exit(1)
     if not dry_run:
@@ -283,7 +284,7 @@ def load_settings(repo: Path, config_file: Path | None, run_dir: Path | None, fl
     return resolve_paths(repo, config_path, run_dir, with_overrides(load_config(config_path), **flags))
 
 
-def run_optimize(settings: RunSettings, out: Path | None, fresh: bool = False) -> tuple[dict[str, Any], str]:
+def run_optimize(settings: RunSettings, out: Path | None, fresh: bool = False) -> tuple[RunResult, str]:
     """Run the engine with a progress bar, write the PR body; returns (result, body)."""
     repo, config = settings.repo, settings.config
     if fresh:
@@ -293,7 +294,7 @@ def run_optimize(settings: RunSettings, out: Path | None, fresh: bool = False) -
     with _progress(config.budget.rollouts) as on_progress:
         settings.on_progress = on_progress
         result = optimize(settings)
-    originals = {path: (repo / path).read_text(encoding="utf-8") for path in result["best_files"]}
+    originals = {path: (repo / path).read_text(encoding="utf-8") for path in result.best_files}
     body, full = render(result, originals)
     out = out or settings.run_dir / "pr-body.md"
     out.parent.mkdir(parents=True, exist_ok=True)

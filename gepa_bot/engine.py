@@ -8,7 +8,6 @@ the LLM seam with replay. This module wires gepa to it and turns gepa's result i
 from __future__ import annotations
 
 import functools
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TextIO, cast
@@ -28,19 +27,30 @@ from gepa_bot.errorpolicy import EvalErrors, RunStopped
 from gepa_bot.errors import UserError, describe_error
 from gepa_bot.feedback_rules import shape_changed
 from gepa_bot.reflection import RationaleReflector, edit_response_format
+from gepa_bot.result import (
+    RESULT_NAME,
+    BudgetSummary,
+    Candidate,
+    ComponentInfo,
+    Evaluation,
+    InstanceScore,
+    Models,
+    RejectedProposal,
+    RunResult,
+    SearchError,
+    Split,
+)
 from gepa_bot.session import RunSession, RunSettings, open_session
 from gepa_bot.trim import TrimOutcome, TrimStep, removable_sentences, trials_wanted, trim
 
-RESULT_NAME = "result.json"
 
-
-def optimize(settings: RunSettings) -> dict[str, Any]:
-    """Run GEPA on the repo's prompts; returns (and writes) the result.json data."""
+def optimize(settings: RunSettings) -> RunResult:
+    """Run GEPA on the repo's prompts; returns (and writes) the result (result.json)."""
     with open_session(settings) as session:
         return run_search(session)
 
 
-def evaluate_current(settings: RunSettings) -> dict[str, Any]:
+def evaluate_current(settings: RunSettings) -> Evaluation:
     """Score the prompts as they are on the validation set (cached; no GEPA, no reflection model)."""
     with open_session(settings, with_reflection=False, max_rollouts=lambda split: len(split.val)) as session:
         val = session.split.val
@@ -50,12 +60,12 @@ def evaluate_current(settings: RunSettings) -> dict[str, Any]:
         except EvalErrors:
             raise session.adapter.errors.stopped() from None
     scores = [results[i].score for i in val]
-    return {"val_mean": sum(scores) / len(scores), "val": {i: results[i].to_json() for i in val},
-            "budget": session.budget.to_json()}
+    return Evaluation(val_mean=sum(scores) / len(scores), val={i: instance_score(results[i]) for i in val},
+                      budget=BudgetSummary.of(session.budget))
 
 
-def run_search(session: RunSession) -> dict[str, Any]:
-    """gepa.optimize over the session's adapter, budget and reflection model; the result.json data."""
+def run_search(session: RunSession) -> RunResult:
+    """gepa.optimize over the session's adapter, budget and reflection model; the result (written to result.json)."""
     settings, config, runlog = session.settings, session.config, session.runlog
     reflection = session.reflection_model or {}
     assert session.llm is not None, "a search session opens the reflection model"
@@ -97,11 +107,12 @@ def run_search(session: RunSession) -> dict[str, Any]:
     trimmed = trim_best(gepa_result, session) if trimming(session) else TrimOutcome()
     stop_if_errors_decided(session)
     result = build_result(gepa_result, session, reflector, trimmed)
-    result["search_errors"] = reflector.errors + search_errors.errors  # gepa swallows both kinds
+    result.search_errors = [SearchError.model_validate(e)
+                            for e in reflector.errors + search_errors.errors]  # gepa swallows both kinds
     for error in search_errors.errors:
         runlog.write("search_error", **error)  # (the reflector logs its own as they happen)
-    (settings.run_dir / RESULT_NAME).write_text(json.dumps(result, indent=2, ensure_ascii=False), encoding="utf-8")
-    runlog.write("end", best=result["best_candidate"], budget=result["budget"])
+    result.write(settings.run_dir)
+    runlog.write("end", best=result.best_candidate, budget=result.budget.model_dump())
     return result
 
 
@@ -313,8 +324,8 @@ def val_best(candidates: list[dict[str, Any]]) -> int:
 
 
 def build_result(gepa_result: Any, session: RunSession, reflector: RationaleReflector,
-                 trimmed: TrimOutcome | None = None) -> dict[str, Any]:
-    """Everything the report and the PR need, JSON-serializable."""
+                 trimmed: TrimOutcome | None = None) -> RunResult:
+    """Everything the report and the PR need (result.json)."""
     components, split, budget, settings = session.components, session.split, session.budget, session.settings
     front = sorted({idx for ids in gepa_result.per_val_instance_best_candidates.values() for idx in ids})
     candidates = []
@@ -324,40 +335,42 @@ def build_result(gepa_result: Any, session: RunSession, reflector: RationaleRefl
         parents = [p for p in gepa_result.parents[index] if p is not None]
         val_results = {split.val[k]: session.adapter.seen_results.get((eval_key, split.val[k]))
                        for k in gepa_result.val_subscores[index]}
-        candidates.append({
-            "index": index, "hash": cand_hash, "components": texts, "parents": parents,
-            "origin": "seed" if index == 0 else ("merge" if len(parents) > 1 else "reflection"),
-            "rationale": reflector.rationales.get(cand_hash, {}),
-            "motivated_by": reflector.motivations.get(cand_hash, {}), "move": reflector.kinds.get(cand_hash, {}),
-            "val_mean": gepa_result.val_aggregate_scores[index],
-            "val": val_table(val_results),
-            "discovered_at_rollout": gepa_result.discovery_eval_counts[index],
-        })
+        candidates.append(Candidate(
+            index=index, hash=cand_hash, components=texts, parents=parents,
+            origin="seed" if index == 0 else ("merge" if len(parents) > 1 else "reflection"),
+            rationale=reflector.rationales.get(cand_hash, {}),
+            motivated_by=reflector.motivations.get(cand_hash, {}), move=reflector.kinds.get(cand_hash, {}),
+            val_mean=gepa_result.val_aggregate_scores[index],
+            val=val_table(val_results),
+            discovered_at_rollout=gepa_result.discovery_eval_counts[index],
+        ))
     candidates += trimmed_candidates(trimmed or TrimOutcome(), candidates, session)
-    best = val_best(candidates)
-    return {
-        "version": 1,
-        "components": [{"name": c.name, "path": c.path, "kind": c.kind, "key": c.key} for c in components],
-        "split": {"train": split.train, "val": split.val},
-        "candidates": candidates, "pareto_front": front, "best_candidate": best, "baseline_candidate": 0,
-        "best_files": render_files(components, candidates[best]["components"]),
-        "rejected_proposals": reflector.rejected,
-        "reflection_style": reflector.style,
-        "eval_repeats": settings.config.optimizer.eval_repeats,
-        "budget": {**budget.to_json(), "cache_hit_rate": round(budget.cache_hits / budget.rollouts, 4)
-                   if budget.rollouts else 0.0},
-        "models": settings.config.models.model_dump(),
-        "seed": settings.config.optimizer.seed,
-        "min_improvement": settings.config.output.min_improvement,
-        "min_confidence": settings.config.output.min_confidence,
-    }
+    best = val_best([{"val_mean": c.val_mean, "components": c.components} for c in candidates])
+    return RunResult(
+        components=[ComponentInfo(name=c.name, path=c.path, kind=c.kind, key=c.key) for c in components],
+        split=Split(train=split.train, val=split.val),
+        candidates=candidates, pareto_front=front, best_candidate=best, baseline_candidate=0,
+        best_files=render_files(components, candidates[best].components),
+        rejected_proposals=[RejectedProposal.model_validate(r) for r in reflector.rejected],
+        reflection_style=reflector.style,
+        eval_repeats=settings.config.optimizer.eval_repeats,
+        budget=BudgetSummary.of(budget),
+        models=Models.model_validate(settings.config.models.model_dump()),
+        seed=settings.config.optimizer.seed,
+        min_improvement=settings.config.output.min_improvement,
+        min_confidence=settings.config.output.min_confidence,
+    )
 
 
-def val_table(results: dict[str, Any]) -> dict[str, dict[str, Any] | None]:
+def instance_score(r: Any) -> InstanceScore:
+    """One val instance's result: score, feedback, failed, and the spread over repeats."""
+    stdev = (r.trace or {}).get("stdev", 0.0) if isinstance(r.trace, dict) else 0.0
+    return InstanceScore(score=r.score, feedback=r.feedback, failed=r.failed, stdev=stdev or 0.0)
+
+
+def val_table(results: dict[str, Any]) -> dict[str, InstanceScore | None]:
     """Per val instance: score, feedback, failed, and the spread over repeats (None: not scored)."""
-    return {i: {"score": r.score, "feedback": r.feedback, "failed": r.failed,
-                "stdev": (r.trace or {}).get("stdev", 0.0) if isinstance(r.trace, dict) else 0.0} if r else None
-            for i, r in results.items()}
+    return {i: instance_score(r) if r else None for i, r in results.items()}
 
 
 def trim_rationale(step: TrimStep) -> str:
@@ -368,23 +381,23 @@ def trim_rationale(step: TrimStep) -> str:
     return f"Removed {step.removed.text!r}: {shown}, and a shorter prompt is less to review and to pay for on every call."
 
 
-def trimmed_candidates(trimmed: TrimOutcome, searched: list[dict[str, Any]], session: RunSession) -> list[dict[str, Any]]:
+def trimmed_candidates(trimmed: TrimOutcome, searched: list[Candidate], session: RunSession) -> list[Candidate]:
     """The kept deletions as result candidates (origin ``trim``), each the child of the one before."""
-    index_of = {c["hash"]: c["index"] for c in searched}
-    out: list[dict[str, Any]] = []
+    index_of = {c.hash: c.index for c in searched}
+    out: list[Candidate] = []
     for step in trimmed.kept:
         cand_hash = candidate_hash(step.child)
         eval_key = candidate_hash(render_files(session.components, step.child))
         val = {i: session.adapter.seen_results.get((eval_key, i)) for i in session.split.val}
         index = len(searched) + len(out)
-        out.append({
-            "index": index, "hash": cand_hash, "components": step.child, "parents": [index_of[candidate_hash(step.parent)]],
-            "origin": "trim",
-            "rationale": {step.removed.component: trim_rationale(step)},
-            "val_mean": step.val_mean,
-            "val_scored": len(step.scores),
-            "val": val_table(val),
-            "discovered_at_rollout": step.rollouts_after,
-        })
+        out.append(Candidate(
+            index=index, hash=cand_hash, components=step.child, parents=[index_of[candidate_hash(step.parent)]],
+            origin="trim",
+            rationale={step.removed.component: trim_rationale(step)},
+            val_mean=step.val_mean,
+            val_scored=len(step.scores),
+            val=val_table(val),
+            discovered_at_rollout=step.rollouts_after,
+        ))
         index_of[cand_hash] = index
     return out

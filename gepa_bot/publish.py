@@ -13,7 +13,6 @@ by child processes (ptrace rules), the environment block and the descriptors are
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import sys
@@ -28,6 +27,7 @@ from gepa_bot.action import TOKEN_NAMES, Context, State, publish_phase
 from gepa_bot.config import Config
 from gepa_bot.errors import UserError
 from gepa_bot.report import render, verdict
+from gepa_bot.result import RESULT_NAME, RunResult
 from gepa_bot.trigger import Plan
 from gepa_bot.workflow import Inputs, Outputs
 
@@ -85,24 +85,24 @@ def publish_run(workspace: Path, config_path: Path, config: Config, run_dir: Pat
                 github_repo: str | None = None, base: str | None = None, emit: Callable[[str], None] = print,
                 **github_kwargs: Any) -> Outputs:
     """Push the run's best prompts and open/update/close the PR, exactly as the Action's publish phase."""
-    result_file = run_dir / "result.json"
+    result_file = run_dir / RESULT_NAME
     if not result_file.is_file():
         raise UserError(f"{run_dir}: no result.json", fix="run `gepa-bot optimize` first (same --run-dir)")
-    result = json.loads(result_file.read_text(encoding="utf-8"))
+    result = RunResult.read(result_file)
     server, remote_name = github_remote(workspace)
     repo_name = github_repo or remote_name
     branch = base or config.output.base or _current_branch(workspace)
     plan = Plan(verb="optimize", reason="gepa-bot publish (command line)", base=branch,
                 head=config.output.branch or gh.branch_for(branch))
-    originals = {p: (workspace / p).read_text(encoding="utf-8") for p in result["best_files"]}
+    originals = {p: (workspace / p).read_text(encoding="utf-8") for p in result.best_files}
     body, _full = render(result, originals)
     ctx = Context(env={"GITHUB_SERVER_URL": server, "GITHUB_API_URL": api_url_for(server)},
                   inputs=Inputs(token=token), workspace=workspace, config_path=config_path, config=config,
                   repo_name=repo_name, token=token, emit=emit, github_kwargs=github_kwargs)
     v = verdict(result)
     state = State(plan, stage="publish", result_file=str(result_file), body=body)
-    state.outputs.update({"best-score": f"{v['best']:.4f}", "baseline-score": f"{v['baseline']:.4f}",
-                          "rollouts-used": str(result["budget"]["rollouts_used"])})
+    state.outputs.update({"best-score": f"{v.best:.4f}", "baseline-score": f"{v.baseline:.4f}",
+                          "rollouts-used": str(result.budget.rollouts_used)})
     return publish_phase(ctx, state)
 
 

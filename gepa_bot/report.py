@@ -18,16 +18,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
+from pydantic import BaseModel, ConfigDict
 
 from gepa_bot.adapter import SearchStatus
 from gepa_bot.budget import NOTHING_TO_REFLECT_ON, Budget
-from gepa_bot.config import OutputConfig
 from gepa_bot.redact import redact
+from gepa_bot.result import DEFAULT_MIN_CONFIDENCE, Candidate, RejectedProposal, RunResult
 from gepa_bot.significance import PairedTest, format_p, paired_test, val_scores
 
 GITHUB_BODY_LIMIT = 65_536
 BODY_BUDGET = GITHUB_BODY_LIMIT - 1_536  # room for a truncation note and GitHub's own counting quirks
-DEFAULT_MIN_CONFIDENCE: float = OutputConfig.model_fields["min_confidence"].default  # result.json without the key
 
 
 @dataclass(frozen=True)
@@ -69,21 +69,43 @@ def untrusted_block(text: str, limit: int) -> str:
     return value.replace("::", ":\u200b:")
 
 
-def verdict(result: dict[str, Any]) -> dict[str, Any]:
+class Verdict(BaseModel):
+    """Baseline vs best on the validation set, whether that is worth a PR, and why."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    baseline: float
+    best: float
+    gain: float
+    improved: bool
+    noise: float
+    needed: float
+    n_val: int
+    beats: bool
+    p_value: float
+    improved_instances: int
+    regressed_instances: int
+    min_confidence: float
+    significant: bool
+    test: str
+    reason: str
+    required: str
+
+
+def verdict(result: RunResult) -> Verdict:
     """Baseline vs best on the validation set, and whether that is worth a PR (``improved``) and why (``reason``).
 
     A PR needs a candidate other than the baseline whose gain exceeds ``min_improvement`` plus twice the measured
     noise, and that the exact sign test on the per-instance val scores finds significant at ``min_confidence``
-    (result.json's, else the config default; 0 disables the test).
+    (result.json's; 0 disables the test).
     """
-    baseline = result["candidates"][result["baseline_candidate"]]
-    best = result["candidates"][result["best_candidate"]]
-    gain = best["val_mean"] - baseline["val_mean"]
+    baseline, best = result.baseline, result.best
+    gain = best.val_mean - baseline.val_mean
     noise = measured_noise(baseline, best)
-    min_improvement = result.get("min_improvement", 0.0)
+    min_improvement = result.min_improvement
     needed = min_improvement + 2 * noise
     test, min_confidence, significant = significance(result, baseline, best)
-    beats = result["best_candidate"] != result["baseline_candidate"] and gain > 0
+    beats = result.best_candidate != result.baseline_candidate and gain > 0
     improved = beats and gain > needed and significant
     if not beats:
         reason = "no candidate scores higher than the current prompts on validation"
@@ -92,18 +114,17 @@ def verdict(result: dict[str, Any]) -> dict[str, Any]:
                   f"plus twice the measured noise {noise:.4f})")
     else:
         reason = significance_reason(test, min_confidence, significant)
-    return {"baseline": baseline["val_mean"], "best": best["val_mean"], "gain": gain, "improved": improved,
-            "noise": noise, "needed": needed, "n_val": len(result["split"]["val"]), "beats": beats,
-            "p_value": test.p_value, "improved_instances": test.improved, "regressed_instances": test.regressed,
-            "min_confidence": min_confidence, "significant": significant, "test": test.summary(), "reason": reason,
-            "required": f"`output.min_confidence: {min_confidence:g}` requires p <= {p_limit(min_confidence)}"
-            if min_confidence > 0 else "not required (`output.min_confidence: 0`)"}
+    return Verdict(baseline=baseline.val_mean, best=best.val_mean, gain=gain, improved=improved,
+                   noise=noise, needed=needed, n_val=len(result.split.val), beats=beats,
+                   p_value=test.p_value, improved_instances=test.improved, regressed_instances=test.regressed,
+                   min_confidence=min_confidence, significant=significant, test=test.summary(), reason=reason,
+                   required=f"`output.min_confidence: {min_confidence:g}` requires p <= {p_limit(min_confidence)}"
+                   if min_confidence > 0 else "not required (`output.min_confidence: 0`)")
 
 
-def significance(result: dict[str, Any], baseline: dict[str, Any],
-                 best: dict[str, Any]) -> tuple[PairedTest, float, bool]:
+def significance(result: RunResult, baseline: Candidate, best: Candidate) -> tuple[PairedTest, float, bool]:
     """The sign test of ``best`` against ``baseline``, the min_confidence in force, and whether the test passes it."""
-    min_confidence = float(result.get("min_confidence", DEFAULT_MIN_CONFIDENCE))
+    min_confidence = result.min_confidence
     test = paired_test(val_scores(baseline), val_scores(best), level=min_confidence or DEFAULT_MIN_CONFIDENCE)
     return test, min_confidence, min_confidence <= 0 or test.p_value <= 1 - min_confidence + 1e-12
 
@@ -125,63 +146,66 @@ def p_limit(min_confidence: float) -> str:
     return f"{alpha:.2f}" if abs(alpha * 100 - round(alpha * 100)) < 1e-9 else f"{alpha:.4g}"
 
 
-def measured_noise(baseline: dict[str, Any], best: dict[str, Any]) -> float:
+def measured_noise(baseline: Candidate, best: Candidate) -> float:
     """The standard error of the val-mean difference, from the per-instance spread over eval repeats.
 
     0 with ``optimizer.eval_repeats: 1`` (nothing measured). A gain must exceed min_improvement plus twice
     this, so a non-deterministic eval cannot flip the PR open and closed from run to run.
     """
-    ids = [i for i in best.get("val", {}) if i in baseline.get("val", {})]
+    ids = [i for i in best.val if i in baseline.val]
     if not ids:
         return 0.0
-    variance = sum(((baseline["val"][i] or {}).get("stdev", 0.0) or 0.0) ** 2
-                   + ((best["val"][i] or {}).get("stdev", 0.0) or 0.0) ** 2 for i in ids)
+    variance = sum(_stdev(baseline, i) ** 2 + _stdev(best, i) ** 2 for i in ids)
     return math.sqrt(variance) / len(ids)
 
 
-def suite_warnings(result: dict[str, Any]) -> list[str]:
+def _stdev(candidate: Candidate, instance_id: str) -> float:
+    entry = candidate.val[instance_id]
+    return entry.stdev if entry is not None else 0.0
+
+
+def suite_warnings(result: RunResult) -> list[str]:
     """Loud warnings about the eval suite itself: a baseline of 0 everywhere, or mostly missing results."""
-    baseline = [e for e in result["candidates"][result["baseline_candidate"]]["val"].values() if e is not None]
+    baseline = [e for e in result.baseline.val.values() if e is not None]
     if not baseline:
         return []
     warnings = []
-    failed = sum(1 for e in baseline if e.get("failed"))
+    failed = sum(1 for e in baseline if e.failed)
     if failed * 2 > len(baseline):
         warnings.append(f"{failed} of {len(baseline)} validation instances got no valid result line from the eval for "
                         "the current prompts: the eval is probably broken (run it by hand; see README 'Eval protocol')")
-    elif all(e["score"] == 0.0 for e in baseline):
+    elif all(e.score == 0.0 for e in baseline):
         warnings.append(f"the current prompts score 0 on all {len(baseline)} validation instances: check the eval "
                         "(a scorer that never gives credit cannot guide the search)")
-    if result["budget"].get("stop_reason") == NOTHING_TO_REFLECT_ON:
-        warnings.append(f"the search stopped early: the prompts already score 1 on all {len(result['split']['train'])} "
+    if result.budget.stop_reason == NOTHING_TO_REFLECT_ON:
+        warnings.append(f"the search stopped early: the prompts already score 1 on all {len(result.split.train)} "
                         "train instances, and gepa-bot learns only from failures. Give it train instances they get "
                         "wrong: label some failing instances 'train' in the eval's list output, or lower "
                         "split.val_fraction so that more instances go to train")
     return warnings
 
 
-def instance_rows(result: dict[str, Any], detail: Detail) -> list[dict[str, Any]]:
+def instance_rows(result: RunResult, detail: Detail) -> list[dict[str, Any]]:
     """Per-instance baseline vs best, regressions first, then fixes, then the rest."""
-    baseline = result["candidates"][result["baseline_candidate"]]["val"]
-    best = result["candidates"][result["best_candidate"]]["val"]
+    baseline, best = result.baseline.val, result.best.val
     rows = []
-    for instance_id in result["split"]["val"]:
+    for instance_id in result.split.val:
         before, after = baseline.get(instance_id), best.get(instance_id)
         if before is None or after is None:
             continue
-        delta = after["score"] - before["score"]
-        rows.append({"id": untrusted(instance_id, 60), "before": before["score"], "after": after["score"],
-                     "noise": max(before.get("stdev", 0.0), after.get("stdev", 0.0)), "delta": delta,
+        delta = after.score - before.score
+        rows.append({"id": untrusted(instance_id, 60), "before": before.score, "after": after.score,
+                     "noise": max(before.stdev, after.stdev), "delta": delta,
                      "status": "regressed" if delta < 0 else ("fixed" if delta > 0 else "same"),
-                     "feedback": untrusted(after["feedback"], detail.excerpt)})
+                     "feedback": untrusted(after.feedback, detail.excerpt)})
     order = {"regressed": 0, "fixed": 1, "same": 2}
     return sorted(rows, key=lambda r: (order[r["status"]], r["delta"], r["id"]))
 
 
-def file_diffs(result: dict[str, Any], original_files: dict[str, str], detail: Detail) -> list[dict[str, Any]]:
+def file_diffs(result: RunResult, original_files: dict[str, str], detail: Detail) -> list[dict[str, Any]]:
     """Unified diff per prompt file between the repo's version and the best candidate's."""
     diffs = []
-    for path, new in sorted(result["best_files"].items()):
+    for path, new in sorted(result.best_files.items()):
         old = original_files.get(path, "")
         lines = list(difflib.unified_diff(old.splitlines(), new.splitlines(), f"a/{path}", f"b/{path}", lineterm=""))
         if not lines:
@@ -192,21 +216,21 @@ def file_diffs(result: dict[str, Any], original_files: dict[str, str], detail: D
     return diffs
 
 
-def lineage(result: dict[str, Any], index: int) -> list[int]:
+def lineage(result: RunResult, index: int) -> list[int]:
     """Ancestors of a candidate back to the seed (first parent at each step)."""
     chain = [index]
-    while result["candidates"][chain[-1]]["parents"]:
-        chain.append(result["candidates"][chain[-1]]["parents"][0])
+    while result.candidates[chain[-1]].parents:
+        chain.append(result.candidates[chain[-1]].parents[0])
     return list(reversed(chain))
 
 
 FULL_REPORT_HERE = "in `report-full.md` in the run directory"
 
 
-def render(result: dict[str, Any], original_files: dict[str, str],
+def render(result: RunResult, original_files: dict[str, str],
            full_report_where: str = FULL_REPORT_HERE) -> tuple[str, str]:
     """(PR body that fits GitHub's limit, complete report); ``full_report_where`` says where the latter is."""
-    result = redact(result)
+    result = RunResult.model_validate(redact(result.model_dump()))
     full = _render(result, original_files, LADDER[0], None)
     for detail in LADDER:
         body = _render(result, original_files, detail, full_report_where if detail is not LADDER[0] else None)
@@ -220,21 +244,19 @@ _ENV = Environment(loader=PackageLoader("gepa_bot", "templates"), undefined=Stri
                    trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
 
 
-def _render(result: dict[str, Any], original_files: dict[str, str], detail: Detail, overflow: str | None) -> str:
-    candidates = result["candidates"]
-    best = candidates[result["best_candidate"]]
-    shown = sorted(result["pareto_front"] or [result["best_candidate"]],
-                   key=lambda i: -candidates[i]["val_mean"])[:10]
+def _render(result: RunResult, original_files: dict[str, str], detail: Detail, overflow: str | None) -> str:
+    candidates = result.candidates
+    shown = sorted(result.pareto_front or [result.best_candidate], key=lambda i: -candidates[i].val_mean)[:10]
     rows = instance_rows(result, detail)
     return _ENV.get_template("pr_body.md.j2").render(
-        v=verdict(result), result=result, best=best, budget=result["budget"], warnings=suite_warnings(result),
+        v=verdict(result), result=result, best=result.best, budget=result.budget, warnings=suite_warnings(result),
         pareto=[candidates[i] for i in shown], rows=rows[: detail.max_rows], rows_cut=max(len(rows) - detail.max_rows, 0),
-        diffs=file_diffs(result, original_files, detail), lineage=lineage(result, result["best_candidate"]),
-        steps=[{"index": i, "origin": candidates[i]["origin"], "val_mean": candidates[i]["val_mean"],
+        diffs=file_diffs(result, original_files, detail), lineage=lineage(result, result.best_candidate),
+        steps=[{"index": i, "origin": candidates[i].origin, "val_mean": candidates[i].val_mean,
                  "rationale": [(untrusted(name, 120), untrusted_block(text, detail.max_rationale))
-                               for name, text in candidates[i]["rationale"].items()]}
-               for i in lineage(result, result["best_candidate"])],
-        rejected=len(result["rejected_proposals"]), rejection_reasons=rejection_reasons(result["rejected_proposals"]),
+                               for name, text in candidates[i].rationale.items()]}
+               for i in lineage(result, result.best_candidate)],
+        rejected=len(result.rejected_proposals), rejection_reasons=rejection_reasons(result.rejected_proposals),
         overflow=overflow, untrusted=untrusted)
 
 
@@ -251,11 +273,11 @@ REASON_HINTS = {
 }
 
 
-def rejection_reasons(rejected: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def rejection_reasons(rejected: list[RejectedProposal]) -> list[dict[str, Any]]:
     """Rejected replies grouped by reason (quoted text cut away), most frequent first, with a hint."""
     counts: dict[str, int] = {}
     for entry in rejected:
-        reason = re.sub(r"(?<!\w)'[^']*'(?!\w)|\"[^\"]*\"|\d+", "…", str(entry.get("reason", "")))[:160]
+        reason = re.sub(r"(?<!\w)'[^']*'(?!\w)|\"[^\"]*\"|\d+", "…", entry.reason)[:160]
         counts[reason] = counts.get(reason, 0) + 1
     ordered = sorted(counts.items(), key=lambda kv: -kv[1])
     return [{"reason": reason, "count": count,

@@ -19,7 +19,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gepa_bot.result import Candidate
 
 TIE_TOLERANCE = 1e-9  # scores this close count as a tie (means over eval repeats are floats)
 BOOTSTRAP_RESAMPLES = 1000
@@ -92,9 +95,9 @@ def bootstrap_interval(diffs: tuple[float, ...], level: float, resamples: int = 
     return means[int(math.floor(tail * (resamples - 1)))], means[int(math.ceil((1 - tail) * (resamples - 1)))]
 
 
-def val_scores(candidate: Mapping[str, Any]) -> dict[str, float]:
-    """A result.json candidate's val scores (instance id -> score), leaving out instances it was not scored on."""
-    return {i: float(entry["score"]) for i, entry in (candidate.get("val") or {}).items() if entry is not None}
+def val_scores(candidate: Candidate) -> dict[str, float]:
+    """A result candidate's val scores (instance id -> score), leaving out instances it was not scored on."""
+    return {i: entry.score for i, entry in candidate.val.items() if entry is not None}
 
 
 def format_p(p: float) -> str:

@@ -19,6 +19,7 @@ import litellm
 import pytest
 
 from gepa_bot import action, workflow
+from gepa_bot.result import RunResult
 from toyrepo import EVAL_PRELUDE, SNOOP, make_toy_repo, snoop_reports
 
 pytest_plugins = ["tests.fakegithub.fixtures"]
@@ -361,8 +362,8 @@ def test_workflow_dispatch_budget_input_is_respected(h):
     out = h.run(env)
     assert out["pull-request-operation"] == "created"
     assert 0 < int(out["rollouts-used"]) <= 30
-    result = json.loads((Path(env["GITHUB_WORKSPACE"]) / ".gepa-bot" / "run" / "result.json").read_text())
-    assert result["budget"]["rollouts_used"] <= 30
+    result = RunResult.read(Path(env["GITHUB_WORKSPACE"]) / ".gepa-bot" / "run" / "result.json")
+    assert result.budget.rollouts_used <= 30
 
 
 # ---- comment commands ----------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from gepa_bot.cli import main
+from gepa_bot.result import RunResult
 from toyrepo import EVAL_PRELUDE, make_toy_repo
 
 REPLY = "Rationale: name the topics.\n\n````prompt\nClassify the ticket {ticket}.\nTopics: billing refund login\n````"
@@ -37,10 +38,10 @@ def test_dry_run_writes_pr_body_and_result(tmp_path, mocked_litellm):
     assert "+Topics: billing refund login" in body
     assert (tmp_path / "run" / "result.json").is_file() and (tmp_path / "run" / "report-full.md").is_file()
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["body.md"]  # nothing else outside the run dir
-    budget = json.loads((tmp_path / "run" / "result.json").read_text())["budget"]
-    assert 0 < budget["rollouts_used"] <= 30
-    assert (f"rollouts {budget['rollouts_used']}/30 ({budget['rollouts_executed']} executed, "
-            f"{budget['cache_hits']} cached)") in result.output
+    budget = RunResult.read(tmp_path / "run" / "result.json").budget
+    assert 0 < budget.rollouts_used <= 30
+    assert (f"rollouts {budget.rollouts_used}/30 ({budget.rollouts_executed} executed, "
+            f"{budget.cache_hits} cached)") in result.output
     assert "resuming" not in result.output
     # not a terminal: plain progress lines with the search's state, not 30 rollouts of silence
     progress = [line for line in result.output.splitlines() if line.startswith("progress: rollouts ")]
@@ -113,10 +114,10 @@ def test_sigterm_mid_run_flushes_the_log_and_resume_finishes(tmp_path):
     finished = subprocess.run(args, env={**env, "TOY_EVAL_SLEEP": "0"}, capture_output=True, text=True, timeout=120)
     assert finished.returncode == 0, finished.stderr
     assert (tmp_path / "body.md").read_text().startswith("## gepa-bot")
-    result = json.loads((tmp_path / "run" / "result.json").read_text())
+    result = RunResult.read(tmp_path / "run" / "result.json")
     logged = list(read_records(tmp_path / "run", "rollout"))
     assert len(logged) == len({(r["candidate"], r["id"]) for r in logged})  # nothing evaluated twice
-    assert result["budget"]["rollouts_used"] <= 40
+    assert result.budget.rollouts_used <= 40
 
 
 def test_init_scaffolds_a_config_and_a_starter_eval_that_speaks_the_protocol(tmp_path):

@@ -15,6 +15,7 @@ from gepa_bot.session import RunSettings
 from gepa_bot.errors import UserError
 from gepa_bot.llm import Reply
 from gepa_bot.report import suite_warnings
+from gepa_bot.result import RunResult
 from gepa_bot.runlog import read_records
 from toyrepo import ScriptedReflection, make_toy_repo
 
@@ -44,15 +45,16 @@ def test_gepa_improves_the_prompts_and_records_everything(toy, tmp_path):
     repo, _ = toy
     result = optimize(settings_for(repo, tmp_path, ScriptedReflection()))
 
-    baseline, best = result["candidates"][0], result["candidates"][result["best_candidate"]]
-    assert baseline["val_mean"] == 0.0 and best["val_mean"] == 1.0
-    assert best["origin"] == "reflection" and best["parents"] and best["rationale"]
-    assert set(result["pareto_front"]) >= {result["best_candidate"]}
-    assert "{ticket}" in result["best_files"]["prompts/main.txt"]
-    assert result["best_files"]["prompts/agent.yaml"].startswith("# agent settings\nname: triage\nsystem: |")
-    assert set(best["val"]) == set(result["split"]["val"])
+    baseline, best = result.candidates[0], result.candidates[result.best_candidate]
+    assert baseline.val_mean == 0.0 and best.val_mean == 1.0
+    assert best.origin == "reflection" and best.parents and best.rationale
+    assert set(result.pareto_front) >= {result.best_candidate}
+    assert "{ticket}" in result.best_files["prompts/main.txt"]
+    assert result.best_files["prompts/agent.yaml"].startswith("# agent settings\nname: triage\nsystem: |")
+    assert set(best.val) == set(result.split.val)
     on_disk = json.loads((tmp_path / "run" / "result.json").read_text())
-    assert on_disk["best_candidate"] == result["best_candidate"]
+    assert on_disk["best_candidate"] == result.best_candidate and on_disk["version"] == 2
+    assert RunResult.read(tmp_path / "run" / "result.json") == result
     assert (repo / "prompts" / "main.txt").read_text() == "Classify the ticket {ticket} into a queue.\n"
 
 
@@ -61,11 +63,11 @@ def test_per_instance_val_results_are_reported_with_the_cache_off(toy, tmp_path)
     settings = settings_for(repo, tmp_path, ScriptedReflection())
     settings.use_cache = False
     result = optimize(settings)
-    for candidate in result["candidates"]:
-        assert candidate["val"] and all(entry is not None for entry in candidate["val"].values()), candidate["index"]
-    best = result["candidates"][result["best_candidate"]]
-    assert best["val_mean"] == pytest.approx(sum(e["score"] for e in best["val"].values()) / len(best["val"]))
-    assert result["budget"]["cache_hits"] == 0
+    for candidate in result.candidates:
+        assert candidate.val and all(entry is not None for entry in candidate.val.values()), candidate.index
+    best = result.candidates[result.best_candidate]
+    assert best.val_mean == pytest.approx(sum(e.score for e in best.val.values()) / len(best.val))
+    assert result.budget.cache_hits == 0
 
 
 def test_rerun_with_same_seed_spends_no_new_rollouts(toy, tmp_path):
@@ -75,9 +77,9 @@ def test_rerun_with_same_seed_spends_no_new_rollouts(toy, tmp_path):
     second = optimize(settings_for(repo, tmp_path, ScriptedReflection(), run="run2"))
 
     assert executed_rollouts(counter) == executed_first
-    assert second["budget"]["rollouts_executed"] == 0
-    assert second["budget"]["cache_hits"] == second["budget"]["rollouts_used"] == first["budget"]["rollouts_used"]
-    assert [c["components"] for c in second["candidates"]] == [c["components"] for c in first["candidates"]]
+    assert second.budget.rollouts_executed == 0
+    assert second.budget.cache_hits == second.budget.rollouts_used == first.budget.rollouts_used
+    assert [c.components for c in second.candidates] == [c.components for c in first.candidates]
 
 
 def test_every_executed_rollout_is_unique_and_accounted(toy, tmp_path):
@@ -85,17 +87,17 @@ def test_every_executed_rollout_is_unique_and_accounted(toy, tmp_path):
     result = optimize(settings_for(repo, tmp_path, ScriptedReflection()))
     rollouts = list(read_records(tmp_path / "run", "rollout"))
 
-    assert len(executed_rollouts(counter)) == result["budget"]["rollouts_executed"] == len(rollouts)
+    assert len(executed_rollouts(counter)) == result.budget.rollouts_executed == len(rollouts)
     assert len({(r["candidate"], r["id"]) for r in rollouts}) == len(rollouts)
-    assert result["budget"]["rollouts_used"] <= 60
+    assert result.budget.rollouts_used <= 60
 
 
 @pytest.mark.parametrize("budget", [14, 17, 23, 31])
 def test_rollout_budget_is_a_hard_cap(toy, tmp_path, budget):
     repo, _ = toy
     result = optimize(settings_for(repo, tmp_path, ScriptedReflection(), budget__rollouts=budget))
-    assert result["budget"]["rollouts_used"] <= budget
-    assert result["budget"]["stop_reason"]
+    assert result.budget.rollouts_used <= budget
+    assert result.budget.stop_reason
 
 
 def test_budget_too_small_for_the_baseline_is_a_clear_error(toy, tmp_path):
@@ -113,9 +115,9 @@ def test_resume_replays_llm_and_rollouts_without_paying_again(toy, tmp_path):
     resumed = optimize(settings_for(repo, tmp_path, transport))
 
     assert transport.calls == []
-    assert resumed["budget"]["llm_calls_replayed"] == resumed["budget"]["llm_calls"] == first["budget"]["llm_calls"]
+    assert resumed.budget.llm_calls_replayed == resumed.budget.llm_calls == first.budget.llm_calls
     assert executed_rollouts(counter) == executed
-    assert resumed["best_candidate"] == first["best_candidate"]
+    assert resumed.best_candidate == first.best_candidate
 
 
 def test_interrupted_run_resumes_and_loses_nothing(toy, tmp_path):
@@ -141,9 +143,9 @@ def test_interrupted_run_resumes_and_loses_nothing(toy, tmp_path):
     reference = optimize(RunSettings(repo=repo, config=load_config(repo / ".gepa-bot.yml"),
                                      config_path=repo / ".gepa-bot.yml", run_dir=fresh_dir / "run",
                                      cache_dir=fresh_dir / "cache", transport=ScriptedReflection()))
-    assert resumed["budget"]["rollouts_executed"] == reference["budget"]["rollouts_executed"] - len(before)
-    assert resumed["candidates"][resumed["best_candidate"]]["components"] == \
-        reference["candidates"][reference["best_candidate"]]["components"]
+    assert resumed.budget.rollouts_executed == reference.budget.rollouts_executed - len(before)
+    assert resumed.candidates[resumed.best_candidate].components == \
+        reference.candidates[reference.best_candidate].components
 
 
 def test_proposals_that_drop_placeholders_or_are_truncated_are_rejected(toy, tmp_path):
@@ -162,12 +164,12 @@ def test_proposals_that_drop_placeholders_or_are_truncated_are_rejected(toy, tmp
             return Reply(text=self.replies[(self.count - 1) % len(self.replies)])
 
     result = optimize(settings_for(repo, tmp_path, Careless(), budget__rollouts=30))
-    reasons = " | ".join(r["reason"] for r in result["rejected_proposals"])
+    reasons = " | ".join(r.reason for r in result.rejected_proposals)
     assert "drops placeholder(s) {ticket}" in reasons
     assert "adds unknown placeholder(s) {customer}" in reasons
     assert "never closed" in reasons
-    for candidate in result["candidates"]:
-        assert placeholders_in(candidate["components"]["prompts/main.txt"]) == {"{ticket}"}
+    for candidate in result.candidates:
+        assert placeholders_in(candidate.components["prompts/main.txt"]) == {"{ticket}"}
 
 
 def test_gepa_through_litellm_mock_response(toy, tmp_path):
@@ -181,14 +183,14 @@ def test_gepa_through_litellm_mock_response(toy, tmp_path):
     settings.reflection_extra = {"mock_response": reply}
     result = optimize(settings)
 
-    best = result["candidates"][result["best_candidate"]]
-    assert best["val_mean"] > result["candidates"][0]["val_mean"]
-    assert "Known topics" in best["components"]["prompts/main.txt"]
+    best = result.candidates[result.best_candidate]
+    assert best.val_mean > result.candidates[0].val_mean
+    assert "Known topics" in best.components["prompts/main.txt"]
     # the model's own reason, with the failures it was shown (also as data, for the report)
-    shown = best["motivated_by"]["prompts/main.txt"]
-    assert shown and best["rationale"]["prompts/main.txt"] == f"the failures name their queues. (failures: {', '.join(shown)})"
-    assert best["move"] == {"prompts/main.txt": "rewrite"}
-    assert result["budget"]["llm_calls"] >= 1 and result["budget"]["completion_tokens"] > 0
+    shown = best.motivated_by["prompts/main.txt"]
+    assert shown and best.rationale["prompts/main.txt"] == f"the failures name their queues. (failures: {', '.join(shown)})"
+    assert best.move == {"prompts/main.txt": "rewrite"}
+    assert result.budget.llm_calls >= 1 and result.budget.completion_tokens > 0
 
 
 def test_cache_key_covers_non_optimized_parts_of_prompt_files(toy, tmp_path):
@@ -202,11 +204,11 @@ def test_cache_key_covers_non_optimized_parts_of_prompt_files(toy, tmp_path):
     agent.write_text(agent.read_text().replace("name: triage", "name: billing-triage"))
     edited = evaluate_current(settings_for(repo, tmp_path, ScriptedReflection()))
 
-    n_val = len(first["val"])
-    assert first["budget"]["rollouts_executed"] == n_val
-    assert again["budget"]["rollouts_executed"] == 0 and again["budget"]["cache_hits"] == n_val
-    assert edited["budget"]["rollouts_executed"] == n_val
-    assert edited["val_mean"] > first["val_mean"]  # the edit really changed what the eval sees
+    n_val = len(first.val)
+    assert first.budget.rollouts_executed == n_val
+    assert again.budget.rollouts_executed == 0 and again.budget.cache_hits == n_val
+    assert edited.budget.rollouts_executed == n_val
+    assert edited.val_mean > first.val_mean  # the edit really changed what the eval sees
 
 
 def test_resume_tolerates_records_it_cannot_use(toy, tmp_path):
@@ -218,7 +220,7 @@ def test_resume_tolerates_records_it_cannot_use(toy, tmp_path):
         '{"kind": "rollout", "eval_key": "k", "split": "val", "id": "i01", "score": 1.0, "fingerprint": "other"}\n'
         '{"kind": "llm", "model": "openai/toy-reflection"}\n')
     result = optimize(settings_for(repo, tmp_path, ScriptedReflection()))
-    assert result["candidates"][result["best_candidate"]]["val_mean"] == 1.0
+    assert result.candidates[result.best_candidate].val_mean == 1.0
 
 
 class ScriptedInstruction:
@@ -241,13 +243,13 @@ def test_edit_style_improves_the_prompt_with_one_instruction_per_step(toy, tmp_p
     repo, _ = toy
     transport = ScriptedInstruction()
     result = optimize(settings_for(repo, tmp_path, transport, optimizer__reflection_style="edit"))
-    best = result["candidates"][result["best_candidate"]]
-    assert result["reflection_style"] == "edit"
-    assert best["val_mean"] > result["candidates"][0]["val_mean"]
-    main = best["components"]["prompts/main.txt"]
+    best = result.candidates[result.best_candidate]
+    assert result.reflection_style == "edit"
+    assert best.val_mean > result.candidates[0].val_mean
+    main = best.components["prompts/main.txt"]
     assert main.startswith("Consider:") and main.endswith("\n\nClassify the ticket {ticket} into a queue.\n")
     assert placeholders_in(main) == {"{ticket}"}
-    assert best["rationale"] and all("keywords missing" in r for r in best["rationale"].values())
+    assert best.rationale and all("keywords missing" in r for r in best.rationale.values())
     assert all("ONE" in c["content"] and "JSON" in c["content"] for c in transport.calls)
 
 
@@ -274,17 +276,17 @@ def test_an_internal_error_in_the_search_is_surfaced_not_buried_in_gepa_log(toy,
         return Reply(text=None)  # a transport bug: no text where the seam promises one
 
     result = optimize(settings_for(repo, tmp_path, broken, budget__rollouts=24))
-    assert result["search_errors"] and result["search_errors"][0]["type"] == "TypeError"
+    assert result.search_errors and result.search_errors[0].type == "TypeError"
     assert [r["type"] for r in read_records(tmp_path / "run", "search_error")] == \
-        [e["type"] for e in result["search_errors"]]
-    body, _ = render(result, {p: (repo / p).read_text() for p in result["best_files"]})
+        [e.type for e in result.search_errors]
+    body, _ = render(result, {p: (repo / p).read_text() for p in result.best_files})
     assert "internal error(s) interrupted steps of the search" in body and "TypeError" in body
 
 
 def test_budget_stops_are_not_search_errors(toy, tmp_path):
     repo, _ = toy
     result = optimize(settings_for(repo, tmp_path, ScriptedReflection(), budget__rollouts=20))
-    assert result["search_errors"] == [] and "rollout budget" in (result["budget"]["stop_reason"] or "")
+    assert result.search_errors == [] and "rollout budget" in (result.budget.stop_reason or "")
 
 
 def test_reflection_also_sees_train_failures_already_paid_for(toy, tmp_path):
@@ -299,7 +301,7 @@ def test_reflection_also_sees_train_failures_already_paid_for(toy, tmp_path):
     transport = Useless()
     result = optimize(settings_for(repo, tmp_path, transport, optimizer__reflection_style="edit",
                                    optimizer__acceptance="strict_improvement", budget__rollouts=40))
-    val_ids = set(result["split"]["val"])
+    val_ids = set(result.split.val)
     train_rollouts = [r for r in read_records(tmp_path / "run", "rollout") if r["split"] == "train"]
     executed = len(list(counter.iterdir()))
     assert executed == len(list(read_records(tmp_path / "run", "rollout")))  # no extra rollout for the extra records
@@ -411,12 +413,12 @@ def test_warm_start_rewrites_reach_the_val_set_without_the_minibatch_gate(toy, t
                                    optimizer__warm_start_rewrites=warm, budget__rollouts=60))
     if warm:  # the first two proposals are rewrites, both scored on all of val although no minibatch improved
         assert transport.kinds[:2] == ["rewrite", "rewrite"]
-        assert [any(t.endswith(f" ({k})\n") for t in c["components"].values())
-                for k, c in zip((1, 2), result["candidates"][1:3])] == [True, True]
-        assert all(set(c["val"]) == set(result["split"]["val"]) for c in result["candidates"][1:3])
+        assert [any(t.endswith(f" ({k})\n") for t in c.components.values())
+                for k, c in zip((1, 2), result.candidates[1:3])] == [True, True]
+        assert all(set(c.val) == set(result.split.val) for c in result.candidates[1:3])
     else:  # gated as usual: a proposal that scores no better on the minibatch never costs a val pass
         asked = [k for k in transport.kinds if k != "rules"]
-        assert asked[:2] == ["rewrite", "edit"] and "rules" in transport.kinds and len(result["candidates"]) == 1
+        assert asked[:2] == ["rewrite", "edit"] and "rules" in transport.kinds and len(result.candidates) == 1
 
 
 def test_auto_warm_start_spends_about_two_fifths_of_the_budget_in_mixed_style_only():
@@ -448,12 +450,12 @@ def test_search_stops_once_no_candidate_fails_a_train_instance_and_says_what_to_
     transport = ScriptedReflection()
     result = optimize(settings_for(repo, tmp_path, transport))
 
-    budget = result["budget"]
-    n_train, n_val = len(result["split"]["train"]), len(result["split"]["val"])
-    assert budget["stop_reason"] == NOTHING_TO_REFLECT_ON
-    assert transport.calls == [] and budget["llm_calls"] == 0
-    assert budget["rollouts_used"] == n_train + n_val == len(executed_rollouts(counter))  # one pass each, no more
-    assert result["best_candidate"] == result["baseline_candidate"]
+    budget = result.budget
+    n_train, n_val = len(result.split.train), len(result.split.val)
+    assert budget.stop_reason == NOTHING_TO_REFLECT_ON
+    assert transport.calls == [] and budget.llm_calls == 0
+    assert budget.rollouts_used == n_train + n_val == len(executed_rollouts(counter))  # one pass each, no more
+    assert result.best_candidate == result.baseline_candidate
     [warning] = suite_warnings(result)
     assert f"all {n_train} train instances" in warning and "split.val_fraction" in warning
 
@@ -464,5 +466,5 @@ def test_plain_gepa_arm_is_not_stopped_early_when_train_is_perfect(toy, tmp_path
     settings = settings_for(repo, tmp_path, ScriptedReflection(), budget__rollouts=30)
     settings.proposer = "gepa_default"
     result = optimize(settings)
-    assert result["budget"]["stop_reason"] != NOTHING_TO_REFLECT_ON
-    assert result["budget"]["rollouts_used"] > len(result["split"]["train"]) + len(result["split"]["val"])
+    assert result.budget.stop_reason != NOTHING_TO_REFLECT_ON
+    assert result.budget.rollouts_used > len(result.split.train) + len(result.split.val)

@@ -24,6 +24,7 @@ import pytest
 from chatstub import ChatStub
 from toyrepo import EVAL_PRELUDE, make_toy_repo
 
+from gepa_bot.result import RunResult
 from gepa_bot.runlog import read_records
 
 pytest_plugins = ["tests.fakegithub.fixtures"]
@@ -238,8 +239,8 @@ def test_an_eval_reporting_transient_errors_is_retried_and_the_run_completes(wor
     errors = world.records("eval_error")
     assert errors and {r["attempt"] for r in errors} == {1}  # each id erred once, then scored on its retry
     assert not any(r.get("failed") for r in world.cached_results())
-    result = json.loads((world.run_dir / "result.json").read_text())
-    assert all(v is None or not v["failed"] for c in result["candidates"] for v in c["val"].values())
+    result = RunResult.read(world.run_dir / "result.json")
+    assert all(v is None or not v.failed for c in result.candidates for v in c.val.values())
 
 
 def test_a_fixed_eval_never_gets_the_results_of_the_broken_one(world):

@@ -150,14 +150,14 @@ def test_transient_llm_fault_mid_run_is_retried_and_the_run_goes_on(toy, tmp_pat
 
     result = optimize(settings_for(toy, tmp_path, transport, budget__rollouts=40))
 
-    assert result["rejected_proposals"] == []
-    assert len(transport.calls) == result["budget"]["llm_calls"] + 1 >= 3  # one retry, nothing else lost
+    assert result.rejected_proposals == []
+    assert len(transport.calls) == result.budget.llm_calls + 1 >= 3  # one retry, nothing else lost
     assert transport.calls[1] == transport.calls[2]  # the retry re-sent the same request
     logged = list(read_records(tmp_path / "run", "llm"))
-    assert len(logged) == result["budget"]["llm_calls"]
-    best = result["candidates"][result["best_candidate"]]
-    assert best["val_mean"] > result["candidates"][0]["val_mean"]
-    assert len(result["candidates"]) >= 2
+    assert len(logged) == result.budget.llm_calls
+    best = result.candidates[result.best_candidate]
+    assert best.val_mean > result.candidates[0].val_mean
+    assert len(result.candidates) >= 2
 
 
 def _rollout_keys(run_dir: Path) -> list[tuple[str, str, str]]:
@@ -213,17 +213,17 @@ def test_bad_replies_are_rejected_with_a_reason_and_cost_no_rollouts(toy, tmp_pa
     transport = MockedLitellm(reply)
     result = optimize(settings_for(toy, tmp_path, transport, budget__rollouts=30))
 
-    rejected = result["rejected_proposals"]
-    assert rejected and all(reason in r["reason"] for r in rejected)
-    assert [r["reason"] for r in read_records(tmp_path / "run", "rejected_proposal")] == [r["reason"] for r in rejected]
+    rejected = result.rejected_proposals
+    assert rejected and all(reason in r.reason for r in rejected)
+    assert [r["reason"] for r in read_records(tmp_path / "run", "rejected_proposal")] == [r.reason for r in rejected]
     # reflection_attempts (2): the second try is told why the first was rejected
-    assert {r["attempt"] for r in rejected} == {"1", "2"}
-    first_reason = rejected[0]["reason"]
+    assert {r.attempt for r in rejected} == {"1", "2"}
+    first_reason = rejected[0].reason
     assert any(f"Your previous answer was rejected: {first_reason}" in m[0]["content"] for m in transport.calls)
-    assert len(result["candidates"]) == 1 and result["best_candidate"] == 0
+    assert len(result.candidates) == 1 and result.best_candidate == 0
     reference, reference_rollouts = no_proposal_run
     assert _rollout_keys(tmp_path / "run") == reference_rollouts  # nothing evaluated beyond the seed
-    assert result["budget"]["rollouts_executed"] == reference["budget"]["rollouts_executed"]
+    assert result.budget.rollouts_executed == reference.budget.rollouts_executed
     # every bad reply was paid for and logged, so a resume replays it instead of paying again
     assert len(list(read_records(tmp_path / "run", "llm"))) == len(transport.calls) == len(rejected)
 
@@ -262,21 +262,21 @@ def test_non_deterministic_eval_is_repeated_and_its_spread_reported(tmp_path, mo
     result = optimize(settings_for(repo, tmp_path, ScriptedReflection(), budget__rollouts=30,
                                    optimizer__eval_repeats=3))
 
-    assert result["eval_repeats"] == 3
-    for candidate in result["candidates"]:
-        for instance_id, entry in candidate["val"].items():
+    assert result.eval_repeats == 3
+    for candidate in result.candidates:
+        for instance_id, entry in candidate.val.items():
             if entry is None:
                 continue
             if instance_id in ("i01", "i03"):
-                assert entry["stdev"] > 0 and 0 < entry["score"] < 1
-                assert entry["feedback"].startswith("[score varied over 3 repeats")
+                assert entry.stdev > 0 and 0 < entry.score < 1
+                assert entry.feedback.startswith("[score varied over 3 repeats")
             else:
-                assert entry["stdev"] == 0.0 and entry["score"] in (0.0, 1.0)
+                assert entry.stdev == 0.0 and entry.score in (0.0, 1.0)
     # each executed rollout of a flaky instance ran the eval three times
     flaky_rollouts = [r for r in read_records(tmp_path / "run", "rollout") if r["id"] in ("i01", "i03")]
     assert sum(int((flips / i).read_text()) for i in ("i01", "i03")) == 3 * len(flaky_rollouts)
 
-    originals = {path: (repo / path).read_text() for path in result["best_files"]}
+    originals = {path: (repo / path).read_text() for path in result.best_files}
     body, full = render(result, originals)
     for text in (body, full):
         assert "±0.47" in text  # pstdev of three scores (0, 1, 0) or (1, 0, 1)
@@ -292,6 +292,6 @@ def test_changing_eval_repeats_never_serves_the_other_setting_from_the_cache(tmp
                                   optimizer__eval_repeats=3))
     assert sum(int((flips / i).read_text()) for i in ("i01", "i03")) > runs_after_one
     # the baseline was scored again, 3 times per instance: the flaky instances show their spread
-    baseline = three["candidates"][0]["val"]
-    assert baseline["i01"]["stdev"] > 0 and baseline["i03"]["stdev"] > 0
-    assert all(e["stdev"] == 0.0 for e in once["candidates"][0]["val"].values() if e)
+    baseline = three.candidates[0].val
+    assert baseline["i01"].stdev > 0 and baseline["i03"].stdev > 0
+    assert all(e.stdev == 0.0 for e in once.candidates[0].val.values() if e)

@@ -31,6 +31,7 @@ from gepa_bot.engine import optimize
 from gepa_bot.errors import UserError
 from gepa_bot.evalsuite import SuiteContext
 from gepa_bot.executor import RayExecutor, make_executor
+from gepa_bot.result import RunResult
 from gepa_bot.runlog import RunLog, read_records
 from gepa_bot.suites.command_suite import CommandSuite
 
@@ -119,13 +120,13 @@ def test_ray_gives_the_same_search_results_and_rollout_counts_as_local(cluster, 
         result = optimize(settings)
         runs[executor] = (result, len(list(counter.iterdir())), list(read_records(tmp_path / executor / "run", "rollout")))
     (local, local_executed, local_log), (ray, ray_executed, ray_log) = runs["local"], runs["ray"]
-    assert [c["components"] for c in ray["candidates"]] == [c["components"] for c in local["candidates"]]
-    assert [c["val"] for c in ray["candidates"]] == [c["val"] for c in local["candidates"]]
-    assert ray["candidates"][ray["best_candidate"]]["val_mean"] > ray["candidates"][0]["val_mean"]
+    assert [c.components for c in ray.candidates] == [c.components for c in local.candidates]
+    assert [c.val for c in ray.candidates] == [c.val for c in local.candidates]
+    assert ray.candidates[ray.best_candidate].val_mean > ray.candidates[0].val_mean
     for key in ("rollouts_used", "rollouts_executed", "cache_hits"):
-        assert ray["budget"][key] == local["budget"][key], key
+        assert getattr(ray.budget, key) == getattr(local.budget, key), key
     # every executed rollout ran once, on the cluster (the eval's counter files), and is logged once
-    assert ray_executed == local_executed == ray["budget"]["rollouts_executed"] == len(ray_log) == len(local_log)
+    assert ray_executed == local_executed == ray.budget.rollouts_executed == len(ray_log) == len(local_log)
 
 
 def _adapter_on(repo: Path, tmp_path: Path, executor: RayExecutor,
@@ -246,8 +247,8 @@ def test_a_sigtermed_driver_resumes_without_spending_again(cluster, tmp_path):
     assert finished.returncode == 0, finished.stderr[-3000:]
     logged = list(read_records(tmp_path / "run", "rollout"))
     assert len(logged) == len({(r["candidate"], r["id"]) for r in logged})  # nothing logged (paid) twice
-    result = json.loads((tmp_path / "run" / "result.json").read_text())
-    assert result["budget"]["rollouts_used"] <= 40 and logged_before <= {(r["candidate"], r["id"]) for r in logged}
+    result = RunResult.read(tmp_path / "run" / "result.json")
+    assert result.budget.rollouts_used <= 40 and logged_before <= {(r["candidate"], r["id"]) for r in logged}
 
 
 def test_an_unreachable_cluster_is_one_clear_error_before_any_rollout(tmp_path):

@@ -8,9 +8,21 @@ import pytest
 
 from gepa_bot.config import OutputConfig
 from gepa_bot.report import BODY_BUDGET, GITHUB_BODY_LIMIT, render, untrusted, verdict
+from gepa_bot.result import RejectedProposal, RunResult, SearchError, migrate_v1
 
 
-def make_result(n_val: int = 4, feedback: str = "expected bug, got billing", prompt_lines: int = 3) -> dict:
+def rejected(reason: str) -> RejectedProposal:
+    return RejectedProposal(component="p.txt", attempt="1", reason=reason, reply_excerpt="")
+
+
+def make_result(n_val: int = 4, feedback: str = "expected bug, got billing", prompt_lines: int = 3
+                ) -> tuple[RunResult, dict[str, str]]:
+    data, originals = result_data(n_val, feedback, prompt_lines)
+    return RunResult.model_validate(data), originals
+
+
+def result_data(n_val: int = 4, feedback: str = "expected bug, got billing", prompt_lines: int = 3) -> tuple[dict, dict]:
+    """result.json's data (version 2) for make_result."""
     val_ids = [f"v{k:03d}" for k in range(n_val)]
     base_scores = {i: (1.0 if k % 2 == 0 else 0.0) for k, i in enumerate(val_ids)}
     best_scores = {i: (0.0 if k == 0 else 1.0) for k, i in enumerate(val_ids)}  # v000 regresses, odd ones fixed
@@ -22,16 +34,19 @@ def make_result(n_val: int = 4, feedback: str = "expected bug, got billing", pro
     old = "\n".join(f"line {k} {{question}}" for k in range(prompt_lines)) + "\n"
     new = "\n".join(f"better line {k} {{question}}" for k in range(prompt_lines)) + "\n"
     return {
-        "version": 1, "components": [{"name": "p.txt", "path": "p.txt", "kind": "text", "key": None}],
+        "version": 2, "components": [{"name": "p.txt", "path": "p.txt", "kind": "text", "key": None}],
         "split": {"train": ["t1"], "val": val_ids},
         "candidates": [cand(0, base_scores, old, [], {}), cand(1, best_scores, new, [0], {"p.txt": "Say the label set."})],
         "pareto_front": [0, 1], "best_candidate": 1, "baseline_candidate": 0, "best_files": {"p.txt": new},
-        "rejected_proposals": [{"reason": "no fence"}], "min_improvement": 0.0,
+        "rejected_proposals": [rejected("no fence").model_dump()], "min_improvement": 0.0,
         "min_confidence": 0.0,  # 2 fixed, 1 regressed is not significant: the sign test's gate has its own tests
         "budget": {"rollouts_limit": 100, "rollouts_used": 90, "rollouts_executed": 60, "cache_hits": 30,
                    "cache_hit_rate": 0.333, "llm_calls": 5, "llm_calls_replayed": 0, "prompt_tokens": 1000,
-                   "completion_tokens": 200, "llm_cost_usd": 0.0123, "wall_time_s": 12.5, "stop_reason": "budget"},
-        "models": {"task": "openai/gpt-4o-mini", "reflection": "openai/gpt-4o"},
+                   "completion_tokens": 200, "llm_cost_usd": 0.0123, "max_llm_cost_usd": None, "wall_time_s": 12.5,
+                   "eval_time_s": 5.0, "llm_time_s": 4.0, "overhead_share": 0.28, "stop_reason": "budget"},
+        "models": {"task": "openai/gpt-4o-mini", "reflection": "openai/gpt-4o", "reflection_max_tokens": 1024,
+                   "reflection_temperature": 0.7},
+        "reflection_style": None, "eval_repeats": 1, "seed": 0,
     }, {"p.txt": old}
 
 
@@ -53,7 +68,7 @@ def test_body_has_every_section_with_regressions_first():
 
 def test_no_improvement_verdict():
     result, originals = make_result()
-    result["best_candidate"] = 0
+    result.best_candidate = 0
     body, _ = render(result, originals)
     assert "no candidate beats the current prompts" in body
 
@@ -69,7 +84,7 @@ def test_huge_report_fits_githubs_limit_and_keeps_the_full_version():
 
 def test_untrusted_text_cannot_escape_markdown_or_emit_workflow_commands():
     result, originals = make_result(feedback="</details>| pipe\n::set-output name=x::pwned\n<script>")
-    result["candidates"][1]["rationale"] = {"p.txt": "```\n</details>\n::add-mask::x"}
+    result.candidates[1].rationale = {"p.txt": "```\n</details>\n::add-mask::x"}
     body, _ = render(copy.deepcopy(result), originals)
     assert "</details>|" not in body and "<script>" not in body
     assert "::set-output" not in body and "::add-mask" not in body
@@ -79,9 +94,9 @@ def test_untrusted_text_cannot_escape_markdown_or_emit_workflow_commands():
 
 def test_rejections_are_counted_per_reason_with_the_top_reason_explained():
     result, originals = make_result()
-    result["rejected_proposals"] = ([{"reason": "no fenced prompt block in the reply"}] * 49
-                                    + [{"reason": "the edit's text 'Ticket: {ticket}' contains a placeholder"},
-                                       {"reason": "the edit's text 'Q: {q}' contains a placeholder"}])
+    result.rejected_proposals = ([rejected("no fenced prompt block in the reply")] * 49
+                                 + [rejected("the edit's text 'Ticket: {ticket}' contains a placeholder"),
+                                    rejected("the edit's text 'Q: {q}' contains a placeholder")])
     body, _ = render(result, originals)
     section = body.split("rejected before any rollout was spent:")[1]
     lines = [line for line in section.splitlines() if line.startswith("- ")]
@@ -94,19 +109,19 @@ def test_a_broken_or_all_zero_eval_is_flagged_loudly():
     result, originals = make_result()
     body, _ = render(result, originals)
     assert "[!WARNING]" not in body
-    for entry in result["candidates"][0]["val"].values():
-        entry["score"] = 0.0
+    for entry in result.candidates[0].val.values():
+        entry.score = 0.0
     body, _ = render(result, originals)
     assert "score 0 on all 4 validation instances" in body
-    for entry in list(result["candidates"][0]["val"].values())[:3]:
-        entry["failed"] = True
+    for entry in list(result.candidates[0].val.values())[:3]:
+        entry.failed = True
     body, _ = render(result, originals)
     assert "3 of 4 validation instances got no valid result line" in body and "score 0 on all" not in body
 
 
 def test_a_search_error_warning_appears_once_even_when_rows_are_cut():
     result, originals = make_result(n_val=400)
-    result["search_errors"] = [{"where": "reflection on p.txt", "type": "TypeError", "message": "boom"}]
+    result.search_errors = [SearchError(where="reflection on p.txt", type="TypeError", message="boom")]
     body, full = render(result, originals)
     for text in (body, full):
         assert text.count("internal error(s) interrupted steps of the search") == 1
@@ -119,8 +134,8 @@ def test_eval_and_llm_text_cannot_mention_link_or_embed_and_diffs_stay_byte_exac
     result, originals = make_result(feedback="ping @octocat see [docs](https://evil.example) ![x](http://t.example/p.png)"
                                              " or www.evil.example")
     new = "Answer in a ```json block.\n````\nnested\n````\n{question} @team\n"
-    result["best_files"] = {"p.txt": new}
-    result["candidates"][1]["components"] = {"p.txt": new}
+    result.best_files = {"p.txt": new}
+    result.candidates[1].components = {"p.txt": new}
     body, _ = render(result, originals)
     table = body.split("### Per-instance results")[1].split("###")[0]
     assert "@octocat" not in table and "@\u200boctocat" in table  # no notification
@@ -134,28 +149,30 @@ def test_eval_and_llm_text_cannot_mention_link_or_embed_and_diffs_stay_byte_exac
 
 def test_a_gain_inside_the_measured_noise_is_not_proposed():
     result, _ = make_result()  # baseline 0.5 -> best 0.75 on 4 val instances
-    assert verdict(result)["improved"] and verdict(result)["noise"] == 0.0  # eval_repeats 1: nothing measured
-    for cand in result["candidates"]:
-        for entry in cand["val"].values():
-            entry["stdev"] = 0.5  # each instance flipped between 0 and 1 over the repeats
+    assert verdict(result).improved and verdict(result).noise == 0.0  # eval_repeats 1: nothing measured
+    for cand in result.candidates:
+        for entry in cand.val.values():
+            entry.stdev = 0.5  # each instance flipped between 0 and 1 over the repeats
     v = verdict(result)
-    assert v["noise"] == pytest.approx((4 * (0.25 + 0.25)) ** 0.5 / 4)
-    assert v["gain"] == pytest.approx(0.25) and v["needed"] == pytest.approx(2 * v["noise"]) and not v["improved"]
-    assert v["reason"] == ("gain +0.2500 is not above the 0.7071 needed (output.min_improvement: 0, "
+    assert v.noise == pytest.approx((4 * (0.25 + 0.25)) ** 0.5 / 4)
+    assert v.gain == pytest.approx(0.25) and v.needed == pytest.approx(2 * v.noise) and not v.improved
+    assert v.reason == ("gain +0.2500 is not above the 0.7071 needed (output.min_improvement: 0, "
                            "plus twice the measured noise 0.3536)")
 
 
 # --- the sign test's gate ------------------------------------------------------------------------------
 
-def scored_result(base: list[float], best: list[float], **extra: float) -> tuple[dict, dict]:
-    """make_result with these per-instance val scores (and without the fixture's min_confidence: 0)."""
-    result, originals = make_result(n_val=len(base))
-    del result["min_confidence"]
-    for cand, scores in zip(result["candidates"], (base, best), strict=True):
+def scored_result(base: list[float], best: list[float], **extra: float) -> tuple[RunResult, dict]:
+    """make_result with these per-instance val scores, as a version-1 result.json without the fixture's
+    min_confidence: 0 (migrated: the config default) unless ``extra`` sets it."""
+    data, originals = result_data(n_val=len(base))
+    data["version"] = 1
+    del data["min_confidence"]
+    for cand, scores in zip(data["candidates"], (base, best), strict=True):
         cand["val"] = {f"v{k:03d}": {"score": s, "feedback": "f", "failed": False} for k, s in enumerate(scores)}
         cand["val_mean"] = sum(scores) / len(scores)
-    result.update(extra)
-    return result, originals
+    data.update(extra)
+    return RunResult.model_validate(migrate_v1(data)), originals
 
 
 # 23 val instances: 8 flip 0 -> 1, 1 flips 1 -> 0, 14 tie (7 at 1, 7 at 0)
@@ -167,10 +184,10 @@ NOT_SIGNIFICANT = ([0.0] * 3 + [1.0] + [1.0] * 10 + [0.0] * 9, [1.0] * 3 + [0.0]
 def test_a_significant_gain_is_proposed_and_the_body_states_the_test():
     result, originals = scored_result(*SIGNIFICANT)
     v = verdict(result)
-    assert v["improved"] and v["significant"] and v["p_value"] == 10 / 512
-    assert (v["improved_instances"], v["regressed_instances"], v["min_confidence"]) == (8, 1, 0.9)
-    assert v["test"] == "8 instances improved, 1 regressed, exact sign test p = 0.0195 (one-sided)"
-    assert v["reason"] == "significant: p = 0.0195 <= 0.10 (8 improved, 1 regressed on 23 val instances)"
+    assert v.improved and v.significant and v.p_value == 10 / 512
+    assert (v.improved_instances, v.regressed_instances, v.min_confidence) == (8, 1, 0.9)
+    assert v.test == "8 instances improved, 1 regressed, exact sign test p = 0.0195 (one-sided)"
+    assert v.reason == "significant: p = 0.0195 <= 0.10 (8 improved, 1 regressed on 23 val instances)"
     body, _ = render(result, originals)
     assert body.startswith("## gepa-bot: improved prompts (+30.4 pts on validation)")
     assert ("Significance: 8 instances improved, 1 regressed, exact sign test p = 0.0195 (one-sided); "
@@ -180,9 +197,9 @@ def test_a_significant_gain_is_proposed_and_the_body_states_the_test():
 def test_a_gain_the_sign_test_does_not_trust_is_not_proposed_by_default():
     result, originals = scored_result(*NOT_SIGNIFICANT)  # no min_confidence in result.json: the default 0.9
     v = verdict(result)
-    assert v["gain"] > v["needed"] and v["beats"]
-    assert not v["improved"] and not v["significant"] and v["p_value"] == 5 / 16
-    assert v["reason"] == ("not significant: p = 0.3125 > 0.10 (3 improved, 1 regressed on 23 val instances; "
+    assert v.gain > v.needed and v.beats
+    assert not v.improved and not v.significant and v.p_value == 5 / 16
+    assert v.reason == ("not significant: p = 0.3125 > 0.10 (3 improved, 1 regressed on 23 val instances; "
                            "output.min_confidence: 0.9)")
     body, _ = render(result, originals)
     assert body.startswith("## gepa-bot: no reliable improvement (+8.7 pts on validation, not proposed)")
@@ -201,7 +218,7 @@ def test_a_gain_the_sign_test_does_not_trust_is_not_proposed_by_default():
 def test_min_confidence_from_result_json_sets_the_bar(min_confidence, improved, reason):
     result, originals = scored_result(*NOT_SIGNIFICANT, min_confidence=min_confidence)
     v = verdict(result)
-    assert v["improved"] is improved and v["reason"] == reason
+    assert v.improved is improved and v.reason == reason
     assert render(result, originals)[0].startswith("## gepa-bot: improved prompts") is improved
 
 
@@ -210,12 +227,12 @@ def test_fractional_scores_get_a_bootstrap_interval_and_unscored_instances_are_l
     best = [0.6, 0.9, 0.5, 0.8, 0.6, 0.9, 0.6, 0.6, 0.7, 0.9]  # 8 better, 1 worse, 1 tie
     result, originals = scored_result(base, best)
     v = verdict(result)
-    assert (v["improved_instances"], v["regressed_instances"], v["p_value"]) == (8, 1, 10 / 512) and v["improved"]
-    assert "; paired bootstrap 90% interval of the mean gain: +" in v["test"] and v["test"].endswith(" pts")
-    result["candidates"][1]["val"]["v000"] = None  # not scored (trimming): neither a win nor a loss
+    assert (v.improved_instances, v.regressed_instances, v.p_value) == (8, 1, 10 / 512) and v.improved
+    assert "; paired bootstrap 90% interval of the mean gain: +" in v.test and v.test.endswith(" pts")
+    result.candidates[1].val["v000"] = None  # not scored (trimming): neither a win nor a loss
     v = verdict(result)
-    assert (v["improved_instances"], v["regressed_instances"]) == (7, 1)
-    assert "on 9 val instances" in v["reason"]
+    assert (v.improved_instances, v.regressed_instances) == (7, 1)
+    assert "on 9 val instances" in v.reason
 
 
 def test_min_confidence_is_an_output_setting_with_a_documented_default():

@@ -89,6 +89,12 @@ def test_summary_with_an_interval_and_formatting():
 
 
 def test_val_scores_skip_unscored_instances():
-    candidate = {"val": {"a": {"score": 1.0}, "b": None, "c": {"score": 0.25}}}
-    assert val_scores(candidate) == {"a": 1.0, "c": 0.25}
-    assert val_scores({}) == {}
+    from gepa_bot.result import Candidate
+
+    def candidate(val):
+        return Candidate(index=0, hash="h", components={}, parents=[], origin="seed", val_mean=0.0, val=val,
+                         discovered_at_rollout=0)
+
+    scored = candidate({"a": {"score": 1.0, "feedback": ""}, "b": None, "c": {"score": 0.25, "feedback": ""}})
+    assert val_scores(scored) == {"a": 1.0, "c": 0.25}
+    assert val_scores(candidate({})) == {}

@@ -13,6 +13,7 @@ from collections import Counter
 
 from gepa_bot.engine import optimize
 from gepa_bot.llm import Reply
+from gepa_bot.result import RunResult
 from gepa_bot.runlog import read_records
 from test_engine import settings_for
 from toyrepo import make_toy_repo
@@ -46,31 +47,32 @@ def test_500_rollouts_with_4_workers_are_each_recorded_exactly_once(tmp_path, mo
     result = optimize(settings_for(repo, tmp_path, transport, budget__rollouts=BUDGET, optimizer__workers=4,
                                    optimizer__minibatch_size=4))
 
-    budget = result["budget"]
+    budget = result.budget
     rollouts = list(read_records(tmp_path / "run", "rollout"))
     executed = [p.read_text() for p in counter.iterdir()]  # one file per (eval process, instance) actually run
-    assert len(executed) == len(rollouts) == budget["rollouts_executed"]
+    assert len(executed) == len(rollouts) == budget.rollouts_executed
     keys = Counter((r["candidate"], r["id"]) for r in rollouts)
     assert max(keys.values()) == 1
     assert sorted(executed) == sorted(r["id"] for r in rollouts)
-    assert budget["rollouts_used"] <= BUDGET
-    assert budget["rollouts_executed"] + budget["cache_hits"] == budget["rollouts_used"]
-    assert budget["rollouts_executed"] >= 150, budget  # a real soak, not a run that stopped early
-    assert len(result["candidates"]) >= 5 and transport.calls == budget["llm_calls"]
+    assert budget.rollouts_used <= BUDGET
+    assert budget.rollouts_executed + budget.cache_hits == budget.rollouts_used
+    assert budget.rollouts_executed >= 150, budget  # a real soak, not a run that stopped early
+    assert len(result.candidates) >= 5 and transport.calls == budget.llm_calls
 
     # result.json is the returned result, and agrees with the run log
-    on_disk = json.loads((tmp_path / "run" / "result.json").read_text())
-    assert on_disk == json.loads(json.dumps(result))
+    on_disk = (tmp_path / "run" / "result.json").read_text()
+    assert RunResult.read(tmp_path / "run" / "result.json") == result
+    assert json.loads(on_disk) == result.model_dump(mode="json")
     ends = list(read_records(tmp_path / "run", "end"))
-    assert len(ends) == 1 and ends[0]["best"] == result["best_candidate"]
-    assert len({c["hash"] for c in result["candidates"]}) == len(result["candidates"])
-    best = result["candidates"][result["best_candidate"]]
-    assert best["val_mean"] == max(c["val_mean"] for c in result["candidates"]) > result["candidates"][0]["val_mean"]
-    for candidate in result["candidates"]:
-        scored = [e["score"] for e in candidate["val"].values() if e is not None]
-        if len(scored) == len(result["split"]["val"]):  # fully evaluated on val: val_mean is their mean
-            assert abs(sum(scored) / len(scored) - candidate["val_mean"]) < 1e-9
+    assert len(ends) == 1 and ends[0]["best"] == result.best_candidate
+    assert len({c.hash for c in result.candidates}) == len(result.candidates)
+    best = result.candidates[result.best_candidate]
+    assert best.val_mean == max(c.val_mean for c in result.candidates) > result.candidates[0].val_mean
+    for candidate in result.candidates:
+        scored = [e.score for e in candidate.val.values() if e is not None]
+        if len(scored) == len(result.split.val):  # fully evaluated on val: val_mean is their mean
+            assert abs(sum(scored) / len(scored) - candidate.val_mean) < 1e-9
     val_rollouts = {(r["candidate"], r["id"]) for r in rollouts if r["split"] == "val"}
-    for candidate in result["candidates"]:
-        for instance_id, entry in candidate["val"].items():
-            assert entry is not None and (candidate["hash"], instance_id) in val_rollouts
+    for candidate in result.candidates:
+        for instance_id, entry in candidate.val.items():
+            assert entry is not None and (candidate.hash, instance_id) in val_rollouts

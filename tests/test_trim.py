@@ -166,20 +166,20 @@ def test_a_run_trims_the_filler_its_search_added_and_keeps_what_scores(tmp_path,
     repo = make_toy_repo(tmp_path)
     result = optimize(settings_for(repo, tmp_path, PaddedReflection(), budget__rollouts=90))
 
-    best = result["candidates"][result["best_candidate"]]
-    searched_best = max((c for c in result["candidates"] if c["origin"] != "trim"), key=lambda c: c["val_mean"])
-    assert best["origin"] == "trim" and best["val_mean"] == searched_best["val_mean"] == 1.0
-    assert PaddedReflection.FILLER not in best["components"]["prompts/main.txt"]
-    assert PaddedReflection.FILLER in searched_best["components"]["prompts/main.txt"]
-    assert "{ticket}" in best["components"]["prompts/main.txt"]
-    assert result["budget"]["rollouts_used"] <= 90 and "held back for trimming" in result["budget"]["stop_reason"]
-    assert set(best["val"]) == set(result["split"]["val"]) and all(best["val"].values())
+    best = result.candidates[result.best_candidate]
+    searched_best = max((c for c in result.candidates if c.origin != "trim"), key=lambda c: c.val_mean)
+    assert best.origin == "trim" and best.val_mean == searched_best.val_mean == 1.0
+    assert PaddedReflection.FILLER not in best.components["prompts/main.txt"]
+    assert PaddedReflection.FILLER in searched_best.components["prompts/main.txt"]
+    assert "{ticket}" in best.components["prompts/main.txt"]
+    assert result.budget.rollouts_used <= 90 and "held back for trimming" in result.budget.stop_reason
+    assert set(best.val) == set(result.split.val) and all(best.val.values())
 
     trims = list(read_records(tmp_path / "run", "trim"))
     assert any(t["kept"] and t["removed"] == PaddedReflection.FILLER for t in trims)
     body, _ = render(result, {"prompts/main.txt": "Classify the ticket {ticket} into a queue.\n"})
     assert "(trim)" in body and f"Removed {PaddedReflection.FILLER!r}" in body  # lineage and rationale say what went
-    best["val_scored"] = 2  # as if trimming ran out of rollouts before completing the best's val table
+    best.val_scored = 2  # as if trimming ran out of rollouts before completing the best's val table
     body, _ = render(result, {"prompts/main.txt": "Classify the ticket {ticket} into a queue.\n"})
     assert "The best candidate scores at least **" in body and "trimming scored it on 2 of them" in body
 
@@ -195,8 +195,8 @@ def test_trimming_off_leaves_the_search_all_the_budget(tmp_path, monkeypatch):
     monkeypatch.setenv("TOY_COUNTER_DIR", str(tmp_path / "counter"))
     repo = make_toy_repo(tmp_path)
     result = optimize(settings_for(repo, tmp_path, PaddedReflection(), budget__rollouts=60, optimizer__trim=False))
-    assert all(c["origin"] != "trim" for c in result["candidates"])
-    assert "held back" not in (result["budget"]["stop_reason"] or "")
+    assert all(c.origin != "trim" for c in result.candidates)
+    assert "held back" not in (result.budget.stop_reason or "")
     assert not list(read_records(tmp_path / "run", "trim"))
 
 
@@ -232,9 +232,9 @@ def test_a_run_interrupted_while_trimming_resumes_to_the_same_result_without_pay
     fresh.mkdir()
     reference = optimize(settings_for(repo, fresh, PaddedReflection(), budget__rollouts=90))
     assert transport.calls == []  # every reflection reply replayed from the run log
-    assert paid_on_resume == resumed["budget"]["rollouts_executed"] > 0  # only what the interrupted trim had not run
-    assert paid_before + paid_on_resume == reference["budget"]["rollouts_executed"]
-    strip = lambda result: [(c["origin"], c["components"], c["val_mean"]) for c in result["candidates"]]  # noqa: E731
-    assert strip(resumed) == strip(reference) and resumed["best_candidate"] == reference["best_candidate"]
-    assert resumed["candidates"][resumed["best_candidate"]]["origin"] == "trim"
-    assert resumed["budget"]["rollouts_used"] == reference["budget"]["rollouts_used"]
+    assert paid_on_resume == resumed.budget.rollouts_executed > 0  # only what the interrupted trim had not run
+    assert paid_before + paid_on_resume == reference.budget.rollouts_executed
+    strip = lambda result: [(c.origin, c.components, c.val_mean) for c in result.candidates]  # noqa: E731
+    assert strip(resumed) == strip(reference) and resumed.best_candidate == reference.best_candidate
+    assert resumed.candidates[resumed.best_candidate].origin == "trim"
+    assert resumed.budget.rollouts_used == reference.budget.rollouts_used

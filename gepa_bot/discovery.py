@@ -8,6 +8,7 @@ and layout around it survive). Placeholders like ``{question}`` or ``{{ name }}`
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections import Counter, defaultdict
 from collections.abc import Mapping
@@ -116,7 +117,7 @@ def discover(repo: Path, config: Config, config_path: Path) -> list[Component]:
     """All components the config's prompt globs select, in a stable order."""
     components: list[Component] = []
     for index, spec in enumerate(config.prompts):
-        matches = _glob_files(repo, spec.path)
+        matches = _glob_files(repo, spec.path, f"{config_path}: field 'prompts[{index}].path'")
         if not matches:
             raise UserError(f"{config_path}: field 'prompts[{index}].path': no file matches {spec.path!r}",
                             fix="check the glob (it is relative to the repo root) or add the prompt file")
@@ -129,18 +130,38 @@ def discover(repo: Path, config: Config, config_path: Path) -> list[Component]:
     return components
 
 
-def _glob_files(repo: Path, pattern: str) -> list[Path]:
+def _glob_files(repo: Path, pattern: str, field: str = "prompts") -> list[Path]:
     root = repo.resolve()
     files = []
     for path in sorted(repo.glob(pattern)):
         relative = path.relative_to(repo)
-        if not path.is_file() or (relative.parts and relative.parts[0] in IGNORED_TOP_DIRS):
+        if relative.parts and relative.parts[0] in IGNORED_TOP_DIRS:
+            continue
+        if (link := symlink_in(repo, relative.as_posix())) is not None:
+            raise UserError(f"{field}: {relative.as_posix()} is a symlink ({link} -> {os.readlink(repo / link)}); "
+                            "prompt files must be regular files",
+                            fix="replace the symlink with the file itself or narrow the glob to exclude it")
+        if not path.is_file():
             continue
         if not path.resolve().is_relative_to(root):
             raise UserError(f"{relative}: resolves outside the repository (symlink?)",
                             fix="point the glob at files inside the repo")
         files.append(path)
     return files
+
+
+def symlink_in(repo: Path, relative: str) -> str | None:
+    """The first part of repo-relative ``relative`` (the file or a directory above it) that is a symlink, else None.
+
+    Prompt files are refused when reached through any symlink, even one pointing inside the repo: a link to
+    ``.git/config`` (or to an eval's fixtures) would be optimized, written back and proposed in a pull request.
+    """
+    parts = Path(relative).parts
+    for depth in range(1, len(parts) + 1):
+        part = Path(*parts[:depth])
+        if (repo / part).is_symlink():
+            return part.as_posix()
+    return None
 
 
 def _components_of(repo: Path, path: Path, spec: PromptSpec, where: str) -> list[Component]:

@@ -190,15 +190,32 @@ def test_symlink_outside_repo_is_refused(tmp_path):
     repo = make_repo(tmp_path, {"prompts/a.txt": "inside\n"})
     os.symlink(secret, repo / "prompts" / "evil.txt")
     error = discover_error(repo, config({"path": "prompts/*.txt"}))
-    assert "prompts/evil.txt" in error.message and "outside the repository" in error.message
+    assert "prompts/evil.txt is a symlink" in error.message and "prompts[0].path" in error.message
 
 
-def test_symlink_inside_repo_is_allowed(tmp_path):
+def test_symlink_inside_repo_is_refused(tmp_path):
+    """Any symlink: one to a file inside the repo would still be optimized and proposed in its target's name."""
     repo = make_repo(tmp_path, {"shared/a.txt": "inside\n"})
     (repo / "prompts").mkdir()
     os.symlink("../shared/a.txt", repo / "prompts" / "link.txt")
-    [component] = discover(repo, config({"path": "prompts/*.txt"}), CONFIG_PATH)
-    assert component.name == "prompts/link.txt" and component.text == "inside\n"
+    error = discover_error(repo, config({"path": "prompts/*.txt"}))
+    assert "prompts/link.txt is a symlink" in error.message and "regular files" in error.message
+    assert "\n" not in str(error)
+
+
+def test_symlink_to_git_config_is_refused(tmp_path):
+    repo = make_repo(tmp_path, {".git/config": "[core]\n", "prompts/a.txt": "a\n"})
+    os.symlink("../.git/config", repo / "prompts" / "b.txt")
+    error = discover_error(repo, config({"path": "prompts/b.txt"}))
+    assert error.message == (f"{CONFIG_PATH}: field 'prompts[0].path': prompts/b.txt is a symlink (prompts/b.txt -> "
+                             "../.git/config); prompt files must be regular files")
+
+
+def test_file_under_a_symlinked_directory_is_refused(tmp_path):
+    repo = make_repo(tmp_path, {".git/config": "[core]\n"})
+    os.symlink(".git", repo / "prompts")
+    error = discover_error(repo, config({"path": "prompts/config"}))
+    assert "prompts/config is a symlink (prompts -> .git)" in error.message
 
 
 def test_duplicate_selection(tmp_path):

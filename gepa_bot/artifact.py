@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import stat
 import sys
@@ -304,6 +305,48 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+# --- handover between the jobs (read from the plan state file action.py writes) ---------------------------
+
+def plan_outputs(state_file: Path, workspace: Path, config_path: Path) -> dict[str, str]:
+    """What the later jobs need from the plan (job outputs): whether anything runs, whether a writer's command was
+    obeyed (a `/gepa stop` too: it joins the concurrency group to cancel a run), the base SHA, the eval cache's key
+    scope and directories, and the plan state itself as one line of JSON (``plan-state``). The state travels as a
+    job output, not an artifact: a job that ran evals can replace artifacts of its run, never another job's outputs.
+
+    ``cache-scope`` is a hash of the branch: every scope has the same length, so no restore key
+    ``gepa-bot-cache-<scope>-`` is a prefix of another branch's keys (``main-`` matched ``main-x``).
+    TODO(action.py): write ``obeyed`` and ``base-sha`` in write_plan_outputs and drop this reading of the state.
+    """
+    state = json.loads(state_file.read_text(encoding="utf-8"))
+    plan, stage = state["plan"], state["stage"]
+    obeyed = stage != "done" or (plan.get("verb") == "stop" and state.get("summary") == "stop requested")
+    config = load_config(config_path)
+    values = {"work": "true" if stage != "done" else "false", "obeyed": "true" if obeyed else "false",
+              "base-sha": _head_sha(workspace), "cache-scope": cache_scope(plan.get("base") or ""),
+              "cache-dir": config.output.cache_dir, "run-dir": config.output.run_dir,
+              "plan-state": json.dumps(state, separators=(",", ":"), ensure_ascii=True)}
+    broken = [name for name, value in values.items() if "\n" in value or "\r" in value]
+    if broken:  # a line break would let the value write other step outputs
+        raise UserError(f"{config_path}: {', '.join(broken)} contains a line break", fix="use a plain path")
+    return values
+
+
+def cache_scope(branch: str) -> str:
+    """A fixed-length scope for cache keys of ``branch`` (no scope is a prefix of another)."""
+    return hashlib.sha256(branch.encode("utf-8")).hexdigest()[:32]
+
+
+def write_from_state(state_file: Path, run_dir: Path, out: Path, base_sha: str) -> Path:
+    """The optimize job's artifact from the state its optimize phase left: the result, or why the run stopped."""
+    state = json.loads(state_file.read_text(encoding="utf-8"))
+    if state.get("stage") == "stopped":
+        return write_stopped_artifact(out, base_sha, str(state.get("summary") or "stopped"))
+    if state.get("stage") != "publish" or not state.get("result_file"):
+        raise UserError(f"{state_file}: stage {state.get('stage')!r}, nothing to hand to the publish job",
+                        fix="run the optimize phase first (a `/gepa evaluate` is not supported in the two-job mode yet)")
+    return write_artifact(run_dir, out, base_sha)
+
+
 # --- command line (workflow steps) ------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> int:
@@ -314,6 +357,15 @@ def main(argv: list[str] | None = None) -> int:
     write.add_argument("--out", type=Path, required=True)
     write.add_argument("--base-sha", required=True)
     write.add_argument("--stopped", default=None, help="the run stopped: write only this cause")
+    from_state = sub.add_parser("from-state", help="optimize job: the artifact from the optimize phase's state file")
+    from_state.add_argument("--state", type=Path, required=True)
+    from_state.add_argument("--run-dir", type=Path, required=True)
+    from_state.add_argument("--out", type=Path, required=True)
+    from_state.add_argument("--base-sha", required=True)
+    outputs = sub.add_parser("plan-outputs", help="append the plan's job outputs to $GITHUB_OUTPUT")
+    outputs.add_argument("--state", type=Path, required=True)
+    outputs.add_argument("--workspace", type=Path, default=Path("."))
+    outputs.add_argument("--config", default=".gepa-bot.yml")
     check = sub.add_parser("check", help="publish job: validate the artifact against a fresh checkout")
     check.add_argument("--artifact", type=Path, required=True)
     check.add_argument("--checkout", type=Path, required=True)
@@ -327,6 +379,16 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 write_artifact(args.run_dir, args.out, args.base_sha)
             print(f"gepa-bot: artifact written to {args.out}")
+            return 0
+        if args.command == "from-state":
+            write_from_state(args.state, args.run_dir, args.out, args.base_sha)
+            print(f"gepa-bot: artifact written to {args.out}")
+            return 0
+        if args.command == "plan-outputs":
+            values = plan_outputs(args.state, args.workspace, args.workspace / args.config)
+            with open(os.environ["GITHUB_OUTPUT"], "a", encoding="utf-8") as handle:
+                handle.writelines(f"{name}={value}\n" for name, value in values.items())
+            print("gepa-bot: " + ", ".join(f"{k}={v}" for k, v in values.items() if k in ("work", "obeyed", "base-sha")))
             return 0
         config_path = Path(args.config)
         proposal = read_validated(args.artifact, load_config(args.checkout / config_path), args.checkout, args.base_sha,

@@ -122,7 +122,9 @@ def test_workflows_have_minimal_permissions_and_do_not_persist_credentials(path)
         for step in job["steps"]:
             if step.get("uses", "").startswith("actions/checkout@"):
                 assert step["with"]["persist-credentials"] is False, f"{path.name}:{name}"
-                assert "ref" not in step.get("with", {}), "never check out a ref taken from the event"
+                # never a ref taken from the event: only the base SHA the plan job pinned (docs/security.md)
+                assert step["with"].get("ref", "${{ needs.plan.outputs.base-sha }}") == \
+                    "${{ needs.plan.outputs.base-sha }}", f"{path.name}:{name}"
 
 
 def test_no_expression_is_interpolated_into_a_script():
@@ -153,13 +155,16 @@ def test_action_inputs_and_outputs():
     assert set(PULL_REQUEST_INPUTS) <= set(data["inputs"])
     pull_request_env = {f"GEPA_BOT_{n.upper().replace('-', '_')}": f"${{{{ inputs.{n} }}}}" for n in PULL_REQUEST_INPUTS}
     for step in (plan, run):
-        assert step["env"] == {"GEPA_BOT_CONFIG": "${{ inputs.config }}", "GEPA_BOT_TOKEN": "${{ inputs.token }}",
-                               **pull_request_env}
+        assert {k: v for k, v in step["env"].items() if k not in ("GEPA_BOT_ARTIFACT", "GEPA_BOT_BASE_SHA")} == \
+            {"GEPA_BOT_CONFIG": "${{ inputs.config }}", "GEPA_BOT_TOKEN": "${{ inputs.token }}", **pull_request_env}
     outputs = {"pull-request-number", "pull-request-url", "pull-request-operation", "pull-request-branch",
                "pull-request-head-sha", "best-score", "baseline-score", "rollouts-used"}
-    assert set(data["outputs"]) == outputs
+    handover = {"work", "obeyed", "base-sha", "plan-state"}  # the plan job's outputs for the later jobs
+    assert set(data["outputs"]) == outputs | handover
     for name in outputs:
         assert data["outputs"][name]["value"] == f"${{{{ steps.{run['id']}.outputs.{name} }}}}"
+    for name in handover:
+        assert data["outputs"][name]["value"] == f"${{{{ steps.handover.outputs.{name} }}}}"
     # every output the action writes is declared, and the other way round
     from gepa_bot.workflow import Outputs
     assert set(Outputs().values) == outputs
@@ -178,8 +183,9 @@ def test_the_action_installs_into_its_own_hash_locked_venv():
     assert install["env"]["LOCK"] == "${{ steps.lock.outputs.file }}"
     assert '--no-deps "$GITHUB_ACTION_PATH"' in install["run"] and install["env"]["VENV"].startswith("${{ runner.temp }}")
     assert not any(re.search(r"(^|\s)(python|pip)3? -m pip install", s.get("run", "")) for s in steps)
-    cache = next(s for s in steps if s.get("uses", "").startswith("actions/cache@") and "pip" in s["with"]["path"])
-    assert "steps.lock.outputs.hash" in cache["with"]["key"]
+    caches = [s for s in steps if s.get("uses", "").startswith(("actions/cache/restore@", "actions/cache/save@"))
+              and "pip" in s["with"]["path"]]
+    assert len(caches) == 2 and all("steps.lock.outputs.hash" in c["with"]["key"] for c in caches)
     lock = (ROOT / "requirements.lock").read_text()
     pins = re.findall(r"^([A-Za-z0-9_.-]+)==\S+", lock, re.MULTILINE)
     assert len(pins) > 20 and lock.count("--hash=sha256:") >= len(pins)
@@ -195,14 +201,17 @@ def test_the_action_installs_into_its_own_hash_locked_venv():
 def test_comment_workflow_guards():
     data = _load(ROOT / ".github" / "workflows" / "gepa-bot-comment.yml")
     assert data["on"] == {"issue_comment": {"types": ["created"]}}
-    (job,) = data["jobs"].values()
-    assert job["if"] == ("github.event.issue.pull_request && startsWith(github.event.comment.body, '/gepa') && "
-                         "contains(fromJSON('[\"OWNER\", \"MEMBER\", \"COLLABORATOR\"]'), "
-                         "github.event.comment.author_association)")
-    # per-PR group, cancelling: `/gepa stop` relies on it; job-level so that plain comments cancel nothing
-    assert job["concurrency"] == {"group": "gepa-bot-pr-${{ github.event.issue.number }}",
-                                  "cancel-in-progress": True}
-    assert job["permissions"] == {"contents": "write", "pull-requests": "write", "issues": "write"}
+    gate, optimize, publish = data["jobs"]["plan"], data["jobs"]["optimize"], data["jobs"]["publish"]
+    assert gate["if"] == ("github.event.issue.pull_request && startsWith(github.event.comment.body, '/gepa') && "
+                          "contains(fromJSON('[\"OWNER\", \"MEMBER\", \"COLLABORATOR\"]'), "
+                          "github.event.comment.author_association)")
+    assert "concurrency" not in gate and gate["permissions"]["issues"] == "write"
+    # per-PR group, cancelling: `/gepa stop` relies on it; only runs the gate obeyed (write access) join it
+    assert optimize["needs"] == "plan" and optimize["if"] == "needs.plan.outputs.obeyed == 'true'"
+    assert optimize["concurrency"] == {"group": "gepa-bot-pr-${{ github.event.issue.number }}",
+                                       "cancel-in-progress": True}
+    assert optimize["permissions"] == {"contents": "read"}
+    assert publish["permissions"] == {"contents": "write", "pull-requests": "write", "issues": "write"}
     assert "github.event.pull_request" not in (ROOT / ".github" / "workflows" / "gepa-bot-comment.yml").read_text()
 
 

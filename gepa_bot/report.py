@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict
 
 from gepa_bot.adapter import SearchStatus
 from gepa_bot.budget import NOTHING_TO_REFLECT_ON, Budget
+from gepa_bot.escaping import neutralize_closing_keywords
 from gepa_bot.redact import redact
 from gepa_bot.result import DEFAULT_MIN_CONFIDENCE, Candidate, RejectedProposal, RunResult
 from gepa_bot.significance import PairedTest, format_p, paired_test, val_scores
@@ -49,6 +50,7 @@ def untrusted(text: Any, limit: int) -> str:
     value = " ".join(str(text).split())
     if len(value) > limit:
         value = value[: limit - 1] + "…"
+    value = neutralize_closing_keywords(value)  # merging the bot's PR must not close "Fixes #1" of an eval's text
     value = html.escape(value, quote=False).replace("|", "\\|").replace("`", "'")
     value = value.replace("[", "&#91;").replace("]", "&#93;").replace("@", "@\u200b")
     value = re.sub(r"(?i)(://|www\.)", lambda m: m.group(0)[0] + "\u200b" + m.group(0)[1:], value)
@@ -64,6 +66,7 @@ def fence_for(text: str, char: str = "`") -> str:
 def untrusted_block(text: str, limit: int) -> str:
     """Neutralize multi-line untrusted text for a fenced block inside <details> (shown verbatim otherwise)."""
     value = text if len(text) <= limit else text[:limit] + "\n… (cut)"
+    value = neutralize_closing_keywords(value)
     value = re.sub(r"`{3,}|~{3,}", lambda m: m.group(0)[0] * 2 + "\u200b" + m.group(0)[2:], value)
     value = re.sub(r"<(/?)(details|summary)", "<\\1\u200b\\2", value, flags=re.IGNORECASE)
     return value.replace("::", ":\u200b:")

@@ -63,8 +63,6 @@ def test_no_closing_reference_survives_any_text(text):
     assert out.replace(ZWJ, "") == text
 
 
-@pytest.mark.xfail(strict=True, reason="report.py (not this change's file) must call neutralize_closing_keywords in "
-                                       "untrusted(); remove this marker when it does")
 def test_report_untrusted_neutralizes_closing_keywords():
     from gepa_bot.report import untrusted
     assert not GITHUB_CLOSING.search(untrusted("wrong answer. Fixes #1, closes o/r#2", 300))

@@ -27,6 +27,7 @@ from gepa_bot.config import DEFAULT_CONFIG_NAME, LOCAL_MODEL, Config
 from gepa_bot.discovery import render_files
 from gepa_bot.evalsuite import evaluate_parallel, materialize, remove_workdir
 from gepa_bot.report import rejection_reasons
+from gepa_bot.result import RejectedProposal
 from gepa_bot.session import choose_split, open_suite, resolved_models, select_components
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -106,7 +107,7 @@ def rows_for(task: Task, seed: int, method: str, outcome: Outcome, budgets: list
 
 def _reason_counts(rejected: list[dict[str, str]]) -> dict[str, int]:
     """Rejections per reason, grouped as the PR body groups them (quoted text cut away)."""
-    return {r["reason"]: r["count"] for r in rejection_reasons(rejected)}
+    return {r["reason"]: r["count"] for r in rejection_reasons([RejectedProposal.model_validate(r) for r in rejected])}
 
 
 def run_bench(tasks: list[Task], opts: BenchOptions, rows_file: Path | None = None) -> dict[str, Any]:

@@ -188,9 +188,11 @@ def test_check_flags_an_eval_that_prints_no_result_lines(tmp_path, mocked_litell
                                             ".split():\n    print('scored', i, 'ok')\n")
     result = CliRunner().invoke(main, ["check", "--repo", str(repo)])
     assert result.exit_code == 1, result.output
-    assert "problem  the eval could not score any sampled instance" in result.output
+    problems = [line for line in result.output.splitlines() if line.startswith("problem")]
+    assert sum("ERROR (not a score): no result line for this id" in line for line in problems) == 3, result.output
+    assert any("the eval could not score 3 sampled instance(s)" in line for line in problems)
     assert "no result line for this id" in result.output
-    assert result.output.splitlines()[-1] == "1 problem(s) found"
+    assert result.output.splitlines()[-1] == "4 problem(s) found"  # three errors and what to do
 
 
 def test_check_with_a_broken_config_is_one_line_exit_2(tmp_path):

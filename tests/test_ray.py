@@ -28,6 +28,7 @@ from gepa_bot.cache import EvalCache
 from gepa_bot.config import load_config
 from gepa_bot.discovery import discover
 from gepa_bot.engine import optimize
+from gepa_bot.errorpolicy import EvalErrors
 from gepa_bot.errors import UserError
 from gepa_bot.evalsuite import SuiteContext
 from gepa_bot.executor import RayExecutor, make_executor
@@ -157,6 +158,7 @@ def test_a_node_killed_mid_batch_is_retried_or_scored_failed_and_budget_and_log_
                            resources={resource: 1}, forward_env=["TOY_COUNTER_DIR", "TOY_EVAL_SLEEP"])
     executor.grace = 30.0  # a chunk that can never be scheduled again waits timeout + grace, then fails
     adapter, budget, run_dir = _adapter_on(repo, tmp_path, executor)
+    adapter.retries = 0  # Ray's own retry is under test here, not gepa-bot's
     replacement: list[int] = []
 
     def kill_once_evals_run() -> None:
@@ -169,23 +171,27 @@ def test_a_node_killed_mid_batch_is_retried_or_scored_failed_and_budget_and_log_
 
     killer = threading.Thread(target=kill_once_evals_run)
     killer.start()
+    failed: list = []
     try:
         batch = adapter.evaluate(adapter.split.val, {c.name: c.text for c in adapter.components}, capture_traces=True)
+    except EvalErrors as exc:  # the lost chunks could not be scored: errors, never scores
+        failed, batch = list(exc.errors.values()), None
     finally:
         killer.join()
         executor.close()
         adapter.runlog.close()
         for port in replacement:
             cluster.kill_node(port)
-    failed = [r for r in batch.trajectories or [] if r.failed]
     if retries:  # Ray re-ran the lost chunks on the replacement node: every instance has its real score
-        assert failed == [] and len(batch.trajectories or []) == len(adapter.split.val)
+        assert failed == [] and batch is not None and len(batch.trajectories or []) == len(adapter.split.val)
     else:
         assert failed and all("the Ray task scoring this instance" in r.feedback for r in failed), failed
         assert any("NodeDiedError" in r.feedback or "WorkerCrashedError" in r.feedback for r in failed), failed
     logged = list(read_records(run_dir, "rollout"))
-    assert budget.rollouts == len(adapter.split.val) == budget.executed == len(logged)
-    assert sorted(r["id"] for r in logged) == sorted(adapter.split.val)
+    errors = list(read_records(run_dir, "eval_error"))
+    assert budget.rollouts == len(adapter.split.val) == budget.executed == len(logged) + len(errors)
+    assert sorted(r["id"] for r in logged + errors) == sorted(adapter.split.val)
+    assert sorted(r["id"] for r in errors) == sorted(r.id for r in failed)
 
 
 def test_a_chunk_the_driver_gives_up_on_stops_its_eval_on_the_node(cluster, tmp_path, monkeypatch):
@@ -202,8 +208,10 @@ def test_a_chunk_the_driver_gives_up_on_stops_its_eval_on_the_node(cluster, tmp_
                            forward_env=["TOY_COUNTER_DIR", "TOY_EVAL_SLEEP"])
     executor.grace = -8.0  # the driver gives up after 8 s; the task's eval timeout is 16 s
     adapter, budget, _ = _adapter_on(repo, tmp_path, executor, suite_timeout=16)
+    adapter.retries = 0  # the cancellation is under test, not gepa-bot's retry
     try:
-        batch = adapter.evaluate(adapter.split.val, {c.name: c.text for c in adapter.components}, capture_traces=True)
+        with pytest.raises(EvalErrors) as lost:  # the given-up chunk could not be scored: errors, never scores
+            adapter.evaluate(adapter.split.val, {c.name: c.text for c in adapter.components}, capture_traces=True)
         deadline = time.monotonic() + 6  # a late-started eval may not have scored its first instance yet
         while not list(marks.iterdir()) and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -216,8 +224,8 @@ def test_a_chunk_the_driver_gives_up_on_stops_its_eval_on_the_node(cluster, tmp_
     finally:
         executor.close()
         adapter.runlog.close()
-    assert [r.failed for r in batch.trajectories or []] == [True] * len(adapter.split.val)
-    assert all("did not finish within 8s" in r.feedback for r in batch.trajectories or [])
+    assert sorted(lost.value.errors) == sorted(adapter.split.val)
+    assert all("did not finish within 8s" in r.feedback for r in lost.value.errors.values())
     assert budget.rollouts == len(adapter.split.val)
 
 

@@ -9,88 +9,59 @@ with write access, fork PR heads are never checked out or run, nothing is pushed
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import git
 
 from gepa_bot import github as gh
-from gepa_bot.config import DEFAULT_CONFIG_NAME, Config, load_config, with_overrides
+from gepa_bot.action_context import (
+    RUN_ARTIFACT,
+    TOKEN_NAMES,
+    Context,
+    State,
+    context,
+    full_report_where,
+    relative,
+    repository,
+    run_footer,
+    score_outputs,
+    state_file,
+    stopped,
+)
+from gepa_bot.action_publish import artifact_env, from_artifact, publish_phase
+from gepa_bot.config import load_config, with_overrides
 from gepa_bot.engine import evaluate_current, optimize
 from gepa_bot.errorpolicy import RunStopped
 from gepa_bot.errors import UserError
-from gepa_bot.report import progress_lines, render, untrusted, verdict
-from gepa_bot.result import RESULT_NAME, Evaluation, RunResult
+from gepa_bot.report import progress_lines, render, untrusted
+from gepa_bot.result import RESULT_NAME
 from gepa_bot.session import RunSettings
 from gepa_bot.trigger import Plan, plan_for
-from gepa_bot.workflow import Inputs, Outputs, command_data, log_line, mask_secrets, print_untrusted, write_outputs
+from gepa_bot.workflow import Outputs, command_data, log_line, mask_secrets, print_untrusted
+
+__all__ = ["RUN_ARTIFACT", "TOKEN_NAMES", "Context", "RunStopped", "State", "full_report_where", "main",
+           "optimize_phase", "plan_phase", "publish_phase", "run", "run_footer", "run_phase", "stopped"]
 
 # --- running ----------------------------------------------------------------------------------------
 #
 # Three phases, so that no process that runs an eval ever holds the GitHub token (an eval can read its
 # ancestors' /proc/<pid>/environ): `plan` (token, runs no eval: reads the event, checks the commenter,
 # checks out a PR branch), `optimize` (NO token: runs the evals and the search), `publish` (token, runs
-# no eval: pushes the branch, opens/updates/closes the PR, comments). action.yml runs them as three
-# steps and only the first and last get the token; they hand over a JSON state file in RUNNER_TEMP.
+# no eval: pushes the branch, opens/updates/closes the PR, comments; gepa_bot/action_publish.py).
+# action.yml runs them as steps of one job (`job: all`; they hand over a JSON state file in RUNNER_TEMP) or
+# as three jobs, where publish reads the optimize job's artifact (GEPA_BOT_ARTIFACT) and validates it.
 # `run()` chains the same three functions in one process (docker entrypoint, other CI, tests).
-
-TOKEN_NAMES = ("GEPA_BOT_TOKEN", "INPUT_TOKEN", "GITHUB_TOKEN", "GH_TOKEN")
-
-
-@dataclass
-class Context:
-    """Everything an action run needs from its environment (``token`` is empty in the optimize phase)."""
-
-    env: Mapping[str, str]
-    inputs: Inputs
-    workspace: Path
-    config_path: Path
-    config: Config
-    repo_name: str
-    token: str
-    emit: Callable[[str], None]
-    github_kwargs: dict[str, Any] = field(default_factory=dict)
-    repository: Any = None  # the PyGithub Repository, connected once per process (see _repository)
-
-    @property
-    def remote_url(self) -> str:
-        server = self.env.get("GITHUB_SERVER_URL", "https://github.com").rstrip("/")
-        return f"{server}/{self.repo_name}.git"
-
-
-@dataclass
-class State:
-    """What one phase hands to the next (JSON in RUNNER_TEMP; never holds a secret)."""
-
-    plan: Plan
-    stage: str = "optimize"  # "optimize" | "evaluate" | "publish" | "stopped" (by errors) | "done"
-    summary: str = ""
-    outputs: dict[str, str] = field(default_factory=lambda: dict(Outputs().values))
-    result_file: str | None = None
-    body: str = ""
-    evaluation: Evaluation | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        evaluation = self.evaluation.model_dump(mode="json") if self.evaluation is not None else None
-        return {**dataclasses.asdict(dataclasses.replace(self, evaluation=None)), "evaluation": evaluation}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> State:
-        evaluation = Evaluation.model_validate(data["evaluation"]) if data.get("evaluation") is not None else None
-        return cls(plan=Plan(**data["plan"]), evaluation=evaluation,
-                   **{k: v for k, v in data.items() if k not in ("plan", "evaluation")})
 
 
 def run(env: Mapping[str, str], emit: Callable[[str], None] = print, **github_kwargs: Any) -> Outputs:
     """Handle the current GitHub event in one process; returns the outputs (also written to GITHUB_OUTPUT)."""
     mask_secrets(env, emit)
-    ctx = _context(env, emit, github_kwargs)
+    ctx = context(env, emit, github_kwargs)
     state = plan_phase(ctx)
     try:
         state = optimize_phase(ctx, state)
@@ -100,53 +71,43 @@ def run(env: Mapping[str, str], emit: Callable[[str], None] = print, **github_kw
     return publish_phase(ctx, state)
 
 
-def stopped(state: State, exc: RunStopped) -> State:
-    """The state of a run that errors stopped: publish leaves the PR and its branch alone and only reports why."""
-    state.stage, state.summary = "stopped", f"gepa-bot: {exc}"
-    return state
-
-
 def run_phase(phase: str, env: Mapping[str, str], emit: Callable[[str], None] = print, **github_kwargs: Any) -> None:
-    """One phase in its own process (action.yml's steps); the state file carries what the next one needs."""
+    """One phase in its own process (action.yml's steps); the state file carries what the next one needs.
+
+    With GEPA_BOT_ARTIFACT set (the three-job layout's publish job), publish takes the result only from that
+    artifact, validated against this checkout and GEPA_BOT_BASE_SHA; the state file is then the plan's.
+    """
     mask_secrets(env, emit)
-    state_file = _state_file(env)
+    state_path = state_file(env)
     if phase == "optimize":
         present = [n for n in TOKEN_NAMES if env.get(n)]
         if present:
             raise UserError(f"phase optimize: {', '.join(present)} is set, but the phase that runs evals must never "
                             "hold the GitHub token", fix="pass the token only to the plan and publish steps "
                             "(see action.yml)")
-    ctx = _context(env, emit, github_kwargs, token_required=phase != "optimize")
+    ctx = context(env, emit, github_kwargs, token_required=phase != "optimize")
     if phase == "plan":
         state = plan_phase(ctx)
         write_plan_outputs(env, ctx, state)
     else:
-        if not state_file.is_file():
-            raise UserError(f"phase {phase}: no state file {state_file}", fix="run the plan phase first (action.yml)")
-        state = State.from_json(json.loads(state_file.read_text(encoding="utf-8")))
+        if not state_path.is_file():
+            raise UserError(f"phase {phase}: no state file {state_path}", fix="run the plan phase first (action.yml)")
+        state = State.from_json(json.loads(state_path.read_text(encoding="utf-8")))
         if phase == "optimize":
             try:
                 state = optimize_phase(ctx, state)
             except RunStopped as exc:  # the publish step (if: always()) reads it and reports the cause
-                state_file.write_text(json.dumps(stopped(state, exc).to_json()), encoding="utf-8")
+                state_path.write_text(json.dumps(stopped(state, exc).to_json()), encoding="utf-8")
                 raise
         else:
-            publish_phase(ctx, state)
+            handover = artifact_env(env)
+            result = None
+            if handover is not None:
+                state, result = from_artifact(ctx, state, *handover)
+            publish_phase(ctx, state, result)
             return
-    state_file.parent.mkdir(parents=True, exist_ok=True)
-    state_file.write_text(json.dumps(state.to_json()), encoding="utf-8")
-
-
-RUN_ARTIFACT = "gepa-bot-run"  # action.yml uploads the run directory under this name
-
-
-def full_report_where(env: Mapping[str, str]) -> str:
-    """Where a reviewer finds report-full.md: the run artifact action.yml uploads (the runner's disk is gone)."""
-    if not env.get("GITHUB_RUN_ID") or not env.get("GITHUB_REPOSITORY"):
-        return "in `report-full.md` in the run directory"
-    server = env.get("GITHUB_SERVER_URL", "https://github.com").rstrip("/")
-    url = f"{server}/{env['GITHUB_REPOSITORY']}/actions/runs/{env['GITHUB_RUN_ID']}"
-    return f"in `report-full.md` of the `{RUN_ARTIFACT}` artifact of [this workflow run]({url})"
+    state_path.parent.mkdir(parents=True, exist_ok=True)
+    state_path.write_text(json.dumps(state.to_json()), encoding="utf-8")
 
 
 def write_plan_outputs(env: Mapping[str, str], ctx: Context, state: State) -> None:
@@ -167,49 +128,6 @@ def write_plan_outputs(env: Mapping[str, str], ctx: Context, state: State) -> No
         handle.writelines(f"{name}={value}\n" for name, value in values.items())
 
 
-def run_footer(ctx: Context, plan: Plan, settings: RunSettings) -> str:
-    """The last line of the PR body: what triggered the run, on which commit, where its log is, how to rerun it."""
-    sha = git.Repo(ctx.workspace).head.commit.hexsha
-    config = settings.config
-    command = f"gepa-bot optimize --repo . --budget {config.budget.rollouts} --seed {config.optimizer.seed}"
-    if ctx.config_path.name != DEFAULT_CONFIG_NAME or ctx.config_path.parent != ctx.workspace:
-        command += f" --config {_relative(ctx.config_path, ctx.workspace)}"
-    parts = [f"Trigger: {untrusted(plan.reason, 200)}", f"base `{untrusted(plan.base or '', 100)}` at `{sha[:12]}`"]
-    if ctx.env.get("GITHUB_RUN_ID"):
-        server = ctx.env.get("GITHUB_SERVER_URL", "https://github.com").rstrip("/")
-        parts.append(f"[workflow run]({server}/{ctx.repo_name}/actions/runs/{ctx.env['GITHUB_RUN_ID']})")
-    parts.append(f"reproduce locally: `{untrusted(command, 300)}`")
-    return "\n\n---\n<sub>" + " · ".join(parts) + "</sub>\n"
-
-
-def _state_file(env: Mapping[str, str]) -> Path:
-    return Path(env.get("RUNNER_TEMP") or env.get("GITHUB_WORKSPACE") or ".") / "gepa-bot-state" / "state.json"
-
-
-def _context(env: Mapping[str, str], emit: Callable[[str], None], github_kwargs: dict[str, Any],
-             token_required: bool = True) -> Context:
-    missing = [n for n in ("GITHUB_EVENT_PATH", "GITHUB_REPOSITORY") if not env.get(n)]
-    if missing:
-        raise UserError(f"environment: {', '.join(missing)} not set", fix="run `gepa-bot action` inside GitHub "
-                        "Actions (or set the variables GitHub sets); use `gepa-bot optimize` locally")
-    inputs = Inputs.from_env(env)
-    token = inputs.token
-    if token_required and not token:
-        raise UserError("input 'token': no GitHub token", fix="pass `token: ${{ github.token }}` (the default) "
-                        "or a PAT with contents/pull-requests write access")
-    workspace = Path(env.get("GITHUB_WORKSPACE") or ".").resolve()
-    config_path = (workspace / inputs.config).resolve()
-    if not config_path.is_relative_to(workspace):
-        raise UserError(f"input 'config': {config_path} is outside the workspace", fix="use a path inside the repo")
-    config = with_overrides(load_config(config_path), source="action inputs", **inputs.pull_request)
-    return Context(env=env, inputs=inputs, workspace=workspace, config_path=config_path, config=config,
-                   repo_name=env["GITHUB_REPOSITORY"], token=token, emit=emit, github_kwargs=github_kwargs)
-
-
-def _relative(path: Path, root: Path) -> str:
-    return path.relative_to(root).as_posix()
-
-
 def _checked_out_branch(workspace: Path) -> str:
     repo = git.Repo(workspace)
     if repo.head.is_detached:
@@ -226,19 +144,12 @@ def _settings(ctx: Context, plan: Plan) -> RunSettings:
                        only_files=plan.files)
 
 
-def _repository(ctx: Context):
-    if ctx.repository is None:
-        ctx.repository = gh.get_repository(gh.connect(ctx.token, ctx.env.get("GITHUB_API_URL"), **ctx.github_kwargs),
-                                           ctx.repo_name)
-    return ctx.repository
-
-
 # --- phase 1: plan (token, no eval) -------------------------------------------------------------------
 
 def plan_phase(ctx: Context) -> State:
     """Decide what to do; for a comment, check the commenter and check out the PR's branch."""
     event = json.loads(Path(ctx.env["GITHUB_EVENT_PATH"]).read_text(encoding="utf-8"))
-    plan = plan_for(ctx.env.get("GITHUB_EVENT_NAME", ""), event, ctx.config, _relative(ctx.config_path, ctx.workspace))
+    plan = plan_for(ctx.env.get("GITHUB_EVENT_NAME", ""), event, ctx.config, relative(ctx.config_path, ctx.workspace))
     ctx.emit(f"gepa-bot: {plan.verb} ({log_line(plan.reason, 500)})")  # the reason may quote pushed file names
     if plan.verb == "skip":
         return State(plan, stage="done", summary=f"gepa-bot skipped: {plan.reason}")
@@ -247,14 +158,14 @@ def plan_phase(ctx: Context) -> State:
         if ctx.config.output.base:
             _check_base_checked_out(ctx.workspace, plan.base)
         plan.head = ctx.config.output.branch or gh.branch_for(plan.base)
-        _repository(ctx)  # reach GitHub before spending rollouts: a bad token fails in seconds, not after the run
+        repository(ctx)  # reach GitHub before spending rollouts: a bad token fails in seconds, not after the run
         return State(plan)
     return _plan_comment(ctx, plan)
 
 
 def _plan_comment(ctx: Context, plan: Plan) -> State:
     """A `/gepa ...` comment on a PR: check the commenter, react, check out the PR branch."""
-    repo = _repository(ctx)
+    repo = repository(ctx)
     assert plan.pr_number is not None and plan.comment_id is not None and plan.commenter
     if not gh.commenter_can_write(repo, plan.commenter):
         gh.react(repo, plan.comment_id, "confused")
@@ -338,113 +249,15 @@ def optimize_phase(ctx: Context, state: State) -> State:
         ctx.emit("::endgroup::")
     originals = {p: (ctx.workspace / p).read_text(encoding="utf-8") for p in result.best_files}
     body, full = render(result, originals, full_report_where(ctx.env))
-    body += run_footer(ctx, state.plan, settings)
+    body += run_footer(ctx, state.plan, settings.config.budget.rollouts, settings.config.optimizer.seed)
     (settings.run_dir / "report-full.md").write_text(full, encoding="utf-8")
     print_untrusted(body, ctx.emit)
     for error in result.search_errors:
         where = f"{error.where}: {error.type}: {error.message}"
         ctx.emit(f"::error::{command_data(where, 600)}")
-    v = verdict(result)
-    state.outputs.update({"best-score": f"{v.best:.4f}", "baseline-score": f"{v.baseline:.4f}",
-                          "rollouts-used": str(result.budget.rollouts_used)})
+    state.outputs.update(score_outputs(result))
     state.result_file, state.body, state.stage = str(settings.run_dir / RESULT_NAME), body, "publish"
     return state
-
-
-# --- phase 3: publish (token, no eval) ----------------------------------------------------------------
-
-def publish_phase(ctx: Context, state: State) -> Outputs:
-    """Push the best variant and open/update/close the PR, or answer the comment; write the outputs."""
-    outputs = Outputs()
-    outputs.values.update(state.outputs)
-    summary = state.summary
-    if state.stage == "publish" and state.evaluation is not None:
-        summary = _comment_evaluation(ctx, state, outputs)
-    elif state.stage == "publish":
-        summary = _publish_result(ctx, state, outputs)
-    elif state.stage == "stopped":
-        _report_stop(ctx, state)
-    write_outputs(ctx.env, outputs, summary)
-    return outputs
-
-
-def _publish_result(ctx: Context, state: State, outputs: Outputs) -> str:
-    plan = state.plan
-    assert plan.base and state.result_file
-    repo = _repository(ctx)
-    result = RunResult.read(Path(state.result_file))
-    head, out = plan.head or gh.branch_for(plan.base), ctx.config.output
-    marker = gh.proposal_marker(result.best_files)
-    # a human closed this very proposal: respected, unless a writer asks again with `/gepa optimize`
-    asked_again = plan.comment_id is not None and plan.verb == "optimize"
-    improved = verdict(result).improved
-    declined = gh.declined_proposal(repo, head, marker) if improved and not asked_again else None
-    pr: gh.PullRequest | None
-    if declined is not None and gh.find_open_pull(repo, head) is None:
-        ctx.emit(f"gepa-bot: #{declined.number} with this same proposal was closed without merging; not reopening "
-                 "it (a different proposal, after the prompts or evals change, opens a new pull request)")
-        operation, pr = "declined", None
-    elif improved:
-        try:
-            gh.publish_branch(ctx.workspace, plan.base, result.best_files,
-                              f"gepa-bot: optimize prompts ({plan.reason})", ctx.remote_url, ctx.token, branch=head)
-        except gh.ForeignCommits as exc:
-            if (open_pr := gh.find_open_pull(repo, head)) is not None:
-                gh.post_comment(repo, open_pr.number, f"gepa-bot: {untrusted(str(exc), 500)}. {exc.fix}.")
-            raise
-        operation, pr = gh.upsert_pull_request(
-            repo, plan.base, head, out.pr_title, f"{marker}\n{state.body}", out.labels, draft=out.draft,
-            reviewers=out.reviewers, team_reviewers=out.team_reviewers, assignees=out.assignees,
-            warn=lambda message: ctx.emit(f"::warning::{command_data(message, 2000)}"))
-    else:
-        pr = gh.close_pull_request(repo, head, "Closing: after the latest run no candidate beats the prompts on "
-                                               f"`{plan.base}` on the validation set.")
-        operation = "closed" if pr else "none"
-    if operation != "created" and operation != "updated" and out.delete_branch and \
-            gh.delete_bot_branch(ctx.workspace, plan.base, head, ctx.remote_url, ctx.token):
-        ctx.emit(f"gepa-bot: deleted the branch {head} (no open pull request of it)")
-    if pr is not None:
-        outputs.values.update({"pull-request-number": str(pr.number), "pull-request-url": pr.html_url,
-                               "pull-request-operation": operation, "pull-request-branch": pr.head.ref,
-                               "pull-request-head-sha": pr.head.sha})
-    if operation != "declined":
-        ctx.emit(f"gepa-bot: pull request {operation}" + (f": {pr.html_url}" if pr else ""))
-    else:
-        outputs.values["pull-request-operation"] = "none"
-    if plan.pr_number is not None:
-        v = outputs.values
-        done = ("proposed improvements in " + v["pull-request-url"] if operation in ("created", "updated")
-                else f"the same proposal was declined in #{declined.number}" if declined is not None
-                else "no candidate beats the current prompts")
-        gh.post_comment(repo, plan.pr_number, f"gepa-bot: {done} (validation {v['baseline-score']} → "
-                                              f"{v['best-score']}, {v['rollouts-used']} rollouts).")
-    return state.body
-
-
-def _report_stop(ctx: Context, state: State) -> None:
-    """A run stopped by errors: the PR and the bot's branch stay as they are; a comment command gets the cause."""
-    ctx.emit("gepa-bot: the run stopped because of errors; the pull request and its branch were left as they are")
-    if state.plan.pr_number is not None and state.plan.comment_id is not None:
-        gh.post_comment(_repository(ctx), state.plan.pr_number,
-                        f"{untrusted(state.summary, 1500)}\n\nNothing was changed. The finished work is in the eval "
-                        "cache: once the cause is fixed, the same command resumes without paying for it again.")
-
-
-def _comment_evaluation(ctx: Context, state: State, outputs: Outputs) -> str:
-    plan, current = state.plan, state.evaluation
-    assert plan.pr_number is not None and plan.base is not None and current is not None
-    failing = [(i, r) for i, r in current.val.items() if r.score < 1.0][:20]
-    lines = [f"gepa-bot: current prompts on `{untrusted(plan.base, 100)}` score **{current.val_mean:.3f}** on "
-             f"{len(current.val)} validation instances ({current.budget.rollouts_executed} evaluated, "
-             f"{current.budget.cache_hits} cached)."]
-    if failing:
-        lines += ["", "| instance | score | feedback |", "|---|---|---|"]
-        lines += [f"| {untrusted(i, 60)} | {r.score:.2f} | {untrusted(r.feedback, 200)} |" for i, r in failing]
-    body = "\n".join(lines)
-    gh.post_comment(_repository(ctx), plan.pr_number, body)
-    outputs.values.update({"baseline-score": f"{current.val_mean:.4f}", "best-score": f"{current.val_mean:.4f}",
-                           "rollouts-used": str(current.budget.rollouts_used)})
-    return body
 
 
 def main(env: Mapping[str, str] | None = None, phase: str | None = None) -> int:

@@ -181,26 +181,28 @@ def _commit_files(repo: git.Repo, base_sha: str, files: dict[str, str], message:
     return repo.git.commit_tree(tree, "-p", base_sha, "-m", message, env=who)
 
 
-def _resolve_base(repo: git.Repo, base_branch: str) -> str:
-    for ref in (f"refs/heads/{base_branch}", f"refs/remotes/origin/{base_branch}"):
+def _resolve_base(repo: git.Repo, base_branch: str, base_sha: str | None = None) -> str:
+    """``base_sha`` when given (must be in the clone), else the tip of ``base_branch`` (local or origin's)."""
+    for ref in [base_sha] if base_sha else [f"refs/heads/{base_branch}", f"refs/remotes/origin/{base_branch}"]:
         try:
             return repo.git.rev_parse("--verify", "--quiet", f"{ref}^{{commit}}")
         except GitCommandError:
             continue
-    raise GitHubError(f"base branch {base_branch!r} is not in {repo.working_dir}",
+    raise GitHubError(f"base {base_sha or repr(base_branch)} is not in {repo.working_dir}",
                       "check out the repository with that branch (actions/checkout with fetch-depth: 0 "
-                      "or ref: the base branch)")
+                      "or ref: the base branch, or the base SHA the plan recorded)")
 
 
 def publish_branch(repo_dir: str | Path, base_branch: str, files: dict[str, str], message: str,
-                   remote_url: str, token: str, *, branch: str | None = None) -> str:
+                   remote_url: str, token: str, *, branch: str | None = None, base_sha: str | None = None) -> str:
     """Commit ``files`` on top of ``base_branch`` as the bot's branch and force-push it.
 
     ``files`` maps repo-relative paths to their new full content. The branch
     (default ``gepa-bot/<base>``) is reset to the base commit each time, so reruns
     replace the previous proposal. The token is sent as an HTTP header passed
     through the environment, never on a command line or in the remote URL.
-    Returns the branch name. Refuses to push to the base or the default branch.
+    Returns the branch name. Refuses to push to the base or the default branch. ``base_sha``: the commit to
+    build on (a detached, shallow checkout has no ``refs/heads/<base>``); default: ``base_branch``'s tip here.
     """
     branch = branch or branch_for(base_branch)
     repo = git.Repo(repo_dir)
@@ -214,7 +216,7 @@ def publish_branch(repo_dir: str | Path, base_branch: str, files: dict[str, str]
         if not repo.head.is_detached and repo.active_branch.name == branch:
             raise GitHubError(f"refusing to reset {branch!r}: it is checked out in {repo_dir}",
                               "run gepa-bot from the base branch")
-        base_sha = _resolve_base(repo, base_branch)
+        base_sha = _resolve_base(repo, base_branch, base_sha)
         commit = _commit_files(repo, base_sha, files, message)
         remote_sha = _remote_branch_sha(repo, remote_url, branch, env)
         if remote_sha is not None and _keeps_remote(repo, remote_url, branch, env, remote_sha, base_sha, commit):
@@ -238,6 +240,7 @@ def _keeps_remote(repo: git.Repo, remote_url: str, branch: str, env: dict[str, s
 
     Raises when the branch holds commits the bot did not make: a human's work is never overwritten.
     """
+    _deepen(repo, remote_url, base_sha, env)
     repo.git.fetch("--quiet", remote_url, f"refs/heads/{branch}", env=env)
     foreign = _foreign_commits(repo, base_sha, remote_sha)
     if foreign:
@@ -249,11 +252,18 @@ def _keeps_remote(repo: git.Repo, remote_url: str, branch: str, env: dict[str, s
     return [p.hexsha for p in remote.parents] == [base_sha] and remote.tree.hexsha == repo.commit(commit).tree.hexsha
 
 
+def _deepen(repo: git.Repo, remote_url: str, base_sha: str, env: dict[str, str]) -> None:
+    """The base's history in a shallow clone: else all commits below an older base look like foreign ones."""
+    if repo.git.rev_parse("--is-shallow-repository").strip() == "true":
+        repo.git.fetch("--quiet", "--unshallow", "--no-tags", remote_url, base_sha, env=env)
+
+
 def _foreign_commits(repo: git.Repo, base_sha: str, tip_sha: str) -> list[git.Commit]:
     return [c for c in repo.iter_commits(f"{base_sha}..{tip_sha}") if c.author.email != BOT_EMAIL]
 
 
-def delete_bot_branch(repo_dir: str | Path, base_branch: str, branch: str, remote_url: str, token: str) -> bool:
+def delete_bot_branch(repo_dir: str | Path, base_branch: str, branch: str, remote_url: str, token: str, *,
+                      base_sha: str | None = None) -> bool:
     """Delete the bot's branch on the remote (its PR is closed, nothing is proposed); True if it was deleted.
 
     Kept when it holds commits the bot did not make, and never the base or default branch. The push is
@@ -264,11 +274,12 @@ def delete_bot_branch(repo_dir: str | Path, base_branch: str, branch: str, remot
         remote_sha = _remote_branch_sha(repo, remote_url, branch, env)
         if remote_sha is None or branch in (base_branch, _remote_default_branch(repo, remote_url, env)):
             return False
-        repo.git.fetch("--quiet", remote_url, f"refs/heads/{branch}", env=env)
         try:
-            base_sha = _resolve_base(repo, base_branch)
+            base_sha = _resolve_base(repo, base_branch, base_sha)
         except GitHubError:  # cannot tell whose commits the branch holds: keep it
             return False
+        _deepen(repo, remote_url, base_sha, env)
+        repo.git.fetch("--quiet", remote_url, f"refs/heads/{branch}", env=env)
         if _foreign_commits(repo, base_sha, remote_sha):
             return False
         repo.git.push("--quiet", f"--force-with-lease=refs/heads/{branch}:{remote_sha}", remote_url,

@@ -1,6 +1,6 @@
 """Opening the pull request from the command line: `gepa-bot publish`, and `gepa-bot optimize` without --dry-run.
 
-The same code path as the Action's publish phase (gepa_bot/action.py): the bot's branch is pushed and ONE
+The same code path as the Action's publish phase (gepa_bot/action_publish.py): the bot's branch is pushed and ONE
 pull request opened, updated or closed, from a finished run directory; no eval runs here. The token comes
 from GITHUB_TOKEN / GH_TOKEN / GEPA_BOT_TOKEN.
 
@@ -23,10 +23,11 @@ from typing import Any
 import git
 
 from gepa_bot import github as gh
-from gepa_bot.action import TOKEN_NAMES, Context, State, publish_phase
+from gepa_bot.action_context import TOKEN_NAMES, Context, State, score_outputs
+from gepa_bot.action_publish import publish_phase
 from gepa_bot.config import Config
 from gepa_bot.errors import UserError
-from gepa_bot.report import render, verdict
+from gepa_bot.report import render
 from gepa_bot.result import RESULT_NAME, RunResult
 from gepa_bot.trigger import Plan
 from gepa_bot.workflow import Inputs, Outputs
@@ -99,11 +100,9 @@ def publish_run(workspace: Path, config_path: Path, config: Config, run_dir: Pat
     ctx = Context(env={"GITHUB_SERVER_URL": server, "GITHUB_API_URL": api_url_for(server)},
                   inputs=Inputs(token=token), workspace=workspace, config_path=config_path, config=config,
                   repo_name=repo_name, token=token, emit=emit, github_kwargs=github_kwargs)
-    v = verdict(result)
     state = State(plan, stage="publish", result_file=str(result_file), body=body)
-    state.outputs.update({"best-score": f"{v.best:.4f}", "baseline-score": f"{v.baseline:.4f}",
-                          "rollouts-used": str(result.budget.rollouts_used)})
-    return publish_phase(ctx, state)
+    state.outputs.update(score_outputs(result))
+    return publish_phase(ctx, state, result)
 
 
 def _current_branch(workspace: Path) -> str:

@@ -1,0 +1,149 @@
+"""What every phase of `gepa-bot action` shares: the run's context, the state handed from phase to phase, and
+the PR body's pieces that depend on the environment (the footer, where the full report is).
+
+Split from gepa_bot/action.py (plan and optimize) and gepa_bot/action_publish.py (publish), which both import it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import git
+
+from gepa_bot import github as gh
+from gepa_bot.config import DEFAULT_CONFIG_NAME, Config, load_config, with_overrides
+from gepa_bot.errorpolicy import RunStopped
+from gepa_bot.errors import UserError
+from gepa_bot.report import untrusted, verdict
+from gepa_bot.result import Evaluation, RunResult
+from gepa_bot.trigger import Plan
+from gepa_bot.workflow import Inputs, Outputs
+
+TOKEN_NAMES = ("GEPA_BOT_TOKEN", "INPUT_TOKEN", "GITHUB_TOKEN", "GH_TOKEN")
+RUN_ARTIFACT = "gepa-bot-run"  # action.yml uploads the run directory under this name
+
+
+@dataclass
+class Context:
+    """Everything an action run needs from its environment (``token`` is empty in the optimize phase)."""
+
+    env: Mapping[str, str]
+    inputs: Inputs
+    workspace: Path
+    config_path: Path
+    config: Config
+    repo_name: str
+    token: str
+    emit: Callable[[str], None]
+    github_kwargs: dict[str, Any] = field(default_factory=dict)
+    repository: Any = None  # the PyGithub Repository, connected once per process (see repository())
+
+    @property
+    def remote_url(self) -> str:
+        server = self.env.get("GITHUB_SERVER_URL", "https://github.com").rstrip("/")
+        return f"{server}/{self.repo_name}.git"
+
+
+@dataclass
+class State:
+    """What one phase hands to the next (JSON in RUNNER_TEMP; never holds a secret).
+
+    ``base_sha`` is set only by the publish job of the three-job layout: the commit the validated artifact was
+    made on (the plan's base SHA), which the bot's branch is built on.
+    """
+
+    plan: Plan
+    stage: str = "optimize"  # "optimize" | "evaluate" | "publish" | "stopped" (by errors) | "done"
+    summary: str = ""
+    outputs: dict[str, str] = field(default_factory=lambda: dict(Outputs().values))
+    result_file: str | None = None
+    body: str = ""
+    evaluation: Evaluation | None = None
+    base_sha: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        evaluation = self.evaluation.model_dump(mode="json") if self.evaluation is not None else None
+        return {**dataclasses.asdict(dataclasses.replace(self, evaluation=None)), "evaluation": evaluation}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> State:
+        evaluation = Evaluation.model_validate(data["evaluation"]) if data.get("evaluation") is not None else None
+        return cls(plan=Plan(**data["plan"]), evaluation=evaluation,
+                   **{k: v for k, v in data.items() if k not in ("plan", "evaluation")})
+
+
+def stopped(state: State, exc: RunStopped) -> State:
+    """The state of a run that errors stopped: publish leaves the PR and its branch alone and only reports why."""
+    state.stage, state.summary = "stopped", f"gepa-bot: {exc}"
+    return state
+
+
+def score_outputs(result: RunResult) -> dict[str, str]:
+    """The score outputs of a finished run (best-score, baseline-score, rollouts-used)."""
+    v = verdict(result)
+    return {"best-score": f"{v.best:.4f}", "baseline-score": f"{v.baseline:.4f}",
+            "rollouts-used": str(result.budget.rollouts_used)}
+
+
+def full_report_where(env: Mapping[str, str]) -> str:
+    """Where a reviewer finds report-full.md: the run artifact action.yml uploads (the runner's disk is gone)."""
+    if not env.get("GITHUB_RUN_ID") or not env.get("GITHUB_REPOSITORY"):
+        return "in `report-full.md` in the run directory"
+    server = env.get("GITHUB_SERVER_URL", "https://github.com").rstrip("/")
+    url = f"{server}/{env['GITHUB_REPOSITORY']}/actions/runs/{env['GITHUB_RUN_ID']}"
+    return f"in `report-full.md` of the `{RUN_ARTIFACT}` artifact of [this workflow run]({url})"
+
+
+def run_footer(ctx: Context, plan: Plan, rollouts: int, seed: int) -> str:
+    """The last line of the PR body: what triggered the run, on which commit, where its log is, how to rerun it."""
+    sha = git.Repo(ctx.workspace).head.commit.hexsha
+    command = f"gepa-bot optimize --repo . --budget {rollouts} --seed {seed}"
+    if ctx.config_path.name != DEFAULT_CONFIG_NAME or ctx.config_path.parent != ctx.workspace:
+        command += f" --config {relative(ctx.config_path, ctx.workspace)}"
+    parts = [f"Trigger: {untrusted(plan.reason, 200)}", f"base `{untrusted(plan.base or '', 100)}` at `{sha[:12]}`"]
+    if ctx.env.get("GITHUB_RUN_ID"):
+        server = ctx.env.get("GITHUB_SERVER_URL", "https://github.com").rstrip("/")
+        parts.append(f"[workflow run]({server}/{ctx.repo_name}/actions/runs/{ctx.env['GITHUB_RUN_ID']})")
+    parts.append(f"reproduce locally: `{untrusted(command, 300)}`")
+    return "\n\n---\n<sub>" + " · ".join(parts) + "</sub>\n"
+
+
+def state_file(env: Mapping[str, str]) -> Path:
+    return Path(env.get("RUNNER_TEMP") or env.get("GITHUB_WORKSPACE") or ".") / "gepa-bot-state" / "state.json"
+
+
+def context(env: Mapping[str, str], emit: Callable[[str], None], github_kwargs: dict[str, Any],
+            token_required: bool = True) -> Context:
+    """The run's context from GitHub's environment variables and the action's inputs."""
+    missing = [n for n in ("GITHUB_EVENT_PATH", "GITHUB_REPOSITORY") if not env.get(n)]
+    if missing:
+        raise UserError(f"environment: {', '.join(missing)} not set", fix="run `gepa-bot action` inside GitHub "
+                        "Actions (or set the variables GitHub sets); use `gepa-bot optimize` locally")
+    inputs = Inputs.from_env(env)
+    token = inputs.token
+    if token_required and not token:
+        raise UserError("input 'token': no GitHub token", fix="pass `token: ${{ github.token }}` (the default) "
+                        "or a PAT with contents/pull-requests write access")
+    workspace = Path(env.get("GITHUB_WORKSPACE") or ".").resolve()
+    config_path = (workspace / inputs.config).resolve()
+    if not config_path.is_relative_to(workspace):
+        raise UserError(f"input 'config': {config_path} is outside the workspace", fix="use a path inside the repo")
+    config = with_overrides(load_config(config_path), source="action inputs", **inputs.pull_request)
+    return Context(env=env, inputs=inputs, workspace=workspace, config_path=config_path, config=config,
+                   repo_name=env["GITHUB_REPOSITORY"], token=token, emit=emit, github_kwargs=github_kwargs)
+
+
+def relative(path: Path, root: Path) -> str:
+    return path.relative_to(root).as_posix()
+
+
+def repository(ctx: Context):
+    """The PyGithub Repository, connected on first use."""
+    if ctx.repository is None:
+        ctx.repository = gh.get_repository(gh.connect(ctx.token, ctx.env.get("GITHUB_API_URL"), **ctx.github_kwargs),
+                                           ctx.repo_name)
+    return ctx.repository

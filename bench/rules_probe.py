@@ -55,18 +55,22 @@ def main() -> int:
     parser.add_argument("--task", default="incidents")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--moves", default=",".join(MOVES))
+    parser.add_argument("--skip-seed-val", action="store_true", help="do not score the seed prompt on val")
+    parser.add_argument("--train", type=int, default=0, help="score only the first N train ids (0: all)")
     args = parser.parse_args()
     task_dir = ROOT / "bench/tasks" / args.task
     prompt_path = next((task_dir / "prompts").iterdir())
     prompt_file, seed = f"prompts/{prompt_path.name}", prompt_path.read_text()
     rows = [json.loads(line) for line in (task_dir / "data.jsonl").read_text().splitlines() if line.strip()]
     splits = {name: [r["id"] for r in rows if r["split"] == name] for name in ("train", "val")}
+    splits["train"] = splits["train"][:args.train or None]
     started = time.monotonic()
     with tempfile.TemporaryDirectory() as scratch, LocalModelServer() as server:
         env = {**os.environ, **server.eval_env()}
         train = run_eval(task_dir, prompt_file, seed, splits["train"], env)
-        val = run_eval(task_dir, prompt_file, seed, splits["val"], env)
-        print(f"seed: train {mean(train):.3f} val {mean(val):.3f} ({time.monotonic() - started:.0f} s)", flush=True)
+        val = {} if args.skip_seed_val else run_eval(task_dir, prompt_file, seed, splits["val"], env)
+        print(f"seed: train {mean(train):.3f} val {mean(val) if val else float('nan'):.3f} "
+              f"({time.monotonic() - started:.0f} s)", flush=True)
         failures = sorted((r for r in train.values() if r["score"] < 1.0), key=lambda r: r["score"])[:8]
         records = [{"Inputs": {"instance_id": r["id"]}, "Generated Outputs": r.get("output") or "",
                     "Feedback": r["feedback"], "score": r["score"]} for r in failures]

@@ -315,8 +315,20 @@ def parse_rules_proposal(reply: str, current: str, statements: Sequence[Statemen
     ids = tuple(dict.fromkeys(i for s in chosen for i in s.ids))
     numbers = ", ".join(str(n) for n in parsed.keep)
     summary = f"add rules {numbers} from the feedback: {wording!r}"
-    return Proposal(rationale=parsed.reason or f"The feedback on these failures states: {_quote_all(chosen)}",
-                    text=text, summary=summary, kind="rules", failure_ids=ids)
+    reason = usable_reason(parsed.reason, records, current) or f"The feedback on these failures states: {_quote_all(chosen)}"
+    return Proposal(rationale=reason, text=text, summary=summary, kind="rules", failure_ids=ids)
+
+
+MAX_REASON_CHARS = 240
+
+
+def usable_reason(reason: str, records: Sequence[Mapping[str, Any]], current: str) -> str | None:
+    """The model's own reason, unless it is empty, long, or retells single examples (seen with the 1.5B model:
+    "The prompt should state 'To determine the total number of pencils Zoe buys ...'"); then None."""
+    reason = " ".join(reason.split())
+    if not reason or len(reason) > MAX_REASON_CHARS:
+        return None
+    return None if specific_phrases(reason, records, current, extract_statements(records, current)) else reason
 
 
 def grounded(instruction: str, vocabulary: str) -> bool:
@@ -518,6 +530,7 @@ class RationaleReflector:
         if kind == "edit":
             proposal = parse_edit_proposal(reply, current)
             proposal.failure_ids = shown_ids(records, MAX_EDIT_EXAMPLES)
+            proposal.rationale = usable_reason(proposal.rationale, records, current) or proposal.summary
         elif kind == "rules":
             proposal = parse_rules_proposal(reply, current, statements, records)
         else:

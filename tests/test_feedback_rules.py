@@ -276,3 +276,14 @@ def test_a_tie_at_zero_goes_to_val_only_when_the_answers_changed_form():
     assert not ValGate("strict_improvement", set()).should_accept(new_form, None)
     ungated = _proposal([0, 0], [0, 0], ["a", "b"], ["c", "d"], candidate={"p": "warm"})
     assert ValGate("improvement_or_equal", {candidate_hash({"p": "warm"})}).should_accept(ungated, None)
+
+
+def test_a_reason_that_retells_one_example_gives_way_to_the_facts():
+    statements = extract_statements(INCIDENTS, INCIDENT_PROMPT)
+    retold = json.dumps({"keep": [1], "reason": "The report says Checkout is down for every customer since 9:00.",
+                         "instruction": ""})
+    proposal = parse_rules_proposal(retold, INCIDENT_PROMPT, statements, INCIDENTS)
+    assert proposal.rationale == f"The feedback on these failures states: {statements[0].text!r}"
+    long_reason = json.dumps({"keep": [1], "reason": "x " * 200, "instruction": ""})
+    assert parse_rules_proposal(long_reason, INCIDENT_PROMPT, statements, INCIDENTS).rationale.startswith(
+        "The feedback on these failures states:")

@@ -233,7 +233,7 @@ def specific_phrases(text: str, records: Sequence[Mapping[str, Any]], current: s
     originals = [m.group(0) for m in matches]
     words = [w.lower().strip("'-") for w in originals]
     found: list[tuple[str, str]] = []
-    candidates = [((w,), originals[i]) for i, w in enumerate(words)
+    candidates: list[tuple[tuple[str, ...], str]] = [((w,), originals[i]) for i, w in enumerate(words)
                   if _identifier_like(w, originals[i]) and not _sentence_start(text, matches[i].start())]
     for n in (3, 2):
         candidates += [(g, " ".join(g)) for g in _ngrams(words, n)

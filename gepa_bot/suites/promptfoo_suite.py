@@ -7,9 +7,8 @@ else a hash of its vars and assertions, so ids survive edits to other tests.
 
 - Listing: ``promptfoo eval -n 1`` with the `echo` provider and grader (no model call) writes the loaded
   config as JSON; its ``tests`` are the raw test cases. promptfoo keeps the `file://` entries of a ``tests:``
-  list as paths there: YAML/JSON/JSONL files (globs too) are read here, relative to the config; others (CSV,
-  generators) promptfoo loads as the ``tests:`` of a throwaway config. Every problem is a one-line SuiteError
-  ending in ``Fix: ...``.
+  list as paths there: gepa_bot/suites/promptfoo_tests.py reads them (YAML/JSON/JSONL files here, others
+  through promptfoo). Every problem is a one-line SuiteError ending in ``Fix: ...``.
 - Scoring: the selected raw tests (each tagged with its id in ``metadata``) are written next to the
   candidate's config, and ``promptfoo eval -c <config> -t <those tests>`` runs in the candidate's workdir:
   promptfoo's own templating, YAML parsing, ``defaultTest``, ``transform``/``transformVars``, `file://`
@@ -26,10 +25,8 @@ else a hash of its vars and assertions, so ids survive edits to other tests.
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import json
-import os
 import re
 import secrets
 import shlex
@@ -40,7 +37,6 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import Field, field_validator
 
 from gepa_bot.evalsuite import (
@@ -59,6 +55,7 @@ from gepa_bot.evalsuite import (
     run_process,
     truncate,
 )
+from gepa_bot.suites.promptfoo_tests import expand_tests, setup_error
 
 PROMPTFOO_VERSION = "0.121.20"  # what `npx` runs when no promptfoo is installed (the version gepa-bot tests)
 TESTS_FILE = ".gepa-bot-promptfoo-tests-{}.json"
@@ -69,7 +66,6 @@ QUIET_ENV = {"PROMPTFOO_DISABLE_TELEMETRY": "1", "PROMPTFOO_DISABLE_UPDATE": "1"
 PROVIDER_PREFIXES = {"openai": "openai:chat:", "anthropic": "anthropic:messages:"}
 OUTPUT_PREVIEW = 300
 ERROR_FAILURE = 2  # promptfoo's ResultFailureReason.ERROR (1 = ASSERT)
-NATIVE_TEST_FILES = (".yaml", ".yml", ".json", ".jsonl")  # `tests:` entries read here; promptfoo loads the rest
 ERROR_LINE = re.compile(r"^\s*\w*(?:Error|Exception)(?: \[\w+\])?: \S")  # YAMLException: ..., Error [ERR_X]: ...
 NODE_FIX = "install Node.js >= 20.20 (in GitHub Actions: actions/setup-node) or set eval.command to your promptfoo"
 
@@ -111,11 +107,6 @@ def promptfoo_command(repo: Path, configured: str | None) -> list[str]:
     if npx := shutil.which("npx"):
         return [npx, "--yes", f"promptfoo@{PROMPTFOO_VERSION}"]
     raise setup_error("promptfoo needs Node.js (>= 20.20), and neither `promptfoo` nor `npx` is on PATH", NODE_FIX)
-
-
-def setup_error(problem: str, fix: str) -> SuiteError:
-    """A one-line SuiteError: what is wrong, then ``Fix: what to do``."""
-    return SuiteError(f"{' '.join(problem.split()).rstrip('.')}. Fix: {fix}")
 
 
 class PromptfooFailed(SuiteError):
@@ -192,7 +183,7 @@ class PromptfooSuite(EvalSuite):
         """The config's test cases by instance id, and the promptfoo version that loaded them (one Node start)."""
         listing = self._listing(self.context.repo, self.config.config)
         version = str((listing.get("metadata") or {}).get("promptfooVersion") or "unknown")
-        tests = self._expand(listing["config"].get("tests"))
+        tests = expand_tests(listing["config"].get("tests"), self.context.repo, self.config.config, self._listing)
         if not tests:
             raise setup_error(f"{self.config.config}: promptfoo found no test cases",
                               "add `tests:` to the config (inline tests, or file:// paths to test files)")
@@ -226,67 +217,6 @@ class PromptfooSuite(EvalSuite):
             raise setup_error(f"promptfoo's output for {self.config.config} has no `config`",
                               f"use promptfoo {PROMPTFOO_VERSION} (set eval.command)")
         return listing
-
-    # --- tests in files ---------------------------------------------------------------------------
-
-    def _expand(self, raw: Any) -> list[dict[str, Any]]:
-        """promptfoo keeps `file://` entries of a `tests:` list as written: read them, so every test is a mapping."""
-        tests: list[dict[str, Any]] = []
-        for entry in raw if isinstance(raw, list) else [] if raw is None else [raw]:
-            if isinstance(entry, str) and _native_file(entry):
-                tests += self._read_test_files(entry)
-            elif isinstance(entry, str) or (isinstance(entry, dict) and isinstance(entry.get("path"), str)):
-                tests += self._load_with_promptfoo(entry)
-            elif isinstance(entry, dict):
-                tests.append(_vars_loaded(entry, (self.context.repo / self.config.config).parent))
-            else:
-                raise setup_error(f"{self.config.config}: the test entry {truncate(repr(entry), 80)} is neither a "
-                                  "test nor a file path", "make every entry of `tests:` a mapping (vars, assert, ...) "
-                                  "or a file:// path to a test file")
-        return tests
-
-    def _read_test_files(self, entry: str) -> list[dict[str, Any]]:
-        """The tests of the YAML/JSON/JSONL files ``entry`` (a path or glob, relative to the config) names."""
-        base = (self.context.repo / self.config.config).parent
-        files = [Path(f) for f in sorted(glob.glob(os.path.join(base, entry.removeprefix("file://")), recursive=True))
-                 if os.path.isfile(f)]
-        if not files:
-            raise setup_error(f"{self.config.config}: the tests entry {entry} matches no file",
-                              "fix the path; file:// paths in `tests:` are relative to the config's directory")
-        return [_vars_loaded(test, path.parent) for path in files for test in self._parse_test_file(path)]
-
-    def _parse_test_file(self, path: Path) -> list[dict[str, Any]]:
-        name = os.path.relpath(path, self.context.repo)
-        try:
-            text = path.read_text(encoding="utf-8")
-            if path.suffix == ".jsonl":
-                data: Any = [json.loads(line) for line in text.splitlines() if line.strip()]
-            else:
-                data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-        except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
-            raise setup_error(f"{name}: cannot read its tests ({type(exc).__name__}: {exc})",
-                              f"fix {name}: it must be a {path.suffix[1:].upper()} list of test cases") from None
-        data = [data] if isinstance(data, dict) else data
-        if not isinstance(data, list) or not all(isinstance(test, dict) for test in data):
-            raise setup_error(f"{name}: expected a list of test cases (mappings with vars, assert, ...)",
-                              f"make {name} a list whose items are test cases")
-        return data
-
-    def _load_with_promptfoo(self, entry: str | dict[str, Any]) -> list[dict[str, Any]]:
-        """Tests of a file promptfoo has its own rules for (CSV, XLSX, JS/Python generators, URLs): promptfoo loads it
-        as the `tests:` of a throwaway config (it resolves that form in its output; list entries it keeps as paths)."""
-        base = (self.context.repo / self.config.config).parent
-        reference: str | dict[str, Any] = (_absolute(entry, base) if isinstance(entry, str)
-                                           else {**entry, "path": _absolute(entry["path"], base)})
-        with tempfile.TemporaryDirectory(prefix="gepa-bot-promptfoo-tests-") as tmp:
-            config = Path(tmp) / "tests-only.yaml"
-            config.write_text(json.dumps({"prompts": ["{{gepa_bot_unused}}"], "providers": ["echo"],
-                                          "tests": reference}), encoding="utf-8")
-            tests = self._listing(Path(tmp), config.name, f"the tests of {entry}")["config"].get("tests")
-        if not isinstance(tests, list) or not tests or not all(isinstance(test, dict) for test in tests):
-            raise setup_error(f"{self.config.config}: promptfoo loaded no test cases from {truncate(str(entry), 120)}",
-                              "fix that entry of `tests:` (promptfoo's file:// path rules)")
-        return tests
 
     # --- scoring ------------------------------------------------------------------------------------
 
@@ -364,41 +294,6 @@ class PromptfooSuite(EvalSuite):
         if output.timed_out or output.returncode not in (0, 100):
             raise PromptfooFailed(argv, output, timeout)
         return output.stdout
-
-
-def _native_file(entry: str) -> bool:
-    """A YAML/JSON/JSONL path or glob (read here); anything else (CSV, generators, URLs) is promptfoo's to load."""
-    path = entry.removeprefix("file://")
-    return "://" not in path and path.lower().endswith(NATIVE_TEST_FILES)
-
-
-def _absolute(entry: str, base: Path) -> str:
-    """A `tests:` path made absolute against the config's directory (URLs and other schemes unchanged)."""
-    path = entry.removeprefix("file://")
-    return entry if "://" in path or os.path.isabs(path) else "file://" + str(base / path)
-
-
-def _vars_loaded(test: dict[str, Any], directory: Path) -> dict[str, Any]:
-    """``test`` with ``vars: file://...`` (a path, glob or list of them, relative to ``directory``) replaced by the
-    merged content of those YAML/JSON files, as promptfoo's readTest does: the selected tests gepa-bot hands to
-    promptfoo with ``-t`` are not read that way."""
-    paths = test.get("vars")
-    if isinstance(paths, str):
-        paths = [paths]
-    if not isinstance(paths, list) or not paths or not all(isinstance(p, str) for p in paths):
-        return test
-    merged: dict[str, Any] = {}
-    for pattern in paths:
-        files = sorted(glob.glob(os.path.join(directory, pattern.removeprefix("file://")), recursive=True))
-        if not files:
-            raise setup_error(f"vars: {pattern} of a test matches no file", "fix the path (relative to the file "
-                              "that holds the test)")
-        for name in files:
-            data = yaml.safe_load(Path(name).read_text(encoding="utf-8"))
-            if not isinstance(data, dict):
-                raise setup_error(f"{name}: a vars file must be a mapping", f"make {name} a mapping of var names")
-            merged.update(data)
-    return {**test, "vars": merged}
 
 
 def _instance_result(instance_id: str, rows: list[dict[str, Any]]) -> InstanceResult:

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 from chatstub import ChatStub
-from toyrepo import EVAL_PRELUDE, make_toy_repo
+from toyrepo import EVAL_PRELUDE, host_on_fake_github, make_toy_repo
 
 from gepa_bot.result import RunResult
 from gepa_bot.runlog import read_records
@@ -105,17 +105,7 @@ def world(fake_github, tmp_path):
     (src / "evals" / "eval.py").write_text(MODEL_EVAL)
     config = (src / ".gepa-bot.yml").read_text().replace("  watch: ['evals/**']\n", "")  # the default: watch nothing
     (src / ".gepa-bot.yml").write_text(config.replace("budget:\n  rollouts: 60", "budget:\n  rollouts: 40"))
-    (src / ".gitignore").write_text(".gepa-bot/\n")
-    for args in (["init", "-q", "-b", "main"], ["add", "-A"],
-                 ["-c", "user.name=Dev", "-c", "user.email=dev@example.com", "commit", "-qm", "initial"]):
-        subprocess.run(["git", *args], cwd=src, check=True)
-    fake_github.create_repo(OWNER, NAME, src)
-    fake_github.add_token(TOKEN, OWNER)
-    work = tmp_path / "work"
-    remote = fake_github.git_url(OWNER, NAME)
-    subprocess.run(["git", "clone", "-q", remote.replace("http://", f"http://x-access-token:{TOKEN}@"), str(work)],
-                   check=True)
-    subprocess.run(["git", "remote", "set-url", "origin", remote], cwd=work, check=True)
+    work = host_on_fake_github(fake_github, src, OWNER, NAME, TOKEN, tmp_path / "work")
     task, reflection = TaskAPI(), ChatStub(lambda messages: IMPROVING)
     env = {k: v for k, v in os.environ.items() if k not in ("GITHUB_TOKEN", "GH_TOKEN", "GEPA_BOT_TOKEN")}
     env.update(GITHUB_TOKEN=TOKEN, GITHUB_API_URL=fake_github.api_url, OPENAI_API_BASE=reflection.url,

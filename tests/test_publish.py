@@ -12,7 +12,7 @@ import pytest
 
 from gepa_bot.publish import github_remote
 from chatstub import ChatStub
-from toyrepo import EVAL_SCRIPT, SNOOP, make_toy_repo, snoop_reports
+from toyrepo import EVAL_SCRIPT, SNOOP, host_on_fake_github, make_toy_repo, snoop_reports
 
 pytest_plugins = ["tests.fakegithub.fixtures"]
 
@@ -25,17 +25,7 @@ IMPROVING = "Rationale: name the topics.\n\n````prompt\nClassify the ticket {tic
 def setup(fake_github, tmp_path):
     src = make_toy_repo(tmp_path / "src")
     (src / "evals" / "eval.py").write_text(SNOOP + EVAL_SCRIPT)
-    (src / ".gitignore").write_text(".gepa-bot/\n")
-    for args in (["init", "-q", "-b", "main"], ["add", "-A"],
-                 ["-c", "user.name=Dev", "-c", "user.email=dev@example.com", "commit", "-qm", "initial"]):
-        subprocess.run(["git", *args], cwd=src, check=True)
-    fake_github.create_repo(OWNER, NAME, src)
-    fake_github.add_token(TOKEN, OWNER)
-    work = tmp_path / "work"
-    remote = fake_github.git_url(OWNER, NAME)
-    subprocess.run(["git", "clone", "-q", remote.replace("http://", f"http://x-access-token:{TOKEN}@"), str(work)],
-                   check=True)
-    subprocess.run(["git", "remote", "set-url", "origin", remote], cwd=work, check=True)
+    work = host_on_fake_github(fake_github, src, OWNER, NAME, TOKEN, tmp_path / "work")
     needle = tmp_path / "needle"
     needle.write_text(TOKEN)
     openai = ChatStub(lambda messages: IMPROVING)

@@ -134,3 +134,21 @@ class ScriptedReflection:
         new = current.rstrip("\n") + ("\nConsider: " + ", ".join(wanted) if wanted else "\nBe precise.")
         return Reply(text=f"Rationale: failures mention {', '.join(wanted) or 'nothing'}.\n\n````prompt\n{new}\n````",
                      prompt_tokens=len(content) // 4, completion_tokens=len(new) // 4)
+
+
+def host_on_fake_github(fake_github, src: Path, owner: str, name: str, token: str, work: Path) -> Path:
+    """Commit ``src`` as the first commit of ``owner/name`` on the fake GitHub (``token`` may use it) and clone it to
+    ``work`` like actions/checkout does: ``origin`` without credentials. Returns ``work``."""
+    import subprocess
+
+    (src / ".gitignore").write_text(".gepa-bot/\n")
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"],
+                 ["-c", "user.name=Dev", "-c", "user.email=dev@example.com", "commit", "-qm", "initial"]):
+        subprocess.run(["git", *args], cwd=src, check=True)
+    fake_github.create_repo(owner, name, src)
+    fake_github.add_token(token, owner)
+    remote = fake_github.git_url(owner, name)
+    subprocess.run(["git", "clone", "-q", remote.replace("http://", f"http://x-access-token:{token}@"), str(work)],
+                   check=True)
+    subprocess.run(["git", "remote", "set-url", "origin", remote], cwd=work, check=True)
+    return work

@@ -26,9 +26,10 @@ sys.path[:0] = [str(ROOT)]
 from gepa.proposer.reflective_mutation.reflection_lm import ReflectionProposal  # noqa: E402
 
 from gepa_bot.budget import Budget  # noqa: E402
+from gepa_bot.edits import INSTRUCTION_SCHEMA  # noqa: E402
 from gepa_bot.llm import LLM  # noqa: E402
 from gepa_bot.modelserver import LocalModelServer  # noqa: E402
-from gepa_bot.reflection import INSTRUCTION_SCHEMA, RationaleReflector  # noqa: E402
+from gepa_bot.reflection import RationaleReflector  # noqa: E402
 from gepa_bot.runlog import RunLog  # noqa: E402
 
 MOVES = ("rules", "example", "edit", "simplify")

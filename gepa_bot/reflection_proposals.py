@@ -1,0 +1,203 @@
+"""The reflection model's replies turned into proposals, and the checks that refuse unusable ones.
+
+A ``rewrite``/``simplify`` reply is a rationale and a fenced prompt (parse_reply), an ``edit`` reply one JSON
+instruction (parse_edit_proposal), a ``rules`` reply the chosen feedback statements (parse_rules_proposal); a
+worked example needs no reply at all (example_proposal). ProposalRejected says why a reply cannot be used, and
+guard_generality refuses new text that names details of a single training example.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from gepa_bot.discovery import placeholder_problem
+from gepa_bot.edits import Edit, EditRejected, apply_edits, parse_edit_reply, parse_rules_reply
+from gepa_bot.feedback_rules import (
+    STOPWORDS,
+    Statement,
+    covered_by,
+    extract_statements,
+    record_id,
+    specific_phrases,
+    stated_labels,
+    worked_example,
+)
+
+FENCE_OPEN = re.compile(r"^(?P<fence>`{3,}|~{3,})[ \t]*(?P<lang>[\w-]*)[ \t]*$", re.MULTILINE)
+RATIONALE_HEADING = re.compile(r"^\s*(?:#+\s*)?[*_]*\s*(?:rationale|reason)\s*[*_]*\s*:?\s*[*_]*\s*", re.IGNORECASE)
+MAX_GROWTH = 4  # a proposal may be at most this many times longer than the current text (+ 2000 chars)
+GROUNDED_SHARE = 0.7  # of an instruction's content words that must come from the kept rules, the prompt or the labels
+
+
+@dataclass
+class Proposal:
+    """A parsed reflection answer."""
+
+    rationale: str
+    text: str
+    summary: str = ""  # what an edit changed, e.g. "add 'Answer in one word.'" (edit style)
+    kind: str = "rewrite"  # "rewrite" | "simplify" | "edit" | "rules" | "example"
+    failure_ids: tuple[str, ...] = ()  # the failing instances the proposal was made from
+
+
+class ProposalRejected(ValueError):
+    """The reply cannot be used; the message says why."""
+
+
+def parse_reply(reply: str, current: str) -> Proposal:
+    """Split a reply into rationale and new prompt, refusing truncated or malformed answers."""
+    opening = FENCE_OPEN.search(reply)
+    if not opening:
+        raise ProposalRejected("no fenced prompt block in the reply")
+    fence = opening.group("fence")
+    closing = re.compile(rf"^{re.escape(fence[0])}{{{len(fence)},}}[ \t]*$", re.MULTILINE)
+    end = closing.search(reply, opening.end()) or _short_closing_fence(reply, opening.end(), fence)
+    if not end:
+        raise ProposalRejected("the fenced prompt block is never closed (reply truncated?)")
+    text = reply[opening.end():end.start()].strip("\n")
+    if not opening.group("lang"):
+        text = re.sub(r"\A[ \t]*prompt[ \t]*\n", "", text)  # ```` then "prompt" on its own line
+    rationale = RATIONALE_HEADING.sub("", reply[:opening.start()].strip())
+    if not text.strip():
+        raise ProposalRejected("the proposed prompt is empty")
+    if text.strip() == current.strip():
+        raise ProposalRejected("the proposed prompt is identical to the current one")
+    if len(text) > MAX_GROWTH * len(current) + 2000:
+        raise ProposalRejected(f"the proposed prompt is {len(text)} chars, far longer than the current {len(current)}")
+    problem = placeholder_problem(current, text)
+    if problem:
+        raise ProposalRejected(f"the proposed prompt {problem}")
+    if current.endswith("\n") and not text.endswith("\n"):
+        text += "\n"  # keep the file's trailing-newline convention
+    return Proposal(rationale=rationale or "(no rationale given)", text=text)
+
+
+def _short_closing_fence(reply: str, start: int, fence: str) -> re.Match[str] | None:
+    """A closing fence shorter than the opening one (````prompt ... ```), accepted only as the reply's last line.
+
+    Small models often close a four-backtick block with three. Anywhere else a shorter fence may belong to
+    the prompt itself (a code example), so the block is only taken when nothing follows that line.
+    """
+    short_at_end = re.compile(rf"^{re.escape(fence[0])}{{3,{len(fence) - 1}}}[ \t]*$(?=\s*\Z)", re.MULTILINE)
+    return short_at_end.search(reply, start)
+
+
+
+def parse_edit_proposal(reply: str, current: str) -> Proposal:
+    """An edit reply applied to ``current``; EditRejected/ProposalRejected say why it cannot be used."""
+    try:
+        parsed = parse_edit_reply(reply)
+        text = apply_edits(current, parsed.edits)
+    except EditRejected as exc:
+        raise ProposalRejected(str(exc)) from None
+    leaked = _reply_format_leak(parsed.edits, current)
+    if leaked:
+        raise ProposalRejected(leaked)
+    if current.endswith("\n") and not text.endswith("\n"):
+        text += "\n"
+    summary = "; ".join(e.describe() for e in parsed.edits)
+    return Proposal(rationale=parsed.rationale or summary, text=text, summary=summary, kind="edit")
+
+
+def _reply_format_leak(edits: Sequence[Edit], current: str) -> str | None:
+    """Why an edit that asks for JSON, the format of the reflection's own constrained answer, is refused.
+
+    Seen with Qwen2.5-Coder-1.5B: "The model should answer with the prompt in JSON format, ...". A prompt that
+    already speaks of JSON may well want more of it, so the check applies only when it does not.
+    """
+    if "json" in current.lower():
+        return None
+    for edit in edits:
+        if "json" in edit.text.lower():
+            return (f"the edit {edit.text[:80]!r} asks for JSON, the format of this reflection answer, "
+                    "which the prompt never asks for")
+    return None
+
+
+
+def parse_rules_proposal(reply: str, current: str, statements: Sequence[Statement],
+                         records: Sequence[Mapping[str, Any]]) -> Proposal:
+    """The chosen statements added to ``current``: in the model's condensed wording when that is grounded in them
+    (GROUNDED_SHARE of its content words from the kept statements, the prompt or the stated labels), else verbatim."""
+    try:
+        parsed = parse_rules_reply(reply, len(statements))
+    except EditRejected as exc:
+        raise ProposalRejected(str(exc)) from None
+    chosen = [statements[n - 1] for n in parsed.keep]
+    vocabulary = " ".join([current, *(s.text for s in chosen), *stated_labels(records)])
+    wording = parsed.instruction if parsed.instruction and grounded(parsed.instruction, vocabulary) else \
+        " ".join(_as_sentence(s.text) for s in chosen)
+    try:
+        text = apply_edits(current, [Edit("add", "", wording)])
+    except EditRejected as exc:
+        raise ProposalRejected(str(exc)) from None
+    if current.endswith("\n") and not text.endswith("\n"):
+        text += "\n"
+    ids = tuple(dict.fromkeys(i for s in chosen for i in s.ids))
+    numbers = ", ".join(str(n) for n in parsed.keep)
+    summary = f"add rules {numbers} from the feedback: {wording!r}"
+    reason = usable_reason(parsed.reason, records, current) or f"The feedback on these failures states: {_quote_all(chosen)}"
+    return Proposal(rationale=reason, text=text, summary=summary, kind="rules", failure_ids=ids)
+
+
+MAX_REASON_CHARS = 240
+
+
+def usable_reason(reason: str, records: Sequence[Mapping[str, Any]], current: str) -> str | None:
+    """The model's own reason, unless it is empty, long, or retells single examples (seen with the 1.5B model:
+    "The prompt should state 'To determine the total number of pencils Zoe buys ...'"); then None."""
+    reason = " ".join(reason.split())
+    if not reason or len(reason) > MAX_REASON_CHARS:
+        return None
+    return None if specific_phrases(reason, records, current, extract_statements(records, current)) else reason
+
+
+def grounded(instruction: str, vocabulary: str) -> bool:
+    """True when most content words of ``instruction`` occur in ``vocabulary`` (nothing invented)."""
+    known = {w.lower() for w in re.findall(r"[A-Za-z0-9_]+", vocabulary)}
+    words = [w.lower() for w in re.findall(r"[A-Za-z0-9_]+", instruction) if w.lower() not in STOPWORDS]
+    return bool(words) and sum(w in known or w.rstrip("s") in known for w in words) >= GROUNDED_SHARE * len(words)
+
+
+def _as_sentence(text: str) -> str:
+    text = text.strip()
+    return text[0].upper() + text[1:] + ("" if text.endswith((".", "!", "?")) else ".")
+
+
+def _quote_all(statements: Sequence[Statement]) -> str:
+    return "; ".join(repr(s.text) for s in statements)
+
+
+def example_proposal(current: str, records: Sequence[Mapping[str, Any]]) -> Proposal | None:
+    """A worked example (no LLM call) when the failures are about the answer's form; None when there is none."""
+    example = worked_example(records, current)
+    if example is None:
+        return None
+    try:
+        text = apply_edits(current, [Edit("add", "", example.line())])
+    except EditRejected:
+        return None
+    if current.endswith("\n") and not text.endswith("\n"):
+        text += "\n"
+    form_ids = [record_id(r) for r in records if float(r.get("score", 0.0)) < 1.0]
+    rationale = (f"The feedback on failures {', '.join(form_ids)} says the answer's form was wrong; this shows train "
+                 f"instance {example.instance_id} with its expected answer ({example.expected}).")
+    return Proposal(rationale=rationale, text=text, summary=f"add example {example.instance_id}", kind="example",
+                    failure_ids=tuple(form_ids))
+
+
+def guard_generality(proposal: Proposal, current: str, records: Sequence[Mapping[str, Any]]) -> None:
+    """ProposalRejected when the new text quotes a phrase that only one training instance's input/feedback has."""
+    if proposal.kind == "example" or not records:
+        return
+    added = " ".join(line for line in re.split(r"(?<=[.!?])\s+|\n+", proposal.text)
+                     if line.strip() and not covered_by(line, current))
+    phrases = specific_phrases(added, records, current, extract_statements(records, current))
+    if phrases:
+        shown = ", ".join(f"{p!r} (only in {i})" for p, i in phrases[:3])
+        raise ProposalRejected(f"the new text names details of single training examples: {shown}; state the general "
+                               "rule instead")
+

@@ -60,11 +60,14 @@ def delete_run_dir(run_dir: Path) -> None:
 
 
 def _interrupt_on_sigterm() -> None:
-    """CI cancellation sends SIGTERM: treat it like Ctrl-C so the run log is closed and servers stop."""
+    """CI cancellation sends SIGTERM: treat it like Ctrl-C so the run log is closed and servers stop. SIGINT too,
+    even when this process was started with SIGINT ignored (`cmd &` in a script, nohup): that is inherited, and
+    `kill -INT` would then never stop the run."""
     def handler(signum: int, _frame: object) -> None:
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @click.group()

@@ -121,6 +121,8 @@ class OutputConfig(Strict):
     min_improvement: float = Field(default=0.0, ge=0, description="val gain needed for a PR (+ 2x noise)")
     min_confidence: float = Field(default=0.9, ge=0, lt=1, description="confidence a PR needs from the exact sign test "
                                   "on per-instance val scores (one-sided p <= 1 - this: 0.9 means p <= 0.1); 0 disables")
+    variants: int = Field(default=3, ge=0, le=20, description="Pareto candidates shown in the PR body besides "
+                          "the best, each in a collapsed section (the full report has them all)")
     draft: bool = Field(default=False, description="open the pull request as a draft")
     reviewers: list[str] = Field(default_factory=list, description="logins asked to review a new pull request")
     team_reviewers: list[str] = Field(default_factory=list, description="team slugs asked to review it")

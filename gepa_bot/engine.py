@@ -359,6 +359,7 @@ def build_result(gepa_result: Any, session: RunSession, reflector: RationaleRefl
         seed=settings.config.optimizer.seed,
         min_improvement=settings.config.output.min_improvement,
         min_confidence=settings.config.output.min_confidence,
+        variants=settings.config.output.variants,
     )
 
 

@@ -26,6 +26,7 @@ from gepa_bot.escaping import neutralize_closing_keywords
 from gepa_bot.redact import redact
 from gepa_bot.result import DEFAULT_MIN_CONFIDENCE, Candidate, RejectedProposal, RunResult
 from gepa_bot.significance import PairedTest, format_p, paired_test, val_scores
+from gepa_bot.variants import component_diff, mermaid_chart, pick, wins_and_losses
 
 GITHUB_BODY_LIMIT = 65_536
 BODY_BUDGET = GITHUB_BODY_LIMIT - 1_536  # room for a truncation note and GitHub's own counting quirks
@@ -39,9 +40,11 @@ class Detail:
     excerpt: int
     max_diff_lines: int
     max_rationale: int
+    variants: bool = True  # the last resort before a hard cut drops the variant sections (the full report has them)
 
 
-LADDER = (Detail(200, 300, 400, 3000), Detail(60, 160, 200, 1500), Detail(25, 80, 80, 600), Detail(10, 40, 30, 200))
+LADDER = (Detail(200, 300, 400, 3000), Detail(60, 160, 200, 1500), Detail(25, 80, 80, 600), Detail(10, 40, 30, 200),
+          Detail(10, 40, 30, 200, variants=False))
 
 
 def untrusted(text: Any, limit: int) -> str:
@@ -230,24 +233,27 @@ def lineage(result: RunResult, index: int) -> list[int]:
 FULL_REPORT_HERE = "in `report-full.md` in the run directory"
 
 
-def render(result: RunResult, original_files: dict[str, str],
-           full_report_where: str = FULL_REPORT_HERE) -> tuple[str, str]:
-    """(PR body that fits GitHub's limit, complete report); ``full_report_where`` says where the latter is."""
+def render(result: RunResult, original_files: dict[str, str], full_report_where: str = FULL_REPORT_HERE,
+           reserve: int = 0) -> tuple[str, str]:
+    """(PR body that fits GitHub's limit less ``reserve`` characters, complete report); ``full_report_where`` says
+    where the latter is."""
     result = RunResult.model_validate(redact(result.model_dump()))
-    full = _render(result, original_files, LADDER[0], None)
+    full = _render(result, original_files, LADDER[0], None, every_variant=True)
+    budget = BODY_BUDGET - reserve
     for detail in LADDER:
         body = _render(result, original_files, detail, full_report_where if detail is not LADDER[0] else None)
-        if len(body) <= BODY_BUDGET:
+        if len(body) <= budget:
             return body, full
     note = f"\n\n> Report cut to fit GitHub's limit; the complete report is {full_report_where}.\n"
-    return body[: BODY_BUDGET - len(note)] + note, full
+    return body[: budget - len(note)] + note, full
 
 
 _ENV = Environment(loader=PackageLoader("gepa_bot", "templates"), undefined=StrictUndefined, autoescape=False,
                    trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
 
 
-def _render(result: RunResult, original_files: dict[str, str], detail: Detail, overflow: str | None) -> str:
+def _render(result: RunResult, original_files: dict[str, str], detail: Detail, overflow: str | None,
+            every_variant: bool = False) -> str:
     candidates = result.candidates
     shown = sorted(result.pareto_front or [result.best_candidate], key=lambda i: -candidates[i].val_mean)[:10]
     rows = instance_rows(result, detail)
@@ -260,7 +266,29 @@ def _render(result: RunResult, original_files: dict[str, str], detail: Detail, o
                                for name, text in candidates[i].rationale.items()]}
                for i in lineage(result, result.best_candidate)],
         rejected=len(result.rejected_proposals), rejection_reasons=rejection_reasons(result.rejected_proposals),
-        overflow=overflow, untrusted=untrusted)
+        overflow=overflow, untrusted=untrusted, chart=mermaid_chart(result),
+        variants=variant_sections(result, detail, None if every_variant else result.variants),
+        variants_dropped=not detail.variants and bool(pick(result, result.variants)))
+
+
+def variant_sections(result: RunResult, detail: Detail, limit: int | None) -> list[dict[str, Any]]:
+    """The PR body's variant sections (gepa_bot/variants.py): up to ``limit`` (None: all) Pareto candidates."""
+    if not detail.variants:
+        return []
+    sections = []
+    shown_ids = max(5, detail.max_rows // 10)
+    for candidate in pick(result, limit):
+        wins, losses = wins_and_losses(result, candidate)
+        diffs = [{**d, "label": untrusted(d["label"], 200), "fence": fence_for(d["diff"])}
+                 for d in component_diff(result, candidate, detail.max_diff_lines)]
+        sections.append({
+            "index": candidate.index, "origin": candidate.origin, "val_mean": candidate.val_mean,
+            "rollout": candidate.discovered_at_rollout, "diffs": diffs,
+            "wins": [untrusted(i, 60) for i in wins[:shown_ids]], "wins_cut": max(len(wins) - shown_ids, 0),
+            "losses": [untrusted(i, 60) for i in losses[:shown_ids]], "losses_cut": max(len(losses) - shown_ids, 0),
+            "rationale": [(untrusted(name, 120), untrusted(text, detail.max_rationale))
+                          for name, text in candidate.rationale.items()]})
+    return sections
 
 
 REASON_HINTS = {

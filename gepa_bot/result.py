@@ -20,6 +20,7 @@ from gepa_bot.errors import UserError
 RESULT_NAME = "result.json"
 RESULT_VERSION: Final = 2  # 1: gepa-bot before the typed result (same keys; some added along the way)
 DEFAULT_MIN_CONFIDENCE: float = OutputConfig.model_fields["min_confidence"].default  # a version-1 file without it
+DEFAULT_VARIANTS: int = OutputConfig.model_fields["variants"].default
 
 
 class _Model(BaseModel):
@@ -140,6 +141,7 @@ class RunResult(_Model):
     min_improvement: float
     min_confidence: float
     search_errors: list[SearchError] = Field(default_factory=list)
+    variants: int = DEFAULT_VARIANTS  # output.variants: Pareto candidates the PR body shows besides the best
 
     @property
     def best(self) -> Candidate:

@@ -8,7 +8,7 @@ import pytest
 
 from gepa_bot.config import OutputConfig
 from gepa_bot.report import BODY_BUDGET, GITHUB_BODY_LIMIT, render, untrusted, verdict
-from gepa_bot.result import RejectedProposal, RunResult, SearchError, migrate_v1
+from gepa_bot.result import Candidate, RejectedProposal, RunResult, SearchError, migrate_v1
 
 
 def rejected(reason: str) -> RejectedProposal:
@@ -243,3 +243,109 @@ def test_min_confidence_is_an_output_setting_with_a_documented_default():
     for bad in (1.0, -0.1, 1.5):
         with pytest.raises(ValueError):
             OutputConfig(min_confidence=bad)
+
+
+# --- variants: the other Pareto candidates, side by side ------------------------------------------------
+
+def add_candidate(result: RunResult, text: str, scores: dict[str, float], rationale: str = "", rollout: int = 0,
+                  pareto: bool = True) -> int:
+    """Append a reflection candidate of p.txt with these val scores (unlisted instances: 0)."""
+    index = len(result.candidates)
+    val = {i: {"score": scores.get(i, 0.0), "feedback": "f", "failed": False} for i in result.split.val}
+    result.candidates = [*result.candidates, Candidate.model_validate({
+        "index": index, "hash": f"h{index}", "components": {"p.txt": text}, "parents": [0], "origin": "reflection",
+        "rationale": {"p.txt": rationale} if rationale else {}, "val_mean": sum(scores.values()) / len(val),
+        "discovered_at_rollout": rollout or 10 * index, "val": val})]
+    if pareto:
+        result.pareto_front = [*result.pareto_front, index]
+    return index
+
+
+def variant_sections_of(body: str) -> list[str]:
+    return [part.split("</details>")[0] for part in body.split("<details><summary>Variant #")[1:]]
+
+
+def test_the_body_shows_up_to_output_variants_pareto_candidates_and_skips_trivial_ones():
+    result, originals = make_result()  # best #1: 0, 1, 1, 1 on v000..v003
+    best_text = result.best.components["p.txt"]
+    add_candidate(result, best_text.upper().replace(" ", "  ") + "!!", {"v000": 1.0})  # #2: trivially the best
+    add_candidate(result, "Keep it short {question}\n", {"v000": 1.0, "v001": 1.0},
+                  rationale="Regressed on v002 </details> ::set-output x @octocat", rollout=17)  # #3
+    add_candidate(result, "Keep it short, {question}.\n", {"v000": 1.0})  # #4: trivially #3
+    add_candidate(result, "Name the label set {question}\n", {"v002": 1.0, "v003": 1.0})  # #5
+    add_candidate(result, "Think first {question}\n", {"v001": 1.0})  # #6
+    add_candidate(result, "Answer in one word {question}\n", {"v003": 1.0})  # #7: a 4th variant
+    add_candidate(result, "Not on the front {question}\n", {"v000": 1.0, "v001": 1.0}, pareto=False)  # #8
+    body, full = render(result, originals)
+    sections = variant_sections_of(body)
+    assert [s.split(" ", 1)[0] for s in sections] == ["3", "5", "6"]  # OutputConfig().variants == 3, best score first
+    assert OutputConfig().variants == result.variants == 3
+    three = sections[0]
+    assert three.startswith("3 (reflection): validation score 0.500 (best: 0.750), found at rollout 17</summary>")
+    assert "-line 0 {question}\n" in three and "+Keep it short {question}" in three  # diff against the base
+    assert "- Wins where the best loses (1): v000\n" in three
+    assert "- Loses where the best wins (2): v002, v003\n" in three
+    assert "::set-output" not in body and "@octocat" not in body and "&lt;/details&gt;" in three
+    assert body.count("<details>") == body.count("</details>")
+    # the full report has every non-trivial Pareto variant
+    assert [s.split(" ", 1)[0] for s in variant_sections_of(full)] == ["3", "5", "6", "7"]
+    result.variants = 0
+    assert variant_sections_of(render(result, originals)[0]) == []
+
+
+def test_a_huge_report_with_three_variants_fits_githubs_limit():
+    result, originals = make_result(n_val=3000, feedback="x" * 5000, prompt_lines=4000)
+    for k in range(4):
+        text = "\n".join(f"variant {k} line {n} {{question}} " + "y" * 200 for n in range(4000))
+        add_candidate(result, text, {f"v{n:03d}": 1.0 for n in range(k, 3000, 3)}, rationale="z" * 20_000)
+    body, full = render(result, originals)
+    assert len(body) <= BODY_BUDGET < GITHUB_BODY_LIMIT
+    assert len(variant_sections_of(body)) == 3 and len(variant_sections_of(full)) == 4
+    assert "more diff lines not shown" in variant_sections_of(body)[0]
+    assert "### Budget" in body and "xychart-beta" in body
+    assert body.count("<details>") == body.count("</details>")
+    # prompts too large for even the smallest sections: the variants go before anything is cut blindly
+    for k, cand in enumerate(result.candidates[2:]):
+        cand.components = {"p.txt": "\n".join("w" * 399 + str(n + k) for n in range(4000))}
+    for cand in result.candidates[2:]:
+        cand.rationale = {f"p{n}.txt": "r" * 200 for n in range(300)}
+    body, full = render(result, originals)
+    assert len(body) <= BODY_BUDGET and variant_sections_of(body) == []
+    assert "other Pareto variants were left out to fit GitHub's size limit" in body
+    assert len(variant_sections_of(full)) == 4
+
+
+# --- the chart ------------------------------------------------------------------------------------------
+
+def chart_of(body: str) -> list[str]:
+    block = body.split("```mermaid\n", 1)[1].split("\n```", 1)[0]
+    return [line.strip() for line in block.splitlines()]
+
+
+def test_the_chart_is_a_mermaid_xychart_with_the_points_in_rollout_order():
+    result, originals = make_result()  # #0 at rollout 0 (0.5), #1 at 10 (0.75)
+    add_candidate(result, "a {question}\n", {"v000": 1.0}, rollout=4)  # 0.25
+    add_candidate(result, "b {question}\n", {"v000": 1.0, "v001": 1.0, "v002": 1.0, "v003": 1.0}, rollout=30)
+    add_candidate(result, "c {question}\n", {"v000": 1.0, "v001": 1.0}, rollout=30, pareto=False)  # same rollout
+    body, _ = render(result, originals)
+    lines = chart_of(body)
+    assert lines[0] == "xychart-beta"
+    assert lines[1] == 'title "Validation score vs rollouts"'
+    assert lines[2] == 'x-axis "rollouts" ["0", "4", "10", "30 #3", "30 #4"]'
+    assert lines[3] == 'y-axis "validation score" 0 --> 1'
+    assert lines[4] == "bar [0.5, 0.25, 0.75, 1, 0.5]"  # each candidate's val score, in rollout order
+    assert lines[5] == "line [0.5, 0.5, 0.75, 1, 1]"  # the val best so far
+    assert len(lines) == 6
+
+
+def test_a_chart_of_many_candidates_keeps_every_step_of_the_best_so_far():
+    result, originals = make_result()
+    for k in range(150):
+        add_candidate(result, f"c{k} {{question}}\n", {"v000": 1.0} if k != 140 else {"v000": 1.0, "v001": 1.0,
+                      "v002": 1.0, "v003": 1.0}, rollout=20 + k, pareto=False)
+    lines = chart_of(render(result, originals)[0])
+    labels = lines[2].split("[", 1)[1].rstrip("]").split(", ")
+    rollouts = [int(label.strip('"').split()[0]) for label in labels]
+    assert len(rollouts) == 60 and rollouts == sorted(rollouts)
+    assert {0, 10, 160} <= set(rollouts)  # the steps of the best so far: #0, #1, the one at rollout 160
+    assert lines[5].split("[")[1].rstrip("]").split(", ")[-1] == "1"

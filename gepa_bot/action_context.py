@@ -18,12 +18,13 @@ from gepa_bot import github as gh
 from gepa_bot.config import DEFAULT_CONFIG_NAME, Config, load_config, with_overrides
 from gepa_bot.errorpolicy import RunStopped
 from gepa_bot.errors import UserError
+from gepa_bot.redact import GITHUB_TOKEN_NAMES
 from gepa_bot.report import untrusted, verdict
 from gepa_bot.result import Evaluation, RunResult
 from gepa_bot.trigger import Plan
 from gepa_bot.workflow import Inputs, Outputs
 
-TOKEN_NAMES = ("GEPA_BOT_TOKEN", "INPUT_TOKEN", "GITHUB_TOKEN", "GH_TOKEN")
+TOKEN_NAMES = GITHUB_TOKEN_NAMES
 RUN_ARTIFACT = "gepa-bot-run"  # action.yml uploads the run directory under this name
 
 
@@ -57,7 +58,7 @@ class State:
     """
 
     plan: Plan
-    stage: str = "optimize"  # "optimize" | "evaluate" | "publish" | "stopped" (by errors) | "done"
+    stage: str = "optimize"  # "optimize" | "evaluate" | "apply" | "publish" | "stopped" (by errors) | "done"
     summary: str = ""
     outputs: dict[str, str] = field(default_factory=lambda: dict(Outputs().values))
     result_file: str | None = None

@@ -31,15 +31,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gepa_bot import evalkit
 from gepa_bot.owned import is_owned
-from gepa_bot.redact import redact
+from gepa_bot.redact import GITHUB_TOKEN_NAMES, RUNNER_TOKEN_NAMES, redact
 
 MAX_FEEDBACK_CHARS = 4000
 MAX_CAPTURE_BYTES = 2_000_000
 IGNORED_DIRS = (".git", ".gepa-bot")
 
 # Credentials an eval never needs: the repo's GitHub token and the runner's own tokens.
-WITHHELD_ENV = ("GITHUB_TOKEN", "GEPA_BOT_TOKEN", "INPUT_TOKEN", "GH_TOKEN", "ACTIONS_RUNTIME_TOKEN",
-                "ACTIONS_ID_TOKEN_REQUEST_TOKEN", "ACTIONS_ID_TOKEN_REQUEST_URL")
+WITHHELD_ENV = (*GITHUB_TOKEN_NAMES, *RUNNER_TOKEN_NAMES)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,11 @@ from collections.abc import Iterator, Mapping
 from functools import lru_cache
 from typing import Any
 
+# Where a GitHub token may be: the one list every part of gepa-bot uses (take it, mask it, keep it from evals).
+GITHUB_TOKEN_NAMES = ("GEPA_BOT_TOKEN", "INPUT_TOKEN", "GITHUB_TOKEN", "GH_TOKEN")
+# The runner's own credentials: an eval never needs them either.
+RUNNER_TOKEN_NAMES = ("ACTIONS_RUNTIME_TOKEN", "ACTIONS_ID_TOKEN_REQUEST_TOKEN", "ACTIONS_ID_TOKEN_REQUEST_URL")
+
 SECRET_NAME = re.compile(r"(TOKEN|API_KEY|APIKEY|SECRET|PASSWORD|PRIVATE_KEY|ACCESS_KEY)", re.IGNORECASE)
 MIN_SECRET_LENGTH = 6
 MASK = "***"

@@ -34,6 +34,7 @@ from gepa_bot.action_context import (
     stopped,
 )
 from gepa_bot.action_publish import artifact_env, from_artifact, publish_phase
+from gepa_bot.apply import embed
 from gepa_bot.config import load_config, with_overrides
 from gepa_bot.engine import evaluate_current, optimize
 from gepa_bot.errorpolicy import RunStopped
@@ -189,6 +190,8 @@ def _plan_comment(ctx: Context, plan: Plan) -> State:
         gh.post_comment(repo, plan.pr_number, "gepa-bot: this pull request comes from a fork. Its code is never run "
                                               "with this repository's secrets; push the branch here to optimize it.")
         return State(plan, stage="done", summary="refused: fork pull request")
+    if plan.verb == "apply":  # runs no eval: the publish phase (write permissions) switches the branch
+        return State(plan, stage="apply")
     target, plan.head = pr.head.ref, gh.branch_for(pr.head.ref)
     if target.startswith(gh.BRANCH_PREFIX) or target == ctx.config.output.branch:
         # the bot's own proposal: work on its base, update it in place
@@ -248,8 +251,9 @@ def optimize_phase(ctx: Context, state: State) -> State:
     finally:
         ctx.emit("::endgroup::")
     originals = {p: (ctx.workspace / p).read_text(encoding="utf-8") for p in result.best_files}
-    body, full = render(result, originals, full_report_where(ctx.env))
-    body += run_footer(ctx, state.plan, settings.config.budget.rollouts, settings.config.optimizer.seed)
+    choices = embed(result, state.plan.base or "", git.Repo(ctx.workspace).head.commit.hexsha)
+    body, full = render(result, originals, full_report_where(ctx.env), reserve=len(choices))
+    body += choices + run_footer(ctx, state.plan, settings.config.budget.rollouts, settings.config.optimizer.seed)
     (settings.run_dir / "report-full.md").write_text(full, encoding="utf-8")
     print_untrusted(body, ctx.emit)
     for error in result.search_errors:

@@ -14,8 +14,10 @@ from pathlib import Path
 from gepa_bot import artifact
 from gepa_bot import github as gh
 from gepa_bot.action_context import Context, State, full_report_where, repository, run_footer, score_outputs
+from gepa_bot.apply import apply_command, embed
 from gepa_bot.config import load_config
 from gepa_bot.errors import UserError
+from gepa_bot.jobsummary import no_pull_request, run_summary, stopped_summary
 from gepa_bot.report import render, untrusted, verdict
 from gepa_bot.result import RunResult
 from gepa_bot.workflow import Outputs, command_data, write_outputs
@@ -46,8 +48,9 @@ def from_artifact(ctx: Context, state: State, artifact_dir: Path, base_sha: str)
     result = proposal.result
     assert result is not None
     originals = {p: (ctx.workspace / p).read_text(encoding="utf-8") for p in result.best_files}
-    body, _full = render(result, originals, full_report_where(ctx.env))
-    body += run_footer(ctx, state.plan, result.budget.rollouts_limit, result.seed)
+    choices = embed(result, state.plan.base or "", proposal.base_sha)
+    body, _full = render(result, originals, full_report_where(ctx.env), reserve=len(choices))
+    body += choices + run_footer(ctx, state.plan, result.budget.rollouts_limit, result.seed)
     state.outputs.update(score_outputs(result))
     state.result_file = str(proposal.result_path)
     state.body, state.stage, state.base_sha = body, "publish", proposal.base_sha
@@ -68,8 +71,11 @@ def publish_phase(ctx: Context, state: State, result: RunResult | None = None) -
     elif state.stage == "publish":
         assert state.result_file
         summary = _publish_result(ctx, state, outputs, result or RunResult.read(Path(state.result_file)))
+    elif state.stage == "apply":
+        summary = apply_command(ctx, state.plan)
     elif state.stage == "stopped":
         _report_stop(ctx, state)
+        summary = stopped_summary(state.summary, ctx.workspace / ctx.config.output.run_dir)
     write_outputs(ctx.env, outputs, summary)
     return outputs
 
@@ -116,6 +122,13 @@ def _publish_result(ctx: Context, state: State, outputs: Outputs, result: RunRes
         ctx.emit(f"gepa-bot: pull request {operation}" + (f": {pr.html_url}" if pr else ""))
     else:
         outputs.values["pull-request-operation"] = "none"
+    if pr is not None and operation in ("created", "updated"):
+        what = f"Pull request {operation}: {pr.html_url}"
+    elif declined is not None:
+        what = (f"No pull request: the same proposal was closed without merging in #{declined.number}, and the bot "
+                "does not reopen it (a writer's `/gepa optimize` comment asks again).")
+    else:
+        what = no_pull_request(result) + (f" The open pull request #{pr.number} was closed." if pr else "")
     if plan.pr_number is not None:
         v = outputs.values
         done = ("proposed improvements in " + v["pull-request-url"] if operation in ("created", "updated")
@@ -123,7 +136,7 @@ def _publish_result(ctx: Context, state: State, outputs: Outputs, result: RunRes
                 else "no candidate beats the current prompts")
         gh.post_comment(repo, plan.pr_number, f"gepa-bot: {done} (validation {v['baseline-score']} → "
                                               f"{v['best-score']}, {v['rollouts-used']} rollouts).")
-    return state.body
+    return run_summary(result, what)
 
 
 def _report_stop(ctx: Context, state: State) -> None:

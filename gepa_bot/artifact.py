@@ -157,7 +157,7 @@ def read_validated(artifact: Path, config: Config, checkout: Path, expected_base
         if result.best_files[path] != content:
             raise UserError(f"artifact: files/{path} differs from result.json's best_files", fix=_FIX)
     _check_totals(len(files), sum(len(c.encode("utf-8")) for c in files.values()))
-    _check_against_checkout(files, config, checkout, config_path)
+    check_files(files, config, checkout, config_path)
     return Proposal(base_sha=manifest.base_sha, result=result, result_path=result_path, files=files)
 
 
@@ -259,7 +259,7 @@ def _read_text(full: Path, path: str) -> str:
         raise UserError(f"artifact: {path} is not UTF-8 text", fix=_FIX) from None
 
 
-def _check_against_checkout(files: dict[str, str], config: Config, checkout: Path, config_path: Path) -> None:
+def check_files(files: dict[str, str], config: Config, checkout: Path, config_path: Path) -> None:
     """Each file is a configured prompt file of the base commit, and only its prompt texts changed."""
     for path in files:
         if not any(glob_matches(path, spec.path) for spec in config.prompts):
@@ -343,7 +343,8 @@ def write_from_state(state_file: Path, run_dir: Path, out: Path, base_sha: str) 
         return write_stopped_artifact(out, base_sha, str(state.get("summary") or "stopped"))
     if state.get("stage") != "publish" or not state.get("result_file"):
         raise UserError(f"{state_file}: stage {state.get('stage')!r}, nothing to hand to the publish job",
-                        fix="run the optimize phase first (a `/gepa evaluate` is not supported in the two-job mode yet)")
+                        fix="run the optimize phase first (`/gepa evaluate` and `/gepa apply` are not supported in "
+                        "the two-job mode yet)")
     return write_artifact(run_dir, out, base_sha)
 
 

@@ -17,7 +17,7 @@ from gepa_bot.discovery import glob_matches
 from gepa_bot.github import BRANCH_PREFIX
 from gepa_bot.report import untrusted
 
-COMMAND = re.compile(r"^\s*/gepa\s+(?P<verb>optimize|evaluate|stop)\b(?P<args>[^\n]*)", re.IGNORECASE)
+COMMAND = re.compile(r"^\s*/gepa\s+(?P<verb>optimize|evaluate|stop|apply)\b(?P<args>[^\n]*)", re.IGNORECASE)
 MAX_COMMENT_BUDGET = 5000
 
 
@@ -25,7 +25,7 @@ MAX_COMMENT_BUDGET = 5000
 class Plan:
     """What this run will do, and why."""
 
-    verb: str  # "optimize" | "evaluate" | "stop" | "skip"
+    verb: str  # "optimize" | "evaluate" | "stop" | "apply" | "skip"
     reason: str
     budget: int | None = None
     files: str | None = None
@@ -34,14 +34,23 @@ class Plan:
     commenter: str | None = None
     base: str | None = None  # the branch optimized and proposed to
     head: str | None = None  # the bot's branch for it
+    candidate: str | None = None  # `/gepa apply N`: N, or "best"
 
 
 def parse_command(body: str) -> Plan | None:
-    """`/gepa optimize [budget=N] [files=glob]`, `/gepa evaluate`, `/gepa stop`; None if not a command."""
+    """`/gepa optimize [budget=N] [files=glob]`, `/gepa evaluate`, `/gepa stop`, `/gepa apply N|best`; None if not
+    a command."""
     match = COMMAND.match(body or "")
     if not match:
         return None
     plan = Plan(verb=match["verb"].lower(), reason="comment command")
+    if plan.verb == "apply":
+        args = match["args"].split()
+        if len(args) != 1 or not (args[0].lower() == "best" or (args[0].isdigit() and len(args[0]) <= 6)):
+            return Plan(verb="invalid", reason="use `/gepa apply N` (a candidate number shown in the pull request) "
+                                               "or `/gepa apply best`")
+        plan.candidate = args[0].lower()
+        return plan
     for token in match["args"].split():
         name, _, value = token.partition("=")
         if name == "budget" and value.isdigit() and 0 < int(value) <= MAX_COMMENT_BUDGET:

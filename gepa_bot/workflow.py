@@ -98,4 +98,16 @@ def write_outputs(env: Mapping[str, str], outputs: Outputs, summary: str) -> Non
                 handle.write(f"{name}={value}\n")
     if env.get("GITHUB_STEP_SUMMARY") and summary:
         with open(env["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as handle:
-            handle.write(summary[: 1024 * 1024 - 1] + "\n")
+            handle.write(fit_summary(summary))
+
+
+STEP_SUMMARY_LIMIT = 1024 * 1024  # bytes GitHub accepts from one step; a larger summary is dropped with an error
+
+
+def fit_summary(summary: str, limit: int = STEP_SUMMARY_LIMIT) -> str:
+    """``summary`` and a final newline in at most ``limit`` UTF-8 bytes (cut on a character, with a note)."""
+    data = (summary + "\n").encode("utf-8")
+    if len(data) <= limit:
+        return summary + "\n"
+    note = "\n\n_Summary cut to GitHub's 1 MiB step-summary limit._\n"
+    return data[: limit - len(note.encode("utf-8"))].decode("utf-8", errors="ignore") + note

@@ -187,7 +187,9 @@ def test_push_creates_pr_then_rerun_updates_it_then_close_when_nothing_beats_bas
     assert footer.startswith("<sub>Trigger: push changed prompts/main.txt · base `main` at `" + main_sha[:12] + "`")
     assert "reproduce locally: `gepa-bot optimize --repo . --budget 60 --seed 0`" in footer
     summary = Path(env["GITHUB_STEP_SUMMARY"]).read_text()
-    assert "### Changes" in summary
+    assert summary.startswith("## gepa-bot: improved prompts (")
+    assert f"Pull request created: {out['pull-request-url']}" in summary and "xychart-beta" in summary
+    assert "xychart-beta" in pr.body
     assert any(line == f"gepa-bot: pull request created: {out['pull-request-url']}" for line in h.lines)
     # the search's log is one collapsible group with a status line per 10% of the budget
     group = h.lines[h.lines.index(next(x for x in h.lines if x.startswith("::group::gepa-bot: optimizing"))):]
@@ -841,3 +843,109 @@ def test_the_three_phase_action_does_not_publish_a_stopped_run(h, monkeypatch, t
     steps = (Path(__file__).resolve().parent.parent / "action.yml").read_text().split("    - name: ")
     (publish,) = [s for s in steps if s.startswith("Publish")]
     assert "if: always() && steps.plan.outputs.work == 'true'" in publish and "--phase publish" in publish
+
+
+# ---- the job summary: every run leaves something to read in the Actions UI -------------------------------
+
+def test_a_run_that_opens_no_pull_request_says_why_in_the_job_summary(h):
+    h.reply(USELESS)
+    env = h.env("push", push_event("prompts/main.txt"))
+    out = h.run(env)
+    assert out["pull-request-operation"] == "none" and h.fake.pulls(OWNER, NAME) == []
+    summary = Path(env["GITHUB_STEP_SUMMARY"]).read_text()
+    assert summary.startswith("## gepa-bot: no candidate beats the current prompts\n")
+    assert "No pull request: no candidate scores higher than the current prompts on validation." in summary
+    chart = summary.split("```mermaid\n", 1)[1].split("\n```", 1)[0]
+    assert chart.startswith("xychart-beta\n") and "x-axis \"rollouts\" [" in chart and "line [" in chart
+    table = summary.split("### Per-instance results")[1].split("###")[0]
+    assert len([line for line in table.splitlines() if re.match(r"\| i\d\d ", line)]) == 6  # the toy's 6 val instances
+    assert "### Budget" in summary and f"| {out['rollouts-used']} / 60 |" in summary
+    assert len(summary.encode()) < 64 * 1024  # the top of the table, not the whole report
+
+
+def test_a_stopped_run_writes_the_job_summary_with_the_cause_and_the_budget_spent(h, monkeypatch):
+    _fast_retries(monkeypatch)
+    _break_the_eval(h)
+    env = h.env("push", push_event("evals/eval.py"))
+    with pytest.raises(action.RunStopped):
+        action.run(env, emit=[].append, **NO_KWARGS)
+    summary = Path(env["GITHUB_STEP_SUMMARY"]).read_text()
+    assert summary.startswith("## gepa-bot: run stopped by errors\n")
+    assert "No pull request was opened, updated or closed" in summary and "run stopped: " in summary
+    assert "the eval's own bug" in summary
+    assert "Spent before it stopped: " in summary and " of 60 rollouts (" in summary
+
+
+def test_the_job_summary_is_cut_to_githubs_1_mib_in_bytes(tmp_path):
+    path = tmp_path / "summary.md"
+    workflow.write_outputs({"GITHUB_STEP_SUMMARY": str(path)}, workflow.Outputs(), "é" * 1024 * 1024)
+    data = path.read_bytes()
+    assert len(data) <= 1024 * 1024 and data.decode("utf-8").endswith("1 MiB step-summary limit._\n")
+
+
+# ---- `/gepa apply N`: switch the bot's PR to another candidate of the last run, no eval re-run -------------
+
+def _add_choice(h: Harness, number: int, index: int, text: str, val_mean: float = 0.4) -> None:
+    """The PR's embedded choices gain candidate ``index`` (as a run with that Pareto variant would have written)."""
+    from gepa_bot.apply import CHOICES, Choice, _encode, decode
+
+    pr = h.fake.issues[(FULL, number)]
+    choices = decode(pr.body)
+    assert choices is not None
+    name = next(iter(choices.candidates[choices.best].texts))
+    choices.candidates[index] = Choice(val_mean=val_mean, texts={name: text})
+    pr.body = CHOICES.sub(lambda _: _encode(choices).strip(), pr.body)
+
+
+def test_apply_switches_the_bots_pr_to_a_variant_idempotently_and_back_to_the_best(h):
+    from gepa_bot.apply import decode
+
+    out = h.run(h.env("push", push_event("prompts/main.txt")))
+    number = int(out["pull-request-number"])
+    pr = h.fake.issues[(FULL, number)]
+    choices = decode(pr.body)
+    assert choices is not None and choices.base == "main" and choices.base_sha == h.fake.branch_sha(FULL, "main")
+    best_text = h.fake.read_file(OWNER, NAME, "gepa-bot/main", "prompts/main.txt")
+    assert list(choices.candidates[choices.best].texts.values()) == [best_text]
+    variant = "Classify the ticket {ticket}. Topics: password crash export\n"
+    _add_choice(h, number, 2, variant)
+    h.fake.set_permission(OWNER, NAME, "octocat", "write")
+    h.fake.set_permission(OWNER, NAME, "outsider", "read")
+    counter = len(list(h.counter.iterdir()))
+
+    def apply(command: str, user: str = "octocat") -> tuple[str | None, str, list[str]]:
+        before = {c.id for c in h.comments_on(number)}
+        h.run(h.env("issue_comment", comment_event(h, number, command, user)))
+        replies = [c.body for c in h.comments_on(number) if c.id not in before and c.user == "github-actions[bot]"]
+        return h.fake.branch_sha(FULL, "gepa-bot/main"), h.fake.issues[(FULL, number)].body, replies
+
+    sha, body, replies = apply("/gepa apply 2")
+    assert h.fake.read_file(OWNER, NAME, "gepa-bot/main", "prompts/main.txt") == variant
+    assert "Applied with `/gepa apply 2`: this branch holds variant #2 (validation 0.400)" in body
+    assert body.startswith("<!-- gepa-bot:proposal=") and decode(body) == decode(pr.body)
+    assert len(replies) == 1 and replies[0].startswith("gepa-bot: switched this pull request to candidate #2")
+    # the same comment again: nothing pushed, the body as it was
+    assert apply("/gepa apply 2")[:2] == (sha, body)
+    # unknown N, an outsider, a bad argument: nothing changes
+    sha2, body2, replies = apply("/gepa apply 9")
+    assert (sha2, body2) == (sha, body) and "candidate 9 is not one of this pull request's choices" in replies[0]
+    assert apply("/gepa apply best", user="outsider")[:2] == (sha, body)
+    sha2, body2, replies = apply("/gepa apply two")
+    assert (sha2, body2) == (sha, body) and "use `/gepa apply N`" in replies[0]
+    # a variant that lost the placeholder is validated like a publish and refused
+    _add_choice(h, number, 3, "Classify the ticket.\n")
+    body = h.fake.issues[(FULL, number)].body
+    sha2, body2, replies = apply("/gepa apply 3")
+    assert (sha2, body2) == (sha, body) and "candidate 3 does not validate against the base" in replies[0]
+    # back to the best
+    sha2, body2, replies = apply("/gepa apply best")
+    assert h.fake.read_file(OWNER, NAME, "gepa-bot/main", "prompts/main.txt") == best_text and sha2 != sha
+    assert "Applied with" not in body2 and replies[0].startswith(f"gepa-bot: switched this pull request to candidate "
+                                                                 f"#{choices.best}")
+    assert len(list(h.counter.iterdir())) == counter  # no eval ran for any of it
+    # the base moved on: the scores may not hold there, nothing changes
+    (h.src / "README.md").write_text("toy, edited\n")
+    _commit_all(h.src, "edit the readme")
+    _git("push", "-q", str(h.fake.repos[FULL].git_dir), "main:refs/heads/main", cwd=h.src)
+    sha3, body3, replies = apply("/gepa apply 2")
+    assert (sha3, body3) == (sha2, body2) and "moved on since this run" in replies[0]

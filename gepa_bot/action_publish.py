@@ -31,7 +31,7 @@ def from_artifact(ctx: Context, state: State, artifact_dir: Path, base_sha: str)
     result file the optimize job wrote is never used.
     """
     state.result_file, state.body, state.evaluation, state.base_sha = None, "", None, None
-    if state.stage == "done":
+    if state.stage in ("done", "apply"):  # `/gepa apply` needs nothing of the optimize job (it ran no eval)
         return state, None
     if state.stage != "optimize":
         raise UserError(f"phase publish: the plan's stage is {state.stage!r}; only an optimization is published "

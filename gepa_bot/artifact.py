@@ -341,10 +341,11 @@ def write_from_state(state_file: Path, run_dir: Path, out: Path, base_sha: str) 
     state = json.loads(state_file.read_text(encoding="utf-8"))
     if state.get("stage") == "stopped":
         return write_stopped_artifact(out, base_sha, str(state.get("summary") or "stopped"))
+    if state.get("stage") == "apply":  # no eval ran; the publish job applies from the PR body and ignores this
+        return write_stopped_artifact(out, base_sha, "nothing optimized: `/gepa apply` runs in the publish job")
     if state.get("stage") != "publish" or not state.get("result_file"):
         raise UserError(f"{state_file}: stage {state.get('stage')!r}, nothing to hand to the publish job",
-                        fix="run the optimize phase first (`/gepa evaluate` and `/gepa apply` are not supported in "
-                        "the two-job mode yet)")
+                        fix="run the optimize phase first (a `/gepa evaluate` is not supported in the two-job mode yet)")
     return write_artifact(run_dir, out, base_sha)
 
 

@@ -275,3 +275,28 @@ def test_a_stopped_optimize_job_leaves_the_pr_alone_and_answers_the_comment(h, m
     assert new[0].body.startswith("gepa-bot: optimizing `feature`")
     assert "run stopped: " in new[1].body and "the eval's own bug" in new[1].body and "Nothing was changed" in new[1].body
     assert read_outputs(env)["pull-request-operation"] == "none"
+
+
+def test_apply_in_the_three_job_layout_switches_the_branch_from_the_pr_body_alone(h):
+    """`/gepa apply` in the comment workflow's three jobs: the optimize job runs no eval, the publish job (fresh,
+    shallow, detached checkout) takes the candidate's texts from the PR body and ignores the artifact."""
+    from test_action import _add_choice
+
+    from gepa_bot.apply import decode
+
+    done, _, _ = _three_jobs(h, "push", push_event("prompts/main.txt"))
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    [pr] = h.open_pulls("gepa-bot/main")
+    choices = decode(h.fake.issues[(FULL, pr.number)].body)  # embedded by the publish job from the artifact
+    assert choices is not None and choices.base_sha == h.fake.branch_sha(FULL, "main")
+    variant = "Classify the ticket {ticket}. Topics: password crash export\n"
+    _add_choice(h, pr.number, 2, variant)
+    h.fake.set_permission(OWNER, NAME, "octocat", "write")
+    counter = len(list(h.counter.iterdir()))
+
+    done, env, plan = _three_jobs(h, "issue_comment", comment_event(h, pr.number, "/gepa apply 2", "octocat"))
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert h.fake.read_file(OWNER, NAME, "gepa-bot/main", "prompts/main.txt") == variant
+    assert "Applied with `/gepa apply 2`" in h.fake.issues[(FULL, pr.number)].body
+    assert len(list(h.counter.iterdir())) == counter  # the optimize job ran no eval
+    assert "the pull request holds candidate #2" in Path(env["GITHUB_STEP_SUMMARY"]).read_text()

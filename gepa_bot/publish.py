@@ -25,6 +25,7 @@ import git
 from gepa_bot import github as gh
 from gepa_bot.action_context import TOKEN_NAMES, Context, State, score_outputs
 from gepa_bot.action_publish import publish_phase
+from gepa_bot.apply import embed
 from gepa_bot.config import Config
 from gepa_bot.errors import UserError
 from gepa_bot.report import render
@@ -96,7 +97,9 @@ def publish_run(workspace: Path, config_path: Path, config: Config, run_dir: Pat
     plan = Plan(verb="optimize", reason="gepa-bot publish (command line)", base=branch,
                 head=config.output.branch or gh.branch_for(branch))
     originals = {p: (workspace / p).read_text(encoding="utf-8") for p in result.best_files}
-    body, _full = render(result, originals)
+    choices = embed(result, branch, git.Repo(workspace).head.commit.hexsha)  # for `/gepa apply N` on the PR
+    body, _full = render(result, originals, reserve=len(choices))
+    body += choices
     ctx = Context(env={"GITHUB_SERVER_URL": server, "GITHUB_API_URL": api_url_for(server)},
                   inputs=Inputs(token=token), workspace=workspace, config_path=config_path, config=config,
                   repo_name=repo_name, token=token, emit=emit, github_kwargs=github_kwargs)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from gepa_bot.apply import decode
 from gepa_bot.publish import github_remote
 from chatstub import ChatStub
 from toyrepo import EVAL_SCRIPT, SNOOP, host_on_fake_github, make_toy_repo, snoop_reports
@@ -49,6 +50,8 @@ def test_optimize_opens_the_pr_and_no_eval_can_find_the_token(setup):
     (pr,) = fake.pulls(OWNER, NAME)
     assert (pr.head_ref, pr.base_ref, pr.state) == ("gepa-bot/main", "main", "open")
     assert "billing" in fake.read_file(OWNER, NAME, "gepa-bot/main", "prompts/main.txt")
+    choices = decode(pr.body)  # what `/gepa apply N` reads on this PR
+    assert choices is not None and choices.base_sha == fake.branch_sha(f"{OWNER}/{NAME}", "main")
 
     assert any(line.startswith("gepa-bot: pull request created: http") for line in done.stdout.splitlines())
     reports = snoop_reports(tmp / "snoop.jsonl")

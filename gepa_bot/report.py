@@ -305,11 +305,19 @@ REASON_HINTS = {
 }
 
 
+def reason_group(reason: str) -> str:
+    """A rejection reason with what varies from reply to reply cut away: quoted text, URLs and counts; numbers
+    inside names ("qwen2.5-coder-1.5b") stay."""
+    reason = re.sub(r"(?<!\w)'[^']*'(?!\w)|\"[^\"]*\"", "…", reason)
+    reason = re.sub(r"\bhttps?://\S+?(?=[:;,)]?(?:\s|$))", "<url>", reason)
+    return re.sub(r"(?<![\w.])\d+(?:\.\d+)?(?![\w.])", "…", reason)[:160]
+
+
 def rejection_reasons(rejected: list[RejectedProposal]) -> list[dict[str, Any]]:
     """Rejected replies grouped by reason (quoted text cut away), most frequent first, with a hint."""
     counts: dict[str, int] = {}
     for entry in rejected:
-        reason = re.sub(r"(?<!\w)'[^']*'(?!\w)|\"[^\"]*\"|\d+", "…", entry.reason)[:160]
+        reason = reason_group(entry.reason)
         counts[reason] = counts.get(reason, 0) + 1
     ordered = sorted(counts.items(), key=lambda kv: -kv[1])
     return [{"reason": reason, "count": count,

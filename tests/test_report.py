@@ -349,3 +349,15 @@ def test_a_chart_of_many_candidates_keeps_every_step_of_the_best_so_far():
     assert len(rollouts) == 60 and rollouts == sorted(rollouts)
     assert {0, 10, 160} <= set(rollouts)  # the steps of the best so far: #0, #1, the one at rollout 160
     assert lines[5].split("[")[1].rstrip("]").split(", ")[-1] == "1"
+
+
+def test_rejection_reasons_keep_model_names_and_drop_what_varies():
+    """Grouping cuts counts, quotes and URLs, never the digits inside a model's name (was: 'qwen….…-coder-….…b')."""
+    from gepa_bot.report import reason_group
+
+    reason = ("LLM call failed: openai/qwen2.5-coder-1.5b: still failing after 4 attempts: TransientCompletionError: "
+              "no answer from http://127.0.0.1:55951/v1: timed out")
+    assert reason_group(reason) == ("LLM call failed: openai/qwen2.5-coder-1.5b: still failing after … attempts: "
+                                    "TransientCompletionError: no answer from <url>: timed out")
+    other_port = reason.replace("55951", "40001").replace("after 4", "after 3")
+    assert reason_group(other_port) == reason_group(reason)  # one group, whatever the port or count

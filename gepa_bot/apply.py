@@ -126,6 +126,8 @@ def apply_command(ctx: Context, plan: Plan) -> str:
 
     if not (pr.head.ref.startswith(gh.BRANCH_PREFIX) or pr.head.ref == ctx.config.output.branch):
         return refuse("`/gepa apply` works on gepa-bot's own pull request, not on this one")
+    if pr.state != "open":
+        return refuse("this pull request is closed; `/gepa optimize` proposes anew")
     choices = decode(pr.body or "")
     if choices is None:
         return refuse("this pull request's body carries no candidates to choose from (it predates `/gepa apply`, "
@@ -154,8 +156,11 @@ def apply_command(ctx: Context, plan: Plan) -> str:
     except UserError as exc:
         return refuse(f"candidate {index} does not validate against the base: {untrusted(exc.message, 600)}")
     before, old_body = pr.head.sha, pr.body or ""
-    gh.publish_branch(ctx.workspace, pr.base.ref, files, f"gepa-bot: apply candidate #{index} (/gepa apply)",
-                      ctx.remote_url, ctx.token, branch=pr.head.ref, base_sha=sha)
+    try:
+        gh.publish_branch(ctx.workspace, pr.base.ref, files, f"gepa-bot: apply candidate #{index} (/gepa apply)",
+                          ctx.remote_url, ctx.token, branch=pr.head.ref, base_sha=sha)
+    except gh.ForeignCommits as exc:  # a human's commits on the bot's branch are never overwritten
+        return refuse(untrusted(str(exc), 700))
     body = gh.truncate(applied_body(old_body, gh.proposal_marker(files), index, choices))
     with gh._github(f"updating pull request #{pr.number}"):
         if body != old_body:

@@ -949,3 +949,7 @@ def test_apply_switches_the_bots_pr_to_a_variant_idempotently_and_back_to_the_be
     _git("push", "-q", str(h.fake.repos[FULL].git_dir), "main:refs/heads/main", cwd=h.src)
     sha3, body3, replies = apply("/gepa apply 2")
     assert (sha3, body3) == (sha2, body2) and "moved on since this run" in replies[0]
+    # a closed pull request is not switched
+    h.fake.issues[(FULL, number)].state = "closed"
+    sha3, body3, replies = apply("/gepa apply best")
+    assert (sha3, body3) == (sha2, body2) and "this pull request is closed" in replies[0]

@@ -46,6 +46,7 @@ def result_data() -> dict:
                    "reflection_temperature": 0.7},
         "seed": 0, "min_improvement": 0.0, "min_confidence": 0.9,
         "search_errors": [{"where": "search iteration 3", "type": "KeyError", "message": "'x'"}],
+        "variants": 3,
     }
 
 
@@ -103,7 +104,7 @@ def test_a_wrong_type_names_the_field(tmp_path: Path):
 def test_a_version_1_result_is_migrated(tmp_path: Path):
     data = result_data()
     data["version"] = 1  # an earlier release: without the keys added along the way
-    for key in ("min_confidence", "search_errors", "reflection_style", "eval_repeats"):
+    for key in ("min_confidence", "search_errors", "reflection_style", "eval_repeats", "variants"):
         del data[key]
     del data["budget"]["repeats_in_batch"]
     for cand in data["candidates"]:

@@ -26,7 +26,9 @@ def normalized(candidate: Candidate) -> tuple[tuple[str, str], ...]:
 
 def pick(result: RunResult, limit: int | None) -> list[Candidate]:
     """Up to ``limit`` (None: all) Pareto candidates besides the best and the baseline, best val score first,
-    skipping any whose prompts differ only trivially from the best's, the baseline's or a variant already picked."""
+    skipping any whose prompts differ only trivially from the best's, the baseline's or a variant already picked,
+    and any that wins no val instance the best loses (gepa's front also holds candidates that only tie where every
+    candidate scores 0: nothing to choose them for)."""
     seen = {normalized(result.best), normalized(result.baseline)}
     shown: list[Candidate] = []
     front = sorted(set(result.pareto_front), key=lambda i: (-result.candidates[i].val_mean, i))
@@ -35,6 +37,8 @@ def pick(result: RunResult, limit: int | None) -> list[Candidate]:
             break
         candidate = result.candidates[index]
         if index in (result.best_candidate, result.baseline_candidate) or normalized(candidate) in seen:
+            continue
+        if not wins_and_losses(result, candidate)[0]:
             continue
         seen.add(normalized(candidate))
         shown.append(candidate)

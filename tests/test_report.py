@@ -272,13 +272,14 @@ def test_the_body_shows_up_to_output_variants_pareto_candidates_and_skips_trivia
     add_candidate(result, "Keep it short {question}\n", {"v000": 1.0, "v001": 1.0},
                   rationale="Regressed on v002 </details> ::set-output x @octocat", rollout=17)  # #3
     add_candidate(result, "Keep it short, {question}.\n", {"v000": 1.0})  # #4: trivially #3
-    add_candidate(result, "Name the label set {question}\n", {"v002": 1.0, "v003": 1.0})  # #5
-    add_candidate(result, "Think first {question}\n", {"v001": 1.0})  # #6
-    add_candidate(result, "Answer in one word {question}\n", {"v003": 1.0})  # #7: a 4th variant
+    add_candidate(result, "Name the label set {question}\n", {"v000": 1.0, "v002": 1.0})  # #5
+    add_candidate(result, "Think first {question}\n", {"v000": 1.0})  # #6
+    add_candidate(result, "Answer in one word {question}\n", {"v000": 1.0, "v003": 1.0})  # #7
     add_candidate(result, "Not on the front {question}\n", {"v000": 1.0, "v001": 1.0}, pareto=False)  # #8
+    add_candidate(result, "Never better {question}\n", {"v001": 1.0, "v002": 1.0})  # #9: wins nothing the best loses
     body, full = render(result, originals)
     sections = variant_sections_of(body)
-    assert [s.split(" ", 1)[0] for s in sections] == ["3", "5", "6"]  # OutputConfig().variants == 3, best score first
+    assert [s.split(" ", 1)[0] for s in sections] == ["3", "5", "7"]  # OutputConfig().variants == 3, best score first
     assert OutputConfig().variants == result.variants == 3
     three = sections[0]
     assert three.startswith("3 (reflection): validation score 0.500 (best: 0.750), found at rollout 17</summary>")
@@ -288,7 +289,7 @@ def test_the_body_shows_up_to_output_variants_pareto_candidates_and_skips_trivia
     assert "::set-output" not in body and "@octocat" not in body and "&lt;/details&gt;" in three
     assert body.count("<details>") == body.count("</details>")
     # the full report has every non-trivial Pareto variant
-    assert [s.split(" ", 1)[0] for s in variant_sections_of(full)] == ["3", "5", "6", "7"]
+    assert [s.split(" ", 1)[0] for s in variant_sections_of(full)] == ["3", "5", "7", "6"]  # never #9: dominated
     result.variants = 0
     assert variant_sections_of(render(result, originals)[0]) == []
 
@@ -297,7 +298,8 @@ def test_a_huge_report_with_three_variants_fits_githubs_limit():
     result, originals = make_result(n_val=3000, feedback="x" * 5000, prompt_lines=4000)
     for k in range(4):
         text = "\n".join(f"variant {k} line {n} {{question}} " + "y" * 200 for n in range(4000))
-        add_candidate(result, text, {f"v{n:03d}": 1.0 for n in range(k, 3000, 3)}, rationale="z" * 20_000)
+        wins = {f"v{n:03d}": 1.0 for n in range(k, 3000, 3)} | {"v000": 1.0}  # v000: where the best loses
+        add_candidate(result, text, wins, rationale="z" * 20_000)
     body, full = render(result, originals)
     assert len(body) <= BODY_BUDGET < GITHUB_BODY_LIMIT
     assert len(variant_sections_of(body)) == 3 and len(variant_sections_of(full)) == 4

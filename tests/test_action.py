@@ -17,10 +17,10 @@ from pathlib import Path
 
 import litellm
 import pytest
+from toyrepo import EVAL_PRELUDE, SNOOP, make_toy_repo, snoop_reports
 
 from gepa_bot import action, workflow
 from gepa_bot.result import RunResult
-from toyrepo import EVAL_PRELUDE, SNOOP, make_toy_repo, snoop_reports
 
 pytest_plugins = ["tests.fakegithub.fixtures"]
 

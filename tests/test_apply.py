@@ -6,10 +6,11 @@ from __future__ import annotations
 import base64
 import zlib
 
+from test_report import add_candidate, make_result
+
 from gepa_bot.apply import CHOICES, decode, embed
 from gepa_bot.report import BODY_BUDGET, render
 from gepa_bot.trigger import parse_command
-from test_report import add_candidate, make_result
 
 SHA = "a" * 40
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import litellm
 import pytest
 from click.testing import CliRunner
+from toyrepo import EVAL_PRELUDE, make_toy_repo
 
 from gepa_bot.cli import main
 from gepa_bot.result import RunResult
-from toyrepo import EVAL_PRELUDE, make_toy_repo
 
 REPLY = "Rationale: name the topics.\n\n````prompt\nClassify the ticket {ticket}.\nTopics: billing refund login\n````"
 

@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gepa_bot.config import LOCAL_MODEL, load_config
-from gepa_bot.suites.command_suite import CommandSuiteConfig
 from gepa_bot.errors import UserError
+from gepa_bot.suites.command_suite import CommandSuiteConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO_ROOT / "prompts.example" / ".gepa-bot.yml"
@@ -127,7 +127,8 @@ def test_impossible_date_is_a_user_error(tmp_path):
     assert "invalid YAML" in error.message
 
 
-@pytest.mark.parametrize("text", ["!!int\n", "x: !!float abc\n", "x: !!binary a\n", "x: !!timestamp 2001-13-01\n", "x: !!python/object:os.system {}\n"])
+@pytest.mark.parametrize("text", ["!!int\n", "x: !!float abc\n", "x: !!binary a\n", "x: !!timestamp 2001-13-01\n",
+                                  "x: !!python/object:os.system {}\n"])
 def test_bad_tagged_values_are_user_errors(tmp_path, text):
     # PyYAML's constructors raise IndexError / ValueError / ConstructorError for these
     assert "invalid YAML" in load_error(write(tmp_path, text)).message

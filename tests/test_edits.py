@@ -10,8 +10,7 @@ from gepa_bot.budget import Budget
 from gepa_bot.cache import candidate_hash
 from gepa_bot.edits import INSTRUCTION_SCHEMA, Edit, EditRejected, apply_edits, default_insertion_point, parse_edit_reply
 from gepa_bot.llm import LLM, Reply
-from gepa_bot.reflection import (ProposalRejected, RationaleReflector, edit_response_format, parse_edit_proposal,
-                                  parse_reply)
+from gepa_bot.reflection import ProposalRejected, RationaleReflector, edit_response_format, parse_edit_proposal, parse_reply
 from gepa_bot.runlog import RunLog, read_records
 
 PROMPT = """You help our support team triage incoming customer tickets.

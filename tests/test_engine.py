@@ -6,18 +6,18 @@ import json
 from pathlib import Path
 
 import pytest
+from toyrepo import ScriptedReflection, make_toy_repo
 
 from gepa_bot.budget import NOTHING_TO_REFLECT_ON
 from gepa_bot.config import load_config
 from gepa_bot.discovery import placeholders_in
 from gepa_bot.engine import optimize
-from gepa_bot.session import RunSettings
 from gepa_bot.errors import UserError
 from gepa_bot.llm import Reply
 from gepa_bot.report import suite_warnings
 from gepa_bot.result import RunResult
 from gepa_bot.runlog import read_records
-from toyrepo import ScriptedReflection, make_toy_repo
+from gepa_bot.session import RunSettings
 
 
 def settings_for(repo: Path, root: Path, transport, run: str = "run", **overrides) -> RunSettings:
@@ -414,7 +414,7 @@ def test_warm_start_rewrites_reach_the_val_set_without_the_minibatch_gate(toy, t
     if warm:  # the first two proposals are rewrites, both scored on all of val although no minibatch improved
         assert transport.kinds[:2] == ["rewrite", "rewrite"]
         assert [any(t.endswith(f" ({k})\n") for t in c.components.values())
-                for k, c in zip((1, 2), result.candidates[1:3])] == [True, True]
+                for k, c in zip((1, 2), result.candidates[1:3], strict=True)] == [True, True]
         assert all(set(c.val) == set(result.split.val) for c in result.candidates[1:3])
     else:  # gated as usual: a proposal that scores no better on the minibatch never costs a val pass
         asked = [k for k in transport.kinds if k != "rules"]

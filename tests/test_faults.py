@@ -13,23 +13,21 @@ which lets us send a reply whose content is ``None`` (an "empty" answer). The on
 
 from __future__ import annotations
 
-import json
 import textwrap
 import time
 from pathlib import Path
 
 import litellm
 import pytest
+from test_engine import settings_for
+from toyrepo import EVAL_PRELUDE, ScriptedReflection, make_toy_repo
 
 from gepa_bot.budget import Budget
-from gepa_bot.cache import candidate_hash
 from gepa_bot.engine import optimize
 from gepa_bot.errorpolicy import MAX_LLM_FAILURES, RunStopped
 from gepa_bot.llm import LLM, LLMError, default_transport
 from gepa_bot.report import render
 from gepa_bot.runlog import RunLog, read_records
-from test_engine import settings_for
-from toyrepo import EVAL_PRELUDE, ScriptedReflection, make_toy_repo
 
 MODEL = "openai/toy-reflection"
 GOOD = "Rationale: name the topics.\n\n````prompt\nClassify the ticket {ticket} into a queue.\nTopics: billing refund\n````"

@@ -9,11 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from chatstub import ChatStub
+from toyrepo import EVAL_SCRIPT, SNOOP, host_on_fake_github, make_toy_repo, snoop_reports
 
 from gepa_bot.apply import decode
 from gepa_bot.publish import github_remote
-from chatstub import ChatStub
-from toyrepo import EVAL_SCRIPT, SNOOP, host_on_fake_github, make_toy_repo, snoop_reports
 
 pytest_plugins = ["tests.fakegithub.fixtures"]
 

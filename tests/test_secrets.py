@@ -62,7 +62,8 @@ REPLY_TEMPLATE = ("Rationale: the eval printed @OPENAI@ and @GITHUB@; its feedba
                   "Topics: billing refund login password crash\n````")
 CHILD = ("import functools, os, sys, litellm; from gepa_bot.cli import main\n"
          "reply = os.environ['REPLY_TEMPLATE']\n"
-         "for name, var in (('@OPENAI@', 'OPENAI_API_KEY'), ('@GITHUB@', 'GITHUB_TOKEN'), ('@ANTHROPIC@', 'ANTHROPIC_API_KEY')):\n"
+         "for name, var in (('@OPENAI@', 'OPENAI_API_KEY'), ('@GITHUB@', 'GITHUB_TOKEN'),\n"
+         "                  ('@ANTHROPIC@', 'ANTHROPIC_API_KEY')):\n"
          "    reply = reply.replace(name, os.environ[var])\n"
          "litellm.completion = functools.partial(litellm.completion, mock_response=reply)\n"
          "sys.exit(main())\n")

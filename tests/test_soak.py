@@ -11,12 +11,13 @@ import json
 import re
 from collections import Counter
 
+from test_engine import settings_for
+from toyrepo import make_toy_repo
+
 from gepa_bot.engine import optimize
 from gepa_bot.llm import Reply
 from gepa_bot.result import RunResult
 from gepa_bot.runlog import read_records
-from test_engine import settings_for
-from toyrepo import make_toy_repo
 
 BUDGET = 500
 

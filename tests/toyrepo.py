@@ -105,7 +105,8 @@ def make_toy_repo(root: Path, n: int = 12, val_every: int = 2, yaml_prompt: bool
     (repo / "prompts" / "main.txt").write_text("Classify the ticket {ticket} into a queue.\n")
     prompts = ["  - path: prompts/main.txt"]
     if yaml_prompt:
-        (repo / "prompts" / "agent.yaml").write_text("# agent settings\nname: triage\nsystem: |\n  You are helpful.\n  Be brief.\nretries: 2\n")
+        (repo / "prompts" / "agent.yaml").write_text(
+            "# agent settings\nname: triage\nsystem: |\n  You are helpful.\n  Be brief.\nretries: 2\n")
         prompts.append("  - path: prompts/agent.yaml\n    keys: [system]")
     (repo / ".gepa-bot.yml").write_text(
         "prompts:\n" + "\n".join(prompts) + "\n"

@@ -22,7 +22,7 @@ import subprocess
 import threading
 import urllib.parse
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +70,7 @@ def _check_body(data: dict, resource: str = "Issue") -> None:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _node_id(kind: str, number: int) -> str:
@@ -275,7 +275,7 @@ class FakeGitHub:
         self._thread: threading.Thread | None = None
 
     # ---- lifecycle -------------------------------------------------------
-    def start(self) -> "FakeGitHub":
+    def start(self) -> FakeGitHub:
         self._server = make_server("127.0.0.1", 0, self.wsgi_app, threaded=True,
                                    request_handler=_QuietHandler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -747,7 +747,7 @@ class FakeGitHub:
     def _repo_json(self, repo: Repo, *, full: bool = False, token: Token | None = None) -> dict:
         api, web = f"{GITHUB_API}/repos/{repo.full_name}", f"{GITHUB_WEB}/{repo.full_name}"
         pushed = _git("--git-dir", str(repo.git_dir), "log", "-1", "--all", "--format=%cI").strip()
-        pushed = (datetime.fromisoformat(pushed).astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        pushed = (datetime.fromisoformat(pushed).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
                   if pushed else repo.created_at)
         open_issues = sum(1 for (r, _), i in self.issues.items() if r == repo.full_name and i.state == "open")
         data = {

@@ -152,7 +152,7 @@ def test_untrusted_text_cannot_break_the_pr_body_or_emit_workflow_commands(tmp_p
         assert len(re.findall(r"<summary>", text)) == len(re.findall(r"</summary>", text)) == opened
         # fences: every fence line we open is closed by ours, none is opened or closed by untrusted text
         fences = [line for line in text.splitlines() if re.match(r"^\s*(`{3,}|~{3,})", line)]
-        assert len(fences) % 2 == 0 and all(f.strip() in ("```diff", "```text", "```") for f in fences)
+        assert len(fences) % 2 == 0 and all(f.strip() in ("```diff", "```text", "```mermaid", "```") for f in fences)
         # table rows keep their column count (pipes in feedback are escaped)
         for line in text.splitlines():
             if line.startswith("| i"):

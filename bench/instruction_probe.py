@@ -52,15 +52,20 @@ def plain_gepa_prompts(task: str, prompt_file: str) -> dict[str, str]:
 
 
 def score(task_dir: Path, prompt_file: str, text: str, ids: list[str], env: dict[str, str]) -> dict[str, float]:
-    """Per-id scores of ``text`` from the task's eval command (a missing result counts as 0)."""
+    """Per-id scores of ``text`` from the task's eval command (a missing result or an error counts as 0)."""
+    return {i: float(r.get("score", 0.0)) for i, r in run_eval(task_dir, prompt_file, text, ids, env).items()}
+
+
+def run_eval(task_dir: Path, prompt_file: str, text: str, ids: list[str], env: dict[str, str]) -> dict[str, dict]:
+    """The eval's result line per id (score, feedback, output; or an error line)."""
     with tempfile.TemporaryDirectory() as work:
         (Path(work) / prompt_file).parent.mkdir(parents=True)
         (Path(work) / prompt_file).write_text(text)
         (Path(work) / "ids").write_text("\n".join(ids) + "\n")
         done = subprocess.run([sys.executable, str(task_dir / "eval.py")], cwd=work, capture_output=True, text=True,
                               env={**env, "GEPA_BOT_MODE": "evaluate", "GEPA_BOT_IDS_FILE": str(Path(work) / "ids")})
-    results = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
-    return {i: next((r["score"] for r in results if r["id"] == i), 0.0) for i in ids}
+    results = {r["id"]: r for r in (json.loads(line) for line in done.stdout.splitlines() if line.startswith("{"))}
+    return {i: results.get(i, {"id": i, "score": 0.0, "feedback": "no result"}) for i in ids}
 
 
 def main() -> int:

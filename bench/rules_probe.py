@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT)]
 
 from gepa.proposer.reflective_mutation.reflection_lm import ReflectionProposal  # noqa: E402
+from instruction_probe import run_eval  # noqa: E402  (bench/ is this script's directory)
 
 from gepa_bot.budget import Budget  # noqa: E402
 from gepa_bot.edits import INSTRUCTION_SCHEMA  # noqa: E402
@@ -33,18 +33,6 @@ from gepa_bot.reflection import RationaleReflector  # noqa: E402
 from gepa_bot.runlog import RunLog  # noqa: E402
 
 MOVES = ("rules", "example", "edit", "simplify")
-
-
-def run_eval(task_dir: Path, prompt_file: str, text: str, ids: list[str], env: dict[str, str]) -> dict[str, dict]:
-    """The eval's result line per id (score, feedback, output)."""
-    with tempfile.TemporaryDirectory() as work:
-        (Path(work) / prompt_file).parent.mkdir(parents=True)
-        (Path(work) / prompt_file).write_text(text)
-        (Path(work) / "ids").write_text("\n".join(ids) + "\n")
-        done = subprocess.run([sys.executable, str(task_dir / "eval.py")], cwd=work, capture_output=True, text=True,
-                              env={**env, "GEPA_BOT_MODE": "evaluate", "GEPA_BOT_IDS_FILE": str(Path(work) / "ids")})
-    results = {r["id"]: r for r in (json.loads(line) for line in done.stdout.splitlines() if line.startswith("{"))}
-    return {i: results.get(i, {"id": i, "score": 0.0, "feedback": "no result"}) for i in ids}
 
 
 def mean(results: dict[str, dict]) -> float:

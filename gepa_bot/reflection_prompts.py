@@ -146,29 +146,34 @@ def render_failures(records: Sequence[Mapping[str, Any]], limit: int = MAX_EDIT_
     return "\n".join(lines) or "(no examples)"
 
 
+def brace_rule(current: str) -> str:
+    """The edit and rules requests' rule on braces, naming the placeholders that stay."""
+    kept = sorted(placeholders_in(current))
+    return (f"Never write curly braces: the placeholders {', '.join(kept)} stay where they are." if kept
+            else "Never write curly braces.")
+
+
+def tried_list(tried: Sequence[str], ask: str) -> str:
+    """The last five proposals of this parent that did not help, for the model to avoid ("" when none)."""
+    return ("\nALREADY TRIED, DID NOT HELP (" + ask + "):\n" + "\n".join(f"- {t}" for t in tried[-5:]) + "\n"
+            if tried else "")
+
+
 def build_edit_messages(name: str, current: str, records: Sequence[Mapping[str, Any]], retry_note: str = "",
                         tried: Sequence[str] = ()) -> list[dict[str, str]]:
-    kept = sorted(placeholders_in(current))
-    rule = (f"Never write curly braces: the placeholders {', '.join(kept)} stay where they are." if kept
-            else "Never write curly braces.")
-    tried_text = ("\nALREADY TRIED, DID NOT HELP (write something different):\n"
-                  + "\n".join(f"- {t}" for t in tried[-5:]) + "\n") if tried else ""
     content = EDIT_INSTRUCTIONS.format(name=name, current=current.rstrip("\n"), examples=render_failures(records),
-                                       tried=tried_text, placeholder_rule=rule, retry_note=retry_note)
+                                       tried=tried_list(tried, "write something different"),
+                                       placeholder_rule=brace_rule(current), retry_note=retry_note)
     return [{"role": "user", "content": content}]
 
 
 def build_rules_messages(name: str, current: str, records: Sequence[Mapping[str, Any]], statements: Sequence[Statement],
                          retry_note: str = "", tried: Sequence[str] = ()) -> list[dict[str, str]]:
     """The ``rules`` request: numbered statements from the feedback, pick and condense (RULES_SCHEMA)."""
-    kept = sorted(placeholders_in(current))
-    rule = (f"Never write curly braces: the placeholders {', '.join(kept)} stay where they are." if kept
-            else "Never write curly braces.")
-    tried_text = ("\nALREADY TRIED, DID NOT HELP (choose differently):\n"
-                  + "\n".join(f"- {t}" for t in tried[-5:]) + "\n") if tried else ""
     content = RULES_INSTRUCTIONS.format(name=name, current=current.rstrip("\n"), statements=render_statements(statements),
-                                        examples=render_failures(records, MAX_RULES_EXAMPLES), tried=tried_text,
-                                        placeholder_rule=rule, retry_note=retry_note)
+                                        examples=render_failures(records, MAX_RULES_EXAMPLES),
+                                        tried=tried_list(tried, "choose differently"),
+                                        placeholder_rule=brace_rule(current), retry_note=retry_note)
     return [{"role": "user", "content": content}]
 
 

@@ -178,10 +178,12 @@ def test_bench_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     assert len(loaded["rows"]) == len(rows)
     agg = {(a["budget"], a["method"]): a for a in loaded["aggregate"]}
     assert agg[(30, "gepa_bot")]["seeds"] == 2 and agg[(30, "gepa_bot_nocache")]["seeds"] == 1
-    assert loaded["targets"][0]["task"] == "toy" and "vs plain gepa (>=)" in loaded["targets"][0]["margins"]
+    assert loaded["targets"][0]["task"] == "toy" and "vs seed (+10 pts)" in loaded["targets"][0]["margins"]
+    assert "## Rollouts to match plain gepa" in (tmp_path / "out" / "results.md").read_text()
     md = (out / "results.md").read_text()
     assert "## `toy`" in md and "Targets at each task" in md and "a note" in md and "nproc" not in md
-    [target_row] = [line for line in md.splitlines() if line.startswith("| `toy` |")]
+    target_row, match_row = [line for line in md.splitlines() if line.startswith("| `toy` |")]
+    assert match_row.count("|") == 8
     target = loaded["targets"][0]
     assert target_row.startswith(f"| `toy` | 30 | {seeds_cell(target['seeds'])} | {target['seed_test']:.3f} "
                                  f"| {target['gepa_bot_test']:.3f} | ")
@@ -228,3 +230,30 @@ def test_best_of_n_runs_with_different_seeds_share_no_sample(tmp_path: Path):
         run_best_of_n(task, make_config(task, 30, seed, opts), tmp_path / f"bon{seed}", opts)
         drawn[seed] = set(transport.seeds)
     assert drawn[0] and drawn[1] and not drawn[0] & drawn[1]
+
+
+def _row(method, seed, budget, test, found=0, used=None, chars=100):
+    return {"task": "t", "method": method, "seed": seed, "budget": budget, "test_score": test, "test_n": 200,
+            "prompt_chars": chars, "found_at_rollout": found, "rollouts_used": used if used is not None else budget}
+
+
+def test_targets_compare_only_with_arms_that_gained_and_count_rollouts_to_match():
+    from report import aggregate, targets
+
+    rows = [_row("seed", s, b, 0.30) for s in (0, 1) for b in (50, 200)]
+    rows += [_row("best_of_n", s, b, 0.32) for s in (0, 1) for b in (50, 200)]  # +2 pts: not a gain that counts
+    rows += [_row("plain_gepa", s, 50, 0.40, used=50) for s in (0, 1)] + [_row("plain_gepa", s, 200, 0.50, used=180)
+                                                                            for s in (0, 1)]
+    rows += [_row("gepa_bot", 0, 50, 0.45, found=30), _row("gepa_bot", 0, 200, 0.55, found=70, chars=250),
+             _row("gepa_bot", 1, 50, 0.50, found=40), _row("gepa_bot", 1, 200, 0.50, found=40, chars=150)]
+    [check] = targets(aggregate(rows), rows)
+    assert set(check["margins"]) == {"vs seed (+10 pts)", "vs plain gepa (>=)", "length <= 2x seed"}
+    assert abs(check["margins"]["vs plain gepa (>=)"] - 0.025) < 1e-9  # 0.525 vs 0.500
+    assert check["met"]["vs seed (+10 pts)"] and check["met"]["length <= 2x seed"]  # 200 chars vs 2 x 100
+    match = check["rollouts_to_match"]
+    assert match["per_seed"] == {"0": 70, "1": 40} and match["mean_rollouts"] == 55
+    assert match["plain_gepa_rollouts"] == 180 and check["test_n"] == 200
+    rows = [r for r in rows if not (r["method"] == "gepa_bot" and r["seed"] == 1)]
+    rows[-1]["test_score"] = 0.49  # seed 0 never reaches 0.50
+    [check] = targets(aggregate(rows), rows)
+    assert check["rollouts_to_match"]["seeds_reached"] == 0 and check["rollouts_to_match"]["mean_rollouts"] is None

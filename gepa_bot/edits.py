@@ -179,6 +179,29 @@ def _edit_from(item: Any) -> Edit:
     return Edit(op=op, target=target, text=text)  # type: ignore[arg-type]
 
 
+_PARAGRAPH_BREAK = re.compile(r"(\n[ \t]*\n+)")
+
+
+def same_apart_from_whitespace(a: str, b: str) -> bool:
+    """True when two prompts differ only in spacing and line wrapping: nothing a reviewer could merge."""
+    return a.split() == b.split()
+
+
+def keep_wrapping(current: str, proposed: str) -> str:
+    """``proposed`` with every paragraph whose words are unchanged taken verbatim from ``current``.
+
+    A model that rewrites a whole prompt often re-wraps paragraphs it did not change; keeping the original
+    wrapping keeps the diff to the lines that really changed (and what is measured is what is written).
+    """
+    originals = {tuple(part.split()): part for part in _PARAGRAPH_BREAK.split(current)[::2] if part.strip()}
+    pieces = _PARAGRAPH_BREAK.split(proposed)
+    for index in range(0, len(pieces), 2):
+        original = originals.get(tuple(pieces[index].split()))
+        if original is not None and pieces[index].strip():
+            pieces[index] = original
+    return "".join(pieces)
+
+
 def apply_edits(current: str, edits: Sequence[Edit]) -> str:
     """``current`` with every edit applied, or EditRejected (placeholder, anchor, overlap, no-op)."""
     if not edits:
@@ -192,7 +215,7 @@ def apply_edits(current: str, edits: Sequence[Edit]) -> str:
         after_newline = text[:start].endswith("\n") or not text[:start]
         text = text[:start] + _replacement(edits[index], at_end=start == len(text), after_newline=after_newline) + text[end:]
     text = tidy_blank_lines(text)
-    if text.strip() == current.strip():
+    if same_apart_from_whitespace(text, current):
         raise EditRejected("the edits leave the prompt unchanged")
     problem = placeholder_problem(current, text)
     if problem:  # unreachable by construction; a last guard

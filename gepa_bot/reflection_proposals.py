@@ -14,7 +14,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from gepa_bot.discovery import placeholder_problem
-from gepa_bot.edits import Edit, EditRejected, apply_edits, parse_edit_reply, parse_rules_reply
+from gepa_bot.edits import (
+    Edit,
+    EditRejected,
+    apply_edits,
+    keep_wrapping,
+    parse_edit_reply,
+    parse_rules_reply,
+    same_apart_from_whitespace,
+)
 from gepa_bot.feedback_rules import (
     STOPWORDS,
     Statement,
@@ -63,8 +71,9 @@ def parse_reply(reply: str, current: str) -> Proposal:
     rationale = RATIONALE_HEADING.sub("", reply[:opening.start()].strip())
     if not text.strip():
         raise ProposalRejected("the proposed prompt is empty")
-    if text.strip() == current.strip():
-        raise ProposalRejected("the proposed prompt is identical to the current one")
+    text = keep_wrapping(current, text)
+    if same_apart_from_whitespace(text, current):
+        raise ProposalRejected("the proposed prompt is identical to the current one (apart from spacing and wrapping)")
     if len(text) > MAX_GROWTH * len(current) + 2000:
         raise ProposalRejected(f"the proposed prompt is {len(text)} chars, far longer than the current {len(current)}")
     problem = placeholder_problem(current, text)

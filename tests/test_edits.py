@@ -8,7 +8,15 @@ import pytest
 
 from gepa_bot.budget import Budget
 from gepa_bot.cache import candidate_hash
-from gepa_bot.edits import INSTRUCTION_SCHEMA, Edit, EditRejected, apply_edits, default_insertion_point, parse_edit_reply
+from gepa_bot.edits import (
+    INSTRUCTION_SCHEMA,
+    Edit,
+    EditRejected,
+    apply_edits,
+    default_insertion_point,
+    parse_edit_reply,
+    same_apart_from_whitespace,
+)
 from gepa_bot.llm import LLM, Reply
 from gepa_bot.reflection import ProposalRejected, RationaleReflector, edit_response_format, parse_edit_proposal, parse_reply
 from gepa_bot.runlog import RunLog, read_records
@@ -234,4 +242,27 @@ def test_a_rewrite_that_echoes_the_prompt_is_retried_with_a_plain_request_to_cha
     runlog.close()
     assert "repeated the prompt unchanged" in transport.calls[1]["content"]
     assert proposal.new_texts["p"].startswith("Classify the ticket.")
-    assert reflector.rejected[0]["reason"] == "the proposed prompt is identical to the current one"
+    assert reflector.rejected[0]["reason"].startswith("the proposed prompt is identical to the current one")
+
+
+REWRAP_SEED = ("You help our support team triage incoming customer tickets.\n\n"
+               "Read the ticket below and decide which queue it should go to. The queues are\n"
+               "billing, bug, account, feature_request and other.\n\nTicket:\n{ticket}\n")
+
+
+def test_a_reply_that_only_rewraps_a_paragraph_is_rejected_before_any_rollout():
+    rewrapped = REWRAP_SEED.replace("are\nbilling", "are billing")
+    with pytest.raises(ProposalRejected, match="apart from spacing and wrapping"):
+        parse_reply(f"Tidier.\n```prompt\n{rewrapped}```\n", REWRAP_SEED)
+
+
+def test_unchanged_paragraphs_keep_their_wrapping_and_only_the_changed_lines_differ():
+    proposed = (REWRAP_SEED.replace("are\nbilling", "are billing")
+                .replace("Ticket:", "Answer with the queue name only.\n\nTicket:"))
+    text = parse_reply(f"Ask for the bare label.\n```prompt\n{proposed}```\n", REWRAP_SEED).text
+    assert "The queues are\nbilling, bug" in text  # the re-wrapped paragraph came back as it was
+    assert text == REWRAP_SEED.replace("Ticket:", "Answer with the queue name only.\n\nTicket:")
+
+
+def test_edits_that_only_change_spacing_leave_the_prompt_unchanged():
+    assert same_apart_from_whitespace("a  b\nc", "a b c") and not same_apart_from_whitespace("a b", "a b.")

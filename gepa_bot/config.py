@@ -5,21 +5,31 @@ from __future__ import annotations
 import difflib
 import re
 from pathlib import Path, PurePosixPath
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gepa_bot.errors import UserError
-from gepa_bot.evalsuite import WITHHELD_ENV, repo_relative
-from gepa_bot.suites import SUITE_CONFIGS, SuiteConfig
+from gepa_bot.redact import WITHHELD_ENV
 
 DEFAULT_CONFIG_NAME = ".gepa-bot.yml"
 LOCAL_MODEL = "local/qwen2.5-coder-1.5b"  # embedded default (gepa_bot/localmodel.py)
+PROMPTFOO_VERSION = "0.121.20"  # what `npx` runs when no promptfoo is installed (the version gepa-bot tests)
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def repo_relative(value: str) -> str:
+    """``value`` if it is a path or glob that stays inside the repository (config validators use this)."""
+    path = PurePosixPath(value)
+    if not value.strip():
+        raise ValueError("must not be empty")
+    if path.is_absolute() or ".." in path.parts:
+        raise ValueError(f"{value!r} escapes the repository: use a path relative to the repo root, without '..'")
+    return value
 
 
 class PromptSpec(Strict):
@@ -166,6 +176,76 @@ class RayConfig(Strict):
         if refused:
             raise ValueError(f"{', '.join(refused)} never goes to eval code: remove it from the list")
         return names
+
+
+# ---- eval: one schema per suite type (gepa_bot/evals/registry.py builds the suite from it) ----------------
+
+class SuiteConfigBase(Strict):
+    """Fields every ``eval:`` section has, whatever its type."""
+
+    retries: int = Field(default=2, ge=0, le=10, description="times an instance that could not be scored (an eval "
+                         "error, crash, timeout, unreachable model) is run again, with backoff, before it counts as an error")
+    max_error_rate: float = Field(default=0.05, ge=0.0, lt=1.0, description="share of the instances run that may "
+                                  "still error after their retries; above it (or with any error in the baseline) the "
+                                  "run stops with exit code 3 and leaves the pull request alone")
+    executor: Literal["local", "ray"] = Field(
+        default="local", description="where eval batches run: local (threads, optimizer.workers at once) or ray "
+        "(each chunk a task on the cluster of ray.address; see the README's 'Scaling out (Ray)')")
+
+
+class CommandSuiteConfig(SuiteConfigBase):
+    """The JSONL command protocol (see gepa_bot/evalkit.py)."""
+
+    type: Literal["command"] = "command"
+    command: str = Field(min_length=1)
+    watch: list[str] = Field(default_factory=list, description="globs whose content changes invalidate the cache")
+    instances: str | None = Field(default=None, description="file of ids (JSONL or one per line) instead of list mode")
+    timeout: float = Field(default=300.0, gt=0)
+
+    _check_watch = field_validator("watch")(classmethod(lambda cls, v: [repo_relative(p) for p in v]))
+
+
+class PytestSuiteConfig(SuiteConfigBase):
+    """``eval: {type: pytest, args: [tests/evals]}``: one instance per collected pytest test."""
+
+    type: Literal["pytest"]
+    args: list[str] = Field(default_factory=list, description="pytest selection and options, e.g. [tests/evals]")
+    python: str = Field(default="python", min_length=1, description="interpreter command (a shell fragment)")
+    watch: list[str] = Field(default_factory=lambda: ["**/*.py"], description="globs hashed into the cache key")
+    timeout: float = Field(default=600, gt=0)
+
+    @field_validator("watch")
+    @classmethod
+    def _inside_repo(cls, value: list[str]) -> list[str]:
+        return [repo_relative(pattern) for pattern in value]
+
+
+class PromptfooSuiteConfig(SuiteConfigBase):
+    """``eval: {type: promptfoo, config: promptfooconfig.yaml}``: the promptfoo CLI scores each test case."""
+
+    type: Literal["promptfoo"]
+    config: str = Field(default="promptfooconfig.yaml", description="promptfoo config path relative to the repo")
+    command: str | None = Field(default=None, description="how to run promptfoo; default: the repo's "
+                                "node_modules/.bin/promptfoo, else `promptfoo` on PATH, else npx --yes "
+                                f"promptfoo@{PROMPTFOO_VERSION}")
+    providers: Literal["config", "task_model"] = Field(default="config", description="the config's providers, "
+                                                       "or gepa-bot's task model (models.task)")
+    grader: Literal["config", "task_model"] = Field(default="config", description="who grades llm-rubric and "
+                                                    "other model-graded assertions")
+    max_concurrency: int = Field(default=1, gt=0, le=64, description="promptfoo's -j, per promptfoo process")
+    max_tokens: int = Field(default=256, gt=0, description="with task_model: the answer's (and grader's) token cap")
+    timeout: float = Field(default=600, gt=0, description="seconds per promptfoo process (one batch)")
+    watch: list[str] = Field(default_factory=list, description="more globs whose content is part of the cache key "
+                             "(assertion scripts, data the tests read); the loaded tests always are")
+
+    _inside_repo = field_validator("config")(classmethod(lambda cls, v: repo_relative(v)))
+    _check_watch = field_validator("watch")(classmethod(lambda cls, v: [repo_relative(p) for p in v]))
+
+
+# Every suite type's schema, by its ``type:`` value. Adding a suite type: its schema here, its suite in evals/.
+SUITE_CONFIGS = (CommandSuiteConfig, PytestSuiteConfig, PromptfooSuiteConfig)
+SuiteConfig = Annotated[Union[CommandSuiteConfig, PytestSuiteConfig, PromptfooSuiteConfig],  # noqa: UP007
+                        Field(discriminator="type")]
 
 
 class Config(Strict):

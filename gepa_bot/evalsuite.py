@@ -24,21 +24,16 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field
+from pathlib import Path
+from typing import Any
 
 from gepa_bot import evalkit
 from gepa_bot.owned import is_owned
-from gepa_bot.redact import GITHUB_TOKEN_NAMES, RUNNER_TOKEN_NAMES, redact
+from gepa_bot.redact import WITHHELD_ENV, redact
 
 MAX_FEEDBACK_CHARS = 4000
 MAX_CAPTURE_BYTES = 2_000_000
 IGNORED_DIRS = (".git", ".gepa-bot")
-
-# Credentials an eval never needs: the repo's GitHub token and the runner's own tokens.
-WITHHELD_ENV = (*GITHUB_TOKEN_NAMES, *RUNNER_TOKEN_NAMES)
 
 
 @dataclass(frozen=True)
@@ -117,21 +112,6 @@ class SuiteContext:
         return env
 
 
-class SuiteConfigBase(BaseModel):
-    """Fields every ``eval:`` section has, whatever its type."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    retries: int = Field(default=2, ge=0, le=10, description="times an instance that could not be scored (an eval "
-                         "error, crash, timeout, unreachable model) is run again, with backoff, before it counts as an error")
-    max_error_rate: float = Field(default=0.05, ge=0.0, lt=1.0, description="share of the instances run that may "
-                                  "still error after their retries; above it (or with any error in the baseline) the "
-                                  "run stops with exit code 3 and leaves the pull request alone")
-    executor: Literal["local", "ray"] = Field(
-        default="local", description="where eval batches run: local (threads, optimizer.workers at once) or ray "
-        "(each chunk a task on the cluster of ray.address; see the README's 'Scaling out (Ray)')")
-
-
 class EvalSuite(ABC):
     """The contract every eval-suite adapter fulfils. ``evaluate`` must be safe to call from threads."""
 
@@ -157,16 +137,6 @@ class EvalSuite(ABC):
             digest.update(part.encode("utf-8", "replace"))
             digest.update(b"\0")
         return digest.hexdigest()
-
-
-def repo_relative(value: str) -> str:
-    """``value`` if it is a path or glob that stays inside the repository (config validators use this)."""
-    path = PurePosixPath(value)
-    if not value.strip():
-        raise ValueError("must not be empty")
-    if path.is_absolute() or ".." in path.parts:
-        raise ValueError(f"{value!r} escapes the repository: use a path relative to the repo root, without '..'")
-    return value
 
 
 def hash_files(repo: Path, patterns: Iterable[str]) -> list[str]:

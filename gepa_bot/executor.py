@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 from gepa_bot.errors import UserError
 from gepa_bot.evalsuite import (
     IGNORED_DIRS,
-    WITHHELD_ENV,
     EvalSuite,
     InstanceResult,
     chunks_of,
@@ -42,6 +41,7 @@ from gepa_bot.evalsuite import (
     remove_workdir,
     run_chunk,
 )
+from gepa_bot.redact import WITHHELD_ENV
 
 if TYPE_CHECKING:
     from gepa_bot.config import RayConfig

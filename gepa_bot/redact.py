@@ -17,6 +17,8 @@ from typing import Any
 GITHUB_TOKEN_NAMES = ("GEPA_BOT_TOKEN", "INPUT_TOKEN", "GITHUB_TOKEN", "GH_TOKEN")
 # The runner's own credentials: an eval never needs them either.
 RUNNER_TOKEN_NAMES = ("ACTIONS_RUNTIME_TOKEN", "ACTIONS_ID_TOKEN_REQUEST_TOKEN", "ACTIONS_ID_TOKEN_REQUEST_URL")
+# Credentials an eval never needs: the repo's GitHub token and the runner's own tokens.
+WITHHELD_ENV = (*GITHUB_TOKEN_NAMES, *RUNNER_TOKEN_NAMES)
 
 SECRET_NAME = re.compile(r"(TOKEN|API_KEY|APIKEY|SECRET|PASSWORD|PRIVATE_KEY|ACCESS_KEY)", re.IGNORECASE)
 MIN_SECRET_LENGTH = 6

@@ -30,6 +30,7 @@ from gepa_bot.executor import make_executor
 from gepa_bot.llm import LLM, Transport, default_transport, worst_case_cost
 from gepa_bot.redact import secrets_of_this_run
 from gepa_bot.runlog import RunLog, read_records
+from gepa_bot.suites import build_suite
 
 
 @dataclass
@@ -123,7 +124,7 @@ def open_suite(settings: RunSettings, with_reflection: bool = True
         context = SuiteContext(repo=settings.repo, model=task_model["model"], api_base=task_model.get("api_base"),
                                api_key=task_model.get("api_key"))
         try:
-            suite = settings.config.eval.build(context)
+            suite = build_suite(settings.config.eval, context)
         except SuiteError as exc:
             raise suite_error(settings, exc) from None
         yield suite, task_model, (resolved[1] if with_reflection else None)

@@ -16,12 +16,12 @@ from typing import Any
 
 from chatstub import ChatStub
 
+from gepa_bot.config import PromptfooSuiteConfig
 from gepa_bot.evalsuite import SuiteContext, materialize
 from gepa_bot.suites.promptfoo_suite import (
     AUTO_DESCRIPTION,
     ERROR_FAILURE,
     PromptfooSuite,
-    PromptfooSuiteConfig,
     instance_id_of,
 )
 

@@ -11,9 +11,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gepa_bot.config import LOCAL_MODEL, load_config
+from gepa_bot.config import LOCAL_MODEL, CommandSuiteConfig, load_config
 from gepa_bot.errors import UserError
-from gepa_bot.suites.command_suite import CommandSuiteConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO_ROOT / "prompts.example" / ".gepa-bot.yml"

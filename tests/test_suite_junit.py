@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from gepa_bot.config import PytestSuiteConfig
 from gepa_bot.evalsuite import SuiteContext, SuiteError, materialize
-from gepa_bot.suites.junit_suite import PytestSuite, PytestSuiteConfig, junit_key
+from gepa_bot.suites import build_suite
+from gepa_bot.suites.junit_suite import PytestSuite, junit_key
 
 FIXTURE = Path(__file__).parent / "fixtures" / "pytest_repo"
 PROMPT_PATH = "prompts/classify.txt"
@@ -40,7 +42,7 @@ def repo(tmp_path: Path) -> Path:
 
 def make_suite(repo: Path, **overrides) -> PytestSuite:
     config = PytestSuiteConfig.model_validate({"type": "pytest", "python": PYTHON, **overrides})
-    return config.build(SuiteContext(repo=repo, model="openai/fake-model"))
+    return build_suite(config, SuiteContext(repo=repo, model="openai/fake-model"))
 
 
 def workdir_with(repo: Path, tmp_path: Path, prompt: str):
@@ -328,7 +330,7 @@ def test_example_lists_its_cases_and_errors_without_a_model(tmp_path: Path, monk
     monkeypatch.delenv("GEPA_BOT_MODEL", raising=False)
     repo = example_copy(tmp_path)
     config = PytestSuiteConfig.model_validate({"type": "pytest", "python": PYTHON, "args": ["tests"]})
-    suite = config.build(SuiteContext(repo=repo))  # no task model
+    suite = build_suite(config, SuiteContext(repo=repo))  # no task model
     ids = [i.id for i in suite.list_instances()]
     assert len(ids) == 20 and ids[0] == EXAMPLE_ID.format("6 feet") and len(set(ids)) == 20
     seed = (repo / "prompts" / "convert.md").read_text(encoding="utf-8")
@@ -347,7 +349,7 @@ def test_example_scores_a_stub_model_with_its_own_feedback(tmp_path: Path):
     repo = example_copy(tmp_path)
     try:
         config = PytestSuiteConfig.model_validate({"type": "pytest", "python": PYTHON, "args": ["tests"]})
-        suite = config.build(SuiteContext(repo=repo, model="openai/stub", api_base=stub.url, api_key="k"))
+        suite = build_suite(config, SuiteContext(repo=repo, model="openai/stub", api_base=stub.url, api_key="k"))
         ids = [EXAMPLE_ID.format(q) for q in replies]
         seed = (repo / "prompts" / "convert.md").read_text(encoding="utf-8")
         results = suite.evaluate(materialize(repo, {"prompts/convert.md": seed}, {"c": seed}, tmp_path / "w"), ids)

@@ -24,8 +24,9 @@ from promptfoo_examples import (
 )
 from pydantic import ValidationError
 
+from gepa_bot.config import PromptfooSuiteConfig
 from gepa_bot.evalsuite import SuiteContext, SuiteError, materialize
-from gepa_bot.suites.promptfoo_suite import PromptfooSuite, PromptfooSuiteConfig, instance_id_of, provider_id
+from gepa_bot.suites.promptfoo_suite import PromptfooSuite, instance_id_of, provider_id
 
 TRIAGE_PROMPT = "prompts/triage.txt"
 

@@ -1,19 +1,23 @@
-"""The eval suite registry: every suite type's config class, by its ``type:`` value.
+"""The eval suite registry: the suite each ``eval:`` schema of `.gepa-bot.yml` (gepa_bot/config.py) stands for.
 
-A suite config validates its own section of `.gepa-bot.yml` and has ``build(context) -> EvalSuite``;
-adding a suite type means adding its config class to ``SUITE_CONFIGS``.
+Adding a suite type means adding its schema to ``config.SuiteConfig`` and its suite to :func:`build_suite`.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Union
+from gepa_bot.config import CommandSuiteConfig, PromptfooSuiteConfig, PytestSuiteConfig, SuiteConfig
+from gepa_bot.evalsuite import EvalSuite, SuiteContext
+from gepa_bot.suites.command_suite import CommandSuite
+from gepa_bot.suites.junit_suite import PytestSuite
+from gepa_bot.suites.promptfoo_suite import PromptfooSuite
 
-from pydantic import Field
 
-from gepa_bot.suites.command_suite import CommandSuiteConfig
-from gepa_bot.suites.junit_suite import PytestSuiteConfig
-from gepa_bot.suites.promptfoo_suite import PromptfooSuiteConfig
-
-SUITE_CONFIGS = (CommandSuiteConfig, PytestSuiteConfig, PromptfooSuiteConfig)
-SuiteConfig = Annotated[Union[CommandSuiteConfig, PytestSuiteConfig, PromptfooSuiteConfig],  # noqa: UP007
-                        Field(discriminator="type")]
+def build_suite(config: SuiteConfig, context: SuiteContext) -> EvalSuite:
+    """The suite the ``eval:`` section describes, for the task model and environment in ``context``."""
+    if isinstance(config, CommandSuiteConfig):
+        return CommandSuite(context, config.command, config.watch, config.instances, config.timeout)
+    if isinstance(config, PytestSuiteConfig):
+        return PytestSuite(context, config)
+    if isinstance(config, PromptfooSuiteConfig):
+        return PromptfooSuite(context, config)
+    raise TypeError(f"no suite for {type(config).__name__}")

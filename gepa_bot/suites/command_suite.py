@@ -8,17 +8,14 @@ import shlex
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Literal
-
-from pydantic import Field, field_validator
 
 from gepa_bot import evalkit
+from gepa_bot.config import CommandSuiteConfig
 from gepa_bot.evalsuite import (
     MAX_CAPTURE_BYTES,
     EvalSuite,
     Instance,
     InstanceResult,
-    SuiteConfigBase,
     SuiteContext,
     SuiteError,
     Workdir,
@@ -26,26 +23,10 @@ from gepa_bot.evalsuite import (
     failure,
     hash_files,
     parse_result_lines,
-    repo_relative,
     run_process,
 )
 
-DEFAULT_TIMEOUT = 300.0
-
-
-class CommandSuiteConfig(SuiteConfigBase):
-    """The JSONL command protocol (see gepa_bot/evalkit.py)."""
-
-    type: Literal["command"] = "command"
-    command: str = Field(min_length=1)
-    watch: list[str] = Field(default_factory=list, description="globs whose content changes invalidate the cache")
-    instances: str | None = Field(default=None, description="file of ids (JSONL or one per line) instead of list mode")
-    timeout: float = Field(default=DEFAULT_TIMEOUT, gt=0)
-
-    _check_watch = field_validator("watch")(classmethod(lambda cls, v: [repo_relative(p) for p in v]))
-
-    def build(self, context: SuiteContext) -> CommandSuite:
-        return CommandSuite(context, self.command, self.watch, self.instances, self.timeout)
+DEFAULT_TIMEOUT: float = CommandSuiteConfig.model_fields["timeout"].default
 
 
 class CommandSuite(EvalSuite):

@@ -30,24 +30,21 @@ import shutil
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Literal
 
 from junitparser import Error, Failure, JUnitXml, Properties, Property, Skipped
-from pydantic import Field, field_validator
 
 from gepa_bot import evalkit
+from gepa_bot.config import PytestSuiteConfig
 from gepa_bot.evalsuite import (
     EvalSuite,
     Instance,
     InstanceResult,
-    SuiteConfigBase,
     SuiteContext,
     SuiteError,
     Workdir,
     describe_process,
     failure,
     hash_files,
-    repo_relative,
     run_process,
     truncate,
 )
@@ -101,24 +98,6 @@ def pytest_collection_modifyitems(session, config, items):
         with open(collect_out, "w", encoding="utf-8") as handle:
             json.dump([item.nodeid for item in items], handle)
 '''
-
-
-class PytestSuiteConfig(SuiteConfigBase):
-    """``eval: {type: pytest, args: [tests/evals]}``: one instance per collected pytest test."""
-
-    type: Literal["pytest"]
-    args: list[str] = Field(default_factory=list, description="pytest selection and options, e.g. [tests/evals]")
-    python: str = Field(default="python", min_length=1, description="interpreter command (a shell fragment)")
-    watch: list[str] = Field(default_factory=lambda: ["**/*.py"], description="globs hashed into the cache key")
-    timeout: float = Field(default=600, gt=0)
-
-    @field_validator("watch")
-    @classmethod
-    def _inside_repo(cls, value: list[str]) -> list[str]:
-        return [repo_relative(pattern) for pattern in value]
-
-    def build(self, context: SuiteContext) -> PytestSuite:
-        return PytestSuite(context, self)
 
 
 class PytestSuite(EvalSuite):

@@ -35,29 +35,25 @@ import subprocess
 import tempfile
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import Field, field_validator
-
+from gepa_bot.config import PROMPTFOO_VERSION, PromptfooSuiteConfig
 from gepa_bot.evalsuite import (
     EvalSuite,
     Instance,
     InstanceResult,
     ProcessOutput,
-    SuiteConfigBase,
     SuiteContext,
     SuiteError,
     Workdir,
     describe_process,
     failure,
     hash_files,
-    repo_relative,
     run_process,
     truncate,
 )
 from gepa_bot.suites.promptfoo_tests import expand_tests, setup_error
 
-PROMPTFOO_VERSION = "0.121.20"  # what `npx` runs when no promptfoo is installed (the version gepa-bot tests)
 TESTS_FILE = ".gepa-bot-promptfoo-tests-{}.json"
 ID_KEY = "gepa_bot_id"
 AUTO_DESCRIPTION = re.compile(r"^Row #\d+$")
@@ -68,31 +64,6 @@ OUTPUT_PREVIEW = 300
 ERROR_FAILURE = 2  # promptfoo's ResultFailureReason.ERROR (1 = ASSERT)
 ERROR_LINE = re.compile(r"^\s*\w*(?:Error|Exception)(?: \[\w+\])?: \S")  # YAMLException: ..., Error [ERR_X]: ...
 NODE_FIX = "install Node.js >= 20.20 (in GitHub Actions: actions/setup-node) or set eval.command to your promptfoo"
-
-
-class PromptfooSuiteConfig(SuiteConfigBase):
-    """``eval: {type: promptfoo, config: promptfooconfig.yaml}``: the promptfoo CLI scores each test case."""
-
-    type: Literal["promptfoo"]
-    config: str = Field(default="promptfooconfig.yaml", description="promptfoo config path relative to the repo")
-    command: str | None = Field(default=None, description="how to run promptfoo; default: the repo's "
-                                "node_modules/.bin/promptfoo, else `promptfoo` on PATH, else npx --yes "
-                                f"promptfoo@{PROMPTFOO_VERSION}")
-    providers: Literal["config", "task_model"] = Field(default="config", description="the config's providers, "
-                                                       "or gepa-bot's task model (models.task)")
-    grader: Literal["config", "task_model"] = Field(default="config", description="who grades llm-rubric and "
-                                                    "other model-graded assertions")
-    max_concurrency: int = Field(default=1, gt=0, le=64, description="promptfoo's -j, per promptfoo process")
-    max_tokens: int = Field(default=256, gt=0, description="with task_model: the answer's (and grader's) token cap")
-    timeout: float = Field(default=600, gt=0, description="seconds per promptfoo process (one batch)")
-    watch: list[str] = Field(default_factory=list, description="more globs whose content is part of the cache key "
-                             "(assertion scripts, data the tests read); the loaded tests always are")
-
-    _inside_repo = field_validator("config")(classmethod(lambda cls, v: repo_relative(v)))
-    _check_watch = field_validator("watch")(classmethod(lambda cls, v: [repo_relative(p) for p in v]))
-
-    def build(self, context: SuiteContext) -> PromptfooSuite:
-        return PromptfooSuite(context, self)
 
 
 def promptfoo_command(repo: Path, configured: str | None) -> list[str]:

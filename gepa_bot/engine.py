@@ -251,7 +251,8 @@ def warm_start_rewrites(config: Config, style: str, n_val: int) -> int:
 @dataclass
 class ValGate:
     """gepa's acceptance criterion: gepa's own minibatch rule as configured, except for warm-start rewrites
-    (candidate hashes in ``ungated``), which go to the val set whatever their minibatch score.
+    (candidate hashes in ``ungated``), which go to the val set when they score at least as well as their parent on
+    the minibatch (a tie included; a rewrite that lost minibatch instances is not worth a val pass).
 
     ``improvement_or_equal`` sends a tie at 0 (parent and child both score 0 on the minibatch) to the val set only
     when the child's answers changed form (feedback_rules.shape_changed: length class, lines, number/JSON/text on
@@ -267,7 +268,7 @@ class ValGate:
 
     def should_accept(self, proposal: Any, state: Any) -> bool:
         if candidate_hash(proposal.candidate) in self.ungated:
-            return True
+            return sum(proposal.subsample_scores_after or []) >= sum(proposal.subsample_scores_before or [])
         if self.criterion == "improvement_or_equal" and self._zero_tie(proposal):
             return shape_changed(_outputs(proposal.eval_before), _outputs(proposal.eval_after))
         return self.rule.should_accept(proposal, state)
@@ -323,11 +324,19 @@ def val_best(candidates: list[dict[str, Any]]) -> int:
                                                       -sum(map(len, candidates[i]["components"].values())), -i))
 
 
+def pareto_front(gepa_result: Any) -> list[int]:
+    """Candidates best on at least one val instance that some candidate solves: a tie at 0 on an instance no one
+    gets right makes nobody "best" there (gepa's own front counts it)."""
+    scores = gepa_result.val_subscores
+    return sorted({idx for instance, ids in gepa_result.per_val_instance_best_candidates.items()
+                   if any(scores[i].get(instance, 0) > 0 for i in ids) for idx in ids})
+
+
 def build_result(gepa_result: Any, session: RunSession, reflector: RationaleReflector,
                  trimmed: TrimOutcome | None = None) -> RunResult:
     """Everything the report and the PR need (result.json)."""
     components, split, budget, settings = session.components, session.split, session.budget, session.settings
-    front = sorted({idx for ids in gepa_result.per_val_instance_best_candidates.values() for idx in ids})
+    front = pareto_front(gepa_result)
     candidates = []
     for index, texts in enumerate(gepa_result.candidates):
         cand_hash = candidate_hash(texts)

@@ -276,6 +276,10 @@ def test_a_tie_at_zero_goes_to_val_only_when_the_answers_changed_form():
     assert not ValGate("strict_improvement", set()).should_accept(new_form, None)
     ungated = _proposal([0, 0], [0, 0], ["a", "b"], ["c", "d"], candidate={"p": "warm"})
     assert ValGate("improvement_or_equal", {candidate_hash({"p": "warm"})}).should_accept(ungated, None)
+    worse = _proposal([1, 1], [1, 0], ["a", "b"], ["a", "d"], candidate={"p": "warm"})  # lost a minibatch instance
+    assert not ValGate("improvement_or_equal", {candidate_hash({"p": "warm"})}).should_accept(worse, None)
+    level = _proposal([1, 0], [0, 1], ["a", "b"], ["c", "d"], candidate={"p": "warm"})
+    assert ValGate("strict_improvement", {candidate_hash({"p": "warm"})}).should_accept(level, None)
 
 
 def test_a_reason_that_retells_one_example_gives_way_to_the_facts():
@@ -287,3 +291,14 @@ def test_a_reason_that_retells_one_example_gives_way_to_the_facts():
     long_reason = json.dumps({"keep": [1], "reason": "x " * 200, "instruction": ""})
     assert parse_rules_proposal(long_reason, INCIDENT_PROMPT, statements, INCIDENTS).rationale.startswith(
         "The feedback on these failures states:")
+
+
+def test_a_tie_at_zero_on_an_instance_nobody_solves_does_not_put_a_candidate_on_the_front():
+    from gepa_bot.engine import pareto_front
+
+    result = SimpleNamespace(val_subscores=[{0: 1.0, 1: 0.0}, {0: 1.0, 1: 0.0}, {0: 0.0, 1: 0.0}],
+                             per_val_instance_best_candidates={0: {0, 1}, 1: {0, 1, 2}})
+    assert pareto_front(result) == [0, 1]  # #2 ties only where every candidate scores 0
+    result.val_subscores[2][1] = 0.5
+    result.per_val_instance_best_candidates[1] = {2}
+    assert pareto_front(result) == [0, 1, 2]

@@ -22,10 +22,10 @@ from typing import Any
 from arms import METHODS, BenchOptions, Outcome, Task, best_of_n_count, make_config, run_arm, seed_candidate, settings_for
 from report import ROW_FIELDS, machine_info, write_plot, write_results
 
-from gepa_bot.cache import candidate_hash
 from gepa_bot.config import DEFAULT_CONFIG_NAME, LOCAL_MODEL, Config
 from gepa_bot.discovery import render_files
-from gepa_bot.evalsuite import evaluate_parallel, materialize, remove_workdir
+from gepa_bot.evals.cache import candidate_hash
+from gepa_bot.evals.suite import evaluate_parallel, materialize, remove_workdir
 from gepa_bot.report import rejection_reasons
 from gepa_bot.result import RejectedProposal
 from gepa_bot.session import choose_split, open_suite, resolved_models, select_components

@@ -27,9 +27,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gepa_bot.evalsuite import SuiteContext  # noqa: E402
-from gepa_bot.executor import RayExecutor  # noqa: E402
-from gepa_bot.suites.command_suite import CommandSuite  # noqa: E402
+from gepa_bot.evals.command_suite import CommandSuite  # noqa: E402
+from gepa_bot.evals.executor import RayExecutor  # noqa: E402
+from gepa_bot.evals.suite import SuiteContext  # noqa: E402
 
 # The eval: sleeps BENCH_SLEEP seconds per instance (a shell loop: no interpreter start-up per process to speak of).
 EVAL = """#!/bin/sh

@@ -16,11 +16,11 @@ from typing import Any, TypedDict
 from gepa.core.adapter import EvaluationBatch, GEPAAdapter
 
 from gepa_bot.budget import Budget
-from gepa_bot.cache import EvalCache, candidate_hash
 from gepa_bot.discovery import Component, render_files
 from gepa_bot.errorpolicy import ErrorPolicy, EvalErrors
-from gepa_bot.evalsuite import EvalSuite, InstanceResult
-from gepa_bot.executor import Executor
+from gepa_bot.evals.cache import EvalCache, candidate_hash
+from gepa_bot.evals.executor import Executor
+from gepa_bot.evals.suite import EvalSuite, InstanceResult
 from gepa_bot.modelserver import check_model_servers
 from gepa_bot.runlog import RunLog
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from gepa_bot.errors import UserError
-from gepa_bot.evalsuite import InstanceResult
+from gepa_bot.evals.suite import InstanceResult
 
 MAX_LLM_FAILURES = 3  # reflection calls in a row that failed for good (each after its own retries)
 RUN_STOPPED_EXIT_CODE = 3

@@ -31,10 +31,10 @@ from gepa.proposer.reflective_mutation.reflection_lm import ReflectionProposal
 
 from gepa_bot.adapter import SearchStatus
 from gepa_bot.budget import BudgetExhausted
-from gepa_bot.cache import candidate_hash
 from gepa_bot.edits import RULES_SCHEMA
 from gepa_bot.errorpolicy import RunStopped
 from gepa_bot.errors import describe_error
+from gepa_bot.evals.cache import candidate_hash
 from gepa_bot.feedback_rules import Statement, extract_statements, worked_example
 from gepa_bot.llm import LLM, LLMError
 from gepa_bot.reflection_prompts import (

@@ -17,13 +17,13 @@ from typing import Any
 from chatstub import ChatStub
 
 from gepa_bot.config import PromptfooSuiteConfig
-from gepa_bot.evalsuite import SuiteContext, materialize
-from gepa_bot.suites.promptfoo_suite import (
+from gepa_bot.evals.promptfoo_suite import (
     AUTO_DESCRIPTION,
     ERROR_FAILURE,
     PromptfooSuite,
     instance_id_of,
 )
+from gepa_bot.evals.suite import SuiteContext, materialize
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "fixtures" / "promptfoo"

@@ -154,13 +154,13 @@ def test_a_padded_minibatch_naming_an_instance_twice_runs_it_once(tmp_path, monk
     """
     from gepa_bot.adapter import RepoAdapter, Split
     from gepa_bot.budget import Budget
-    from gepa_bot.cache import EvalCache
     from gepa_bot.config import load_config
     from gepa_bot.discovery import discover
-    from gepa_bot.evalsuite import SuiteContext
-    from gepa_bot.executor import LocalExecutor
+    from gepa_bot.evals.cache import EvalCache
+    from gepa_bot.evals.command_suite import CommandSuite
+    from gepa_bot.evals.executor import LocalExecutor
+    from gepa_bot.evals.suite import SuiteContext
     from gepa_bot.runlog import RunLog
-    from gepa_bot.suites.command_suite import CommandSuite
 
     counter = tmp_path / "counter"
     counter.mkdir()

@@ -7,7 +7,6 @@ import json
 import pytest
 
 from gepa_bot.budget import Budget
-from gepa_bot.cache import candidate_hash
 from gepa_bot.edits import (
     INSTRUCTION_SCHEMA,
     Edit,
@@ -17,6 +16,7 @@ from gepa_bot.edits import (
     parse_edit_reply,
     same_apart_from_whitespace,
 )
+from gepa_bot.evals.cache import candidate_hash
 from gepa_bot.llm import LLM, Reply
 from gepa_bot.reflection import ProposalRejected, RationaleReflector, edit_response_format, parse_edit_proposal, parse_reply
 from gepa_bot.runlog import RunLog, read_records

@@ -350,8 +350,8 @@ def test_val_best_prefers_the_higher_score_then_the_shorter_prompt_then_the_earl
 
 
 def test_cache_is_one_sqlite_store_and_still_reads_the_old_one_file_per_rollout_layout(tmp_path):
-    from gepa_bot.cache import EvalCache
-    from gepa_bot.evalsuite import InstanceResult
+    from gepa_bot.evals.cache import EvalCache
+    from gepa_bot.evals.suite import InstanceResult
 
     cache = EvalCache(tmp_path, "fp")
     cache.put("c1", "val", InstanceResult(id="i1", score=0.5, feedback="half"))

@@ -17,7 +17,8 @@ import pytest
 from processes import all_gone
 
 from gepa_bot import evalkit
-from gepa_bot.evalsuite import (
+from gepa_bot.evals.command_suite import CommandSuite
+from gepa_bot.evals.suite import (
     MAX_CAPTURE_BYTES,
     MAX_FEEDBACK_CHARS,
     EvalSuite,
@@ -32,7 +33,6 @@ from gepa_bot.evalsuite import (
     remove_workdir,
     run_process,
 )
-from gepa_bot.suites.command_suite import CommandSuite
 
 PY = shlex.quote(sys.executable)
 IDS = ["a", "b", "c", "d", "e", "f", "g"]

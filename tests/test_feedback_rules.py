@@ -9,9 +9,9 @@ from types import SimpleNamespace
 import pytest
 
 from gepa_bot.budget import Budget
-from gepa_bot.cache import candidate_hash
 from gepa_bot.edits import INSTRUCTION_SCHEMA, RULES_SCHEMA, EditRejected, parse_rules_reply
 from gepa_bot.engine import ValGate
+from gepa_bot.evals.cache import candidate_hash
 from gepa_bot.feedback_rules import (
     extract_statements,
     form_failures,

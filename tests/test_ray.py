@@ -24,17 +24,17 @@ from toyrepo import ScriptedReflection, make_toy_repo
 
 from gepa_bot.adapter import RepoAdapter, Split
 from gepa_bot.budget import Budget
-from gepa_bot.cache import EvalCache
 from gepa_bot.config import load_config
 from gepa_bot.discovery import discover
 from gepa_bot.engine import optimize
 from gepa_bot.errorpolicy import EvalErrors
 from gepa_bot.errors import UserError
-from gepa_bot.evalsuite import SuiteContext
-from gepa_bot.executor import RayExecutor, make_executor
+from gepa_bot.evals.cache import EvalCache
+from gepa_bot.evals.command_suite import CommandSuite
+from gepa_bot.evals.executor import RayExecutor, make_executor
+from gepa_bot.evals.suite import SuiteContext
 from gepa_bot.result import RunResult
 from gepa_bot.runlog import RunLog, read_records
-from gepa_bot.suites.command_suite import CommandSuite
 
 if importlib.util.find_spec("ray") is None or not shutil.which("ray"):
     if os.environ.get("CI"):
@@ -286,7 +286,7 @@ def test_github_tokens_are_refused_in_forward_env(cluster, tmp_path, monkeypatch
 
 
 def test_a_node_removes_repo_copies_no_task_used_for_a_day_when_it_unpacks_another(tmp_path, monkeypatch):
-    from gepa_bot.executor import NODE_COPY_IDLE_SECONDS, _unpacked, repo_archive
+    from gepa_bot.evals.executor import NODE_COPY_IDLE_SECONDS, _unpacked, repo_archive
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     root = tmp_path / "gepa-bot-ray"

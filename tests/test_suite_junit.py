@@ -11,9 +11,9 @@ import pytest
 from pydantic import ValidationError
 
 from gepa_bot.config import PytestSuiteConfig
-from gepa_bot.evalsuite import SuiteContext, SuiteError, materialize
-from gepa_bot.suites import build_suite
-from gepa_bot.suites.junit_suite import PytestSuite, junit_key
+from gepa_bot.evals.junit_suite import PytestSuite, junit_key
+from gepa_bot.evals.registry import build_suite
+from gepa_bot.evals.suite import SuiteContext, SuiteError, materialize
 
 FIXTURE = Path(__file__).parent / "fixtures" / "pytest_repo"
 PROMPT_PATH = "prompts/classify.txt"

@@ -25,8 +25,8 @@ from promptfoo_examples import (
 from pydantic import ValidationError
 
 from gepa_bot.config import PromptfooSuiteConfig
-from gepa_bot.evalsuite import SuiteContext, SuiteError, materialize
-from gepa_bot.suites.promptfoo_suite import PromptfooSuite, instance_id_of, provider_id
+from gepa_bot.evals.promptfoo_suite import PromptfooSuite, instance_id_of, provider_id
+from gepa_bot.evals.suite import SuiteContext, SuiteError, materialize
 
 TRIAGE_PROMPT = "prompts/triage.txt"
 
@@ -177,7 +177,7 @@ tests:
 
 def test_parallel_batches_in_one_workdir_do_not_mix(stub, tmp_path):
     """gepa-bot scores a candidate in `workers` concurrent batches in the same workdir."""
-    from gepa_bot.evalsuite import evaluate_parallel
+    from gepa_bot.evals.suite import evaluate_parallel
 
     repo = repo_copy(tmp_path, "support-triage")
     suite = make_suite(repo, stub)

@@ -35,7 +35,7 @@ from junitparser import Error, Failure, JUnitXml, Properties, Property, Skipped
 
 from gepa_bot import evalkit
 from gepa_bot.config import PytestSuiteConfig
-from gepa_bot.evalsuite import (
+from gepa_bot.evals.suite import (
     EvalSuite,
     Instance,
     InstanceResult,

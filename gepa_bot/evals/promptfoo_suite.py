@@ -7,7 +7,7 @@ else a hash of its vars and assertions, so ids survive edits to other tests.
 
 - Listing: ``promptfoo eval -n 1`` with the `echo` provider and grader (no model call) writes the loaded
   config as JSON; its ``tests`` are the raw test cases. promptfoo keeps the `file://` entries of a ``tests:``
-  list as paths there: gepa_bot/suites/promptfoo_tests.py reads them (YAML/JSON/JSONL files here, others
+  list as paths there: gepa_bot/evals/promptfoo_tests.py reads them (YAML/JSON/JSONL files here, others
   through promptfoo). Every problem is a one-line SuiteError ending in ``Fix: ...``.
 - Scoring: the selected raw tests (each tagged with its id in ``metadata``) are written next to the
   candidate's config, and ``promptfoo eval -c <config> -t <those tests>`` runs in the candidate's workdir:
@@ -38,7 +38,8 @@ from pathlib import Path
 from typing import Any
 
 from gepa_bot.config import PROMPTFOO_VERSION, PromptfooSuiteConfig
-from gepa_bot.evalsuite import (
+from gepa_bot.evals.promptfoo_tests import expand_tests, setup_error
+from gepa_bot.evals.suite import (
     EvalSuite,
     Instance,
     InstanceResult,
@@ -52,7 +53,6 @@ from gepa_bot.evalsuite import (
     run_process,
     truncate,
 )
-from gepa_bot.suites.promptfoo_tests import expand_tests, setup_error
 
 TESTS_FILE = ".gepa-bot-promptfoo-tests-{}.json"
 ID_KEY = "gepa_bot_id"

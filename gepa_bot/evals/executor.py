@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gepa_bot.errors import UserError
-from gepa_bot.evalsuite import (
+from gepa_bot.evals.suite import (
     IGNORED_DIRS,
     EvalSuite,
     InstanceResult,

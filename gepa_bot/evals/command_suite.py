@@ -11,7 +11,7 @@ from pathlib import Path
 
 from gepa_bot import evalkit
 from gepa_bot.config import CommandSuiteConfig
-from gepa_bot.evalsuite import (
+from gepa_bot.evals.suite import (
     MAX_CAPTURE_BYTES,
     EvalSuite,
     Instance,

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from json.encoder import encode_basestring_ascii as _json_string  # type: ignore[attr-defined]
 from pathlib import Path
 
-from gepa_bot.evalsuite import InstanceResult
+from gepa_bot.evals.suite import InstanceResult
 from gepa_bot.owned import mark_owned
 
 

@@ -6,10 +6,10 @@ Adding a suite type means adding its schema to ``config.SuiteConfig`` and its su
 from __future__ import annotations
 
 from gepa_bot.config import CommandSuiteConfig, PromptfooSuiteConfig, PytestSuiteConfig, SuiteConfig
-from gepa_bot.evalsuite import EvalSuite, SuiteContext
-from gepa_bot.suites.command_suite import CommandSuite
-from gepa_bot.suites.junit_suite import PytestSuite
-from gepa_bot.suites.promptfoo_suite import PromptfooSuite
+from gepa_bot.evals.command_suite import CommandSuite
+from gepa_bot.evals.junit_suite import PytestSuite
+from gepa_bot.evals.promptfoo_suite import PromptfooSuite
+from gepa_bot.evals.suite import EvalSuite, SuiteContext
 
 
 def build_suite(config: SuiteConfig, context: SuiteContext) -> EvalSuite:

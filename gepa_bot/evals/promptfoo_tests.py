@@ -4,7 +4,7 @@ promptfoo keeps the `file://` entries of a ``tests:`` list as written in the con
 files (globs too) are read here, relative to the config; others (CSV, XLSX, generators, URLs) promptfoo loads as
 the ``tests:`` of a throwaway config. ``vars: file://...`` of a test is replaced by the merged vars files, as
 promptfoo's readTest does. Every problem is a one-line SuiteError ending in ``Fix: ...`` (:func:`setup_error`).
-Used by gepa_bot/suites/promptfoo_suite.py, which runs promptfoo (``listing``).
+Used by gepa_bot/evals/promptfoo_suite.py, which runs promptfoo (``listing``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from gepa_bot.evalsuite import SuiteError, truncate
+from gepa_bot.evals.suite import SuiteError, truncate
 
 NATIVE_TEST_FILES = (".yaml", ".yml", ".json", ".jsonl")  # `tests:` entries read here; promptfoo loads the rest
 

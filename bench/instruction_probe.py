@@ -28,7 +28,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 from report import machine_info  # noqa: E402
 
 from gepa_bot.discovery import PLACEHOLDER  # noqa: E402
-from gepa_bot.modelserver import LocalModelServer  # noqa: E402
+from gepa_bot.models.modelserver import LocalModelServer  # noqa: E402
 
 LINES = ("Keep the working short and end with the number.", "Answer with only the final number.")
 

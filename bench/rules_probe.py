@@ -28,7 +28,7 @@ from instruction_probe import run_eval  # noqa: E402  (bench/ is this script's d
 from gepa_bot.budget import Budget  # noqa: E402
 from gepa_bot.edits import INSTRUCTION_SCHEMA  # noqa: E402
 from gepa_bot.llm import LLM  # noqa: E402
-from gepa_bot.modelserver import LocalModelServer  # noqa: E402
+from gepa_bot.models.modelserver import LocalModelServer  # noqa: E402
 from gepa_bot.reflection import RationaleReflector  # noqa: E402
 from gepa_bot.runlog import RunLog  # noqa: E402
 

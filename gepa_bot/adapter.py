@@ -21,7 +21,7 @@ from gepa_bot.errorpolicy import ErrorPolicy, EvalErrors
 from gepa_bot.evals.cache import EvalCache, candidate_hash
 from gepa_bot.evals.executor import Executor
 from gepa_bot.evals.suite import EvalSuite, InstanceResult
-from gepa_bot.modelserver import check_model_servers
+from gepa_bot.models.modelserver import check_model_servers
 from gepa_bot.runlog import RunLog
 
 MAX_REFLECTIVE_RECORDS = 8

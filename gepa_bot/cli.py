@@ -236,8 +236,8 @@ def model_serve(name: str) -> None:
     Paste the lines into another shell, then run your eval by hand (GEPA_BOT_MODE=evaluate python evals/...).
     Stops on Ctrl-C.
     """
-    from gepa_bot.localmodel import LocalModelUnavailable, local_model
-    from gepa_bot.modelserver import LocalModelServer
+    from gepa_bot.models.localmodel import LocalModelUnavailable, local_model
+    from gepa_bot.models.modelserver import LocalModelServer
 
     # Ctrl-C stops the server even when this process was started with SIGINT ignored (as `cmd &` in a script
     # or nohup do): an ignored SIGINT is inherited, and Python then never raises KeyboardInterrupt.

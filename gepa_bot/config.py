@@ -14,7 +14,7 @@ from gepa_bot.errors import UserError
 from gepa_bot.redact import WITHHELD_ENV
 
 DEFAULT_CONFIG_NAME = ".gepa-bot.yml"
-LOCAL_MODEL = "local/qwen2.5-coder-1.5b"  # embedded default (gepa_bot/localmodel.py)
+LOCAL_MODEL = "local/qwen2.5-coder-1.5b"  # embedded default (gepa_bot/models/localmodel.py)
 PROMPTFOO_VERSION = "0.121.20"  # what `npx` runs when no promptfoo is installed (the version gepa-bot tests)
 
 

@@ -19,13 +19,13 @@ from gepa.utils.stop_condition import StopperProtocol
 
 from gepa_bot.adapter import EXTRA_TRAIN_FAILURES
 from gepa_bot.budget import NOTHING_TO_REFLECT_ON, BudgetExhausted
-from gepa_bot.completion import is_loopback
 from gepa_bot.config import Config
 from gepa_bot.discovery import Component, render_files
 from gepa_bot.errorpolicy import EvalErrors, RunStopped
 from gepa_bot.errors import UserError, describe_error
 from gepa_bot.evals.cache import candidate_hash
 from gepa_bot.feedback_rules import shape_changed
+from gepa_bot.models.completion import is_loopback
 from gepa_bot.reflection import RationaleReflector, edit_response_format
 from gepa_bot.result import (
     RESULT_NAME,
@@ -211,7 +211,7 @@ def reflection_style(configured: str, model: str, api_base: str | None) -> str:
     """
     if configured != "auto":
         return configured
-    from gepa_bot.localmodel import local_model
+    from gepa_bot.models.localmodel import local_model
 
     return "mixed" if local_model(model) is not None or is_loopback(api_base) else "rewrite"
 

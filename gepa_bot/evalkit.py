@@ -72,7 +72,7 @@ def complete(prompt: str, req: Request | None = None, *, system: str | None = No
              **kwargs: Any) -> str:
     """Ask the task model (from the request's env) to answer ``prompt``; deterministic by default.
 
-    Goes through gepa_bot.completion.chat: ``openai/<name>`` on a loopback API base (the embedded local
+    Goes through gepa_bot.models.completion.chat: ``openai/<name>`` on a loopback API base (the embedded local
     server) is called directly over HTTP, so an eval process starts in a fraction of a second instead of
     paying litellm's multi-second import on every batch; every other model string goes through litellm.
     """
@@ -84,7 +84,7 @@ def complete(prompt: str, req: Request | None = None, *, system: str | None = No
                            f"--model {req.model}` in another shell and paste the lines it prints")
     params: dict[str, Any] = {"temperature": 0.0, "max_tokens": max_tokens, **kwargs}
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
-    from gepa_bot.completion import chat
+    from gepa_bot.models.completion import chat
 
     return chat(req.model, messages, api_base=req.api_base, api_key=req.api_key, **params).text
 

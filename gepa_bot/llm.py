@@ -1,4 +1,4 @@
-"""The reflection model's seam: retries with backoff, cost cap, write-ahead replay (calls: gepa_bot.completion).
+"""The reflection model's seam: retries with backoff, cost cap, write-ahead replay (calls: gepa_bot.models.completion).
 
 Every reply is written to the run log before it is used. On resume the same request (same model,
 messages and parameters, n-th occurrence) is answered from the log, so a resumed run proposes the same
@@ -19,9 +19,9 @@ from typing import Any
 from tenacity import RetryError, retry, retry_if_exception, stop_after_attempt, wait_exponential
 
 from gepa_bot.budget import Budget
-from gepa_bot.completion import Reply, chat, is_loopback
 from gepa_bot.errorpolicy import ErrorPolicy
-from gepa_bot.modelserver import check_model_servers
+from gepa_bot.models.completion import Reply, chat, is_loopback
+from gepa_bot.models.modelserver import check_model_servers
 from gepa_bot.redact import redact
 from gepa_bot.runlog import RunLog
 
@@ -36,7 +36,7 @@ class LLMError(Exception):
 
 
 def default_transport(model: str, messages: Messages, **params: Any) -> Reply:
-    """The production transport: gepa_bot.completion.chat (direct HTTP for local servers, else litellm)."""
+    """The production transport: gepa_bot.models.completion.chat (direct HTTP for local servers, else litellm)."""
     return chat(model, messages, **params)
 
 

@@ -12,10 +12,10 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from gepa_bot.completion import is_loopback
 from gepa_bot.discovery import placeholders_in
 from gepa_bot.edits import INSTRUCTION_SCHEMA
 from gepa_bot.feedback_rules import Statement, extract_statements, record_id
+from gepa_bot.models.completion import is_loopback
 
 MAX_EXAMPLES = 8
 

@@ -191,8 +191,8 @@ def resolved_models(*models: str, known: dict[str, dict[str, Any]] | None = None
 
     ``known`` maps model strings to parameters resolved by the caller (e.g. a local server it already runs).
     """
-    from gepa_bot.localmodel import LocalModelUnavailable, local_model
-    from gepa_bot.modelserver import LocalModelServer, ServerWatch, unwatch, watching
+    from gepa_bot.models.localmodel import LocalModelUnavailable, local_model
+    from gepa_bot.models.modelserver import LocalModelServer, ServerWatch, unwatch, watching
 
     known = known or {}
     wanted = [spec for m in dict.fromkeys(models) if m not in known and (spec := local_model(m)) is not None]
@@ -216,7 +216,7 @@ def resolved_models(*models: str, known: dict[str, dict[str, Any]] | None = None
 
 def check_cost_cap_can_trigger(settings: RunSettings, model: str) -> None:
     """Fail closed: a cost cap on a model litellm has no price for would silently never trigger."""
-    from gepa_bot.localmodel import local_model
+    from gepa_bot.models.localmodel import local_model
 
     config = settings.config
     if config.budget.max_llm_cost_usd is None or local_model(config.models.reflection) is not None:

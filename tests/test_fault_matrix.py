@@ -38,7 +38,7 @@ IMPROVING = "Rationale: name the topics.\n\n````prompt\nClassify the ticket {tic
 # TOY_CRASH=1 makes the whole process crash; TOY_FLAKY_DIR makes each id's first attempt an error.
 MODEL_EVAL = EVAL_PRELUDE + textwrap.dedent('''
     from gepa_bot import evalkit
-    from gepa_bot.completion import chat
+    from gepa_bot.models.completion import chat
     if os.environ.get("TOY_CRASH") == "1":
         raise SystemExit("ImportError: the eval's own bug")
     prompt = Path("prompts/main.txt").read_text()

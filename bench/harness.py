@@ -28,7 +28,7 @@ from gepa_bot.evals.cache import candidate_hash
 from gepa_bot.evals.suite import evaluate_parallel, materialize, remove_workdir
 from gepa_bot.report import rejection_reasons
 from gepa_bot.result import RejectedProposal
-from gepa_bot.session import choose_split, open_suite, resolved_models, select_components
+from gepa_bot.search.session import choose_split, open_suite, resolved_models, select_components
 
 BENCH_DIR = Path(__file__).resolve().parent
 TASKS_DIR = BENCH_DIR / "tasks"

@@ -42,7 +42,7 @@ class Reflector:
         self.calls = 0
 
     def __call__(self, model, messages, **params):
-        from gepa_bot.llm import Reply
+        from gepa_bot.search.llm import Reply
 
         self.calls += 1
         rules = "\n".join(f"rule {k}" for k in range(self.calls))
@@ -51,8 +51,8 @@ class Reflector:
 
 def measure(n_val: int, n_train: int, budget: int, work: Path) -> dict:
     from gepa_bot.config import load_config
-    from gepa_bot.engine import optimize
-    from gepa_bot.session import RunSettings
+    from gepa_bot.search.engine import optimize
+    from gepa_bot.search.session import RunSettings
 
     repo = work / "repo"
     (repo / "prompts").mkdir(parents=True)

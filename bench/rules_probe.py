@@ -25,12 +25,12 @@ sys.path[:0] = [str(ROOT)]
 from gepa.proposer.reflective_mutation.reflection_lm import ReflectionProposal  # noqa: E402
 from instruction_probe import run_eval  # noqa: E402  (bench/ is this script's directory)
 
-from gepa_bot.budget import Budget  # noqa: E402
-from gepa_bot.edits import INSTRUCTION_SCHEMA  # noqa: E402
-from gepa_bot.llm import LLM  # noqa: E402
 from gepa_bot.models.modelserver import LocalModelServer  # noqa: E402
-from gepa_bot.reflection import RationaleReflector  # noqa: E402
 from gepa_bot.runlog import RunLog  # noqa: E402
+from gepa_bot.search.budget import Budget  # noqa: E402
+from gepa_bot.search.edits import INSTRUCTION_SCHEMA  # noqa: E402
+from gepa_bot.search.llm import LLM  # noqa: E402
+from gepa_bot.search.reflection import RationaleReflector  # noqa: E402
 
 MOVES = ("rules", "example", "edit", "simplify")
 

@@ -14,10 +14,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from gepa_bot.adapter import SearchStatus
-from gepa_bot.budget import Budget
 from gepa_bot.config import DEFAULT_CONFIG_NAME, LOCAL_MODEL, Config, load_config, with_overrides
-from gepa_bot.engine import optimize
 from gepa_bot.errors import UserError
 from gepa_bot.owned import OWNED_MARKER, is_owned
 from gepa_bot.report import (
@@ -31,7 +28,10 @@ from gepa_bot.report import (
 )
 from gepa_bot.result import RunResult
 from gepa_bot.runlog import read_records
-from gepa_bot.session import RunSettings
+from gepa_bot.search.adapter import SearchStatus
+from gepa_bot.search.budget import Budget
+from gepa_bot.search.engine import optimize
+from gepa_bot.search.session import RunSettings
 
 err_console = Console(stderr=True)
 

@@ -17,12 +17,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from gepa_bot.adapter import RepoAdapter
 from gepa_bot.discovery import placeholders_in
-from gepa_bot.errorpolicy import EvalErrors, RunStopped, one_line
-from gepa_bot.errors import UserError
+from gepa_bot.errors import RunStopped, UserError
 from gepa_bot.models.completion import chat
-from gepa_bot.session import RunSettings, check_budget_fits, open_session, resolved_models
+from gepa_bot.search.adapter import RepoAdapter
+from gepa_bot.search.errorpolicy import EvalErrors, one_line
+from gepa_bot.search.session import RunSettings, check_budget_fits, open_session, resolved_models
 
 SAMPLE = 3  # val instances scored by the check
 

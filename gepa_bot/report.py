@@ -20,12 +20,12 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from pydantic import BaseModel, ConfigDict
 
-from gepa_bot.adapter import SearchStatus
-from gepa_bot.budget import NOTHING_TO_REFLECT_ON, Budget
 from gepa_bot.escaping import neutralize_closing_keywords
 from gepa_bot.github import BODY_LIMIT
 from gepa_bot.redact import redact
 from gepa_bot.result import DEFAULT_MIN_CONFIDENCE, Candidate, RejectedProposal, RunResult
+from gepa_bot.search.adapter import SearchStatus
+from gepa_bot.search.budget import NOTHING_TO_REFLECT_ON, Budget
 from gepa_bot.significance import PairedTest, format_p, paired_test, val_scores
 from gepa_bot.variants import component_diff, mermaid_chart, pick, wins_and_losses
 

@@ -13,9 +13,9 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from gepa_bot.budget import Budget
 from gepa_bot.config import OutputConfig
 from gepa_bot.errors import UserError
+from gepa_bot.search.budget import Budget
 
 RESULT_NAME = "result.json"
 RESULT_VERSION: Final = 2  # 1: gepa-bot before the typed result (same keys; some added along the way)
@@ -78,7 +78,7 @@ class RejectedProposal(_Model):
 
 
 class BudgetSummary(_Model):
-    """gepa_bot.budget.Budget.to_json() and the cache hit rate."""
+    """gepa_bot.search.budget.Budget.to_json() and the cache hit rate."""
 
     rollouts_limit: int
     rollouts_used: int

@@ -713,9 +713,9 @@ CRASHING_EVAL = EVAL_PRELUDE + "raise SystemExit(\"ImportError: the eval's own b
 
 def _fast_retries(monkeypatch) -> None:
     """Errors are still retried (eval.retries: 2), without the 2 s and 8 s backoff in between."""
-    import gepa_bot.adapter
+    import gepa_bot.search.adapter
 
-    monkeypatch.setattr(gepa_bot.adapter, "RETRY_DELAYS_S", (0.0, 0.0, 0.0))
+    monkeypatch.setattr(gepa_bot.search.adapter, "RETRY_DELAYS_S", (0.0, 0.0, 0.0))
 
 
 def _break_the_eval(h: Harness, branch: str = "main") -> None:

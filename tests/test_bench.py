@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gepa_bot.llm import Reply
+from gepa_bot.search.llm import Reply
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 sys.path.insert(0, str(BENCH))
@@ -121,7 +121,7 @@ def test_best_of_n_draws_distinct_samples(tmp_path: Path):
     assert len(set(transport.seeds)) == len(transport.seeds) == n  # distinct sampling seeds...
     assert outcome.extra["distinct_rewrites"] == n  # ...so distinct rewrites
     # one request, the reflector's own: best-of-N samples exactly what gepa-bot's rewrite proposals ask for
-    from gepa_bot.reflection import build_simplify_messages
+    from gepa_bot.search.reflection import build_simplify_messages
 
     seed_text = (task.repo / "prompts" / "main.txt").read_text()
     assert set(transport.requests) == {build_simplify_messages(seed_text)[0]["content"]}

@@ -9,7 +9,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from gepa_bot.feedback_rules import extract_statements
+from gepa_bot.search.feedback_rules import extract_statements
 
 TASKS = Path(__file__).resolve().parents[1] / "bench" / "tasks"
 

@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 from test_engine import settings_for
 from toyrepo import ScriptedReflection, make_toy_repo
 
-from gepa_bot.engine import optimize
-from gepa_bot.llm import Reply
 from gepa_bot.runlog import read_records
+from gepa_bot.search.engine import optimize
+from gepa_bot.search.llm import Reply
 
 N_VAL = 6  # make_toy_repo(n=12): every odd instance is a val instance
 
@@ -152,8 +152,6 @@ def test_a_padded_minibatch_naming_an_instance_twice_runs_it_once(tmp_path, monk
 
     Before the fix the duplicate was executed twice, logged twice and counted as two executed rollouts.
     """
-    from gepa_bot.adapter import RepoAdapter, Split
-    from gepa_bot.budget import Budget
     from gepa_bot.config import load_config
     from gepa_bot.discovery import discover
     from gepa_bot.evals.cache import EvalCache
@@ -161,6 +159,8 @@ def test_a_padded_minibatch_naming_an_instance_twice_runs_it_once(tmp_path, monk
     from gepa_bot.evals.executor import LocalExecutor
     from gepa_bot.evals.suite import SuiteContext
     from gepa_bot.runlog import RunLog
+    from gepa_bot.search.adapter import RepoAdapter, Split
+    from gepa_bot.search.budget import Budget
 
     counter = tmp_path / "counter"
     counter.mkdir()

@@ -151,9 +151,9 @@ def test_init_scaffolds_a_config_and_a_starter_eval_that_speaks_the_protocol(tmp
 
 
 def test_status_line_reads_like_a_sentence_and_estimates_the_rest():
-    from gepa_bot.adapter import SearchStatus
-    from gepa_bot.budget import Budget
     from gepa_bot.cli import status_line
+    from gepa_bot.search.adapter import SearchStatus
+    from gepa_bot.search.budget import Budget
 
     budget = Budget(max_rollouts=100)
     budget.reserve_rollouts(40)

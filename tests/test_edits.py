@@ -6,8 +6,10 @@ import json
 
 import pytest
 
-from gepa_bot.budget import Budget
-from gepa_bot.edits import (
+from gepa_bot.evals.cache import candidate_hash
+from gepa_bot.runlog import RunLog, read_records
+from gepa_bot.search.budget import Budget
+from gepa_bot.search.edits import (
     INSTRUCTION_SCHEMA,
     Edit,
     EditRejected,
@@ -16,10 +18,14 @@ from gepa_bot.edits import (
     parse_edit_reply,
     same_apart_from_whitespace,
 )
-from gepa_bot.evals.cache import candidate_hash
-from gepa_bot.llm import LLM, Reply
-from gepa_bot.reflection import ProposalRejected, RationaleReflector, edit_response_format, parse_edit_proposal, parse_reply
-from gepa_bot.runlog import RunLog, read_records
+from gepa_bot.search.llm import LLM, Reply
+from gepa_bot.search.reflection import (
+    ProposalRejected,
+    RationaleReflector,
+    edit_response_format,
+    parse_edit_proposal,
+    parse_reply,
+)
 
 PROMPT = """You help our support team triage incoming customer tickets.
 
@@ -203,7 +209,7 @@ def test_repeated_identical_requests_draw_new_samples(tmp_path):
     for _ in range(3):
         llm.complete([{"role": "user", "content": "same request"}])
     runlog.close()
-    from gepa_bot.llm import repeat_seed
+    from gepa_bot.search.llm import repeat_seed
 
     assert [c["seed"] for c in transport.calls] == [repeat_seed(7, k) for k in range(3)]
     assert len({c["seed"] for c in transport.calls}) == 3

@@ -8,16 +8,16 @@ from pathlib import Path
 import pytest
 from toyrepo import ScriptedReflection, make_toy_repo
 
-from gepa_bot.budget import NOTHING_TO_REFLECT_ON
 from gepa_bot.config import load_config
 from gepa_bot.discovery import placeholders_in
-from gepa_bot.engine import optimize
 from gepa_bot.errors import UserError
-from gepa_bot.llm import Reply
 from gepa_bot.report import suite_warnings
 from gepa_bot.result import RunResult
 from gepa_bot.runlog import read_records
-from gepa_bot.session import RunSettings
+from gepa_bot.search.budget import NOTHING_TO_REFLECT_ON
+from gepa_bot.search.engine import optimize
+from gepa_bot.search.llm import Reply
+from gepa_bot.search.session import RunSettings
 
 
 def settings_for(repo: Path, root: Path, transport, run: str = "run", **overrides) -> RunSettings:
@@ -174,7 +174,7 @@ def test_proposals_that_drop_placeholders_or_are_truncated_are_rejected(toy, tmp
 
 def test_gepa_through_litellm_mock_response(toy, tmp_path):
     """The real litellm transport, answered by litellm's own mock_response: no sockets."""
-    from gepa_bot.llm import default_transport
+    from gepa_bot.search.llm import default_transport
 
     repo, _ = toy
     settings = settings_for(repo, tmp_path, default_transport, budget__rollouts=40)
@@ -195,7 +195,7 @@ def test_gepa_through_litellm_mock_response(toy, tmp_path):
 
 def test_cache_key_covers_non_optimized_parts_of_prompt_files(toy, tmp_path):
     """Editing a YAML key that is not optimized (or front-matter) must not be served stale scores."""
-    from gepa_bot.engine import evaluate_current
+    from gepa_bot.search.engine import evaluate_current
 
     repo, _ = toy
     first = evaluate_current(settings_for(repo, tmp_path, ScriptedReflection()))
@@ -254,7 +254,7 @@ def test_edit_style_improves_the_prompt_with_one_instruction_per_step(toy, tmp_p
 
 
 def test_auto_style_and_acceptance_follow_the_model():
-    from gepa_bot.engine import acceptance, reflection_style
+    from gepa_bot.search.engine import acceptance, reflection_style
 
     assert reflection_style("auto", "local/qwen2.5-coder-1.5b", None) == "mixed"
     assert reflection_style("auto", "openai/my-server", "http://127.0.0.1:8000/v1") == "mixed"
@@ -331,7 +331,7 @@ def test_litellm_never_fetches_its_price_table_whatever_imports_it_first():
     import sys
 
     env = {k: v for k, v in os.environ.items() if k != "LITELLM_LOCAL_MODEL_COST_MAP"}
-    code = "import gepa_bot.session, litellm, os; print(os.environ['LITELLM_LOCAL_MODEL_COST_MAP'])"
+    code = "import gepa_bot.search.session, litellm, os; print(os.environ['LITELLM_LOCAL_MODEL_COST_MAP'])"
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "True"
@@ -339,7 +339,7 @@ def test_litellm_never_fetches_its_price_table_whatever_imports_it_first():
 
 
 def test_val_best_prefers_the_higher_score_then_the_shorter_prompt_then_the_earlier():
-    from gepa_bot.engine import val_best
+    from gepa_bot.search.engine import val_best
 
     def cand(score, text):
         return {"val_mean": score, "components": {"a": text, "b": "x"}}
@@ -423,7 +423,7 @@ def test_warm_start_rewrites_reach_the_val_set_without_the_minibatch_gate(toy, t
 
 def test_auto_warm_start_spends_about_two_fifths_of_the_budget_in_mixed_style_only():
     from gepa_bot.config import Config
-    from gepa_bot.engine import warm_start_rewrites
+    from gepa_bot.search.engine import warm_start_rewrites
 
     config = Config.model_validate({"prompts": [{"path": "p.txt"}], "eval": {"command": "true"},
                                     "budget": {"rollouts": 200}})

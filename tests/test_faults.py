@@ -22,12 +22,13 @@ import pytest
 from test_engine import settings_for
 from toyrepo import EVAL_PRELUDE, ScriptedReflection, make_toy_repo
 
-from gepa_bot.budget import Budget
-from gepa_bot.engine import optimize
-from gepa_bot.errorpolicy import MAX_LLM_FAILURES, RunStopped
-from gepa_bot.llm import LLM, LLMError, default_transport
+from gepa_bot.errors import RunStopped
 from gepa_bot.report import render
 from gepa_bot.runlog import RunLog, read_records
+from gepa_bot.search.budget import Budget
+from gepa_bot.search.engine import optimize
+from gepa_bot.search.errorpolicy import MAX_LLM_FAILURES
+from gepa_bot.search.llm import LLM, LLMError, default_transport
 
 MODEL = "openai/toy-reflection"
 GOOD = "Rationale: name the topics.\n\n````prompt\nClassify the ticket {ticket} into a queue.\nTopics: billing refund\n````"

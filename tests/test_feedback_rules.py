@@ -8,11 +8,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from gepa_bot.budget import Budget
-from gepa_bot.edits import INSTRUCTION_SCHEMA, RULES_SCHEMA, EditRejected, parse_rules_reply
-from gepa_bot.engine import ValGate
 from gepa_bot.evals.cache import candidate_hash
-from gepa_bot.feedback_rules import (
+from gepa_bot.runlog import RunLog, read_records
+from gepa_bot.search.budget import Budget
+from gepa_bot.search.edits import INSTRUCTION_SCHEMA, RULES_SCHEMA, EditRejected, parse_rules_reply
+from gepa_bot.search.engine import ValGate
+from gepa_bot.search.feedback_rules import (
     extract_statements,
     form_failures,
     output_shape,
@@ -21,9 +22,8 @@ from gepa_bot.feedback_rules import (
     stated_labels,
     worked_example,
 )
-from gepa_bot.llm import LLM, Reply
-from gepa_bot.reflection import RationaleReflector, parse_rules_proposal, with_schema
-from gepa_bot.runlog import RunLog, read_records
+from gepa_bot.search.llm import LLM, Reply
+from gepa_bot.search.reflection import RationaleReflector, parse_rules_proposal, with_schema
 
 POLICY = {"P1": "a customer-facing outage, data loss or a security breach",
           "P2": "a core feature broken for many customers with no workaround",
@@ -294,7 +294,7 @@ def test_a_reason_that_retells_one_example_gives_way_to_the_facts():
 
 
 def test_a_tie_at_zero_on_an_instance_nobody_solves_does_not_put_a_candidate_on_the_front():
-    from gepa_bot.engine import pareto_front
+    from gepa_bot.search.engine import pareto_front
 
     result = SimpleNamespace(val_subscores=[{0: 1.0, 1: 0.0}, {0: 1.0, 1: 0.0}, {0: 0.0, 1: 0.0}],
                              per_val_instance_best_candidates={0: {0, 1}, 1: {0, 1, 2}})

@@ -23,11 +23,11 @@ from test_engine import settings_for
 from toyrepo import ScriptedReflection, make_toy_repo
 
 import gepa_bot.models.modelserver as modelserver
-from gepa_bot.engine import optimize
-from gepa_bot.errorpolicy import RunStopped
+from gepa_bot.errors import RunStopped
 from gepa_bot.models.localmodel import SMOLLM2
 from gepa_bot.models.modelserver import LocalModelServer, ServerWatch, check_model_servers, unwatch, watching
 from gepa_bot.runlog import read_records
+from gepa_bot.search.engine import optimize
 
 # `python <stub> <pids file> -m llama_cpp.server --model ... --model_alias A --host H --port P ...`
 STUB = textwrap.dedent('''

@@ -22,12 +22,8 @@ from processes import all_gone
 from test_engine import settings_for
 from toyrepo import ScriptedReflection, make_toy_repo
 
-from gepa_bot.adapter import RepoAdapter, Split
-from gepa_bot.budget import Budget
 from gepa_bot.config import load_config
 from gepa_bot.discovery import discover
-from gepa_bot.engine import optimize
-from gepa_bot.errorpolicy import EvalErrors
 from gepa_bot.errors import UserError
 from gepa_bot.evals.cache import EvalCache
 from gepa_bot.evals.command_suite import CommandSuite
@@ -35,6 +31,10 @@ from gepa_bot.evals.executor import RayExecutor, make_executor
 from gepa_bot.evals.suite import SuiteContext
 from gepa_bot.result import RunResult
 from gepa_bot.runlog import RunLog, read_records
+from gepa_bot.search.adapter import RepoAdapter, Split
+from gepa_bot.search.budget import Budget
+from gepa_bot.search.engine import optimize
+from gepa_bot.search.errorpolicy import EvalErrors
 
 if importlib.util.find_spec("ray") is None or not shutil.which("ray"):
     if os.environ.get("CI"):

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from gepa_bot.budget import Budget
 from gepa_bot.errors import UserError
 from gepa_bot.result import (
     DEFAULT_MIN_CONFIDENCE,
@@ -17,6 +16,7 @@ from gepa_bot.result import (
     Evaluation,
     RunResult,
 )
+from gepa_bot.search.budget import Budget
 
 
 def result_data() -> dict:

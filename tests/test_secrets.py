@@ -166,9 +166,9 @@ def test_a_key_in_an_llm_error_message_is_masked_everywhere(tmp_path, monkeypatc
     from test_engine import settings_for
     from toyrepo import make_toy_repo
 
-    from gepa_bot.engine import optimize
-    from gepa_bot.errorpolicy import RunStopped
+    from gepa_bot.errors import RunStopped
     from gepa_bot.runlog import read_records
+    from gepa_bot.search.engine import optimize
 
     for name, value in SECRETS.items():
         monkeypatch.setenv(name, value)

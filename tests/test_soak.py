@@ -14,10 +14,10 @@ from collections import Counter
 from test_engine import settings_for
 from toyrepo import make_toy_repo
 
-from gepa_bot.engine import optimize
-from gepa_bot.llm import Reply
 from gepa_bot.result import RunResult
 from gepa_bot.runlog import read_records
+from gepa_bot.search.engine import optimize
+from gepa_bot.search.llm import Reply
 
 BUDGET = 500
 

@@ -9,12 +9,12 @@ import pytest
 from test_engine import settings_for
 from toyrepo import ScriptedReflection, make_toy_repo
 
-from gepa_bot.budget import Budget, BudgetExhausted
-from gepa_bot.engine import optimize, trim_rationale
-from gepa_bot.llm import Reply
 from gepa_bot.report import render
 from gepa_bot.runlog import read_records
-from gepa_bot.trim import judge, removable_sentences, trials_wanted, trim, without
+from gepa_bot.search.budget import Budget, BudgetExhausted
+from gepa_bot.search.engine import optimize, trim_rationale
+from gepa_bot.search.llm import Reply
+from gepa_bot.search.trim import judge, removable_sentences, trials_wanted, trim, without
 
 SEED = {"p": "Rate the word from -5 to 5.\nWord: {word}\nAnswer:\n"}
 RULE = "Use a scale from -2 to 2."
@@ -201,7 +201,7 @@ def test_trimming_off_leaves_the_search_all_the_budget(tmp_path, monkeypatch):
 
 
 def test_a_run_interrupted_while_trimming_resumes_to_the_same_result_without_paying_twice(tmp_path, monkeypatch):
-    import gepa_bot.engine as engine
+    import gepa_bot.search.engine as engine
 
     counter = tmp_path / "counter"
     counter.mkdir()

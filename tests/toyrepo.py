@@ -12,7 +12,7 @@ import re
 import textwrap
 from pathlib import Path
 
-from gepa_bot.llm import Reply
+from gepa_bot.search.llm import Reply
 
 KEYWORDS = ["billing", "refund", "login", "password", "crash", "export", "invoice", "upgrade",
             "cancel", "delete", "bug", "slow"]

@@ -1,6 +1,6 @@
 """The one way gepa-bot calls a model: ``chat(model, messages, ...) -> Reply``.
 
-Used by the reflection LLM seam (gepa_bot/llm.py, which adds retries, the cost cap and replay) and by
+Used by the reflection LLM seam (gepa_bot/search/llm.py, which adds retries, the cost cap and replay) and by
 evalkit inside eval processes (the promptfoo suite lets promptfoo call its providers). Stdlib-only at import time, so an eval
 process that imports evalkit starts fast.
 

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from gepa_bot.discovery import PLACEHOLDER
-from gepa_bot.edits import normalized, tidy_blank_lines
+from gepa_bot.search.edits import normalized, tidy_blank_lines
 
 TRIM_SHARE = 0.15  # of the rollout budget, at most, for trimming (but one val pass when the budget is small)
 MIN_VAL_PASSES = 4  # a budget of fewer val passes than this is all the search's

@@ -1,6 +1,6 @@
 """Strategies over a run session: the GEPA search (``optimize``) and a plain val pass (``evaluate_current``).
 
-gepa owns the search (reflective mutation, Pareto selection, merge). The session (gepa_bot/session.py)
+gepa owns the search (reflective mutation, Pareto selection, merge). The session (gepa_bot/search/session.py)
 owns everything that touches the outside world: the suite with its cache and run log, the hard budget,
 the LLM seam with replay. This module wires gepa to it and turns gepa's result into result.json.
 """
@@ -17,16 +17,11 @@ from gepa.core.callbacks import GEPACallback
 from gepa.strategies.acceptance import ImprovementOrEqualAcceptance, StrictImprovementAcceptance
 from gepa.utils.stop_condition import StopperProtocol
 
-from gepa_bot.adapter import EXTRA_TRAIN_FAILURES
-from gepa_bot.budget import NOTHING_TO_REFLECT_ON, BudgetExhausted
 from gepa_bot.config import Config
 from gepa_bot.discovery import Component, render_files
-from gepa_bot.errorpolicy import EvalErrors, RunStopped
-from gepa_bot.errors import UserError, describe_error
+from gepa_bot.errors import RunStopped, UserError, describe_error
 from gepa_bot.evals.cache import candidate_hash
-from gepa_bot.feedback_rules import shape_changed
 from gepa_bot.models.completion import is_loopback
-from gepa_bot.reflection import RationaleReflector, edit_response_format
 from gepa_bot.result import (
     RESULT_NAME,
     BudgetSummary,
@@ -40,8 +35,13 @@ from gepa_bot.result import (
     SearchError,
     Split,
 )
-from gepa_bot.session import RunSession, RunSettings, open_session
-from gepa_bot.trim import TrimOutcome, TrimStep, removable_sentences, trials_wanted, trim
+from gepa_bot.search.adapter import EXTRA_TRAIN_FAILURES
+from gepa_bot.search.budget import NOTHING_TO_REFLECT_ON, BudgetExhausted
+from gepa_bot.search.errorpolicy import EvalErrors
+from gepa_bot.search.feedback_rules import shape_changed
+from gepa_bot.search.reflection import RationaleReflector, edit_response_format
+from gepa_bot.search.session import RunSession, RunSettings, open_session
+from gepa_bot.search.trim import TrimOutcome, TrimStep, removable_sentences, trials_wanted, trim
 
 
 def optimize(settings: RunSettings) -> RunResult:

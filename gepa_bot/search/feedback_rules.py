@@ -3,7 +3,7 @@
 Small reflection models choose well and generalize badly: shown "under our policy P1 means a customer-facing
 outage ..." on three failures, a 1.5B model writes "Prioritize high severity issues like P1, P2, or P4". So
 gepa-bot collects the general statements in the failures' feedback itself (rules, definitions, format
-requirements), de-duplicates them, and lets the model pick and condense them (gepa_bot/reflection.py, the
+requirements), de-duplicates them, and lets the model pick and condense them (gepa_bot/search/reflection.py, the
 ``rules`` move). This module is the deterministic half:
 
 - :func:`extract_statements`: feedback -> clauses -> the general ones (a rule cue, no instance detail),

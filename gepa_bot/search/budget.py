@@ -39,7 +39,7 @@ class Budget:
     llm_seconds: float = 0.0
     started: float = field(default_factory=time.monotonic)
     exhausted_reason: str | None = None
-    held_back: int = 0  # rollouts the search may not use: kept for trimming the best prompt (gepa_bot/trim.py)
+    held_back: int = 0  # rollouts the search may not use: kept for trimming the best prompt (gepa_bot/search/trim.py)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def elapsed(self) -> float:

@@ -15,14 +15,14 @@ from typing import Any, TypedDict
 
 from gepa.core.adapter import EvaluationBatch, GEPAAdapter
 
-from gepa_bot.budget import Budget
 from gepa_bot.discovery import Component, render_files
-from gepa_bot.errorpolicy import ErrorPolicy, EvalErrors
 from gepa_bot.evals.cache import EvalCache, candidate_hash
 from gepa_bot.evals.executor import Executor
 from gepa_bot.evals.suite import EvalSuite, InstanceResult
 from gepa_bot.models.modelserver import check_model_servers
 from gepa_bot.runlog import RunLog
+from gepa_bot.search.budget import Budget
+from gepa_bot.search.errorpolicy import ErrorPolicy, EvalErrors
 
 MAX_REFLECTIVE_RECORDS = 8
 EXTRA_TRAIN_FAILURES = 4  # cached train failures added to a minibatch's records (no rollout spent)
@@ -61,7 +61,7 @@ class RepoAdapter(GEPAAdapter[str, InstanceResult, str]):
     """gepa adapter: a candidate's texts -> prompt files -> the repo's eval suite -> scores + feedback.
 
     DataInst is an instance id (str), the trajectory is the suite's InstanceResult, the rollout output the
-    model's text. Proposals come from our reflection strategy (gepa_bot/reflection.py), not from here.
+    model's text. Proposals come from our reflection strategy (gepa_bot/search/reflection.py), not from here.
     """
 
     propose_new_texts = None

@@ -18,19 +18,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gepa_bot.adapter import RepoAdapter, SearchStatus, Split
-from gepa_bot.budget import Budget
 from gepa_bot.config import Config
 from gepa_bot.discovery import Component, discover, glob_matches
-from gepa_bot.errorpolicy import ErrorPolicy
 from gepa_bot.errors import UserError
 from gepa_bot.evals.cache import EvalCache
 from gepa_bot.evals.executor import make_executor
 from gepa_bot.evals.registry import build_suite
 from gepa_bot.evals.suite import EvalSuite, Instance, InstanceResult, SuiteContext, SuiteError
-from gepa_bot.llm import LLM, Transport, default_transport, worst_case_cost
 from gepa_bot.redact import secrets_of_this_run
 from gepa_bot.runlog import RunLog, read_records
+from gepa_bot.search.adapter import RepoAdapter, SearchStatus, Split
+from gepa_bot.search.budget import Budget
+from gepa_bot.search.errorpolicy import ErrorPolicy
+from gepa_bot.search.llm import LLM, Transport, default_transport, worst_case_cost
 
 
 @dataclass

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gepa_bot.discovery import placeholder_problem
-from gepa_bot.edits import (
+from gepa_bot.search.edits import (
     Edit,
     EditRejected,
     apply_edits,
@@ -23,7 +23,7 @@ from gepa_bot.edits import (
     parse_rules_reply,
     same_apart_from_whitespace,
 )
-from gepa_bot.feedback_rules import (
+from gepa_bot.search.feedback_rules import (
     STOPWORDS,
     Statement,
     covered_by,

@@ -18,12 +18,12 @@ from typing import Any
 
 from tenacity import RetryError, retry, retry_if_exception, stop_after_attempt, wait_exponential
 
-from gepa_bot.budget import Budget
-from gepa_bot.errorpolicy import ErrorPolicy
 from gepa_bot.models.completion import Reply, chat, is_loopback
 from gepa_bot.models.modelserver import check_model_servers
 from gepa_bot.redact import redact
 from gepa_bot.runlog import RunLog
+from gepa_bot.search.budget import Budget
+from gepa_bot.search.errorpolicy import ErrorPolicy
 
 Messages = list[dict[str, str]]
 

@@ -5,11 +5,11 @@ of every candidate and refuse bad proposals before a single rollout is spent on 
 
 - ``rewrite``: the complete new prompt in a fence (GEPA's own way; for strong models). Refused: no
   closed fence (truncated reply), empty or unchanged text, placeholders dropped or invented.
-- ``edit``: one small JSON edit (gepa_bot/edits.py) applied deterministically; for small models.
+- ``edit``: one small JSON edit (gepa_bot/search/edits.py) applied deterministically; for small models.
   Constrained decoding (JSON schema) is requested where the server supports it, and the model is
   told which edits of the same parent were already tried without success.
 - ``mixed``: rotates four moves: ``rules`` (the model picks, by number, which general statements of the
-  failures' feedback to add, and condenses them; gepa_bot/feedback_rules.py), ``example`` (when the feedback
+  failures' feedback to add, and condenses them; gepa_bot/search/feedback_rules.py), ``example`` (when the feedback
   says the answer's form was wrong: one train instance with its expected answer as an example line, no LLM
   call), a plain rewrite ("so that a small model answers it better") and an edit. A move with nothing to work
   on hands over to the next. GEPA's minibatch check and the val set decide which proposals stay, as for any
@@ -29,15 +29,15 @@ from typing import Any
 
 from gepa.proposer.reflective_mutation.reflection_lm import ReflectionProposal
 
-from gepa_bot.adapter import SearchStatus
-from gepa_bot.budget import BudgetExhausted
-from gepa_bot.edits import RULES_SCHEMA
-from gepa_bot.errorpolicy import RunStopped
-from gepa_bot.errors import describe_error
+from gepa_bot.errors import RunStopped, describe_error
 from gepa_bot.evals.cache import candidate_hash
-from gepa_bot.feedback_rules import Statement, extract_statements, worked_example
-from gepa_bot.llm import LLM, LLMError
-from gepa_bot.reflection_prompts import (
+from gepa_bot.runlog import RunLog
+from gepa_bot.search.adapter import SearchStatus
+from gepa_bot.search.budget import BudgetExhausted
+from gepa_bot.search.edits import RULES_SCHEMA
+from gepa_bot.search.feedback_rules import Statement, extract_statements, worked_example
+from gepa_bot.search.llm import LLM, LLMError
+from gepa_bot.search.reflection_prompts import (
     MAX_EDIT_EXAMPLES,
     MAX_EXAMPLES,
     build_edit_messages,
@@ -48,7 +48,7 @@ from gepa_bot.reflection_prompts import (
     shown_ids,
     with_schema,
 )
-from gepa_bot.reflection_proposals import (
+from gepa_bot.search.reflection_proposals import (
     Proposal,
     ProposalRejected,
     example_proposal,
@@ -58,7 +58,6 @@ from gepa_bot.reflection_proposals import (
     parse_rules_proposal,
     usable_reason,
 )
-from gepa_bot.runlog import RunLog
 
 __all__ = [  # the requests and the reply parsers live in reflection_prompts / reflection_proposals; re-exported
     "MIXED_ROTATION", "Proposal", "ProposalRejected", "RationaleReflector", "build_edit_messages", "build_messages",

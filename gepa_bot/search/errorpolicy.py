@@ -13,11 +13,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from gepa_bot.errors import UserError
+from gepa_bot.errors import RunStopped
 from gepa_bot.evals.suite import InstanceResult
 
 MAX_LLM_FAILURES = 3  # reflection calls in a row that failed for good (each after its own retries)
-RUN_STOPPED_EXIT_CODE = 3
 
 EVAL_FIX = ("run `gepa-bot check` and fix the eval or its model until it scores by hand (docs/faults.md); then run "
             "the same command again: it resumes, and nothing already scored is paid twice")
@@ -33,12 +32,6 @@ class EvalErrors(Exception):
         first = next(iter(self.errors.values()))
         super().__init__(f"{len(self.errors)} instance(s) could not be scored (first: {first.id}: "
                          f"{one_line(first.feedback, 300)})")
-
-
-class RunStopped(UserError):
-    """The run stopped because of errors (eval or model), not because of bad input: exit code 3."""
-
-    exit_code = RUN_STOPPED_EXIT_CODE
 
 
 def one_line(text: str, limit: int) -> str:

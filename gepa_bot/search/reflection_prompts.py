@@ -1,9 +1,9 @@
 """The requests to the reflection model: the prompt texts, the message builders, the response formats.
 
-One request per move of gepa_bot/reflection.py: ``rewrite`` (the failures with their feedback, a complete new
+One request per move of gepa_bot/search/reflection.py: ``rewrite`` (the failures with their feedback, a complete new
 prompt in a fence), ``simplify`` (a plain "rewrite it so a small model answers better", without failures),
 ``edit`` (one instruction sentence as JSON, INSTRUCTION_SCHEMA) and ``rules`` (numbered statements from the
-feedback to pick and condense, RULES_SCHEMA). The replies are parsed in gepa_bot/reflection_proposals.py.
+feedback to pick and condense, RULES_SCHEMA). The replies are parsed in gepa_bot/search/reflection_proposals.py.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from gepa_bot.discovery import placeholders_in
-from gepa_bot.edits import INSTRUCTION_SCHEMA
-from gepa_bot.feedback_rules import Statement, extract_statements, record_id
 from gepa_bot.models.completion import is_loopback
+from gepa_bot.search.edits import INSTRUCTION_SCHEMA
+from gepa_bot.search.feedback_rules import Statement, extract_statements, record_id
 
 MAX_EXAMPLES = 8
 

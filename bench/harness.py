@@ -26,7 +26,7 @@ from gepa_bot.config import DEFAULT_CONFIG_NAME, LOCAL_MODEL, Config
 from gepa_bot.discovery import render_files
 from gepa_bot.evals.cache import candidate_hash
 from gepa_bot.evals.suite import evaluate_parallel, materialize, remove_workdir
-from gepa_bot.report import rejection_reasons
+from gepa_bot.report.render import rejection_reasons
 from gepa_bot.result import RejectedProposal
 from gepa_bot.search.session import choose_split, open_suite, resolved_models, select_components
 

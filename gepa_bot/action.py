@@ -37,9 +37,11 @@ from gepa_bot.action_publish import artifact_env, from_artifact, publish_phase
 from gepa_bot.apply import embed
 from gepa_bot.config import load_config, with_overrides
 from gepa_bot.errors import RunStopped, UserError
-from gepa_bot.report import progress_lines, render, untrusted
+from gepa_bot.escaping import untrusted
+from gepa_bot.report.render import render
 from gepa_bot.result import RESULT_NAME
 from gepa_bot.search.engine import evaluate_current, optimize
+from gepa_bot.search.progress import progress_lines
 from gepa_bot.search.session import RunSettings
 from gepa_bot.trigger import Plan, plan_for
 from gepa_bot.workflow import Outputs, command_data, log_line, mask_secrets, print_untrusted

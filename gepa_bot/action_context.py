@@ -17,8 +17,9 @@ import git
 from gepa_bot import github as gh
 from gepa_bot.config import DEFAULT_CONFIG_NAME, Config, load_config, with_overrides
 from gepa_bot.errors import RunStopped, UserError
+from gepa_bot.escaping import untrusted
 from gepa_bot.redact import GITHUB_TOKEN_NAMES
-from gepa_bot.report import untrusted, verdict
+from gepa_bot.report.verdict import verdict
 from gepa_bot.result import Evaluation, RunResult
 from gepa_bot.trigger import Plan
 from gepa_bot.workflow import Inputs, Outputs

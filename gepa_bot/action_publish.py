@@ -17,8 +17,10 @@ from gepa_bot.action_context import Context, State, full_report_where, repositor
 from gepa_bot.apply import apply_command, embed
 from gepa_bot.config import load_config
 from gepa_bot.errors import UserError
-from gepa_bot.jobsummary import no_pull_request, run_summary, stopped_summary
-from gepa_bot.report import render, untrusted, verdict
+from gepa_bot.escaping import untrusted
+from gepa_bot.report.jobsummary import no_pull_request, run_summary, stopped_summary
+from gepa_bot.report.render import render
+from gepa_bot.report.verdict import verdict
 from gepa_bot.result import RunResult
 from gepa_bot.workflow import Outputs, command_data, write_outputs
 

@@ -30,10 +30,10 @@ from gepa_bot.artifact import check_files
 from gepa_bot.config import load_config
 from gepa_bot.discovery import discover, render_files
 from gepa_bot.errors import UserError
-from gepa_bot.report import untrusted
+from gepa_bot.escaping import untrusted
+from gepa_bot.report.variants import pick
 from gepa_bot.result import RunResult
 from gepa_bot.trigger import Plan
-from gepa_bot.variants import pick
 
 MAX_EMBED = 24_000  # characters of the body the choices may take (the report gets the rest)
 MAX_DECODED = 4 * 1024 * 1024

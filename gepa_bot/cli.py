@@ -17,20 +17,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from gepa_bot.config import DEFAULT_CONFIG_NAME, LOCAL_MODEL, Config, load_config, with_overrides
 from gepa_bot.errors import UserError
 from gepa_bot.owned import OWNED_MARKER, is_owned
-from gepa_bot.report import (
-    progress_lines,
-    rejection_reasons,
-    render,
-    repeats_note,
-    status_line,
-    suite_warnings,
-    verdict,
-)
+from gepa_bot.report.render import rejection_reasons, render, suite_warnings
+from gepa_bot.report.verdict import verdict
 from gepa_bot.result import RunResult
 from gepa_bot.runlog import read_records
 from gepa_bot.search.adapter import SearchStatus
 from gepa_bot.search.budget import Budget
 from gepa_bot.search.engine import optimize
+from gepa_bot.search.progress import progress_lines, repeats_note, status_line
 from gepa_bot.search.session import RunSettings
 
 err_console = Console(stderr=True)

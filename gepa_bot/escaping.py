@@ -1,5 +1,7 @@
-"""Neutralizing GitHub's closing keywords in untrusted text (eval feedback, LLM rationales) bound for a PR body.
+"""Untrusted text (eval feedback, LLM rationales, file names) made safe for GitHub Markdown, and GitHub's size limit.
 
+:func:`untrusted` escapes text for a table cell or an HTML block, :func:`untrusted_block` for a fenced block.
+Both neutralize GitHub's closing keywords:
 A pull request whose body says ``Fixes #1`` closes issue 1 when it is merged, and ``closes owner/repo#2`` or
 ``Resolves: https://github.com/o/r/issues/3`` close issues in other repositories the merger can write to. Text
 from evals or the LLM reaches gepa-bot's PR body, so merging the bot's proposal must not close anything: every
@@ -9,8 +11,11 @@ and the reference's ``#`` gets one after it (``#\u200d1``). Both render as befor
 
 from __future__ import annotations
 
+import html
 import re
+from typing import Any
 
+BODY_LIMIT = 65_536  # GitHub's limit for PR bodies and comments, in characters
 ZWJ = "\u200d"
 
 # GitHub's keywords (docs: "Linking a pull request to an issue"), matched case-insensitively as whole words.
@@ -39,3 +44,31 @@ def neutralize_closing_keywords(text: str) -> str:
 def _neutralized(match: re.Match[str]) -> str:
     keyword, reference = match.group("keyword"), match.group("reference")
     return keyword[0] + ZWJ + keyword[1:] + match.group("gap") + reference.replace("#", "#" + ZWJ)
+
+
+def untrusted(text: Any, limit: int) -> str:
+    """Escape untrusted text for a Markdown table cell or HTML block: no tags, no pipes, no `::` commands,
+    no @-mentions (a zero-width space after `@`, as Dependabot does), no links, images or autolinks."""
+    value = " ".join(str(text).split())
+    if len(value) > limit:
+        value = value[: limit - 1] + "…"
+    value = neutralize_closing_keywords(value)  # merging the bot's PR must not close "Fixes #1" of an eval's text
+    value = html.escape(value, quote=False).replace("|", "\\|").replace("`", "'")
+    value = value.replace("[", "&#91;").replace("]", "&#93;").replace("@", "@\u200b")
+    value = re.sub(r"(?i)(://|www\.)", lambda m: m.group(0)[0] + "\u200b" + m.group(0)[1:], value)
+    return value.replace("::", ":\u200b:")
+
+
+def fence_for(text: str, char: str = "`") -> str:
+    """A code fence longer than any run of ``char`` in ``text``: the block shows ``text`` byte for byte."""
+    longest = max((len(run) for run in re.findall(re.escape(char) + "+", text)), default=0)
+    return char * max(3, longest + 1)
+
+
+def untrusted_block(text: str, limit: int) -> str:
+    """Neutralize multi-line untrusted text for a fenced block inside <details> (shown verbatim otherwise)."""
+    value = text if len(text) <= limit else text[:limit] + "\n… (cut)"
+    value = neutralize_closing_keywords(value)
+    value = re.sub(r"`{3,}|~{3,}", lambda m: m.group(0)[0] * 2 + "\u200b" + m.group(0)[2:], value)
+    value = re.sub(r"<(/?)(details|summary)", "<\\1\u200b\\2", value, flags=re.IGNORECASE)
+    return value.replace("::", ":\u200b:")

@@ -26,13 +26,13 @@ from github.PullRequest import PullRequest
 from github.Repository import Repository
 
 from gepa_bot.errors import UserError
+from gepa_bot.escaping import BODY_LIMIT
 
 DEFAULT_API_URL = "https://api.github.com"
 BRANCH_PREFIX = "gepa-bot/"
 BOT_NAME = "github-actions[bot]"
 BOT_EMAIL = "41898282+github-actions[bot]@users.noreply.github.com"
 BOT_CLOSED_MARKER = "\n<!-- gepa-bot:closed-by-bot -->"
-BODY_LIMIT = 65_536  # GitHub's limit for PR bodies and comments, in characters
 TRUNCATION_NOTE = "\n\n… (truncated: GitHub allows 65,536 characters)"
 WRITE_PERMISSIONS = ("admin", "maintain", "write")
 REACTIONS = ("+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes")

@@ -28,7 +28,7 @@ from gepa_bot.action_publish import publish_phase
 from gepa_bot.apply import embed
 from gepa_bot.config import Config
 from gepa_bot.errors import UserError
-from gepa_bot.report import render
+from gepa_bot.report.render import render
 from gepa_bot.result import RESULT_NAME, RunResult
 from gepa_bot.trigger import Plan
 from gepa_bot.workflow import Inputs, Outputs

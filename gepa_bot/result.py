@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gepa_bot.config import OutputConfig
 from gepa_bot.errors import UserError
-from gepa_bot.search.budget import Budget
 
 RESULT_NAME = "result.json"
 RESULT_VERSION: Final = 2  # 1: gepa-bot before the typed result (same keys; some added along the way)
 DEFAULT_MIN_CONFIDENCE: float = OutputConfig.model_fields["min_confidence"].default  # a version-1 file without it
 DEFAULT_VARIANTS: int = OutputConfig.model_fields["variants"].default
+# budget.stop_reason when the search stopped early for want of failures (the report explains it)
+NOTHING_TO_REFLECT_ON = "every candidate scores 1 on every train instance: no failure left to reflect on"
 
 
 class _Model(BaseModel):
@@ -77,6 +78,15 @@ class RejectedProposal(_Model):
     reply_excerpt: str
 
 
+class BudgetCounts(Protocol):
+    """What :meth:`BudgetSummary.of` reads of the search's budget (gepa_bot/search/budget.py: Budget)."""
+
+    rollouts: int
+    cache_hits: int
+
+    def to_json(self) -> dict[str, object]: ...
+
+
 class BudgetSummary(_Model):
     """gepa_bot.search.budget.Budget.to_json() and the cache hit rate."""
 
@@ -99,7 +109,7 @@ class BudgetSummary(_Model):
     cache_hit_rate: float
 
     @classmethod
-    def of(cls, budget: Budget) -> BudgetSummary:
+    def of(cls, budget: BudgetCounts) -> BudgetSummary:
         rate = round(budget.cache_hits / budget.rollouts, 4) if budget.rollouts else 0.0
         return cls.model_validate({**budget.to_json(), "cache_hit_rate": rate})
 

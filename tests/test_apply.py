@@ -9,7 +9,7 @@ import zlib
 from test_report import add_candidate, make_result
 
 from gepa_bot.apply import CHOICES, decode, embed
-from gepa_bot.report import BODY_BUDGET, render
+from gepa_bot.report.render import BODY_BUDGET, render
 from gepa_bot.trigger import parse_command
 
 SHA = "a" * 40

@@ -11,10 +11,9 @@ from toyrepo import ScriptedReflection, make_toy_repo
 from gepa_bot.config import load_config
 from gepa_bot.discovery import placeholders_in
 from gepa_bot.errors import UserError
-from gepa_bot.report import suite_warnings
-from gepa_bot.result import RunResult
+from gepa_bot.report.render import suite_warnings
+from gepa_bot.result import NOTHING_TO_REFLECT_ON, RunResult
 from gepa_bot.runlog import read_records
-from gepa_bot.search.budget import NOTHING_TO_REFLECT_ON
 from gepa_bot.search.engine import optimize
 from gepa_bot.search.llm import Reply
 from gepa_bot.search.session import RunSettings
@@ -268,7 +267,7 @@ def test_auto_style_and_acceptance_follow_the_model():
 
 def test_an_internal_error_in_the_search_is_surfaced_not_buried_in_gepa_log(toy, tmp_path):
     """gepa swallows exceptions (raise_on_exception=False); ours reach result.json, the run log and the report."""
-    from gepa_bot.report import render
+    from gepa_bot.report.render import render
 
     repo, _ = toy
 

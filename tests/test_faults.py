@@ -23,7 +23,7 @@ from test_engine import settings_for
 from toyrepo import EVAL_PRELUDE, ScriptedReflection, make_toy_repo
 
 from gepa_bot.errors import RunStopped
-from gepa_bot.report import render
+from gepa_bot.report.render import render
 from gepa_bot.runlog import RunLog, read_records
 from gepa_bot.search.budget import Budget
 from gepa_bot.search.engine import optimize

@@ -52,7 +52,7 @@ def test_unicode_spaces_and_line_breaks_between_keyword_and_reference_are_covere
 
 
 def test_a_url_whose_scheme_was_already_escaped_is_still_covered():
-    # report.untrusted() breaks `://` with a zero-width space before this may run
+    # escaping.untrusted() breaks `://` with a zero-width space before this may run
     assert neutralize_closing_keywords("Closes https:\u200b//github.com/o/r/issues/3").startswith("C" + ZWJ)
 
 
@@ -64,7 +64,7 @@ def test_no_closing_reference_survives_any_text(text):
 
 
 def test_report_untrusted_neutralizes_closing_keywords():
-    from gepa_bot.report import untrusted
+    from gepa_bot.escaping import untrusted
     assert not GITHUB_CLOSING.search(untrusted("wrong answer. Fixes #1, closes o/r#2", 300))
 
 

@@ -7,7 +7,9 @@ import copy
 import pytest
 
 from gepa_bot.config import OutputConfig
-from gepa_bot.report import BODY_BUDGET, GITHUB_BODY_LIMIT, render, untrusted, verdict
+from gepa_bot.escaping import BODY_LIMIT, untrusted
+from gepa_bot.report.render import BODY_BUDGET, render
+from gepa_bot.report.verdict import verdict
 from gepa_bot.result import Candidate, RejectedProposal, RunResult, SearchError, migrate_v1
 
 
@@ -76,8 +78,8 @@ def test_no_improvement_verdict():
 def test_huge_report_fits_githubs_limit_and_keeps_the_full_version():
     result, originals = make_result(n_val=3000, feedback="x" * 5000, prompt_lines=4000)
     body, full = render(result, originals)
-    assert len(body) <= BODY_BUDGET < GITHUB_BODY_LIMIT
-    assert len(full) > GITHUB_BODY_LIMIT
+    assert len(body) <= BODY_BUDGET < BODY_LIMIT
+    assert len(full) > BODY_LIMIT
     assert "report-full.md" in body
     assert "### Budget" in body  # the tail sections survive the cut
 
@@ -301,7 +303,7 @@ def test_a_huge_report_with_three_variants_fits_githubs_limit():
         wins = {f"v{n:03d}": 1.0 for n in range(k, 3000, 3)} | {"v000": 1.0}  # v000: where the best loses
         add_candidate(result, text, wins, rationale="z" * 20_000)
     body, full = render(result, originals)
-    assert len(body) <= BODY_BUDGET < GITHUB_BODY_LIMIT
+    assert len(body) <= BODY_BUDGET < BODY_LIMIT
     assert len(variant_sections_of(body)) == 3 and len(variant_sections_of(full)) == 4
     assert "more diff lines not shown" in variant_sections_of(body)[0]
     assert "### Budget" in body and "xychart-beta" in body
@@ -355,7 +357,7 @@ def test_a_chart_of_many_candidates_keeps_every_step_of_the_best_so_far():
 
 def test_rejection_reasons_keep_model_names_and_drop_what_varies():
     """Grouping cuts counts, quotes and URLs, never the digits inside a model's name (was: 'qwen….…-coder-….…b')."""
-    from gepa_bot.report import reason_group
+    from gepa_bot.report.render import reason_group
 
     reason = ("LLM call failed: openai/qwen2.5-coder-1.5b: still failing after 4 attempts: TransientCompletionError: "
               "no answer from http://127.0.0.1:55951/v1: timed out")

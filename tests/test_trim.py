@@ -9,7 +9,7 @@ import pytest
 from test_engine import settings_for
 from toyrepo import ScriptedReflection, make_toy_repo
 
-from gepa_bot.report import render
+from gepa_bot.report.render import render
 from gepa_bot.runlog import read_records
 from gepa_bot.search.budget import Budget, BudgetExhausted
 from gepa_bot.search.engine import optimize, trim_rationale

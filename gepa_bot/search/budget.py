@@ -12,8 +12,6 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-NOTHING_TO_REFLECT_ON = "every candidate scores 1 on every train instance: no failure left to reflect on"
-
 
 class BudgetExhausted(Exception):
     """Raised instead of starting work that would cross a cap; gepa then ends the iteration."""

@@ -23,6 +23,7 @@ from gepa_bot.errors import RunStopped, UserError, describe_error
 from gepa_bot.evals.cache import candidate_hash
 from gepa_bot.models.completion import is_loopback
 from gepa_bot.result import (
+    NOTHING_TO_REFLECT_ON,
     RESULT_NAME,
     BudgetSummary,
     Candidate,
@@ -36,7 +37,7 @@ from gepa_bot.result import (
     Split,
 )
 from gepa_bot.search.adapter import EXTRA_TRAIN_FAILURES
-from gepa_bot.search.budget import NOTHING_TO_REFLECT_ON, BudgetExhausted
+from gepa_bot.search.budget import BudgetExhausted
 from gepa_bot.search.errorpolicy import EvalErrors
 from gepa_bot.search.feedback_rules import shape_changed
 from gepa_bot.search.reflection import RationaleReflector, edit_response_format

@@ -11,10 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from gepa_bot.report import _ENV, LADDER, instance_rows, untrusted, verdict
+from gepa_bot.escaping import untrusted
+from gepa_bot.report.render import ENV, LADDER, instance_rows
+from gepa_bot.report.variants import mermaid_chart
+from gepa_bot.report.verdict import verdict
 from gepa_bot.result import RunResult
 from gepa_bot.runlog import read_records
-from gepa_bot.variants import mermaid_chart
 
 SUMMARY_ROWS = 10
 
@@ -33,7 +35,7 @@ def run_summary(result: RunResult, pull_request: str) -> str:
     """The job summary of a finished optimization; ``pull_request``: one line on what happened to the PR."""
     detail = LADDER[2]
     rows = instance_rows(result, detail)
-    return _ENV.get_template("summary.md.j2").render(
+    return ENV.get_template("summary.md.j2").render(
         headline=headline(result), v=verdict(result), pull_request=pull_request, chart=mermaid_chart(result),
         rows=rows[:SUMMARY_ROWS], rows_cut=max(len(rows) - SUMMARY_ROWS, 0), budget=result.budget,
         untrusted=untrusted)

@@ -2,35 +2,26 @@
 
 GitHub refuses bodies over 65,536 characters. The renderer degrades in steps (fewer rows, shorter
 excerpts, diffs folded) until the body fits, and the complete report is always written to a file.
-Text that comes from evals or the LLM is untrusted: it is escaped so it cannot close our `<details>`
+Text that comes from evals or the LLM is untrusted: it is escaped (gepa_bot/escaping.py) so it cannot close our `<details>`
 blocks, break tables, or start workflow commands when echoed in a GitHub Actions log.
 """
 
 from __future__ import annotations
 
 import difflib
-import html
-import math
 import re
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
-from pydantic import BaseModel, ConfigDict
 
-from gepa_bot.escaping import neutralize_closing_keywords
-from gepa_bot.github import BODY_LIMIT
+from gepa_bot.escaping import BODY_LIMIT, fence_for, untrusted, untrusted_block
 from gepa_bot.redact import redact
-from gepa_bot.result import DEFAULT_MIN_CONFIDENCE, Candidate, RejectedProposal, RunResult
-from gepa_bot.search.adapter import SearchStatus
-from gepa_bot.search.budget import NOTHING_TO_REFLECT_ON, Budget
-from gepa_bot.significance import PairedTest, format_p, paired_test, val_scores
-from gepa_bot.variants import component_diff, mermaid_chart, pick, wins_and_losses
+from gepa_bot.report.variants import component_diff, mermaid_chart, pick, wins_and_losses
+from gepa_bot.report.verdict import verdict
+from gepa_bot.result import NOTHING_TO_REFLECT_ON, RejectedProposal, RunResult
 
-GITHUB_BODY_LIMIT = BODY_LIMIT
-BODY_BUDGET = GITHUB_BODY_LIMIT - 1_536  # room for a truncation note and GitHub's own counting quirks
+BODY_BUDGET = BODY_LIMIT - 1_536  # room for a truncation note and GitHub's own counting quirks
 
 
 @dataclass(frozen=True)
@@ -46,129 +37,6 @@ class Detail:
 
 LADDER = (Detail(200, 300, 400, 3000), Detail(60, 160, 200, 1500), Detail(25, 80, 80, 600), Detail(10, 40, 30, 200),
           Detail(10, 40, 30, 200, variants=False))
-
-
-def untrusted(text: Any, limit: int) -> str:
-    """Escape untrusted text for a Markdown table cell or HTML block: no tags, no pipes, no `::` commands,
-    no @-mentions (a zero-width space after `@`, as Dependabot does), no links, images or autolinks."""
-    value = " ".join(str(text).split())
-    if len(value) > limit:
-        value = value[: limit - 1] + "…"
-    value = neutralize_closing_keywords(value)  # merging the bot's PR must not close "Fixes #1" of an eval's text
-    value = html.escape(value, quote=False).replace("|", "\\|").replace("`", "'")
-    value = value.replace("[", "&#91;").replace("]", "&#93;").replace("@", "@\u200b")
-    value = re.sub(r"(?i)(://|www\.)", lambda m: m.group(0)[0] + "\u200b" + m.group(0)[1:], value)
-    return value.replace("::", ":\u200b:")
-
-
-def fence_for(text: str, char: str = "`") -> str:
-    """A code fence longer than any run of ``char`` in ``text``: the block shows ``text`` byte for byte."""
-    longest = max((len(run) for run in re.findall(re.escape(char) + "+", text)), default=0)
-    return char * max(3, longest + 1)
-
-
-def untrusted_block(text: str, limit: int) -> str:
-    """Neutralize multi-line untrusted text for a fenced block inside <details> (shown verbatim otherwise)."""
-    value = text if len(text) <= limit else text[:limit] + "\n… (cut)"
-    value = neutralize_closing_keywords(value)
-    value = re.sub(r"`{3,}|~{3,}", lambda m: m.group(0)[0] * 2 + "\u200b" + m.group(0)[2:], value)
-    value = re.sub(r"<(/?)(details|summary)", "<\\1\u200b\\2", value, flags=re.IGNORECASE)
-    return value.replace("::", ":\u200b:")
-
-
-class Verdict(BaseModel):
-    """Baseline vs best on the validation set, whether that is worth a PR, and why."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    baseline: float
-    best: float
-    gain: float
-    improved: bool
-    noise: float
-    needed: float
-    n_val: int
-    beats: bool
-    p_value: float
-    improved_instances: int
-    regressed_instances: int
-    min_confidence: float
-    significant: bool
-    test: str
-    reason: str
-    required: str
-
-
-def verdict(result: RunResult) -> Verdict:
-    """Baseline vs best on the validation set, and whether that is worth a PR (``improved``) and why (``reason``).
-
-    A PR needs a candidate other than the baseline whose gain exceeds ``min_improvement`` plus twice the measured
-    noise, and that the exact sign test on the per-instance val scores finds significant at ``min_confidence``
-    (result.json's; 0 disables the test).
-    """
-    baseline, best = result.baseline, result.best
-    gain = best.val_mean - baseline.val_mean
-    noise = measured_noise(baseline, best)
-    min_improvement = result.min_improvement
-    needed = min_improvement + 2 * noise
-    test, min_confidence, significant = significance(result, baseline, best)
-    beats = result.best_candidate != result.baseline_candidate and gain > 0
-    improved = beats and gain > needed and significant
-    if not beats:
-        reason = "no candidate scores higher than the current prompts on validation"
-    elif gain <= needed:
-        reason = (f"gain {gain:+.4f} is not above the {needed:.4f} needed (output.min_improvement: {min_improvement:g}, "
-                  f"plus twice the measured noise {noise:.4f})")
-    else:
-        reason = significance_reason(test, min_confidence, significant)
-    return Verdict(baseline=baseline.val_mean, best=best.val_mean, gain=gain, improved=improved,
-                   noise=noise, needed=needed, n_val=len(result.split.val), beats=beats,
-                   p_value=test.p_value, improved_instances=test.improved, regressed_instances=test.regressed,
-                   min_confidence=min_confidence, significant=significant, test=test.summary(), reason=reason,
-                   required=f"`output.min_confidence: {min_confidence:g}` requires p <= {p_limit(min_confidence)}"
-                   if min_confidence > 0 else "not required (`output.min_confidence: 0`)")
-
-
-def significance(result: RunResult, baseline: Candidate, best: Candidate) -> tuple[PairedTest, float, bool]:
-    """The sign test of ``best`` against ``baseline``, the min_confidence in force, and whether the test passes it."""
-    min_confidence = result.min_confidence
-    test = paired_test(val_scores(baseline), val_scores(best), level=min_confidence or DEFAULT_MIN_CONFIDENCE)
-    return test, min_confidence, min_confidence <= 0 or test.p_value <= 1 - min_confidence + 1e-12
-
-
-def significance_reason(test: PairedTest, min_confidence: float, significant: bool) -> str:
-    """Why the sign test lets a PR through or not, e.g. ``not significant: p = 0.1875 > 0.10 (...)``."""
-    counts = f"{test.improved} improved, {test.regressed} regressed on {test.n} val instances"
-    if min_confidence <= 0:
-        return f"significance test disabled (output.min_confidence: 0): p {format_p(test.p_value)} ({counts})"
-    limit = p_limit(min_confidence)
-    if significant:
-        return f"significant: p {format_p(test.p_value)} <= {limit} ({counts})"
-    return f"not significant: p {format_p(test.p_value)} > {limit} ({counts}; output.min_confidence: {min_confidence:g})"
-
-
-def p_limit(min_confidence: float) -> str:
-    """The largest p-value ``min_confidence`` accepts, as text: 0.9 -> ``0.10``, 0.999 -> ``0.001``."""
-    alpha = 1 - min_confidence
-    return f"{alpha:.2f}" if abs(alpha * 100 - round(alpha * 100)) < 1e-9 else f"{alpha:.4g}"
-
-
-def measured_noise(baseline: Candidate, best: Candidate) -> float:
-    """The standard error of the val-mean difference, from the per-instance spread over eval repeats.
-
-    0 with ``optimizer.eval_repeats: 1`` (nothing measured). A gain must exceed min_improvement plus twice
-    this, so a non-deterministic eval cannot flip the PR open and closed from run to run.
-    """
-    ids = [i for i in best.val if i in baseline.val]
-    if not ids:
-        return 0.0
-    variance = sum(_stdev(baseline, i) ** 2 + _stdev(best, i) ** 2 for i in ids)
-    return math.sqrt(variance) / len(ids)
-
-
-def _stdev(candidate: Candidate, instance_id: str) -> float:
-    entry = candidate.val[instance_id]
-    return entry.stdev if entry is not None else 0.0
 
 
 def suite_warnings(result: RunResult) -> list[str]:
@@ -249,7 +117,7 @@ def render(result: RunResult, original_files: dict[str, str], full_report_where:
     return body[: budget - len(note)] + note, full
 
 
-_ENV = Environment(loader=PackageLoader("gepa_bot", "templates"), undefined=StrictUndefined, autoescape=False,
+ENV = Environment(loader=PackageLoader("gepa_bot.report.render", "templates"), undefined=StrictUndefined, autoescape=False,
                    trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
 
 
@@ -258,7 +126,7 @@ def _render(result: RunResult, original_files: dict[str, str], detail: Detail, o
     candidates = result.candidates
     shown = sorted(result.pareto_front or [result.best_candidate], key=lambda i: -candidates[i].val_mean)[:10]
     rows = instance_rows(result, detail)
-    return _ENV.get_template("pr_body.md.j2").render(
+    return ENV.get_template("pr_body.md.j2").render(
         v=verdict(result), result=result, best=result.best, budget=result.budget, warnings=suite_warnings(result),
         pareto=[candidates[i] for i in shown], rows=rows[: detail.max_rows], rows_cut=max(len(rows) - detail.max_rows, 0),
         diffs=file_diffs(result, original_files, detail), lineage=lineage(result, result.best_candidate),
@@ -273,7 +141,7 @@ def _render(result: RunResult, original_files: dict[str, str], detail: Detail, o
 
 
 def variant_sections(result: RunResult, detail: Detail, limit: int | None) -> list[dict[str, Any]]:
-    """The PR body's variant sections (gepa_bot/variants.py): up to ``limit`` (None: all) Pareto candidates."""
+    """The PR body's variant sections (gepa_bot/report/variants.py): up to ``limit`` (None: all) Pareto candidates."""
     if not detail.variants:
         return []
     sections = []
@@ -323,34 +191,3 @@ def rejection_reasons(rejected: list[RejectedProposal]) -> list[dict[str, Any]]:
     return [{"reason": reason, "count": count,
              "hint": next((hint for key, hint in REASON_HINTS.items() if key in reason), "")}
             for reason, count in ordered]
-
-
-def repeats_note(count: int) -> str:
-    """gepa pads a short minibatch with an id it already holds: that rollout is counted, neither run nor cached."""
-    return f", {count} repeated in a minibatch" if count else ""
-
-
-def status_line(budget: Budget, status: SearchStatus, total: int, elapsed: float) -> str:
-    """One plain progress line: rollouts, the val scores so far, what happened to proposals, time and ETA."""
-    line = (f"rollouts {budget.rollouts}/{total} ({budget.executed} executed, {budget.cache_hits} cached"
-            f"{repeats_note(budget.repeats)})")
-    if status.best_val is not None:
-        line += f"; val best {status.best_val:.3f} (baseline {status.baseline_val:.3f})"
-    line += (f"; {status.proposals} proposals, {max(0, status.val_passes - 1)} reached val, "
-             f"{status.rejected_replies} replies rejected; {elapsed:.0f}s")
-    if 0 < budget.rollouts < total:
-        line += f", ~{elapsed / budget.rollouts * (total - budget.rollouts):.0f}s left at this pace"
-    return line
-
-
-def progress_lines(total: int, emit: Callable[[str], None]) -> Callable[[Budget, SearchStatus], None]:
-    """A progress callback that emits one plain ``progress: ...`` status line per 10% of the rollout budget."""
-    started, printed = time.monotonic(), [0]
-
-    def update(budget: Budget, status: SearchStatus) -> None:
-        step = budget.rollouts * 10 // max(1, total)
-        if step > printed[0]:
-            printed[0] = step
-            emit(f"progress: {status_line(budget, status, total, time.monotonic() - started)}")
-
-    return update

@@ -130,7 +130,7 @@ def optimize_command(repo: Path, config_file: Path | None, dry_run: bool, fresh:
 def _token_out_of_the_environment(repo: Path | None = None) -> str:
     """The token (this process's environment then holds none); with ``repo``, also checks that its GitHub
     repository can be told from `origin`: both fail before a single rollout is spent."""
-    from gepa_bot.publish import github_remote, take_token
+    from gepa_bot.github.publish import github_remote, take_token
 
     token = take_token()
     if repo is not None:
@@ -139,7 +139,7 @@ def _token_out_of_the_environment(repo: Path | None = None) -> str:
 
 
 def _publish(settings: RunSettings, token: str, github_repo: str | None = None, base: str | None = None) -> None:
-    from gepa_bot.publish import publish_run
+    from gepa_bot.github.publish import publish_run
 
     try:
         outputs = publish_run(settings.repo, settings.config_path, settings.config, settings.run_dir, token,
@@ -267,7 +267,7 @@ def model_serve(name: str) -> None:
                    "never holds the GitHub token). Default: all three in this process.")
 def action_command(phase: str | None) -> None:
     """GitHub Actions entry point: act on the current event (see action.yml)."""
-    from gepa_bot import action
+    from gepa_bot.github import action
 
     sys.exit(action.main(phase=phase))
 

@@ -19,7 +19,8 @@ import litellm
 import pytest
 from toyrepo import EVAL_PRELUDE, SNOOP, make_toy_repo, snoop_reports
 
-from gepa_bot import action, workflow
+from gepa_bot.github import action, workflow
+from gepa_bot.github.git import ForeignCommits
 from gepa_bot.result import RunResult
 
 pytest_plugins = ["tests.fakegithub.fixtures"]
@@ -259,7 +260,7 @@ def test_a_humans_commit_on_the_bot_branch_is_never_overwritten(h):
     _git("push", "-q", str(h.fake.repos[FULL].git_dir), "gepa-bot/main:refs/heads/gepa-bot/main", cwd=work)
     human_sha = h.fake.branch_sha(FULL, "gepa-bot/main")
 
-    with pytest.raises(action.gh.ForeignCommits, match="1 commit\\(s\\) the bot did not make \\(by Dev\\)"):
+    with pytest.raises(ForeignCommits, match="1 commit\\(s\\) the bot did not make \\(by Dev\\)"):
         h.run(h.env("schedule", event("schedule")))
     assert h.fake.branch_sha(FULL, "gepa-bot/main") == human_sha
     (comment,) = h.comments_on(number)
@@ -887,7 +888,7 @@ def test_the_job_summary_is_cut_to_githubs_1_mib_in_bytes(tmp_path):
 
 def _add_choice(h: Harness, number: int, index: int, text: str, val_mean: float = 0.4) -> None:
     """The PR's embedded choices gain candidate ``index`` (as a run with that Pareto variant would have written)."""
-    from gepa_bot.apply import CHOICES, Choice, _encode, decode
+    from gepa_bot.github.apply import CHOICES, Choice, _encode, decode
 
     pr = h.fake.issues[(FULL, number)]
     choices = decode(pr.body)
@@ -898,7 +899,7 @@ def _add_choice(h: Harness, number: int, index: int, text: str, val_mean: float 
 
 
 def test_apply_switches_the_bots_pr_to_a_variant_idempotently_and_back_to_the_best(h):
-    from gepa_bot.apply import decode
+    from gepa_bot.github.apply import decode
 
     out = h.run(h.env("push", push_event("prompts/main.txt")))
     number = int(out["pull-request-number"])

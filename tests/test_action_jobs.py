@@ -1,8 +1,8 @@
 """The three-job layout (action.yml `job: plan | optimize | publish`) against the fake GitHub, job by job.
 
 Each job gets its own runner: its own RUNNER_TEMP and its own checkout. The plan job holds the token and hands
-over only its job outputs (`python -m gepa_bot.artifact plan-outputs`); the optimize job checks out the base SHA,
-holds no token, runs the evals and writes the result artifact (`python -m gepa_bot.artifact from-state`); the
+over only its job outputs (`python -m gepa_bot.github.artifact plan-outputs`); the optimize job checks out the base SHA,
+holds no token, runs the evals and writes the result artifact (`python -m gepa_bot.github.artifact from-state`); the
 publish job is a fresh, shallow, detached checkout of the base SHA without credentials, gets the plan state and
 the downloaded artifact, and runs `gepa-bot action --phase publish` as its own process. A tampered artifact
 publishes nothing.
@@ -38,7 +38,7 @@ from test_action import (
     read_outputs,
 )
 
-from gepa_bot import action
+from gepa_bot.github import action
 
 pytest_plugins = ["tests.fakegithub.fixtures"]
 
@@ -86,7 +86,7 @@ def _plan_job(h: Harness, event_name: str, payload: dict) -> tuple[dict[str, str
     temp.mkdir()
     env = h.env(event_name, payload, work=work, RUNNER_TEMP=str(temp))
     action.run_phase("plan", env, emit=h.lines.append, **NO_KWARGS)
-    done = subprocess.run([sys.executable, "-m", "gepa_bot.artifact", "plan-outputs", "--state",
+    done = subprocess.run([sys.executable, "-m", "gepa_bot.github.artifact", "plan-outputs", "--state",
                            str(temp / "gepa-bot-state" / "state.json"), "--workspace", str(work)],
                           env=_subprocess_env({}, GITHUB_OUTPUT=str(work.parent / "handover")), cwd=work,
                           capture_output=True, text=True, timeout=120)
@@ -119,7 +119,7 @@ def _optimize_job(h: Harness, plan_env: dict[str, str], plan: dict[str, str]) ->
     code = action.main(env, phase="optimize")
     assert code in (0, 3)  # 3: the run stopped; the artifact step runs anyway (if: always())
     out = runner.temp / "gepa-bot-result"
-    done = subprocess.run([sys.executable, "-m", "gepa_bot.artifact", "from-state", "--state",
+    done = subprocess.run([sys.executable, "-m", "gepa_bot.github.artifact", "from-state", "--state",
                            str(runner.temp / "gepa-bot-state" / "state.json"), "--run-dir",
                            str(runner.work / plan["run-dir"]), "--out", str(out), "--base-sha", plan["base-sha"]],
                           env=_subprocess_env({}), cwd=runner.work, capture_output=True, text=True, timeout=120)
@@ -282,7 +282,7 @@ def test_apply_in_the_three_job_layout_switches_the_branch_from_the_pr_body_alon
     shallow, detached checkout) takes the candidate's texts from the PR body and ignores the artifact."""
     from test_action import _add_choice
 
-    from gepa_bot.apply import decode
+    from gepa_bot.github.apply import decode
 
     done, _, _ = _three_jobs(h, "push", push_event("prompts/main.txt"))
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]

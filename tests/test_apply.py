@@ -1,4 +1,4 @@
-"""`/gepa apply N`'s data in the PR body (gepa_bot/apply.py) and its command parsing; the end-to-end runs through
+"""`/gepa apply N`'s data in the PR body (gepa_bot/github/apply.py) and its command parsing; the end-to-end runs through
 the fake GitHub are in tests/test_action.py."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ import zlib
 
 from test_report import add_candidate, make_result
 
-from gepa_bot.apply import CHOICES, decode, embed
+from gepa_bot.github.apply import CHOICES, decode, embed
+from gepa_bot.github.trigger import parse_command
 from gepa_bot.report.render import BODY_BUDGET, render
-from gepa_bot.trigger import parse_command
 
 SHA = "a" * 40
 

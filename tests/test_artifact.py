@@ -1,4 +1,4 @@
-"""The optimize job's artifact and the publish job's validation of it (gepa_bot/artifact.py), on real git repos.
+"""The optimize job's artifact and the publish job's validation of it (gepa_bot/github/artifact.py), on real git repos.
 
 The two sides run the way the runner runs them: the artifact is written in one temp dir (the optimize runner's
 workspace, where the evals ran) and validated in another (a fresh clone of the base commit on the publish runner),
@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from test_result import result_data
 
-from gepa_bot.artifact import MAX_FILE_BYTES, read_validated, write_artifact, write_stopped_artifact
 from gepa_bot.config import load_config
 from gepa_bot.errors import UserError
+from gepa_bot.github.artifact import MAX_FILE_BYTES, read_validated, write_artifact, write_stopped_artifact
 from gepa_bot.result import RunResult
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -286,18 +286,18 @@ def test_a_stopped_run_carries_only_its_cause(tmp_path, origin):
 
 
 def test_the_two_sides_as_separate_processes(tmp_path, origin):
-    """`python -m gepa_bot.artifact write` on the optimize runner, `check` on the publish runner (fresh clone)."""
+    """`python -m gepa_bot.github.artifact write` on the optimize runner, `check` on the publish runner (fresh clone)."""
     repo, sha = origin
     run_dir = run_dir_with(tmp_path, dict(PROPOSED))
     env = {k: v for k, v in os.environ.items() if not k.startswith("GITHUB_")}
     optimize = tmp_path / "optimize-runner" / "artifact"
-    proc = subprocess.run([sys.executable, "-m", "gepa_bot.artifact", "write", "--run-dir", str(run_dir), "--out",
+    proc = subprocess.run([sys.executable, "-m", "gepa_bot.github.artifact", "write", "--run-dir", str(run_dir), "--out",
                            str(optimize), "--base-sha", sha], cwd=ROOT, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     publish = tmp_path / "publish-runner"
     shutil.copytree(optimize, publish / "artifact", symlinks=True)
     checkout = clone(repo, publish / "checkout", sha)
-    check = [sys.executable, "-m", "gepa_bot.artifact", "check", "--artifact", str(publish / "artifact"),
+    check = [sys.executable, "-m", "gepa_bot.github.artifact", "check", "--artifact", str(publish / "artifact"),
              "--checkout", str(checkout), "--base-sha", sha]
     proc = subprocess.run(check, cwd=publish, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -573,7 +573,7 @@ def test_trailing_double_star_matches_every_file_below():
 def test_push_to_a_file_the_readmes_glob_selects_triggers_a_run():
     """README's own `prompts/**/*.md`: a push to prompts/a.md must optimize (fnmatch said no)."""
     from gepa_bot.config import Config
-    from gepa_bot.trigger import plan_for
+    from gepa_bot.github.trigger import plan_for
 
     config = Config.model_validate({"prompts": [{"path": "prompts/**/*.md"}], "eval": {"command": "true"}})
     push = {"ref": "refs/heads/main", "commits": [{"added": [], "removed": [], "modified": ["prompts/a.md"]}]}

@@ -1,4 +1,4 @@
-"""gepa_bot.github end to end against the fake GitHub, with real git repositories."""
+"""gepa_bot.github.git and gepa_bot.github.rest end to end against the fake GitHub, with real git repositories."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from gepa_bot import github as gh
+from gepa_bot.github import git as gitops
+from gepa_bot.github import rest
 from tests.fakegithub.server import ACTIONS_LOGIN
 
 pytest_plugins = ["tests.fakegithub.fixtures"]
@@ -39,15 +40,15 @@ def env(fake_github, tmp_path):
     work = tmp_path / "work"
     _git("clone", "-q", remote.replace("http://", f"http://x-access-token:{token}@"), str(work))
     _git("remote", "set-url", "origin", remote, cwd=work)  # like persist-credentials: false
-    client = gh.connect(token, api_url=fake_github.api_url, seconds_between_requests=0,
+    client = rest.connect(token, api_url=fake_github.api_url, seconds_between_requests=0,
                         seconds_between_writes=0, retry=None)
-    repo = gh.get_repository(client, "octo/hello")
+    repo = rest.get_repository(client, "octo/hello")
     return fake_github, token, remote, work, repo
 
 
 def _publish(env, content: str, **kwargs) -> str:
     fake, token, remote, work, _repo = env
-    return gh.publish_branch(work, "main", {"prompts/system.txt": content}, "gepa-bot: optimize prompts",
+    return gitops.publish_branch(work, "main", {"prompts/system.txt": content}, "gepa-bot: optimize prompts",
                              remote, token, **kwargs)
 
 
@@ -60,7 +61,7 @@ def test_publish_then_upsert_creates_then_updates_the_same_pull(env):
     assert fake.read_file("octo", "hello", branch, "prompts/system.txt") == "v1: be concise\n"
     assert fake.read_file("octo", "hello", branch, "README.md") == "hello\n"
     first_sha = fake.branch_sha("octo/hello", branch)
-    op, pr = gh.upsert_pull_request(repo, "main", branch, "Optimized prompts (score 0.7)", "body 1",
+    op, pr = rest.upsert_pull_request(repo, "main", branch, "Optimized prompts (score 0.7)", "body 1",
                                     ["gepa-bot", "prompts"])
     assert op == "created"
     assert (pr.number, pr.head.ref, pr.base.ref, pr.state) == (1, branch, "main", "open")
@@ -76,9 +77,9 @@ def test_publish_then_upsert_creates_then_updates_the_same_pull(env):
     assert fake.read_file("octo", "hello", branch, "prompts/system.txt") == "v2: be concise and kind\n"
     author = _git("--git-dir", str(fake.repos["octo/hello"].git_dir), "log", "-1", "--format=%an <%ae>",
                   second_sha).strip()
-    assert author == f"{gh.BOT_NAME} <{gh.BOT_EMAIL}>"
+    assert author == f"{gitops.BOT_NAME} <{gitops.BOT_EMAIL}>"
 
-    op2, pr2 = gh.upsert_pull_request(repo, "main", branch, "Optimized prompts (score 0.8)", "body 2",
+    op2, pr2 = rest.upsert_pull_request(repo, "main", branch, "Optimized prompts (score 0.8)", "body 2",
                                       ["gepa-bot"])
     assert (op2, pr2.number) == ("updated", 1)
     pulls = fake.pulls("octo", "hello")
@@ -97,7 +98,7 @@ def test_create_race_falls_back_to_update(env):
     # another run opens the same pull request between our lookup and our create
     fake.before_operation["pulls/create"] = lambda: fake.add_pull(
         "octo", "hello", head=branch, base="main", title="from the other run", user=ACTIONS_LOGIN)
-    op, pr = gh.upsert_pull_request(repo, "main", branch, "ours", "our body", ["gepa-bot"])
+    op, pr = rest.upsert_pull_request(repo, "main", branch, "ours", "our body", ["gepa-bot"])
     assert op == "updated"
     assert len(fake.pulls("octo", "hello")) == 1
     assert (pr.number, fake.pulls("octo", "hello")[0].title) == (1, "ours")
@@ -107,23 +108,23 @@ def test_create_race_falls_back_to_update(env):
 def test_long_body_is_truncated_to_githubs_limit(env):
     fake, *_rest, repo = env
     branch = _publish(env, "v1\n")
-    _op, pr = gh.upsert_pull_request(repo, "main", branch, "t", "x" * 70_000)
+    _op, pr = rest.upsert_pull_request(repo, "main", branch, "t", "x" * 70_000)
     body = fake.pulls("octo", "hello")[0].body
-    assert len(body) == gh.BODY_LIMIT
-    assert body.endswith(gh.TRUNCATION_NOTE)
-    comment = gh.post_comment(repo, pr.number, "y" * 100_000)
-    assert len(fake.comments[comment.id].body) == gh.BODY_LIMIT
+    assert len(body) == rest.BODY_LIMIT
+    assert body.endswith(rest.TRUNCATION_NOTE)
+    comment = rest.post_comment(repo, pr.number, "y" * 100_000)
+    assert len(fake.comments[comment.id].body) == rest.BODY_LIMIT
 
 
 def test_push_to_base_or_default_branch_is_refused(env):
     fake, token, remote, work, _repo = env
     main_sha = fake.branch_sha("octo/hello", "main")
-    with pytest.raises(gh.GitHubError, match="base branch"):
+    with pytest.raises(gitops.GitHubError, match="base branch"):
         _publish(env, "evil\n", branch="main")
     # base "dev", target "main": main is the remote's default branch
     _git("branch", "dev", cwd=work)
-    with pytest.raises(gh.GitHubError, match="default branch"):
-        gh.publish_branch(work, "dev", {"prompts/system.txt": "evil\n"}, "m", remote, token, branch="main")
+    with pytest.raises(gitops.GitHubError, match="default branch"):
+        gitops.publish_branch(work, "dev", {"prompts/system.txt": "evil\n"}, "m", remote, token, branch="main")
     assert fake.branch_sha("octo/hello", "main") == main_sha
     assert fake.read_file("octo", "hello", "main", "prompts/system.txt") == BASELINE
 
@@ -131,9 +132,9 @@ def test_push_to_base_or_default_branch_is_refused(env):
 def test_publish_rejects_paths_outside_the_repo_and_no_op_changes(env):
     _fake, token, remote, work, _repo = env
     with pytest.raises(ValueError, match="inside the repository"):
-        gh.publish_branch(work, "main", {"../escape.txt": "x"}, "m", remote, token)
+        gitops.publish_branch(work, "main", {"../escape.txt": "x"}, "m", remote, token)
     with pytest.raises(ValueError, match="nothing to publish"):
-        gh.publish_branch(work, "main", {"prompts/system.txt": BASELINE}, "m", remote, token)
+        gitops.publish_branch(work, "main", {"prompts/system.txt": BASELINE}, "m", remote, token)
 
 
 def test_push_with_a_stale_checkout_header_and_a_bad_token(env):
@@ -146,8 +147,8 @@ def test_push_with_a_stale_checkout_header_and_a_bad_token(env):
     assert fake.read_file("octo", "hello", "gepa-bot/main", "prompts/system.txt") == "v1\n"
 
     secret = "ghp_not_a_real_token_123"
-    with pytest.raises(gh.GitHubError) as err:
-        gh.publish_branch(work, "main", {"prompts/system.txt": "v2\n"}, "m", remote, secret)
+    with pytest.raises(gitops.GitHubError) as err:
+        gitops.publish_branch(work, "main", {"prompts/system.txt": "v2\n"}, "m", remote, secret)
     assert secret not in str(err.value)
     assert "check the token input / GITHUB_TOKEN" in str(err.value)
     assert fake.read_file("octo", "hello", "gepa-bot/main", "prompts/system.txt") == "v1\n"
@@ -157,8 +158,8 @@ def test_push_without_contents_write_explains_permissions(env):
     fake, _token, remote, work, _repo = env
     fake.add_token("ghs_readonly", ACTIONS_LOGIN, actions=True,
                    permissions={"contents": "read", "pull_requests": "write", "issues": "write"})
-    with pytest.raises(gh.GitHubError) as err:
-        gh.publish_branch(work, "main", {"prompts/system.txt": "v1\n"}, "m", remote, "ghs_readonly")
+    with pytest.raises(gitops.GitHubError) as err:
+        gitops.publish_branch(work, "main", {"prompts/system.txt": "v1\n"}, "m", remote, "ghs_readonly")
     assert "contents: write" in str(err.value)
     assert fake.branch_sha("octo/hello", "gepa-bot/main") is None
 
@@ -166,15 +167,15 @@ def test_push_without_contents_write_explains_permissions(env):
 def test_close_pull_request_comments_then_closes(env):
     fake, *_rest, repo = env
     branch = _publish(env, "v1\n")
-    _op, pr = gh.upsert_pull_request(repo, "main", branch, "t", "b")
-    closed = gh.close_pull_request(repo, branch, "No candidate beats the baseline any more.")
+    _op, pr = rest.upsert_pull_request(repo, "main", branch, "t", "b")
+    closed = rest.close_pull_request(repo, branch, "No candidate beats the baseline any more.")
     assert closed.number == pr.number
     assert fake.pulls("octo", "hello")[0].state == "closed"
     assert [c.body for c in fake.comments.values() if c.issue_number == pr.number] == [
         "No candidate beats the baseline any more."]
-    assert gh.close_pull_request(repo, branch, "again") is None
+    assert rest.close_pull_request(repo, branch, "again") is None
     # after closing, a new run opens a fresh pull request
-    assert gh.upsert_pull_request(repo, "main", branch, "t2", "b2")[0] == "created"
+    assert rest.upsert_pull_request(repo, "main", branch, "t2", "b2")[0] == "created"
     assert [p.state for p in fake.pulls("octo", "hello")] == ["closed", "open"]
 
 
@@ -184,35 +185,35 @@ def test_close_pull_request_comments_then_closes(env):
 def test_commenter_can_write(env, level, allowed):
     fake, *_rest, repo = env
     fake.set_permission("octo", "hello", "someone", level)
-    assert gh.commenter_can_write(repo, "someone") is allowed
+    assert rest.commenter_can_write(repo, "someone") is allowed
 
 
 def test_commenter_can_write_unknown_user_and_owner(env):
     *_rest, repo = env
-    assert gh.commenter_can_write(repo, "octo") is True
-    assert gh.commenter_can_write(repo, "nobody-at-all") is False
+    assert rest.commenter_can_write(repo, "octo") is True
+    assert rest.commenter_can_write(repo, "nobody-at-all") is False
 
 
 def test_comment_and_reaction_on_a_pull_request(env):
     fake, *_rest, repo = env
     branch = _publish(env, "v1\n")
-    _op, pr = gh.upsert_pull_request(repo, "main", branch, "t", "b")
+    _op, pr = rest.upsert_pull_request(repo, "main", branch, "t", "b")
     command = fake.add_comment("octo", "hello", pr.number, "/gepa-bot rerun", "octo")
-    gh.react(repo, command.id, "eyes")
-    gh.react(repo, command.id, "eyes")  # idempotent on GitHub: answered 200, not a second reaction
+    rest.react(repo, command.id, "eyes")
+    rest.react(repo, command.id, "eyes")  # idempotent on GitHub: answered 200, not a second reaction
     assert [(r["user"], r["content"]) for r in fake.comments[command.id].reactions] == [
         (ACTIONS_LOGIN, "eyes")]
-    reply = gh.post_comment(repo, pr.number, "Re-running the optimization.")
+    reply = rest.post_comment(repo, pr.number, "Re-running the optimization.")
     assert fake.comments[reply.id].body == "Re-running the optimization."
     assert fake.comments[reply.id].user == ACTIONS_LOGIN
     with pytest.raises(ValueError):
-        gh.react(repo, command.id, "thumbsup")
+        rest.react(repo, command.id, "thumbsup")
 
 
 def test_is_fork_pull(env, tmp_path):
     fake, *_rest, repo = env
     branch = _publish(env, "v1\n")
-    _op, own = gh.upsert_pull_request(repo, "main", branch, "t", "b")
+    _op, own = rest.upsert_pull_request(repo, "main", branch, "t", "b")
     fork_src = tmp_path / "fork"
     _git("clone", "-q", str(fake.repos["octo/hello"].git_dir), str(fork_src))
     (fork_src / "prompts" / "system.txt").write_text("from a fork\n")
@@ -220,16 +221,16 @@ def test_is_fork_pull(env, tmp_path):
     fake.create_repo("mallory", "hello", fork_src, fork_of="octo/hello")
     fork_pr = fake.add_pull("octo", "hello", head="main", base="main", title="fork",
                             head_repo="mallory/hello")
-    assert gh.is_fork_pull(repo.get_pull(own.number)) is False
-    assert gh.is_fork_pull(repo.get_pull(fork_pr.number)) is True
+    assert rest.is_fork_pull(repo.get_pull(own.number)) is False
+    assert rest.is_fork_pull(repo.get_pull(fork_pr.number)) is True
 
 
 def test_actions_not_permitted_message(env):
     fake, *_rest, repo = env
     branch = _publish(env, "v1\n")
     fake.actions_can_create_prs = False
-    with pytest.raises(gh.GitHubError) as err:
-        gh.upsert_pull_request(repo, "main", branch, "t", "b")
+    with pytest.raises(gitops.GitHubError) as err:
+        rest.upsert_pull_request(repo, "main", branch, "t", "b")
     text = str(err.value)
     assert "GitHub Actions is not permitted to create or approve pull requests" in text
     assert "Settings > Actions > General" in text
@@ -242,11 +243,11 @@ def test_missing_pull_requests_permission_message(env):
     branch = _publish(env, "v1\n")
     fake.add_token("ghs_nopr", ACTIONS_LOGIN, actions=True,
                    permissions={"contents": "write", "pull_requests": "read", "issues": "read"})
-    client = gh.connect("ghs_nopr", api_url=fake.api_url, seconds_between_requests=0,
+    client = rest.connect("ghs_nopr", api_url=fake.api_url, seconds_between_requests=0,
                         seconds_between_writes=0, retry=None)
-    repo = gh.get_repository(client, "octo/hello")
-    with pytest.raises(gh.GitHubError) as err:
-        gh.upsert_pull_request(repo, "main", branch, "t", "b")
+    repo = rest.get_repository(client, "octo/hello")
+    with pytest.raises(gitops.GitHubError) as err:
+        rest.upsert_pull_request(repo, "main", branch, "t", "b")
     assert "403" in str(err.value) and "Resource not accessible by integration" in str(err.value)
     assert "pull-requests: write" in str(err.value) and "issues: write" in str(err.value)
 
@@ -254,9 +255,9 @@ def test_missing_pull_requests_permission_message(env):
 def test_bad_token_message(env, monkeypatch):
     fake, *_rest = env
     monkeypatch.setenv("GITHUB_API_URL", fake.api_url)
-    client = gh.connect("ghp_expired", seconds_between_requests=0, seconds_between_writes=0, retry=None)
-    with pytest.raises(gh.GitHubError) as err:
-        gh.get_repository(client, "octo/hello")
+    client = rest.connect("ghp_expired", seconds_between_requests=0, seconds_between_writes=0, retry=None)
+    with pytest.raises(gitops.GitHubError) as err:
+        rest.get_repository(client, "octo/hello")
     assert "401" in str(err.value) and "Bad credentials" in str(err.value)
     assert "check the token input / GITHUB_TOKEN" in str(err.value)
     assert "ghp_expired" not in str(err.value)
@@ -266,13 +267,13 @@ def test_token_revoked_mid_run(env):
     fake, token, _remote, _work, repo = env
     branch = _publish(env, "v1\n")
     del fake.tokens[token]
-    with pytest.raises(gh.GitHubError, match="check the token input"):
-        gh.upsert_pull_request(repo, "main", branch, "t", "b")
+    with pytest.raises(gitops.GitHubError, match="check the token input"):
+        rest.upsert_pull_request(repo, "main", branch, "t", "b")
 
 
 def test_missing_repository_is_explained(env):
     fake, token, *_rest = env
-    client = gh.connect(token, api_url=fake.api_url, retry=None, seconds_between_requests=0,
+    client = rest.connect(token, api_url=fake.api_url, retry=None, seconds_between_requests=0,
                         seconds_between_writes=0)
-    with pytest.raises(gh.GitHubError, match="lacks a permission or cannot see the repository"):
-        gh.get_repository(client, "octo/missing")
+    with pytest.raises(gitops.GitHubError, match="lacks a permission or cannot see the repository"):
+        rest.get_repository(client, "octo/missing")

@@ -14,8 +14,8 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gepa_bot.artifact import cache_scope, plan_outputs
 from gepa_bot.escaping import ZWJ, neutralize_closing_keywords
+from gepa_bot.github.artifact import cache_scope, plan_outputs
 
 # A model of GitHub's matcher (docs: "Linking a pull request to an issue using a keyword"), written independently
 # of gepa_bot.escaping: a keyword, an optional colon, whitespace, then #N, owner/repo#N or an issue URL.
@@ -171,7 +171,7 @@ def test_the_publish_job_runs_no_eval_and_restores_no_cache():
             assert "inputs.job == 'all' || inputs.job == 'optimize'" in condition
     check = next(s for s in steps if s.get("id") == "check")
     publish = next(s for s in steps if s.get("id") == "gepa")
-    assert "-m gepa_bot.artifact check" in check["run"] and "steps.check.outcome == 'success'" in publish["if"]
+    assert "-m gepa_bot.github.artifact check" in check["run"] and "steps.check.outcome == 'success'" in publish["if"]
     assert _index(steps, lambda s: s.get("id") == "check") < _index(steps, lambda s: s.get("id") == "gepa")
 
 

@@ -12,8 +12,8 @@ import pytest
 from chatstub import ChatStub
 from toyrepo import EVAL_SCRIPT, SNOOP, host_on_fake_github, make_toy_repo, snoop_reports
 
-from gepa_bot.apply import decode
-from gepa_bot.publish import github_remote
+from gepa_bot.github.apply import decode
+from gepa_bot.github.publish import github_remote
 
 pytest_plugins = ["tests.fakegithub.fixtures"]
 

@@ -151,7 +151,7 @@ def test_action_inputs_and_outputs():
                                "GEPA_BOT_BUDGET": "${{ inputs.budget }}", "GEPA_BOT_MODEL": "${{ inputs.model }}",
                                "GEPA_BOT_REFLECTION_MODEL": "${{ inputs.reflection-model }}"}
     # the pull request inputs (config overrides) reach the two phases that plan and publish, under GEPA_BOT_<NAME>
-    from gepa_bot.workflow import PULL_REQUEST_INPUTS
+    from gepa_bot.github.workflow import PULL_REQUEST_INPUTS
     assert set(PULL_REQUEST_INPUTS) <= set(data["inputs"])
     pull_request_env = {f"GEPA_BOT_{n.upper().replace('-', '_')}": f"${{{{ inputs.{n} }}}}" for n in PULL_REQUEST_INPUTS}
     for step in (plan, run):
@@ -166,7 +166,7 @@ def test_action_inputs_and_outputs():
     for name in handover:
         assert data["outputs"][name]["value"] == f"${{{{ steps.handover.outputs.{name} }}}}"
     # every output the action writes is declared, and the other way round
-    from gepa_bot.workflow import Outputs
+    from gepa_bot.github.workflow import Outputs
     assert set(Outputs().values) == outputs
 
 

@@ -3,7 +3,7 @@
 The verdict line, the score-vs-rollouts chart, the top of the per-instance table, the budget, and what happened to
 the pull request: opened or updated (with its link), or why none was (no gain, a gain inside the noise, not
 significant, a proposal a maintainer declined, or a run stopped by errors). GitHub takes at most 1 MiB per step;
-:func:`gepa_bot.workflow.write_outputs` cuts there.
+:func:`gepa_bot.github.workflow.write_outputs` cuts there.
 """
 
 from __future__ import annotations

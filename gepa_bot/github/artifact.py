@@ -14,7 +14,7 @@ fresh checkout of the base commit and the config found there (publish side) and 
 raises a one-line :class:`~gepa_bot.errors.UserError` naming the first problem. Nothing in the artifact is ever
 executed, imported or followed (symlinks are refused, not resolved).
 
-``python -m gepa_bot.artifact write|check ...`` runs either side from a workflow step.
+``python -m gepa_bot.github.artifact write|check ...`` runs either side from a workflow step.
 """
 
 from __future__ import annotations
@@ -45,8 +45,8 @@ from gepa_bot.discovery import (
     symlink_in,
 )
 from gepa_bot.errors import UserError
+from gepa_bot.github.workflow import command_data, log_line
 from gepa_bot.result import RESULT_NAME, RunResult, describe
-from gepa_bot.workflow import command_data, log_line
 
 MANIFEST_NAME = "manifest.json"
 FILES_DIR = "files"
@@ -352,7 +352,7 @@ def write_from_state(state_file: Path, run_dir: Path, out: Path, base_sha: str) 
 # --- command line (workflow steps) ------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gepa_bot.artifact", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m gepa_bot.github.artifact", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     write = sub.add_parser("write", help="optimize job: build the artifact from the run directory")
     write.add_argument("--run-dir", type=Path, required=True)

@@ -21,19 +21,19 @@ import re
 import zlib
 from typing import Literal
 
-import git
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from gepa_bot import github as gh
-from gepa_bot.action_context import Context, repository
-from gepa_bot.artifact import check_files
 from gepa_bot.config import load_config
 from gepa_bot.discovery import discover, render_files
 from gepa_bot.errors import UserError
 from gepa_bot.escaping import untrusted
+from gepa_bot.github import rest
+from gepa_bot.github.action_context import Context, repository
+from gepa_bot.github.artifact import check_files
+from gepa_bot.github.git import BRANCH_PREFIX, ForeignCommits, checkout_branch, publish_branch
+from gepa_bot.github.trigger import Plan
 from gepa_bot.report.variants import pick
 from gepa_bot.result import RunResult
-from gepa_bot.trigger import Plan
 
 MAX_EMBED = 24_000  # characters of the body the choices may take (the report gets the rest)
 MAX_DECODED = 4 * 1024 * 1024
@@ -115,16 +115,16 @@ def apply_command(ctx: Context, plan: Plan) -> str:
     """
     assert plan.pr_number is not None and plan.candidate is not None
     repo, number, candidate = repository(ctx), plan.pr_number, plan.candidate
-    pr = gh.get_pull(repo, number)
+    pr = rest.get_pull(repo, number)
 
     def reply(text: str) -> None:
-        gh.post_comment(repo, number, text)
+        rest.post_comment(repo, number, text)
 
     def refuse(why: str) -> str:
         reply(f"gepa-bot: {why}; nothing was changed.")
         return f"`/gepa apply {candidate}` refused: {why}"
 
-    if not (pr.head.ref.startswith(gh.BRANCH_PREFIX) or pr.head.ref == ctx.config.output.branch):
+    if not (pr.head.ref.startswith(BRANCH_PREFIX) or pr.head.ref == ctx.config.output.branch):
         return refuse("`/gepa apply` works on gepa-bot's own pull request, not on this one")
     if pr.state != "open":
         return refuse("this pull request is closed; `/gepa optimize` proposes anew")
@@ -139,7 +139,7 @@ def apply_command(ctx: Context, plan: Plan) -> str:
     if choices.base != pr.base.ref:
         return refuse(f"the choices were made for the base `{untrusted(choices.base, 100)}`, not this pull request's "
                       f"base `{untrusted(pr.base.ref, 100)}`")
-    sha = _checkout(ctx, pr.base.ref)
+    sha = checkout_branch(ctx.workspace, ctx.remote_url, ctx.token, pr.base.ref)
     if sha != choices.base_sha:
         return refuse(f"the base `{untrusted(pr.base.ref, 100)}` moved on since this run ({choices.base_sha[:12]} → "
                       f"{sha[:12]}): its scores may not hold there. `/gepa optimize` runs again on the new base")
@@ -157,15 +157,12 @@ def apply_command(ctx: Context, plan: Plan) -> str:
         return refuse(f"candidate {index} does not validate against the base: {untrusted(exc.message, 600)}")
     before, old_body = pr.head.sha, pr.body or ""
     try:
-        gh.publish_branch(ctx.workspace, pr.base.ref, files, f"gepa-bot: apply candidate #{index} (/gepa apply)",
+        publish_branch(ctx.workspace, pr.base.ref, files, f"gepa-bot: apply candidate #{index} (/gepa apply)",
                           ctx.remote_url, ctx.token, branch=pr.head.ref, base_sha=sha)
-    except gh.ForeignCommits as exc:  # a human's commits on the bot's branch are never overwritten
+    except ForeignCommits as exc:  # a human's commits on the bot's branch are never overwritten
         return refuse(untrusted(str(exc), 700))
-    body = gh.truncate(applied_body(old_body, gh.proposal_marker(files), index, choices))
-    with gh._github(f"updating pull request #{pr.number}"):
-        if body != old_body:
-            pr.edit(body=body)
-        pr.update()
+    body = rest.truncate(applied_body(old_body, rest.proposal_marker(files), index, choices))
+    rest.set_body(pr, body)
     score = choices.candidates[index].val_mean
     if pr.head.sha == before and body == old_body:
         reply(f"gepa-bot: this pull request already holds candidate #{index} (validation {score:.3f}); nothing to do.")
@@ -173,13 +170,3 @@ def apply_command(ctx: Context, plan: Plan) -> str:
         reply(f"gepa-bot: switched this pull request to candidate #{index} (validation {score:.3f}, scored on "
               f"`{sha[:12]}`); no eval was re-run.")
     return f"`/gepa apply {candidate}`: the pull request holds candidate #{index} (validation {score:.3f})"
-
-
-def _checkout(ctx: Context, ref: str) -> str:
-    """Check out the tip of branch ``ref`` of this repository in the workspace; returns its commit."""
-    repo = git.Repo(ctx.workspace)
-    if repo.head.is_detached or repo.active_branch.name != ref:
-        repo.git.fetch("--quiet", ctx.remote_url, f"+refs/heads/{ref}:refs/heads/{ref}",
-                       env=gh._auth_env(ctx.remote_url, ctx.token))
-        repo.git.checkout("--quiet", ref)
-    return repo.head.commit.hexsha

@@ -18,8 +18,11 @@ from typing import Any
 
 import git
 
-from gepa_bot import github as gh
-from gepa_bot.action_context import (
+from gepa_bot.config import load_config, with_overrides
+from gepa_bot.errors import RunStopped, UserError
+from gepa_bot.escaping import untrusted
+from gepa_bot.github import rest
+from gepa_bot.github.action_context import (
     RUN_ARTIFACT,
     TOKEN_NAMES,
     Context,
@@ -33,18 +36,16 @@ from gepa_bot.action_context import (
     state_file,
     stopped,
 )
-from gepa_bot.action_publish import artifact_env, from_artifact, publish_phase
-from gepa_bot.apply import embed
-from gepa_bot.config import load_config, with_overrides
-from gepa_bot.errors import RunStopped, UserError
-from gepa_bot.escaping import untrusted
+from gepa_bot.github.action_publish import artifact_env, from_artifact, publish_phase
+from gepa_bot.github.apply import embed
+from gepa_bot.github.git import BRANCH_PREFIX, branch_for, checkout_branch, current_branch
+from gepa_bot.github.trigger import Plan, plan_for
+from gepa_bot.github.workflow import Outputs, command_data, log_line, mask_secrets, print_untrusted
 from gepa_bot.report.render import render
 from gepa_bot.result import RESULT_NAME
 from gepa_bot.search.engine import evaluate_current, optimize
 from gepa_bot.search.progress import progress_lines
 from gepa_bot.search.session import RunSettings
-from gepa_bot.trigger import Plan, plan_for
-from gepa_bot.workflow import Outputs, command_data, log_line, mask_secrets, print_untrusted
 
 __all__ = ["RUN_ARTIFACT", "TOKEN_NAMES", "Context", "RunStopped", "State", "full_report_where", "main",
            "optimize_phase", "plan_phase", "publish_phase", "run", "run_footer", "run_phase", "stopped"]
@@ -54,7 +55,7 @@ __all__ = ["RUN_ARTIFACT", "TOKEN_NAMES", "Context", "RunStopped", "State", "ful
 # Three phases, so that no process that runs an eval ever holds the GitHub token (an eval can read its
 # ancestors' /proc/<pid>/environ): `plan` (token, runs no eval: reads the event, checks the commenter,
 # checks out a PR branch), `optimize` (NO token: runs the evals and the search), `publish` (token, runs
-# no eval: pushes the branch, opens/updates/closes the PR, comments; gepa_bot/action_publish.py).
+# no eval: pushes the branch, opens/updates/closes the PR, comments; gepa_bot/github/action_publish.py).
 # action.yml runs them as steps of one job (`job: all`; they hand over a JSON state file in RUNNER_TEMP) or
 # as three jobs, where publish reads the optimize job's artifact (GEPA_BOT_ARTIFACT) and validates it.
 # `run()` chains the same three functions in one process (docker entrypoint, other CI, tests).
@@ -130,14 +131,6 @@ def write_plan_outputs(env: Mapping[str, str], ctx: Context, state: State) -> No
         handle.writelines(f"{name}={value}\n" for name, value in values.items())
 
 
-def _checked_out_branch(workspace: Path) -> str:
-    repo = git.Repo(workspace)
-    if repo.head.is_detached:
-        raise UserError("the workspace is on a detached HEAD", fix="check out a branch (actions/checkout does for push "
-                        "and schedule events) or set GITHUB_REF_NAME")
-    return repo.active_branch.name
-
-
 def _settings(ctx: Context, plan: Plan) -> RunSettings:
     config = with_overrides(ctx.config, source="action inputs", budget=plan.budget or ctx.inputs.budget,
                             model=ctx.inputs.model, reflection_model=ctx.inputs.reflection_model)
@@ -156,10 +149,12 @@ def plan_phase(ctx: Context) -> State:
     if plan.verb == "skip":
         return State(plan, stage="done", summary=f"gepa-bot skipped: {plan.reason}")
     if plan.pr_number is None:
-        plan.base = ctx.config.output.base or ctx.env.get("GITHUB_REF_NAME") or _checked_out_branch(ctx.workspace)
+        plan.base = (ctx.config.output.base or ctx.env.get("GITHUB_REF_NAME")
+                     or current_branch(ctx.workspace, fix="check out a branch (actions/checkout does for push and "
+                                                          "schedule events) or set GITHUB_REF_NAME"))
         if ctx.config.output.base:
             _check_base_checked_out(ctx.workspace, plan.base)
-        plan.head = ctx.config.output.branch or gh.branch_for(plan.base)
+        plan.head = ctx.config.output.branch or branch_for(plan.base)
         repository(ctx)  # reach GitHub before spending rollouts: a bad token fails in seconds, not after the run
         return State(plan)
     return _plan_comment(ctx, plan)
@@ -169,41 +164,41 @@ def _plan_comment(ctx: Context, plan: Plan) -> State:
     """A `/gepa ...` comment on a PR: check the commenter, react, check out the PR branch."""
     repo = repository(ctx)
     assert plan.pr_number is not None and plan.comment_id is not None and plan.commenter
-    if not gh.commenter_can_write(repo, plan.commenter):
-        gh.react(repo, plan.comment_id, "confused")
-        gh.post_comment(repo, plan.pr_number, f"Sorry @{plan.commenter}, only people with write access to this "
+    if not rest.commenter_can_write(repo, plan.commenter):
+        rest.react(repo, plan.comment_id, "confused")
+        rest.post_comment(repo, plan.pr_number, f"Sorry @{plan.commenter}, only people with write access to this "
                                               "repository can run `/gepa` commands.")
         return State(plan, stage="done", summary=f"gepa-bot refused a command from {plan.commenter} (no write access)")
     if plan.verb == "invalid":
-        gh.react(repo, plan.comment_id, "confused")
-        gh.post_comment(repo, plan.pr_number, f"gepa-bot: {plan.reason}")
+        rest.react(repo, plan.comment_id, "confused")
+        rest.post_comment(repo, plan.pr_number, f"gepa-bot: {plan.reason}")
         return State(plan, stage="done", summary=plan.reason)
-    gh.react(repo, plan.comment_id, "eyes")
+    rest.react(repo, plan.comment_id, "eyes")
     if plan.verb == "stop":
         # This job cannot see whether another run was in progress: say what is true either way.
-        gh.post_comment(repo, plan.pr_number, "gepa-bot: `/gepa stop` received. If an optimization for this pull "
+        rest.post_comment(repo, plan.pr_number, "gepa-bot: `/gepa stop` received. If an optimization for this pull "
                                               "request was running, the workflow's concurrency group "
                                               "(`cancel-in-progress`) has cancelled it; nothing of gepa-bot's runs "
                                               "for it now.")
         return State(plan, stage="done", summary="stop requested")
-    pr = gh.get_pull(repo, plan.pr_number)
-    if gh.is_fork_pull(pr):
-        gh.post_comment(repo, plan.pr_number, "gepa-bot: this pull request comes from a fork. Its code is never run "
+    pr = rest.get_pull(repo, plan.pr_number)
+    if rest.is_fork_pull(pr):
+        rest.post_comment(repo, plan.pr_number, "gepa-bot: this pull request comes from a fork. Its code is never run "
                                               "with this repository's secrets; push the branch here to optimize it.")
         return State(plan, stage="done", summary="refused: fork pull request")
     if plan.verb == "apply":  # runs no eval: the publish phase (write permissions) switches the branch
         return State(plan, stage="apply")
-    target, plan.head = pr.head.ref, gh.branch_for(pr.head.ref)
-    if target.startswith(gh.BRANCH_PREFIX) or target == ctx.config.output.branch:
+    target, plan.head = pr.head.ref, branch_for(pr.head.ref)
+    if target.startswith(BRANCH_PREFIX) or target == ctx.config.output.branch:
         # the bot's own proposal: work on its base, update it in place
         target, plan.head = pr.base.ref, pr.head.ref
-        gh.post_comment(repo, plan.pr_number, f"gepa-bot: this is gepa-bot's own proposal; working on its base "
+        rest.post_comment(repo, plan.pr_number, f"gepa-bot: this is gepa-bot's own proposal; working on its base "
                                               f"`{untrusted(target, 100)}` and updating this pull request in place.")
-    _checkout_pr_head(ctx, target)
+    checkout_branch(ctx.workspace, ctx.remote_url, ctx.token, target)  # same repository only: forks were refused
     plan.base = target
     if plan.verb == "evaluate":
         return State(plan, stage="evaluate")
-    gh.post_comment(repo, plan.pr_number, f"gepa-bot: optimizing `{untrusted(target, 100)}`"
+    rest.post_comment(repo, plan.pr_number, f"gepa-bot: optimizing `{untrusted(target, 100)}`"
                                           + (f" with a budget of {plan.budget} rollouts" if plan.budget else "") + "…")
     return State(plan)
 
@@ -220,16 +215,6 @@ def _check_base_checked_out(workspace: Path, base: str) -> None:
     raise UserError(f"input 'base' (output.base): the workspace has {repo.head.commit.hexsha[:12]} checked out, not "
                     f"the tip of {base!r}", fix=f"check out {base!r} (actions/checkout with `ref: {base}`) or drop "
                     "the base setting to use the branch the workflow runs on")
-
-
-def _checkout_pr_head(ctx: Context, ref: str) -> None:
-    """Fetch and check out the PR's branch (same repository only: forks were refused before)."""
-    repo = git.Repo(ctx.workspace)
-    if not repo.head.is_detached and repo.active_branch.name == ref:
-        return
-    repo.git.fetch("--quiet", ctx.remote_url, f"+refs/heads/{ref}:refs/heads/{ref}",
-                   env=gh._auth_env(ctx.remote_url, ctx.token))
-    repo.git.checkout("--quiet", ref)
 
 
 # --- phase 2: optimize (NO token: the only phase that runs evals) -------------------------------------

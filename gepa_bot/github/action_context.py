@@ -1,7 +1,7 @@
 """What every phase of `gepa-bot action` shares: the run's context, the state handed from phase to phase, and
 the PR body's pieces that depend on the environment (the footer, where the full report is).
 
-Split from gepa_bot/action.py (plan and optimize) and gepa_bot/action_publish.py (publish), which both import it.
+Split from gepa_bot/github/action.py (plan and optimize) and gepa_bot/github/action_publish.py (publish), which both import it.
 """
 
 from __future__ import annotations
@@ -14,15 +14,15 @@ from typing import Any
 
 import git
 
-from gepa_bot import github as gh
 from gepa_bot.config import DEFAULT_CONFIG_NAME, Config, load_config, with_overrides
 from gepa_bot.errors import RunStopped, UserError
 from gepa_bot.escaping import untrusted
+from gepa_bot.github import rest
+from gepa_bot.github.trigger import Plan
+from gepa_bot.github.workflow import Inputs, Outputs
 from gepa_bot.redact import GITHUB_TOKEN_NAMES
 from gepa_bot.report.verdict import verdict
 from gepa_bot.result import Evaluation, RunResult
-from gepa_bot.trigger import Plan
-from gepa_bot.workflow import Inputs, Outputs
 
 TOKEN_NAMES = GITHUB_TOKEN_NAMES
 RUN_ARTIFACT = "gepa-bot-run"  # action.yml uploads the run directory under this name
@@ -145,6 +145,6 @@ def relative(path: Path, root: Path) -> str:
 def repository(ctx: Context):
     """The PyGithub Repository, connected on first use."""
     if ctx.repository is None:
-        ctx.repository = gh.get_repository(gh.connect(ctx.token, ctx.env.get("GITHUB_API_URL"), **ctx.github_kwargs),
+        ctx.repository = rest.get_repository(rest.connect(ctx.token, ctx.env.get("GITHUB_API_URL"), **ctx.github_kwargs),
                                            ctx.repo_name)
     return ctx.repository

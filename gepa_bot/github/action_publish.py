@@ -11,18 +11,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from gepa_bot import artifact
-from gepa_bot import github as gh
-from gepa_bot.action_context import Context, State, full_report_where, repository, run_footer, score_outputs
-from gepa_bot.apply import apply_command, embed
+from github.PullRequest import PullRequest
+
 from gepa_bot.config import load_config
 from gepa_bot.errors import UserError
 from gepa_bot.escaping import untrusted
+from gepa_bot.github import artifact, rest
+from gepa_bot.github.action_context import Context, State, full_report_where, repository, run_footer, score_outputs
+from gepa_bot.github.apply import apply_command, embed
+from gepa_bot.github.git import ForeignCommits, branch_for, delete_bot_branch, publish_branch
+from gepa_bot.github.workflow import Outputs, command_data, write_outputs
 from gepa_bot.report.jobsummary import no_pull_request, run_summary, stopped_summary
 from gepa_bot.report.render import render
 from gepa_bot.report.verdict import verdict
 from gepa_bot.result import RunResult
-from gepa_bot.workflow import Outputs, command_data, write_outputs
 
 
 def from_artifact(ctx: Context, state: State, artifact_dir: Path, base_sha: str) -> tuple[State, RunResult | None]:
@@ -86,35 +88,35 @@ def _publish_result(ctx: Context, state: State, outputs: Outputs, result: RunRes
     plan = state.plan
     assert plan.base
     repo = repository(ctx)
-    head, out = plan.head or gh.branch_for(plan.base), ctx.config.output
-    marker = gh.proposal_marker(result.best_files)
+    head, out = plan.head or branch_for(plan.base), ctx.config.output
+    marker = rest.proposal_marker(result.best_files)
     # a human closed this very proposal: respected, unless a writer asks again with `/gepa optimize`
     asked_again = plan.comment_id is not None and plan.verb == "optimize"
     improved = verdict(result).improved
-    declined = gh.declined_proposal(repo, head, marker) if improved and not asked_again else None
-    pr: gh.PullRequest | None
-    if declined is not None and gh.find_open_pull(repo, head) is None:
+    declined = rest.declined_proposal(repo, head, marker) if improved and not asked_again else None
+    pr: PullRequest | None
+    if declined is not None and rest.find_open_pull(repo, head) is None:
         ctx.emit(f"gepa-bot: #{declined.number} with this same proposal was closed without merging; not reopening "
                  "it (a different proposal, after the prompts or evals change, opens a new pull request)")
         operation, pr = "declined", None
     elif improved:
         try:
-            gh.publish_branch(ctx.workspace, plan.base, result.best_files, f"gepa-bot: optimize prompts ({plan.reason})",
+            publish_branch(ctx.workspace, plan.base, result.best_files, f"gepa-bot: optimize prompts ({plan.reason})",
                               ctx.remote_url, ctx.token, branch=head, base_sha=state.base_sha)
-        except gh.ForeignCommits as exc:
-            if (open_pr := gh.find_open_pull(repo, head)) is not None:
-                gh.post_comment(repo, open_pr.number, f"gepa-bot: {untrusted(str(exc), 500)}. {exc.fix}.")
+        except ForeignCommits as exc:
+            if (open_pr := rest.find_open_pull(repo, head)) is not None:
+                rest.post_comment(repo, open_pr.number, f"gepa-bot: {untrusted(str(exc), 500)}. {exc.fix}.")
             raise
-        operation, pr = gh.upsert_pull_request(
+        operation, pr = rest.upsert_pull_request(
             repo, plan.base, head, out.pr_title, f"{marker}\n{state.body}", out.labels, draft=out.draft,
             reviewers=out.reviewers, team_reviewers=out.team_reviewers, assignees=out.assignees,
             warn=lambda message: ctx.emit(f"::warning::{command_data(message, 2000)}"))
     else:
-        pr = gh.close_pull_request(repo, head, "Closing: after the latest run no candidate beats the prompts on "
+        pr = rest.close_pull_request(repo, head, "Closing: after the latest run no candidate beats the prompts on "
                                                f"`{plan.base}` on the validation set.")
         operation = "closed" if pr else "none"
     if operation != "created" and operation != "updated" and out.delete_branch and \
-            gh.delete_bot_branch(ctx.workspace, plan.base, head, ctx.remote_url, ctx.token, base_sha=state.base_sha):
+            delete_bot_branch(ctx.workspace, plan.base, head, ctx.remote_url, ctx.token, base_sha=state.base_sha):
         ctx.emit(f"gepa-bot: deleted the branch {head} (no open pull request of it)")
     if pr is not None:
         outputs.values.update({"pull-request-number": str(pr.number), "pull-request-url": pr.html_url,
@@ -136,7 +138,7 @@ def _publish_result(ctx: Context, state: State, outputs: Outputs, result: RunRes
         done = ("proposed improvements in " + v["pull-request-url"] if operation in ("created", "updated")
                 else f"the same proposal was declined in #{declined.number}" if declined is not None
                 else "no candidate beats the current prompts")
-        gh.post_comment(repo, plan.pr_number, f"gepa-bot: {done} (validation {v['baseline-score']} → "
+        rest.post_comment(repo, plan.pr_number, f"gepa-bot: {done} (validation {v['baseline-score']} → "
                                               f"{v['best-score']}, {v['rollouts-used']} rollouts).")
     return run_summary(result, what)
 
@@ -145,7 +147,7 @@ def _report_stop(ctx: Context, state: State) -> None:
     """A run stopped by errors: the PR and the bot's branch stay as they are; a comment command gets the cause."""
     ctx.emit("gepa-bot: the run stopped because of errors; the pull request and its branch were left as they are")
     if state.plan.pr_number is not None and state.plan.comment_id is not None:
-        gh.post_comment(repository(ctx), state.plan.pr_number,
+        rest.post_comment(repository(ctx), state.plan.pr_number,
                         f"{untrusted(state.summary, 1500)}\n\nNothing was changed. The finished work is in the eval "
                         "cache: once the cause is fixed, the same command resumes without paying for it again.")
 
@@ -161,7 +163,7 @@ def _comment_evaluation(ctx: Context, state: State, outputs: Outputs) -> str:
         lines += ["", "| instance | score | feedback |", "|---|---|---|"]
         lines += [f"| {untrusted(i, 60)} | {r.score:.2f} | {untrusted(r.feedback, 200)} |" for i, r in failing]
     body = "\n".join(lines)
-    gh.post_comment(repository(ctx), plan.pr_number, body)
+    rest.post_comment(repository(ctx), plan.pr_number, body)
     outputs.values.update({"baseline-score": f"{current.val_mean:.4f}", "best-score": f"{current.val_mean:.4f}",
                            "rollouts-used": str(current.budget.rollouts_used)})
     return body

@@ -1,6 +1,6 @@
 """Opening the pull request from the command line: `gepa-bot publish`, and `gepa-bot optimize` without --dry-run.
 
-The same code path as the Action's publish phase (gepa_bot/action_publish.py): the bot's branch is pushed and ONE
+The same code path as the Action's publish phase (gepa_bot/github/action_publish.py): the bot's branch is pushed and ONE
 pull request opened, updated or closed, from a finished run directory; no eval runs here. The token comes
 from GITHUB_TOKEN / GH_TOKEN / GEPA_BOT_TOKEN.
 
@@ -22,16 +22,16 @@ from typing import Any
 
 import git
 
-from gepa_bot import github as gh
-from gepa_bot.action_context import TOKEN_NAMES, Context, State, score_outputs
-from gepa_bot.action_publish import publish_phase
-from gepa_bot.apply import embed
 from gepa_bot.config import Config
 from gepa_bot.errors import UserError
+from gepa_bot.github.action_context import TOKEN_NAMES, Context, State, score_outputs
+from gepa_bot.github.action_publish import publish_phase
+from gepa_bot.github.apply import embed
+from gepa_bot.github.git import branch_for, current_branch
+from gepa_bot.github.trigger import Plan
+from gepa_bot.github.workflow import Inputs, Outputs
 from gepa_bot.report.render import render
 from gepa_bot.result import RESULT_NAME, RunResult
-from gepa_bot.trigger import Plan
-from gepa_bot.workflow import Inputs, Outputs
 
 TOKEN_FD = "GEPA_BOT_TOKEN_FD"  # internal: the pipe a re-executed gepa-bot reads its token from
 REMOTE = re.compile(r"^(?:(?P<scheme>https?)://(?:[^@/]+@)?(?P<host>[^/]+)/|git@(?P<ssh_host>[^:]+):)"
@@ -93,9 +93,9 @@ def publish_run(workspace: Path, config_path: Path, config: Config, run_dir: Pat
     result = RunResult.read(result_file)
     server, remote_name = github_remote(workspace)
     repo_name = github_repo or remote_name
-    branch = base or config.output.base or _current_branch(workspace)
+    branch = base or config.output.base or current_branch(workspace, fix="check out the branch to propose to, or pass --base")
     plan = Plan(verb="optimize", reason="gepa-bot publish (command line)", base=branch,
-                head=config.output.branch or gh.branch_for(branch))
+                head=config.output.branch or branch_for(branch))
     originals = {p: (workspace / p).read_text(encoding="utf-8") for p in result.best_files}
     choices = embed(result, branch, git.Repo(workspace).head.commit.hexsha)  # for `/gepa apply N` on the PR
     body, _full = render(result, originals, reserve=len(choices))
@@ -106,10 +106,3 @@ def publish_run(workspace: Path, config_path: Path, config: Config, run_dir: Pat
     state = State(plan, stage="publish", result_file=str(result_file), body=body)
     state.outputs.update(score_outputs(result))
     return publish_phase(ctx, state, result)
-
-
-def _current_branch(workspace: Path) -> str:
-    repo = git.Repo(workspace)
-    if repo.head.is_detached:
-        raise UserError(f"{workspace} is on a detached HEAD", fix="check out the branch to propose to, or pass --base")
-    return repo.active_branch.name

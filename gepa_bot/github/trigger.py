@@ -15,7 +15,7 @@ from typing import Any
 from gepa_bot.config import Config
 from gepa_bot.discovery import glob_matches
 from gepa_bot.escaping import untrusted
-from gepa_bot.github import BRANCH_PREFIX
+from gepa_bot.github.git import BRANCH_PREFIX
 
 COMMAND = re.compile(r"^\s*/gepa\s+(?P<verb>optimize|evaluate|stop|apply)\b(?P<args>[^\n]*)", re.IGNORECASE)
 MAX_COMMENT_BUDGET = 5000

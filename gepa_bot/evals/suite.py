@@ -3,7 +3,7 @@
 A *suite* knows how to list instances and score a set of instance ids in a *workdir* (a temporary copy
 of the repository with the candidate's prompt files written in place). This module owns everything
 around that: materializing workdirs, splitting ids over workers, and turning crashes, hangs and garbage
-into *errors* (an instance that could not be scored: never a score, never cached; see adapter.py) whose
+into *errors* (an instance that could not be scored: never a score, never cached; see search/adapter.py) whose
 message is the offending text.
 """
 

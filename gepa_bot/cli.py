@@ -7,6 +7,7 @@ import shutil
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -325,7 +326,7 @@ class _progress:
                                  console=err_console, transient=False, disable=not err_console.is_terminal)
         self.task = self.progress.add_task("rollouts", total=total, status="")
 
-    def __enter__(self):
+    def __enter__(self) -> Callable[[Budget, SearchStatus], None]:
         self.progress.start()
         return self.update
 

@@ -14,7 +14,7 @@ import json
 import sqlite3
 import threading
 from collections.abc import Mapping, Sequence
-from json.encoder import encode_basestring_ascii as _json_string  # type: ignore[attr-defined]
+from json.encoder import encode_basestring_ascii as _json_string
 from pathlib import Path
 
 from gepa_bot.evals.suite import InstanceResult

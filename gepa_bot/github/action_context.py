@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import git
+from github.Repository import Repository
 
 from gepa_bot.config import DEFAULT_CONFIG_NAME, Config, load_config, with_overrides
 from gepa_bot.errors import RunStopped, UserError
@@ -41,7 +42,7 @@ class Context:
     token: str
     emit: Callable[[str], None]
     github_kwargs: dict[str, Any] = field(default_factory=dict)
-    repository: Any = None  # the PyGithub Repository, connected once per process (see repository())
+    repository: Repository | None = None  # connected once per process (see repository())
 
     @property
     def remote_url(self) -> str:
@@ -142,7 +143,7 @@ def relative(path: Path, root: Path) -> str:
     return path.relative_to(root).as_posix()
 
 
-def repository(ctx: Context):
+def repository(ctx: Context) -> Repository:
     """The PyGithub Repository, connected on first use."""
     if ctx.repository is None:
         ctx.repository = rest.get_repository(rest.connect(ctx.token, ctx.env.get("GITHUB_API_URL"), **ctx.github_kwargs),

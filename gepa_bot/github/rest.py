@@ -11,8 +11,10 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from github import Auth, Github, GithubException
+from github.IssueComment import IssueComment
 from github.PullRequest import PullRequest
 from github.Repository import Repository
 
@@ -27,7 +29,7 @@ REACTIONS = ("+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes
 ACTIONS_PR_FORBIDDEN = "not permitted to create or approve pull requests"
 
 
-def connect(token: str, api_url: str | None = None, **github_kwargs) -> Github:
+def connect(token: str, api_url: str | None = None, **github_kwargs: Any) -> Github:
     """A PyGithub client for ``api_url`` (default: $GITHUB_API_URL, then api.github.com).
 
     ``github_kwargs`` go to :class:`github.Github` (throttling, retry, timeout).
@@ -208,7 +210,7 @@ def commenter_can_write(gh_repo: Repository, login: str) -> bool:
     return permission in WRITE_PERMISSIONS
 
 
-def post_comment(gh_repo: Repository, number: int, body: str):
+def post_comment(gh_repo: Repository, number: int, body: str) -> IssueComment:
     """Comment on issue or pull request ``number``; returns the IssueComment."""
     with _github(f"commenting on #{number}"):
         return gh_repo.get_issue(number).create_comment(truncate(body))

@@ -216,8 +216,9 @@ def test_the_plain_rewrite_asks_for_a_reason_and_never_gets_a_canned_one(tmp_pat
     without = "````prompt\nQueue of this ticket?\n\nTicket:\n{ticket}\n````"
     reflector, transport, runlog = _reflector(tmp_path, [with_reason, without], style="mixed")
     reflector.warm_start_rewrites = 2
-    first, _ = reflector.reflect({"p": PROMPT}, {"p": TICKETS}, ["p"])
-    second, _ = reflector.reflect({"p": PROMPT}, {"p": TICKETS}, ["p"])
+    stating_nothing = [r for r in TICKETS if r["Inputs"]["instance_id"] == "t3"]  # expected/got only: no rule to carry over first
+    first, _ = reflector.reflect({"p": PROMPT}, {"p": stating_nothing}, ["p"])
+    second, _ = reflector.reflect({"p": PROMPT}, {"p": stating_nothing}, ["p"])
     runlog.close()
     assert 'First write "Reason:" and ONE sentence' in transport.calls[0]["content"]
     rationales = [reflector.rationales[candidate_hash(p.new_texts)]["p"] for p in (first, second)]
@@ -302,3 +303,28 @@ def test_a_tie_at_zero_on_an_instance_nobody_solves_does_not_put_a_candidate_on_
     result.val_subscores[2][1] = 0.5
     result.per_val_instance_best_candidates[1] = {2}
     assert pareto_front(result) == [0, 1, 2]
+
+
+def test_a_form_requirement_stated_after_the_expected_value_is_a_statement():
+    records = [rec(q, f"{q}: expected {m} metres as a bare number, reply was {r!r} (not a bare number)")
+               for q, m, r in (("6 feet", "1.83", "About 1.83 m."), ("half a mile", "805", "Half a mile is 2640 feet."),
+                               ("3 yards", "2.74", "3 yards = 2.74 m"))]
+    records.append(rec("12 inches", "12 inches: expected 0.305 metres as a bare number, reply was '0.5' (wrong value)"))
+    [statement] = extract_statements(records, "{quantity}\nHow long is that?\n")
+    assert statement.text == "Answer with metres as a bare number" and len(statement.ids) == 4
+    # a value followed only by what the reply was states no rule
+    assert extract_statements([rec("t", "expected 'bug', got 'billing' (raw reply: 'billing')")], PROMPT) == []
+
+
+def test_the_warm_start_opens_with_the_rules_the_feedback_states(tmp_path):
+    rules = json.dumps({"keep": [1], "reason": "the policy", "instruction": f"Under our policy P1 means {POLICY['P1']}."})
+    rewrite = "Reason: plainer.\n````prompt\nRate the incident P1-P4.\n\nReport: {report}\n````"
+    reflector, transport, runlog = _reflector(tmp_path, [rules, rewrite], style="mixed")
+    reflector.warm_start_rewrites = 2
+    first, _ = reflector.reflect({"p": INCIDENT_PROMPT}, {"p": INCIDENTS}, ["p"])
+    second, _ = reflector.reflect({"p": INCIDENT_PROMPT}, {"p": INCIDENTS}, ["p"])
+    runlog.close()
+    kinds = [reflector.kinds[candidate_hash(p.new_texts)]["p"] for p in (first, second)]
+    assert kinds == ["rules", "simplify"] and "numbered rules" in transport.calls[0]["content"]
+    assert POLICY["P1"] in first.new_texts["p"]
+    assert {candidate_hash(first.new_texts), candidate_hash(second.new_texts)} == reflector.ungated

@@ -33,6 +33,7 @@ ECHO = re.compile(r"^\s*[\w ]{1,24}:\s*\x00\d+\x00\s*\W*$")  # "ticket: '<input>
 ECHO_TAIL = re.compile(r"\s*\x00\d+\x00\s*\W*(?:;|$)")
 EXPECTED = re.compile(r"\bexpected\s+(\x00\d+\x00|[^\s,;:()]+)", re.IGNORECASE)
 GOT = re.compile(r"\bgot\s+(\x00\d+\x00|[^\s,;:()]+)", re.IGNORECASE)
+EXPECTED_FORM = re.compile(r"^\s*expected\s+(?:\x00\d+\x00|-?\d[\d.,]*)\s+([^,;()]+?)\s*(?:[,(].*)?$", re.IGNORECASE)
 LIST_IN_PARENS = re.compile(r"\(([^()]*,[^()]*)\)")
 RULE_CUE = re.compile(
     r"\b(must|should|always|never|only|means|mean|defined|counts? as|policy|rule|allowed|required|format|"
@@ -118,7 +119,10 @@ def general_clause(clause: str, cut: _Clauses, current: str) -> str | None:
     if ECHO.match(clause):
         return None
     text = re.sub(r"^\s*(?:expected|correct)\b.*?,\s*but\s+", "", clause, flags=re.IGNORECASE)
-    if re.match(r"^\s*(?:expected|got|correct)\b", text, re.IGNORECASE):
+    requirement = EXPECTED_FORM.match(text)
+    if requirement and RULE_CUE.search(requirement.group(1)) and not re.search(r"\d|\x00", requirement.group(1)):
+        text = f"Answer with {requirement.group(1)}"  # "expected 1.83 metres as a bare number, reply was ..."
+    elif re.match(r"^\s*(?:expected|got|correct)\b", text, re.IGNORECASE):
         return None
     text = LIST_IN_PARENS.sub(lambda m: m.group(0) if not re.search(r"\d|\x00", m.group(1)) else "", text)
     text = re.sub(r"\([^()]*(?:\d|\x00)[^()]*\)", "", text)  # "(limit 48 tokens)", "(reply: '...')"

@@ -113,7 +113,7 @@ class RationaleReflector:
                 continue
             try:
                 result = self._propose_one(name, candidate[name], records, proposal, parent_hash,
-                                           kind="simplify" if warm else None)
+                                           kind=self._warm_kind(candidate[name], records) if warm else None)
             except (BudgetExhausted, RunStopped):  # a stop, not a bug of ours
                 raise
             except Exception as exc:
@@ -126,6 +126,13 @@ class RationaleReflector:
         if proposal.new_texts:
             self._record(parent_hash, {**candidate, **proposal.new_texts}, results, warm)
         return proposal, self
+
+    def _warm_kind(self, current: str, records: Sequence[Mapping[str, Any]]) -> str:
+        """The warm start's move: the first reflection carries what the feedback states (``rules``) when it states
+        anything; the others are plain rewrites."""
+        if self.reflections == 1 and self.style == "mixed" and extract_statements(records, current):
+            return "rules"
+        return "simplify"
 
     def _record(self, parent_hash: str, child: dict[str, str], results: Mapping[str, Proposal], warm: bool) -> None:
         child_hash = candidate_hash(child)

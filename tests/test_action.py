@@ -163,6 +163,7 @@ def reactions(h: Harness, payload: dict) -> list[str]:
 
 # ---- push / schedule / dispatch: the bot's PR into the base branch -------------------------------
 
+@pytest.mark.slow
 def test_push_creates_pr_then_rerun_updates_it_then_close_when_nothing_beats_baseline(h):
     env = h.env("push", push_event("prompts/main.txt"))
     out = h.run(env)
@@ -657,6 +658,7 @@ HOSTILE_EVAL = SNOOP + EVAL_PRELUDE + textwrap.dedent('''
 ''')
 
 
+@pytest.mark.slow
 def test_hostile_eval_cannot_find_the_token_in_the_three_phase_action(h, tmp_path):
     """action.yml's steps as real processes: plan and publish hold the token, optimize (the evals) does not."""
     import os
@@ -898,6 +900,7 @@ def _add_choice(h: Harness, number: int, index: int, text: str, val_mean: float 
     pr.body = CHOICES.sub(lambda _: _encode(choices).strip(), pr.body)
 
 
+@pytest.mark.slow
 def test_apply_switches_the_bots_pr_to_a_variant_idempotently_and_back_to_the_best(h):
     from gepa_bot.github.apply import decode
 

@@ -40,6 +40,9 @@ from test_action import (
 
 from gepa_bot.github import action
 
+# every test plays the three jobs as processes on fresh clones
+pytestmark = pytest.mark.slow
+
 pytest_plugins = ["tests.fakegithub.fixtures"]
 
 NAME = "toy"

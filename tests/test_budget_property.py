@@ -33,6 +33,7 @@ def run_shapes(draw):
             "junk_every": draw(st.sampled_from([0, 0, 2, 3]))}
 
 
+@pytest.mark.slow
 @settings(max_examples=15, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(shape=run_shapes())

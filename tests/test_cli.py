@@ -85,6 +85,7 @@ def test_console_script_entry_point_runs():
     assert completed.returncode == 0 and "--reflection-model" in completed.stdout
 
 
+@pytest.mark.slow
 def test_sigterm_mid_run_flushes_the_log_and_resume_finishes(tmp_path):
     """CI cancellation: SIGTERM during evaluation; the rerun with the same --run-dir completes the job."""
     import os

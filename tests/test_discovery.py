@@ -478,6 +478,7 @@ def _lookup(data, key):
     return data
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(layout=st.sampled_from(LAYOUTS), value=st.one_of(
     st.text(),

@@ -322,6 +322,7 @@ def test_every_run_log_record_says_when_and_rollouts_and_llm_calls_how_long(toy,
     assert all(r["seconds"] >= 0 for r in records if r["kind"] == "llm")
 
 
+@pytest.mark.slow
 def test_litellm_never_fetches_its_price_table_whatever_imports_it_first():
     """Any gepa_bot import sets LITELLM_LOCAL_MODEL_COST_MAP before litellm can be imported (it was once set only on
     the first completion, after session/reflection code had imported litellm and tried the network)."""

@@ -27,6 +27,9 @@ from toyrepo import EVAL_PRELUDE, host_on_fake_github, make_toy_repo
 from gepa_bot.result import RunResult
 from gepa_bot.runlog import read_records
 
+# every case runs `gepa-bot optimize` as processes against the fake GitHub: minutes, not seconds
+pytestmark = pytest.mark.slow
+
 pytest_plugins = ["tests.fakegithub.fixtures"]
 
 OWNER, NAME = "octo", "toy"

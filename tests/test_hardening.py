@@ -102,6 +102,7 @@ def _eval_cache_key(scope: str, run_id: str = "1", attempt: str = "1") -> tuple[
     return expand(step["with"]["key"]), expand(step["with"]["restore-keys"])
 
 
+@pytest.mark.slow
 def test_no_branch_restores_another_branchs_eval_cache():
     branches = ["main", "main-x", "main-", "release/1", "release/1-2", "a", "ab"]
     for branch in branches:

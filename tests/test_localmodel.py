@@ -479,6 +479,7 @@ def test_bench_feedback_names_the_mistake():
 # The real model
 
 
+@pytest.mark.slow
 @pytest.mark.localmodel
 def test_real_server_completion():
     try:

@@ -36,6 +36,9 @@ from gepa_bot.search.budget import Budget
 from gepa_bot.search.engine import optimize
 from gepa_bot.search.errorpolicy import EvalErrors
 
+# a local Ray cluster per module, and runs that kill its nodes and drivers
+pytestmark = pytest.mark.slow
+
 if importlib.util.find_spec("ray") is None or not shutil.which("ray"):
     if os.environ.get("CI"):
         pytest.fail("ray is not installed: pip install -e '.[test]' installs it", pytrace=False)

@@ -296,6 +296,7 @@ def test_the_body_shows_up_to_output_variants_pareto_candidates_and_skips_trivia
     assert variant_sections_of(render(result, originals)[0]) == []
 
 
+@pytest.mark.slow
 def test_a_huge_report_with_three_variants_fits_githubs_limit():
     result, originals = make_result(n_val=3000, feedback="x" * 5000, prompt_lines=4000)
     for k in range(4):

@@ -78,6 +78,7 @@ def leaks(text: str) -> list[str]:
     return found
 
 
+@pytest.mark.slow
 def test_no_secret_reaches_any_artifact_or_output(tmp_path):
     from toyrepo import make_toy_repo
 

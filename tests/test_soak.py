@@ -11,6 +11,7 @@ import json
 import re
 from collections import Counter
 
+import pytest
 from test_engine import settings_for
 from toyrepo import make_toy_repo
 
@@ -18,6 +19,9 @@ from gepa_bot.result import RunResult
 from gepa_bot.runlog import read_records
 from gepa_bot.search.engine import optimize
 from gepa_bot.search.llm import Reply
+
+# a 500-rollout run with 4 workers
+pytestmark = pytest.mark.slow
 
 BUDGET = 500
 

@@ -243,6 +243,7 @@ def test_ruff_finds_nothing():
     assert proc.returncode == 0, proc.stdout[-3000:]
 
 
+@pytest.mark.slow
 def test_mypy_finds_nothing():
     proc = _run(_tool("mypy"), "--no-incremental", "--cache-dir", "/dev/null")
     assert proc.returncode == 0, proc.stdout[-3000:]

@@ -214,6 +214,7 @@ def test_crash_and_timeout_become_failures_with_process_text(tmp_path: Path):
     assert slow.failed and "timed out after 5s" in slow.feedback
 
 
+@pytest.mark.slow
 def test_id_missing_from_workdir_and_candidate_collection_error(tmp_path: Path):
     repo = write_repo(tmp_path / "repo", {
         "prompt.py": "GREETING = 'hello'\n",

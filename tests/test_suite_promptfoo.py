@@ -28,6 +28,9 @@ from gepa_bot.config import PromptfooSuiteConfig
 from gepa_bot.evals.promptfoo_suite import PromptfooSuite, instance_id_of, provider_id
 from gepa_bot.evals.suite import SuiteContext, SuiteError, materialize
 
+# every test runs the real promptfoo CLI (Node.js), several times
+pytestmark = pytest.mark.slow
+
 TRIAGE_PROMPT = "prompts/triage.txt"
 
 if not PROMPTFOO.exists() or not shutil.which("node"):

@@ -26,8 +26,8 @@ from gepa_bot.config import DEFAULT_CONFIG_NAME, LOCAL_MODEL, Config
 from gepa_bot.discovery import render_files
 from gepa_bot.evals.cache import candidate_hash
 from gepa_bot.evals.suite import evaluate_parallel, materialize, remove_workdir
-from gepa_bot.report.render import rejection_reasons
-from gepa_bot.result import RejectedProposal
+from gepa_bot.report.rejections import rejection_reasons
+from gepa_bot.result import BudgetSummary, RejectedProposal
 from gepa_bot.search.session import choose_split, open_suite, resolved_models, select_components
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -90,24 +90,25 @@ def rows_for(task: Task, seed: int, method: str, outcome: Outcome, budgets: list
                "prompt_chars": sum(len(t) for t in candidate.values()),
                "found_at_rollout": best["rollouts"],
                "candidates_within_budget": sum(1 for t in outcome.trajectory if t["rollouts"] <= budget),
-               "rollouts_used": outcome.budget.get("rollouts_used", 0),
-               "rollouts_executed": outcome.budget.get("rollouts_executed", 0),
-               "cache_hits": outcome.budget.get("cache_hits", 0),
-               "cache_hit_rate": outcome.budget.get("cache_hit_rate", 0.0),
-               "llm_calls": outcome.budget.get("llm_calls", 0),
-               "llm_calls_replayed": outcome.budget.get("llm_calls_replayed", 0),
-               "prompt_tokens": outcome.budget.get("prompt_tokens", 0),
-               "completion_tokens": outcome.budget.get("completion_tokens", 0),
-               "eval_time_s": outcome.budget.get("eval_time_s", 0.0), "llm_time_s": outcome.budget.get("llm_time_s", 0.0),
-               "run_wall_s": round(wall_s, 1), "rejected_proposals": len(outcome.rejected),
+               **_spent(outcome.budget), "run_wall_s": round(wall_s, 1), "rejected_proposals": len(outcome.rejected),
                "rejected_reason_counts": _reason_counts(outcome.rejected), **outcome.extra, "prompt": candidate}
         rows.append(row)
     return rows
 
 
-def _reason_counts(rejected: list[dict[str, str]]) -> dict[str, int]:
-    """Rejections per reason, grouped as the PR body groups them (quoted text cut away)."""
-    return {r["reason"]: r["count"] for r in rejection_reasons([RejectedProposal.model_validate(r) for r in rejected])}
+def _spent(budget: BudgetSummary | None) -> dict[str, Any]:
+    """A row's budget columns (all 0 for an arm that spent nothing)."""
+    b = budget
+    return {"rollouts_used": b.rollouts_used if b else 0, "rollouts_executed": b.rollouts_executed if b else 0,
+            "cache_hits": b.cache_hits if b else 0, "cache_hit_rate": b.cache_hit_rate if b else 0.0,
+            "llm_calls": b.llm_calls if b else 0, "llm_calls_replayed": b.llm_calls_replayed if b else 0,
+            "prompt_tokens": b.prompt_tokens if b else 0, "completion_tokens": b.completion_tokens if b else 0,
+            "eval_time_s": b.eval_time_s if b else 0.0, "llm_time_s": b.llm_time_s if b else 0.0}
+
+
+def _reason_counts(rejected: list[RejectedProposal]) -> dict[str, int]:
+    """Rejections per reason, grouped as the PR body groups them (each group under one of its reasons)."""
+    return {group.reason: group.count for group in rejection_reasons(rejected)}
 
 
 def run_bench(tasks: list[Task], opts: BenchOptions, rows_file: Path | None = None) -> dict[str, Any]:
@@ -220,7 +221,7 @@ def render(out: Path, notes: list[str]) -> int:
     twins = duplicate_rows(rows)
     if twins:
         print(f"error: {out / 'rows.jsonl'} has {len(twins)} (task, budget, method, seed) with more than one row, "
-              f"e.g. {twins[0]}: a re-run appends, so move the older rows to an archive-*/rows.jsonl first",
+              f"e.g. {twins[0]}: a re-run appends, so remove the rows it replaces first (git keeps them: bench/results/README.md)",
               file=sys.stderr)
         return 1
     chunks = [json.loads(line) for line in (out / "chunks.jsonl").read_text(encoding="utf-8").splitlines()

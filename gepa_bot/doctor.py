@@ -21,8 +21,9 @@ from gepa_bot.discovery import placeholders_in
 from gepa_bot.errors import RunStopped, UserError
 from gepa_bot.models.completion import chat
 from gepa_bot.search.adapter import RepoAdapter
-from gepa_bot.search.errorpolicy import EvalErrors, one_line
+from gepa_bot.search.errorpolicy import EvalErrors
 from gepa_bot.search.session import RunSettings, check_budget_fits, open_session, resolved_models
+from gepa_bot.text import one_line
 
 SAMPLE = 3  # val instances scored by the check
 
@@ -80,7 +81,7 @@ def _check_sample(adapter: RepoAdapter, candidate: dict[str, str], sample: list[
                           "model reachable (docs/faults.md)")
         results = {}
     for instance_id, result in results.items():
-        feedback = " ".join((result.feedback or "").split())[:160]
+        feedback = one_line(result.feedback or "", 160)
         report("ok", f"eval of val instance {instance_id}: score {result.score:g}; feedback: {feedback}")
 
 
@@ -94,6 +95,6 @@ def _check_reflection_model(settings: RunSettings, report: Callable[[str, str], 
     except UserError as exc:
         report("problem", f"reflection model {model}: {exc}")
     except Exception as exc:  # any provider error: the run would fail the same way
-        detail = " ".join(str(exc).split())[:300]
+        detail = one_line(exc, 300)
         report("problem", f"reflection model {model} does not answer: {type(exc).__name__}: {detail}. Fix: check "
                           "the model name and its API key (see README 'Models')")

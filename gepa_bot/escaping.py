@@ -1,7 +1,13 @@
-"""Untrusted text (eval feedback, LLM rationales, file names) made safe for GitHub Markdown, and GitHub's size limit.
+"""Untrusted text (eval feedback, LLM rationales, file names, event fields): the one place that makes it safe.
 
-:func:`untrusted` escapes text for a table cell or an HTML block, :func:`untrusted_block` for a fenced block.
-Both neutralize GitHub's closing keywords:
+Two destinations, one function each:
+
+- **a Markdown body** (PR body, comment, job summary): :func:`untrusted` for a table cell or an HTML block, and
+  :func:`untrusted_block` for a fenced block. No tags, pipes, links or @-mentions, and no closing keywords (below).
+- **a workflow log line** (the Actions log): :func:`log_line`. Plain text on one line, no HTML escaping.
+
+Every one of them keeps text from starting a workflow command (``::``) when it is echoed into the Actions log.
+Lengths are cut with gepa_bot/text.py. The Markdown functions neutralize GitHub's closing keywords:
 A pull request whose body says ``Fixes #1`` closes issue 1 when it is merged, and ``closes owner/repo#2`` or
 ``Resolves: https://github.com/o/r/issues/3`` close issues in other repositories the merger can write to. Text
 from evals or the LLM reaches gepa-bot's PR body, so merging the bot's proposal must not close anything: every
@@ -15,7 +21,8 @@ import html
 import re
 from typing import Any
 
-BODY_LIMIT = 65_536  # GitHub's limit for PR bodies and comments, in characters
+from gepa_bot.text import one_line, truncate
+
 ZWJ = "\u200d"
 
 # GitHub's keywords (docs: "Linking a pull request to an issue"), matched case-insensitively as whole words.
@@ -46,17 +53,30 @@ def _neutralized(match: re.Match[str]) -> str:
     return keyword[0] + ZWJ + keyword[1:] + match.group("gap") + reference.replace("#", "#" + ZWJ)
 
 
+def no_workflow_commands(text: str) -> str:
+    """``text`` with every ``::`` broken by a zero-width space: echoed into the Actions log, no line of it can be
+    read as a workflow command (``::set-output``, ``::add-mask::``, ``::stop-commands::``)."""
+    return text.replace("::", ":\u200b:")
+
+
+def log_line(text: Any, limit: int) -> str:
+    """Untrusted text for one plain line of the workflow log: on one line, cut to ``limit``, no workflow command.
+
+    No HTML escaping: the log is plain text ("Settings > Actions" must read as such).
+    """
+    return no_workflow_commands(one_line(text, limit))
+
+
 def untrusted(text: Any, limit: int) -> str:
-    """Escape untrusted text for a Markdown table cell or HTML block: no tags, no pipes, no `::` commands,
-    no @-mentions (a zero-width space after `@`, as Dependabot does), no links, images or autolinks."""
-    value = " ".join(str(text).split())
-    if len(value) > limit:
-        value = value[: limit - 1] + "…"
-    value = neutralize_closing_keywords(value)  # merging the bot's PR must not close "Fixes #1" of an eval's text
+    """Untrusted text for a Markdown table cell or HTML block: on one line, cut to ``limit``, no tags, no pipes,
+    no `::` commands, no @-mentions (a zero-width space after `@`, as Dependabot does), no links, images or
+    autolinks, no closing keywords."""
+    # merging the bot's PR must not close "Fixes #1" of an eval's text
+    value = neutralize_closing_keywords(one_line(text, limit))
     value = html.escape(value, quote=False).replace("|", "\\|").replace("`", "'")
     value = value.replace("[", "&#91;").replace("]", "&#93;").replace("@", "@\u200b")
     value = re.sub(r"(?i)(://|www\.)", lambda m: m.group(0)[0] + "\u200b" + m.group(0)[1:], value)
-    return value.replace("::", ":\u200b:")
+    return no_workflow_commands(value)
 
 
 def fence_for(text: str, char: str = "`") -> str:
@@ -66,9 +86,9 @@ def fence_for(text: str, char: str = "`") -> str:
 
 
 def untrusted_block(text: str, limit: int) -> str:
-    """Neutralize multi-line untrusted text for a fenced block inside <details> (shown verbatim otherwise)."""
-    value = text if len(text) <= limit else text[:limit] + "\n… (cut)"
-    value = neutralize_closing_keywords(value)
+    """Multi-line untrusted text for a fenced block inside <details> (shown verbatim otherwise): cut to ``limit``, no
+    fence or <details>/<summary> tag that could end the block early, no `::` commands, no closing keywords."""
+    value = neutralize_closing_keywords(truncate(text, limit, note="\n… (cut)"))
     value = re.sub(r"`{3,}|~{3,}", lambda m: m.group(0)[0] * 2 + "\u200b" + m.group(0)[2:], value)
     value = re.sub(r"<(/?)(details|summary)", "<\\1\u200b\\2", value, flags=re.IGNORECASE)
-    return value.replace("::", ":\u200b:")
+    return no_workflow_commands(value)

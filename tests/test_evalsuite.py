@@ -20,7 +20,6 @@ from gepa_bot import evalkit
 from gepa_bot.evals.command_suite import CommandSuite
 from gepa_bot.evals.suite import (
     MAX_CAPTURE_BYTES,
-    MAX_FEEDBACK_CHARS,
     EvalSuite,
     Instance,
     InstanceResult,
@@ -33,6 +32,7 @@ from gepa_bot.evals.suite import (
     remove_workdir,
     run_process,
 )
+from gepa_bot.text import FEEDBACK_LIMIT
 
 PY = shlex.quote(sys.executable)
 IDS = ["a", "b", "c", "d", "e", "f", "g"]
@@ -250,7 +250,7 @@ def test_huge_output_is_capped(tmp_path):
     assert results["a"].score == 0.75 and not results["a"].failed
     assert results["b"].failed  # an error that says what was cut, never a score
     assert "stdout was cut after 2,000,000 bytes" in results["b"].feedback
-    assert len(results["b"].feedback) <= MAX_FEEDBACK_CHARS + 100
+    assert len(results["b"].feedback) <= FEEDBACK_LIMIT + 100
     output = run_process(f"{PY} evals/s.py", repo, {}, "", 30)
     assert output.returncode == 0 and not output.timed_out
     assert MAX_CAPTURE_BYTES - 1000 <= len(output.stdout) <= MAX_CAPTURE_BYTES + 200  # cut at a line end
@@ -351,7 +351,7 @@ def test_long_feedback_is_truncated(tmp_path):
         print(json.dumps({"id": "a", "score": 1, "feedback": "HEAD" + "x" * 20000 + "TAIL"}))
     """, ids=["a"])
     feedback = results["a"].feedback
-    assert len(feedback) < MAX_FEEDBACK_CHARS + 100
+    assert len(feedback) < FEEDBACK_LIMIT + 100
     assert feedback.startswith("HEAD") and feedback.endswith("TAIL") and "chars cut" in feedback
 
 

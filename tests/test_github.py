@@ -9,6 +9,7 @@ import pytest
 
 from gepa_bot.github import git as gitops
 from gepa_bot.github import rest
+from gepa_bot.text import BODY_CUT_NOTE, BODY_LIMIT
 from tests.fakegithub.server import ACTIONS_LOGIN
 
 pytest_plugins = ["tests.fakegithub.fixtures"]
@@ -110,10 +111,10 @@ def test_long_body_is_truncated_to_githubs_limit(env):
     branch = _publish(env, "v1\n")
     _op, pr = rest.upsert_pull_request(repo, "main", branch, "t", "x" * 70_000)
     body = fake.pulls("octo", "hello")[0].body
-    assert len(body) == rest.BODY_LIMIT
-    assert body.endswith(rest.TRUNCATION_NOTE)
+    assert len(body) == BODY_LIMIT
+    assert body.endswith(BODY_CUT_NOTE)
     comment = rest.post_comment(repo, pr.number, "y" * 100_000)
-    assert len(fake.comments[comment.id].body) == rest.BODY_LIMIT
+    assert len(fake.comments[comment.id].body) == BODY_LIMIT
 
 
 def test_push_to_base_or_default_branch_is_refused(env):

@@ -43,10 +43,10 @@ from gepa_bot.evals.suite import (
     SuiteError,
     Workdir,
     describe_process,
+    excerpt,
     failure,
     hash_files,
     run_process,
-    truncate,
 )
 
 SCORE_PROPERTY = "gepa_score"
@@ -255,7 +255,7 @@ def _score(node_id: str, group: list[_Case]) -> InstanceResult:
     if len(results) == 1:
         return worst
     feedback = "\n\n".join(f"[run {n}] {r.feedback}" for n, r in enumerate(results, start=1))
-    return InstanceResult(id=node_id, score=worst.score, feedback=truncate(feedback), failed=worst.failed)
+    return InstanceResult(id=node_id, score=worst.score, feedback=excerpt(feedback), failed=worst.failed)
 
 
 def _score_case(node_id: str, case: _Case) -> InstanceResult:
@@ -270,10 +270,10 @@ def _score_case(node_id: str, case: _Case) -> InstanceResult:
         status += f", {SCORE_PROPERTY}={score:g}"
     feedbacks = [value for name, value in case.properties if name == FEEDBACK_PROPERTY]
     if feedbacks:  # the test's own words are the feedback: nothing of pytest's failure text
-        return InstanceResult(id=node_id, score=score, feedback=truncate("\n".join(feedbacks)))
+        return InstanceResult(id=node_id, score=score, feedback=excerpt("\n".join(feedbacks)))
     sections = [f"test {status}", short_message(case.message, case.text)]
-    sections += [f"--- captured {label} ---\n" + truncate(body, 500) for label, body in _captured_sections(case)]
-    return InstanceResult(id=node_id, score=score, feedback=truncate("\n".join(s for s in sections if s)))
+    sections += [f"--- captured {label} ---\n" + excerpt(body, 500) for label, body in _captured_sections(case)]
+    return InstanceResult(id=node_id, score=score, feedback=excerpt("\n".join(s for s in sections if s)))
 
 
 def _recorded_score(case: _Case) -> tuple[float | None, str]:

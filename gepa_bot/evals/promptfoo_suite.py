@@ -48,10 +48,10 @@ from gepa_bot.evals.suite import (
     SuiteError,
     Workdir,
     describe_process,
+    excerpt,
     failure,
     hash_files,
     run_process,
-    truncate,
 )
 
 TESTS_FILE = ".gepa-bot-promptfoo-tests-{}.json"
@@ -95,9 +95,9 @@ def error_summary(output: ProcessOutput, timeout: float) -> str:
     for text in (output.stderr, output.stdout):
         for line in text.splitlines():
             if ERROR_LINE.match(line):
-                return truncate(" ".join(line.split()), 300)
+                return excerpt(" ".join(line.split()), 300)
     lines = [line.strip() for line in (output.stderr + "\n" + output.stdout).splitlines() if line.strip()]
-    return truncate(lines[-1], 300) if lines else f"exit code {output.returncode}"
+    return excerpt(lines[-1], 300) if lines else f"exit code {output.returncode}"
 
 
 def instance_id_of(test: dict[str, Any]) -> str:
@@ -280,12 +280,12 @@ def _instance_result(instance_id: str, rows: list[dict[str, Any]]) -> InstanceRe
     output = outputs[0] if len(outputs) == 1 else json.dumps(outputs)
     errors = [r for r in rows if _is_error(r)]
     if errors:
-        feedback = "\n".join(_head(r, many) + f"ERROR: {truncate(_error_text(r), 800)}" for r in errors)
-        return InstanceResult(id=instance_id, score=0.0, feedback=truncate(feedback), trace=trace, output=output,
+        feedback = "\n".join(_head(r, many) + f"ERROR: {excerpt(_error_text(r), 800)}" for r in errors)
+        return InstanceResult(id=instance_id, score=0.0, feedback=excerpt(feedback), trace=trace, output=output,
                               failed=True)
     scores = [float(r.get("score") or 0.0) for r in rows]
     return InstanceResult(id=instance_id, score=sum(scores) / len(scores), trace=trace, output=output,
-                          feedback=truncate("\n".join(_section(r, many) for r in rows)))
+                          feedback=excerpt("\n".join(_section(r, many) for r in rows)))
 
 
 def _is_error(row: dict[str, Any]) -> bool:
@@ -320,7 +320,7 @@ def _head(row: dict[str, Any], many: bool) -> str:
     if not many:
         return ""
     return (f"[prompt {(row.get('prompt') or {}).get('label', '?')} · {(row.get('provider') or {}).get('id', '?')}"
-            f" · vars {truncate(json.dumps(row.get('vars'), default=str), 200)}]\n")
+            f" · vars {excerpt(json.dumps(row.get('vars'), default=str), 200)}]\n")
 
 
 def _section(row: dict[str, Any], many: bool) -> str:
@@ -331,8 +331,8 @@ def _section(row: dict[str, Any], many: bool) -> str:
     for part in grading.get("componentResults") or []:
         if not part.get("pass"):
             kind = (part.get("assertion") or {}).get("type", "?")
-            lines.append(f"- [{kind}] {truncate(str(part.get('reason') or 'failed'), 600)}")
+            lines.append(f"- [{kind}] {excerpt(str(part.get('reason') or 'failed'), 600)}")
     if not grading.get("componentResults") and grading.get("reason") and not row.get("success"):
-        lines.append(f"- {truncate(str(grading['reason']), 600)}")
-    lines.append(f"output: {truncate(_output(row), OUTPUT_PREVIEW)}")
+        lines.append(f"- {excerpt(str(grading['reason']), 600)}")
+    lines.append(f"output: {excerpt(_output(row), OUTPUT_PREVIEW)}")
     return "\n".join(lines)

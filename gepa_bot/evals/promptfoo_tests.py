@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from gepa_bot.evals.suite import SuiteError, truncate
+from gepa_bot.evals.suite import SuiteError, excerpt
 
 NATIVE_TEST_FILES = (".yaml", ".yml", ".json", ".jsonl")  # `tests:` entries read here; promptfoo loads the rest
 
@@ -43,7 +43,7 @@ def expand_tests(raw: Any, repo: Path, config: str, listing: Listing) -> list[di
         elif isinstance(entry, dict):
             tests.append(_vars_loaded(entry, (repo / config).parent))
         else:
-            raise setup_error(f"{config}: the test entry {truncate(repr(entry), 80)} is neither a test nor a file "
+            raise setup_error(f"{config}: the test entry {excerpt(repr(entry), 80)} is neither a test nor a file "
                               "path", "make every entry of `tests:` a mapping (vars, assert, ...) or a file:// path "
                               "to a test file")
     return tests
@@ -90,7 +90,7 @@ def _load_with_promptfoo(entry: str | dict[str, Any], repo: Path, config: str, l
                                          "tests": reference}), encoding="utf-8")
         tests = listing(Path(tmp), throwaway.name, f"the tests of {entry}")["config"].get("tests")
     if not isinstance(tests, list) or not tests or not all(isinstance(test, dict) for test in tests):
-        raise setup_error(f"{config}: promptfoo loaded no test cases from {truncate(str(entry), 120)}",
+        raise setup_error(f"{config}: promptfoo loaded no test cases from {excerpt(str(entry), 120)}",
                           "fix that entry of `tests:` (promptfoo's file:// path rules)")
     return tests
 

@@ -30,8 +30,8 @@ from typing import Any
 from gepa_bot import evalkit
 from gepa_bot.owned import is_owned
 from gepa_bot.redact import WITHHELD_ENV, redact
+from gepa_bot.text import FEEDBACK_LIMIT, truncate_middle
 
-MAX_FEEDBACK_CHARS = 4000
 MAX_CAPTURE_BYTES = 2_000_000
 IGNORED_DIRS = (".git", ".gepa-bot")
 
@@ -157,20 +157,17 @@ def _is_ignored(relative: Path) -> bool:
 
 def failure(instance_id: str, feedback: str) -> InstanceResult:
     """An error (the instance could not be scored), with the offending text (truncated) as its message."""
-    return InstanceResult(id=instance_id, score=0.0, feedback=truncate(feedback), failed=True)
+    return InstanceResult(id=instance_id, score=0.0, feedback=excerpt(feedback), failed=True)
 
 
-def truncate(text: str, limit: int = MAX_FEEDBACK_CHARS) -> str:
-    """Keep the head and the tail of long text, where errors usually are.
+def excerpt(text: str, limit: int = FEEDBACK_LIMIT) -> str:
+    """Eval output as gepa-bot keeps it: secrets masked, then the head and the tail of long text, where errors
+    usually are (gepa_bot/text.py).
 
     Secrets are masked first: a cut through the middle of a key would leave a piece of it that
     redaction can no longer recognize.
     """
-    text = redact(text)
-    if len(text) <= limit:
-        return text
-    half = limit // 2
-    return f"{text[:half]}\n... [{len(text) - limit} chars cut] ...\n{text[-half:]}"
+    return truncate_middle(redact(text), limit)
 
 
 # --- materialization -------------------------------------------------------------------------------
@@ -376,7 +373,7 @@ def _result_from_line(instance_id: str, data: dict[str, Any], line: str) -> Inst
                                     f"line: {line[:300]}")
     if not 0.0 <= score <= 1.0:  # (NaN fails this too)
         return failure(instance_id, f"protocol error: score {float(score)} is outside [0, 1]; line: {line[:300]}")
-    return InstanceResult(id=instance_id, score=float(score), feedback=truncate(_as_text(data.get("feedback", ""))),
+    return InstanceResult(id=instance_id, score=float(score), feedback=excerpt(_as_text(data.get("feedback", ""))),
                           trace=data.get("trace"), output=None if data.get("output") is None else str(data["output"]))
 
 
@@ -394,7 +391,7 @@ def describe_process(output: ProcessOutput, timeout: float) -> str:
     else:
         head = f"eval command exited with code {output.returncode}"
     stdout = "\n".join(line for line in output.stdout.splitlines() if not _is_result_line(line))
-    return f"{head}\n--- stderr ---\n{truncate(output.stderr, 1500)}\n--- stdout ---\n{truncate(stdout, 1500)}"
+    return f"{head}\n--- stderr ---\n{excerpt(output.stderr, 1500)}\n--- stdout ---\n{excerpt(stdout, 1500)}"
 
 
 def _is_result_line(line: str) -> bool:

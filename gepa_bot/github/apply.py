@@ -34,6 +34,7 @@ from gepa_bot.github.git import BRANCH_PREFIX, ForeignCommits, checkout_branch, 
 from gepa_bot.github.trigger import Plan
 from gepa_bot.report.variants import pick
 from gepa_bot.result import RunResult
+from gepa_bot.text import fit_body
 
 MAX_EMBED = 24_000  # characters of the body the choices may take (the report gets the rest)
 MAX_DECODED = 4 * 1024 * 1024
@@ -161,7 +162,7 @@ def apply_command(ctx: Context, plan: Plan) -> str:
                           ctx.remote_url, ctx.token, branch=pr.head.ref, base_sha=sha)
     except ForeignCommits as exc:  # a human's commits on the bot's branch are never overwritten
         return refuse(untrusted(str(exc), 700))
-    body = rest.truncate(applied_body(old_body, rest.proposal_marker(files), index, choices))
+    body = fit_body(applied_body(old_body, rest.proposal_marker(files), index, choices))
     rest.set_body(pr, body)
     score = choices.candidates[index].val_mean
     if pr.head.sha == before and body == old_body:

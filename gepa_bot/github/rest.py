@@ -18,12 +18,11 @@ from github.IssueComment import IssueComment
 from github.PullRequest import PullRequest
 from github.Repository import Repository
 
-from gepa_bot.escaping import BODY_LIMIT
 from gepa_bot.github.git import PERMISSIONS_FIX, GitHubError
+from gepa_bot.text import BODY_LIMIT, fit_body
 
 DEFAULT_API_URL = "https://api.github.com"
 BOT_CLOSED_MARKER = "\n<!-- gepa-bot:closed-by-bot -->"
-TRUNCATION_NOTE = "\n\n… (truncated: GitHub allows 65,536 characters)"
 WRITE_PERMISSIONS = ("admin", "maintain", "write")
 REACTIONS = ("+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes")
 ACTIONS_PR_FORBIDDEN = "not permitted to create or approve pull requests"
@@ -77,13 +76,6 @@ def _github(action: str) -> Iterator[None]:
         raise explain(exc, action) from exc
 
 
-def truncate(text: str, limit: int = BODY_LIMIT) -> str:
-    """``text`` cut to GitHub's body limit, with a note saying so."""
-    if len(text) <= limit:
-        return text
-    return text[: limit - len(TRUNCATION_NOTE)] + TRUNCATION_NOTE
-
-
 # ---- pull requests and comments ---------------------------------------------
 
 def find_open_pull(gh_repo: Repository, head_branch: str) -> PullRequest | None:
@@ -122,7 +114,7 @@ def upsert_pull_request(gh_repo: Repository, base: str, head_branch: str, title:
     like Dependabot and Renovate: an update never notifies them again. A reviewer or assignee GitHub refuses
     (not a collaborator, a typo) is a warning, not a failed run. Returns ``("updated" | "created", pr)``.
     """
-    body = truncate(body)
+    body = fit_body(body)
     pr = find_open_pull(gh_repo, head_branch)
     operation = "updated"
     if pr is not None:
@@ -175,7 +167,7 @@ def close_pull_request(gh_repo: Repository, head_branch: str, comment: str | Non
     if comment:
         post_comment(gh_repo, pr.number, comment)
     with _github(f"closing pull request #{pr.number}"):
-        pr.edit(state="closed", body=truncate(pr.body or "", BODY_LIMIT - len(BOT_CLOSED_MARKER)) + BOT_CLOSED_MARKER)
+        pr.edit(state="closed", body=fit_body(pr.body or "", BODY_LIMIT - len(BOT_CLOSED_MARKER)) + BOT_CLOSED_MARKER)
     return pr
 
 
@@ -213,7 +205,7 @@ def commenter_can_write(gh_repo: Repository, login: str) -> bool:
 def post_comment(gh_repo: Repository, number: int, body: str) -> IssueComment:
     """Comment on issue or pull request ``number``; returns the IssueComment."""
     with _github(f"commenting on #{number}"):
-        return gh_repo.get_issue(number).create_comment(truncate(body))
+        return gh_repo.get_issue(number).create_comment(fit_body(body))
 
 
 def react(gh_repo: Repository, comment_id: int, content: str) -> None:

@@ -2,7 +2,7 @@
 
 Everything that crosses into the runner's log goes through here: secrets are masked first (every line
 of a multi-line secret), untrusted text is printed between `::stop-commands::` markers, and one-line
-messages cannot start a workflow command.
+messages cannot start a workflow command (gepa_bot/escaping.py's :func:`~gepa_bot.escaping.log_line`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from gepa_bot.config import DEFAULT_CONFIG_NAME
+from gepa_bot.escaping import log_line  # (artifact.py imports it from here too)
 from gepa_bot.redact import secret_values
+from gepa_bot.text import STEP_SUMMARY_CUT_NOTE, STEP_SUMMARY_LIMIT, truncate_bytes
 
 
 @dataclass
@@ -75,17 +77,6 @@ def print_untrusted(text: str, emit: Callable[[str], None]) -> None:
     emit(f"::{marker}::")
 
 
-def log_line(text: str, limit: int) -> str:
-    """Text for one plain log line: no line breaks and no `::` that could start a workflow command.
-
-    No HTML escaping: the log is plain text ("Settings > Actions" must read as such).
-    """
-    value = " ".join(str(text).split())
-    if len(value) > limit:
-        value = value[: limit - 1] + "…"
-    return value.replace("::", ":\u200b:")
-
-
 def command_data(text: str, limit: int) -> str:
     """Text as the data of a one-line workflow command (`::error::<data>`), with the runner's `%` escape."""
     return log_line(text, limit).replace("%", "%25")
@@ -101,13 +92,6 @@ def write_outputs(env: Mapping[str, str], outputs: Outputs, summary: str) -> Non
             handle.write(fit_summary(summary))
 
 
-STEP_SUMMARY_LIMIT = 1024 * 1024  # bytes GitHub accepts from one step; a larger summary is dropped with an error
-
-
 def fit_summary(summary: str, limit: int = STEP_SUMMARY_LIMIT) -> str:
     """``summary`` and a final newline in at most ``limit`` UTF-8 bytes (cut on a character, with a note)."""
-    data = (summary + "\n").encode("utf-8")
-    if len(data) <= limit:
-        return summary + "\n"
-    note = "\n\n_Summary cut to GitHub's 1 MiB step-summary limit._\n"
-    return data[: limit - len(note.encode("utf-8"))].decode("utf-8", errors="ignore") + note
+    return truncate_bytes(summary + "\n", limit, STEP_SUMMARY_CUT_NOTE)

@@ -1,6 +1,6 @@
 """The pull-request body: verdict, scores, diffs, per-instance table, rationale, lineage, budget.
 
-GitHub refuses bodies over 65,536 characters. The renderer degrades in steps (fewer rows, shorter
+GitHub refuses bodies over 65,536 characters (gepa_bot/text.py). The renderer degrades in steps (fewer rows, shorter
 excerpts, diffs folded) until the body fits, and the complete report is always written to a file.
 Text that comes from evals or the LLM is untrusted: it is escaped (gepa_bot/escaping.py) so it cannot close our `<details>`
 blocks, break tables, or start workflow commands when echoed in a GitHub Actions log.
@@ -15,11 +15,12 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from gepa_bot.escaping import BODY_LIMIT, fence_for, untrusted, untrusted_block
+from gepa_bot.escaping import fence_for, untrusted, untrusted_block
 from gepa_bot.redact import redact
 from gepa_bot.report.variants import component_diff, mermaid_chart, pick, wins_and_losses
 from gepa_bot.report.verdict import verdict
 from gepa_bot.result import NOTHING_TO_REFLECT_ON, RejectedProposal, RunResult
+from gepa_bot.text import BODY_LIMIT, truncate
 
 BODY_BUDGET = BODY_LIMIT - 1_536  # room for a truncation note and GitHub's own counting quirks
 
@@ -114,7 +115,7 @@ def render(result: RunResult, original_files: dict[str, str], full_report_where:
         if len(body) <= budget:
             return body, full
     note = f"\n\n> Report cut to fit GitHub's limit; the complete report is {full_report_where}.\n"
-    return body[: budget - len(note)] + note, full
+    return truncate(body, budget, note), full
 
 
 ENV = Environment(loader=PackageLoader("gepa_bot.report.render", "templates"), undefined=StrictUndefined, autoescape=False,

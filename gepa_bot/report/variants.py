@@ -15,6 +15,7 @@ import re
 from typing import Any
 
 from gepa_bot.result import Candidate, RunResult
+from gepa_bot.text import truncate
 
 CHART_POINTS = 60  # a chart with more bars is unreadable; the best-so-far steps are always kept
 
@@ -69,7 +70,7 @@ def component_diff(result: RunResult, candidate: Candidate, max_lines: int) -> l
         lines = list(difflib.unified_diff(old.splitlines(), new.splitlines(), f"a/{label}", f"b/{label}",
                                           lineterm=""))
         if lines:
-            kept = [line if len(line) <= 400 else line[:399] + "…" for line in lines[:max_lines]]
+            kept = [truncate(line, 400) for line in lines[:max_lines]]
             diffs.append({"label": label, "diff": "\n".join(kept), "cut": max(len(lines) - max_lines, 0)})
     return diffs
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from gepa_bot.errors import RunStopped
 from gepa_bot.evals.suite import InstanceResult
+from gepa_bot.text import one_line
 
 MAX_LLM_FAILURES = 3  # reflection calls in a row that failed for good (each after its own retries)
 
@@ -32,12 +33,6 @@ class EvalErrors(Exception):
         first = next(iter(self.errors.values()))
         super().__init__(f"{len(self.errors)} instance(s) could not be scored (first: {first.id}: "
                          f"{one_line(first.feedback, 300)})")
-
-
-def one_line(text: str, limit: int) -> str:
-    """``text`` on one line, cut to ``limit`` characters."""
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[:limit - 1] + "…"
 
 
 @dataclass

@@ -127,6 +127,7 @@ def test_best_of_n_draws_distinct_samples(tmp_path: Path):
     assert set(transport.requests) == {build_simplify_messages(seed_text)[0]["content"]}
 
 
+@pytest.mark.slow
 def test_bench_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     tasks = harness.find_tasks(["toy"], make_task(tmp_path))
     transport = Scripted()

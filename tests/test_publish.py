@@ -43,6 +43,7 @@ def gepa_bot(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
                           timeout=300)
 
 
+@pytest.mark.slow
 def test_optimize_opens_the_pr_and_no_eval_can_find_the_token(setup):
     fake, work, env, tmp = setup
     done = gepa_bot(env, "optimize", "--repo", str(work), "--budget", "30")
@@ -93,6 +94,7 @@ def test_the_github_repository_comes_from_origin(tmp_path, url, expected):
     assert github_remote(Path(tmp_path)) == expected
 
 
+@pytest.mark.slow
 def test_control_the_snoop_does_find_a_token_left_in_the_environment(setup):
     """--dry-run does not touch the environment: a token exported anyway is visible to the evals (so the test
     above would see a leak), which is why the Action keeps it out of the optimize step altogether."""

@@ -23,9 +23,10 @@ from typing import Any
 import yaml
 
 from gepa_bot.config import DEFAULT_CONFIG_NAME, LOCAL_MODEL, Config
+from gepa_bot.result import BudgetSummary, RejectedProposal
 from gepa_bot.runlog import RUN_LOG_NAME, read_records
 from gepa_bot.search import engine
-from gepa_bot.search.budget import Budget, BudgetExhausted
+from gepa_bot.search.budget import BudgetExhausted
 from gepa_bot.search.llm import Transport, default_transport
 from gepa_bot.search.reflection import RationaleReflector
 from gepa_bot.search.session import RunSettings, open_session, select_components
@@ -74,8 +75,8 @@ class Outcome:
     """What an arm returns: its anytime trajectory and what it spent."""
 
     trajectory: list[dict[str, Any]]  # [{"rollouts": r, "val_score": v, "candidate": {...}}] in discovery order
-    budget: dict[str, Any] = field(default_factory=dict)
-    rejected: list[dict[str, str]] = field(default_factory=list)
+    budget: BudgetSummary | None = None  # None: the arm spent nothing (the seed)
+    rejected: list[RejectedProposal] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def best_at(self, rollouts: int) -> dict[str, Any]:
@@ -133,7 +134,7 @@ def run_best_of_n(task: Task, config: Config, run_dir: Path, opts: BenchOptions)
         reflector = RationaleReflector(llm=session.llm, runlog=session.runlog,
                                        attempts=config.optimizer.reflection_attempts, style="mixed")
         candidates = [seed] + [_rewritten(reflector, seed) for _ in range(n)]
-        rejected = reflector.rejected
+        rejected = [RejectedProposal.model_validate(r) for r in reflector.rejected]
         trajectory = []
         for cand in [c for c in candidates if c is not None]:
             try:
@@ -143,7 +144,7 @@ def run_best_of_n(task: Task, config: Config, run_dir: Path, opts: BenchOptions)
             trajectory.append({"rollouts": budget.rollouts, "val_score": sum(batch.scores) / len(batch.scores),
                                "candidate": cand})
         distinct = len({json.dumps(c, sort_keys=True) for c in candidates[1:] if c is not None})
-        return Outcome(trajectory, _budget_json(budget), rejected, {"n": n, "distinct_rewrites": distinct})
+        return Outcome(trajectory, BudgetSummary.of(budget), rejected, {"n": n, "distinct_rewrites": distinct})
 
 
 def _rewritten(reflector: RationaleReflector, seed: dict[str, str]) -> dict[str, str] | None:
@@ -151,12 +152,6 @@ def _rewritten(reflector: RationaleReflector, seed: dict[str, str]) -> dict[str,
     request, retries and rejection rules as gepa-bot's rewrite proposals), distinct by the LLM's sampling seed."""
     child = {name: (p.text if (p := reflector.simplify(name, text)) else text) for name, text in seed.items()}
     return child if child != seed else None
-
-
-def _budget_json(budget: Budget) -> dict[str, Any]:
-    data = budget.to_json()
-    data["cache_hit_rate"] = round(budget.cache_hits / budget.rollouts, 4) if budget.rollouts else 0.0
-    return data
 
 
 # --- GEPA arms ---------------------------------------------------------------------------------------
@@ -176,7 +171,7 @@ def run_gepa(task: Task, config: Config, run_dir: Path, opts: BenchOptions, *, u
     result = engine.optimize(settings)
     trajectory = sorted(({"rollouts": c.discovered_at_rollout, "val_score": c.val_mean,
                           "candidate": c.components} for c in result.candidates), key=lambda t: t["rollouts"])
-    return Outcome(trajectory, result.budget.model_dump(), [r.model_dump() for r in result.rejected_proposals],
+    return Outcome(trajectory, result.budget, result.rejected_proposals,
                    {"accepted": len(result.candidates) - 1, "replay_records": replayed,
                     "reflection_style": result.reflection_style if proposer == "gepa_bot" else "gepa-default"})
 

@@ -18,7 +18,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from gepa_bot.config import DEFAULT_CONFIG_NAME, LOCAL_MODEL, Config, load_config, with_overrides
 from gepa_bot.errors import UserError
 from gepa_bot.owned import OWNED_MARKER, is_owned
-from gepa_bot.report.render import rejection_reasons, render, suite_warnings
+from gepa_bot.report.rejections import rejection_reasons
+from gepa_bot.report.render import render, suite_warnings
 from gepa_bot.report.verdict import verdict
 from gepa_bot.result import RunResult
 from gepa_bot.runlog import read_records
@@ -27,6 +28,7 @@ from gepa_bot.search.budget import Budget
 from gepa_bot.search.engine import optimize
 from gepa_bot.search.progress import progress_lines, repeats_note, status_line
 from gepa_bot.search.session import RunSettings
+from gepa_bot.text import one_line
 
 err_console = Console(stderr=True)
 
@@ -113,11 +115,10 @@ def optimize_command(repo: Path, config_file: Path | None, dry_run: bool, fresh:
     click.echo(f"verdict: {verdict(result).reason}")
     for warning in suite_warnings(result):
         click.echo(f"warning: {warning}", err=True)
-    reasons = rejection_reasons(result.rejected_proposals)
+    top = next(iter(rejection_reasons(result.rejected_proposals)), None)
     click.echo(f"proposals: {len(result.candidates) - 1} kept by GEPA, {len(result.rejected_proposals)} replies "
-               "rejected before any rollout" + (f" (most often: {reasons[0]['count']}x {reasons[0]['reason']}"
-                                               + (f"; {reasons[0]['hint']}" if reasons[0]["hint"] else "") + ")"
-                                               if reasons else ""))
+               "rejected before any rollout" + (f" (most often: {top.count}x {one_line(top.reason, 300)}"
+                                               + (f"; {top.hint}" if top.hint else "") + ")" if top else ""))
     if result.search_errors:
         for error in result.search_errors:
             click.echo(f"error: {error.where}: {error.type}: {error.message}", err=True)

@@ -105,7 +105,8 @@ def test_rejections_are_counted_per_reason_with_the_top_reason_explained():
     lines = [line for line in section.splitlines() if line.startswith("- ")]
     assert lines[0].startswith("- 49× no fenced prompt block in the reply")
     assert "try optimizer.reflection_style: edit or a stronger model" in lines[0]
-    assert lines[1].startswith("- 2× the edit's text … contains a placeholder")
+    # one group, shown by its first reason as written
+    assert lines[1].startswith("- 2× the edit's text 'Ticket: {ticket}' contains a placeholder")
 
 
 def test_a_broken_or_all_zero_eval_is_flagged_loudly():
@@ -357,13 +358,46 @@ def test_a_chart_of_many_candidates_keeps_every_step_of_the_best_so_far():
     assert lines[5].split("[")[1].rstrip("]").split(", ")[-1] == "1"
 
 
-def test_rejection_reasons_keep_model_names_and_drop_what_varies():
-    """Grouping cuts counts, quotes and URLs, never the digits inside a model's name (was: 'qwen….…-coder-….…b')."""
-    from gepa_bot.report.render import reason_group
+def test_rejection_reasons_keep_model_names_urls_and_counts():
+    """The grouping key masks only what varies from reply to reply; model names, URLs and small counts stay (the
+    summary once read 'openai/qwen….…-coder-….…b' and 'http://….….….…:…/v…')."""
+    from gepa_bot.report.rejections import reason_group
 
     reason = ("LLM call failed: openai/qwen2.5-coder-1.5b: still failing after 4 attempts: TransientCompletionError: "
               "no answer from http://127.0.0.1:55951/v1: timed out")
-    assert reason_group(reason) == ("LLM call failed: openai/qwen2.5-coder-1.5b: still failing after … attempts: "
-                                    "TransientCompletionError: no answer from <url>: timed out")
-    other_port = reason.replace("55951", "40001").replace("after 4", "after 3")
-    assert reason_group(other_port) == reason_group(reason)  # one group, whatever the port or count
+    assert reason_group(reason) == reason
+    assert reason_group("model 'openai/gpt-4o-2024-08-06' not found") == "model 'openai/gpt-4o-2024-08-06' not found"
+    assert reason_group("the edit's text 'Answer {q} now' contains a placeholder") == \
+        "the edit's text '…' contains a placeholder"
+    assert reason_group("the proposed prompt is 5234 chars, far longer than the current 1200") == \
+        "the proposed prompt is … chars, far longer than the current …"
+    assert reason_group("the reply has 7 edits; at most 5 are allowed") == "the reply has 7 edits; at most 5 are allowed"
+    assert reason_group("upstream error (request id req_8f3a2b1c9d0e4f5a) after 31.5s") == \
+        "upstream error (request id req_…) after …"
+
+
+def test_rejection_summary_groups_replies_and_shows_one_reason_as_written():
+    from gepa_bot.report.rejections import rejection_reasons
+
+    def rejected(reason: str) -> RejectedProposal:
+        return RejectedProposal(component="p", attempt="1", reason=reason, reply_excerpt="")
+
+    url = "http://127.0.0.1:55951/v1"
+    failed = f"LLM call failed: openai/qwen2.5-coder-1.5b: still failing after 4 attempts: no answer from {url}"
+    replies = [rejected("the edit's text 'Be {q}' contains a placeholder; placeholders are kept"),
+               rejected(failed), rejected(failed), rejected(failed),
+               rejected("the edit's text 'Say {q} again' contains a placeholder; placeholders are kept"),
+               rejected(failed),
+               rejected("the edit's text 'Say {q} again' contains a placeholder; placeholders are kept")]
+    groups = rejection_reasons(replies)
+    assert [(g.count, g.reason) for g in groups] == [
+        (4, failed),  # shown as written: the model's name and the server's URL intact
+        (3, "the edit's text 'Say {q} again' contains a placeholder; placeholders are kept")]  # the most frequent
+    assert groups[0].hint.startswith("the reflection model could not be reached")
+    assert groups[1].hint == "the model keeps copying the input placeholder into its edits"
+
+    result, originals = make_result()
+    result.rejected_proposals = replies
+    body, _ = render(result, originals)
+    line = next(line for line in body.splitlines() if line.startswith("- 4× LLM call failed"))
+    assert "openai/qwen2.5-coder-1.5b" in line and "127.0.0.1:55951/v1" in line and "…" not in line

@@ -9,7 +9,6 @@ blocks, break tables, or start workflow commands when echoed in a GitHub Actions
 from __future__ import annotations
 
 import difflib
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,9 +16,10 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from gepa_bot.escaping import fence_for, untrusted, untrusted_block
 from gepa_bot.redact import redact
+from gepa_bot.report.rejections import rejection_reasons
 from gepa_bot.report.variants import component_diff, mermaid_chart, pick, wins_and_losses
 from gepa_bot.report.verdict import verdict
-from gepa_bot.result import NOTHING_TO_REFLECT_ON, RejectedProposal, RunResult
+from gepa_bot.result import NOTHING_TO_REFLECT_ON, RunResult
 from gepa_bot.text import BODY_LIMIT, truncate
 
 BODY_BUDGET = BODY_LIMIT - 1_536  # room for a truncation note and GitHub's own counting quirks
@@ -160,35 +160,3 @@ def variant_sections(result: RunResult, detail: Detail, limit: int | None) -> li
                           for name, text in candidate.rationale.items()]})
     return sections
 
-
-REASON_HINTS = {
-    "no fenced prompt block": "the reflection model does not follow the rewrite format; try "
-                              "optimizer.reflection_style: edit or a stronger model",
-    "no JSON object": "the reflection model does not follow the edit format; use a server with constrained output "
-                      "or a stronger model",
-    "contains a placeholder": "the model keeps copying the input placeholder into its edits",
-    "is already in the prompt": "the model repeats what the prompt already says",
-    "identical to the current one": "the model returns the prompt unchanged; try optimizer.reflection_style: edit",
-    "LLM call failed": "the reflection model could not be reached or refused the request: check the model name, "
-                       "the API key and the provider's status",
-}
-
-
-def reason_group(reason: str) -> str:
-    """A rejection reason with what varies from reply to reply cut away: quoted text, URLs and counts; numbers
-    inside names ("qwen2.5-coder-1.5b") stay."""
-    reason = re.sub(r"(?<!\w)'[^']*'(?!\w)|\"[^\"]*\"", "…", reason)
-    reason = re.sub(r"\bhttps?://\S+?(?=[:;,)]?(?:\s|$))", "<url>", reason)
-    return re.sub(r"(?<![\w.])\d+(?:\.\d+)?(?![\w.])", "…", reason)[:160]
-
-
-def rejection_reasons(rejected: list[RejectedProposal]) -> list[dict[str, Any]]:
-    """Rejected replies grouped by reason (quoted text cut away), most frequent first, with a hint."""
-    counts: dict[str, int] = {}
-    for entry in rejected:
-        reason = reason_group(entry.reason)
-        counts[reason] = counts.get(reason, 0) + 1
-    ordered = sorted(counts.items(), key=lambda kv: -kv[1])
-    return [{"reason": reason, "count": count,
-             "hint": next((hint for key, hint in REASON_HINTS.items() if key in reason), "")}
-            for reason, count in ordered]

@@ -190,7 +190,7 @@ class SuiteConfigBase(Strict):
                                   "run stops with exit code 3 and leaves the pull request alone")
     executor: Literal["local", "ray"] = Field(
         default="local", description="where eval batches run: local (threads, optimizer.workers at once) or ray "
-        "(each chunk a task on the cluster of ray.address; see the README's 'Scaling out (Ray)')")
+        "(each chunk a task on the cluster of ray.address; see docs/scaling.md)")
 
 
 class CommandSuiteConfig(SuiteConfigBase):
@@ -272,7 +272,7 @@ def load_config(path: Path) -> Config:
     """Read and validate a config file; every problem becomes a UserError naming file and field."""
     if not path.is_file():
         raise UserError(f"{path}: config file not found",
-                        fix=f"create {DEFAULT_CONFIG_NAME} at the repo root (see README 'Configuration') or pass --config")
+                        fix=f"create {DEFAULT_CONFIG_NAME} at the repo root (see docs/configuration.md) or pass --config")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
@@ -348,12 +348,12 @@ def _got(error: dict[str, Any]) -> str:
 def _fix_hint(exc: ValidationError) -> str:
     first = _ordered(exc.errors())[0]
     if first["type"] == "extra_forbidden":
-        return "remove or rename that field; the README's 'Configuration' section lists every field"
+        return "remove or rename that field; docs/configuration.md lists every field"
     if first["type"] == "missing":
-        return "add the field; the README's 'Configuration' section shows an example"
+        return "add the field; docs/configuration.md shows an example"
     if first["type"] == "union_tag_invalid":
         return "set eval.type to one of: command, pytest, promptfoo"
-    return "change the value as described; the README's 'Configuration' section documents each field"
+    return "change the value as described; docs/configuration.md documents each field"
 
 
 OVERRIDABLE = {"budget": ("budget", "rollouts"), "model": ("models", "task"), "reflection_model": ("models", "reflection"),

@@ -97,4 +97,4 @@ def _check_reflection_model(settings: RunSettings, report: Callable[[str, str], 
     except Exception as exc:  # any provider error: the run would fail the same way
         detail = one_line(exc, 300)
         report("problem", f"reflection model {model} does not answer: {type(exc).__name__}: {detail}. Fix: check "
-                          "the model name and its API key (see README 'Models')")
+                          "the model name and its API key (see docs/models.md)")

@@ -45,7 +45,7 @@ STARTER_CASES = [
     '"split": "val"}}',
 ]
 
-CONFIG = """# gepa-bot config written by `gepa-bot init` (every field: README "Configuration").
+CONFIG = """# gepa-bot config written by `gepa-bot init` (every field: docs/configuration.md).
 prompts:
 {prompts}
 eval:

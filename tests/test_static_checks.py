@@ -254,3 +254,12 @@ def test_no_module_is_a_grab_bag():
              for p in (ROOT / "gepa_bot").rglob("*.py")}
     too_big = {path: n for path, n in sizes.items() if n > 450}
     assert not too_big, f"split these modules by concern: {too_big}"
+
+
+def test_messages_point_at_docs_pages_that_exist():
+    """Fix hints and comments name the docs page that holds the material (the README was slimmed to an overview)."""
+    sources = {p.relative_to(ROOT).as_posix(): p.read_text(encoding="utf-8") for p in (ROOT / "gepa_bot").rglob("*.py")}
+    stale = {path for path, text in sources.items() if re.search(r"README(?:'s)? ['\"(]|README's \w", text)}
+    assert not stale, f"these name a README section; point at the docs/ page instead: {sorted(stale)}"
+    named = {name for text in sources.values() for name in re.findall(r"docs/([\w-]+\.md)", text)}
+    assert named and not {n for n in named if not (ROOT / "docs" / n).is_file()}

@@ -49,7 +49,7 @@ def suite_warnings(result: RunResult) -> list[str]:
     failed = sum(1 for e in baseline if e.failed)
     if failed * 2 > len(baseline):
         warnings.append(f"{failed} of {len(baseline)} validation instances got no valid result line from the eval for "
-                        "the current prompts: the eval is probably broken (run it by hand; see README 'Eval protocol')")
+                        "the current prompts: the eval is probably broken (run it by hand; see docs/eval-protocol.md)")
     elif all(e.score == 0.0 for e in baseline):
         warnings.append(f"the current prompts score 0 on all {len(baseline)} validation instances: check the eval "
                         "(a scorer that never gives credit cannot guide the search)")

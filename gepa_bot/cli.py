@@ -19,9 +19,9 @@ from gepa_bot.config import DEFAULT_CONFIG_NAME, LOCAL_MODEL, Config, load_confi
 from gepa_bot.errors import UserError
 from gepa_bot.owned import OWNED_MARKER, is_owned
 from gepa_bot.report.rejections import rejection_reasons
-from gepa_bot.report.render import render, suite_warnings
+from gepa_bot.report.render import PR_BODY_NAME, Report, original_files, render, suite_warnings
 from gepa_bot.report.verdict import verdict
-from gepa_bot.result import RunResult
+from gepa_bot.result import RESULT_NAME, RunResult
 from gepa_bot.runlog import read_records
 from gepa_bot.search.adapter import SearchStatus
 from gepa_bot.search.budget import Budget
@@ -98,7 +98,7 @@ def optimize_command(repo: Path, config_file: Path | None, dry_run: bool, fresh:
     try:
         token = "" if dry_run else _token_out_of_the_environment(repo)
         settings = load_settings(repo, config_file, run_dir, flags)
-        result, body = run_optimize(settings, out, fresh=fresh)
+        result, _report = run_optimize(settings, out, fresh=fresh)
     except UserError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
@@ -126,7 +126,7 @@ def optimize_command(repo: Path, config_file: Path | None, dry_run: bool, fresh:
                    "gepa.log in the run directory); the results above may be incomplete", err=True)
         sys.exit(1)
     if not dry_run:
-        _publish(settings, token)
+        _publish(settings, token, result=result)
 
 
 def _token_out_of_the_environment(repo: Path | None = None) -> str:
@@ -140,16 +140,20 @@ def _token_out_of_the_environment(repo: Path | None = None) -> str:
     return token
 
 
-def _publish(settings: RunSettings, token: str, github_repo: str | None = None, base: str | None = None) -> None:
-    from gepa_bot.github.publish import publish_run
+def _publish(settings: RunSettings, token: str, github_repo: str | None = None, base: str | None = None,
+             result: RunResult | None = None) -> None:
+    """Publish the run in ``settings.run_dir`` (``result``: its result, when the caller holds it already)."""
+    from gepa_bot.github.publish import Operation, proposal_report, publish, target_from_checkout
 
     try:
-        outputs = publish_run(settings.repo, settings.config_path, settings.config, settings.run_dir, token,
-                              github_repo=github_repo, base=base, emit=click.echo)
+        result = result or RunResult.read(settings.run_dir)
+        target = target_from_checkout(settings.repo, settings.config, token, github_repo=github_repo, base=base,
+                                      emit=click.echo)
+        outcome = publish(result, proposal_report(result, target.workspace, target.base), target)
     except UserError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
-    if outputs.values["pull-request-operation"] == "none":
+    if outcome.operation in (Operation.UNCHANGED, Operation.LEFT_ALONE):
         click.echo("gepa-bot: no pull request opened (nothing beats the current prompts, or a human declined "
                    "this same proposal)")
 
@@ -283,9 +287,9 @@ def load_settings(repo: Path, config_file: Path | None, run_dir: Path | None, fl
     return resolve_paths(repo, config_path, run_dir, with_overrides(load_config(config_path), **flags))
 
 
-def run_optimize(settings: RunSettings, out: Path | None, fresh: bool = False) -> tuple[RunResult, str]:
-    """Run the engine with a progress bar, write the PR body; returns (result, body)."""
-    repo, config = settings.repo, settings.config
+def run_optimize(settings: RunSettings, out: Path | None, fresh: bool = False) -> tuple[RunResult, Report]:
+    """Run the engine with a progress bar, write the PR body and the full report; returns (result, report)."""
+    config = settings.config
     if fresh:
         delete_run_dir(settings.run_dir)
     if note := resume_note(settings.run_dir, config.budget.rollouts):
@@ -293,14 +297,11 @@ def run_optimize(settings: RunSettings, out: Path | None, fresh: bool = False) -
     with _progress(config.budget.rollouts) as on_progress:
         settings.on_progress = on_progress
         result = optimize(settings)
-    originals = {path: (repo / path).read_text(encoding="utf-8") for path in result.best_files}
-    body, full = render(result, originals)
-    out = out or settings.run_dir / "pr-body.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(body, encoding="utf-8")
-    (settings.run_dir / "report-full.md").write_text(full, encoding="utf-8")  # next to result.json, not next to --out
-    click.echo(f"PR body written to {out} ({len(body)} chars); result in {settings.run_dir / 'result.json'}")
-    return result, body
+    report = render(result, original_files(result, settings.repo))
+    out = out or settings.run_dir / PR_BODY_NAME
+    report.write(settings.run_dir, out)  # the full report next to result.json, not next to --out
+    click.echo(f"PR body written to {out} ({len(report.body)} chars); result in {settings.run_dir / RESULT_NAME}")
+    return result, report
 
 
 def resume_note(run_dir: Path, rollouts: int) -> str | None:

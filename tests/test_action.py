@@ -21,6 +21,7 @@ from toyrepo import EVAL_PRELUDE, SNOOP, make_toy_repo, snoop_reports
 
 from gepa_bot.github import action, workflow
 from gepa_bot.github.git import ForeignCommits
+from gepa_bot.redact import GITHUB_TOKEN_NAMES
 from gepa_bot.result import RunResult
 
 pytest_plugins = ["tests.fakegithub.fixtures"]
@@ -673,8 +674,8 @@ def test_hostile_eval_cannot_find_the_token_in_the_three_phase_action(h, tmp_pat
     needle = tmp_path / "needle"
     needle.write_text(TOKEN)
     env = h.env("workflow_dispatch", event("workflow_dispatch", inputs={"budget": "12"}), work=work)
-    base = {k: v for k, v in os.environ.items() if k not in action.TOKEN_NAMES}
-    base.update({k: v for k, v in env.items() if k not in action.TOKEN_NAMES},
+    base = {k: v for k, v in os.environ.items() if k not in GITHUB_TOKEN_NAMES}
+    base.update({k: v for k, v in env.items() if k not in GITHUB_TOKEN_NAMES},
                 RUNNER_TEMP=str(runner_temp), NEEDLE_FILE=str(needle), SNOOP_REPORT=str(report),
                 GEPA_BOT_REFLECTION_MODEL="openai/offline", OPENAI_API_KEY="sk-unused-offline-key0000",
                 OPENAI_API_BASE="http://127.0.0.1:9/v1")
@@ -825,7 +826,7 @@ def test_the_three_phase_action_does_not_publish_a_stopped_run(h, monkeypatch, t
     runner_temp = tmp_path / "runner-temp"
     runner_temp.mkdir()
     env = h.env("push", push_event("evals/eval.py"), RUNNER_TEMP=str(runner_temp))
-    without_token = {k: v for k, v in env.items() if k not in action.TOKEN_NAMES}
+    without_token = {k: v for k, v in env.items() if k not in GITHUB_TOKEN_NAMES}
     lines: list[str] = []
 
     # as action.yml runs them: plan (token), optimize (no token; the step fails), publish (token, `if: always()`)

@@ -39,6 +39,7 @@ from test_action import (
 )
 
 from gepa_bot.github import action
+from gepa_bot.redact import GITHUB_TOKEN_NAMES
 
 # every test plays the three jobs as processes on fresh clones
 pytestmark = pytest.mark.slow
@@ -76,7 +77,7 @@ def _checkout(h: Harness, sha: str, name: str) -> Runner:
 
 
 def _subprocess_env(env: dict[str, str], **extra: str) -> dict[str, str]:
-    base = {k: v for k, v in os.environ.items() if k not in action.TOKEN_NAMES}
+    base = {k: v for k, v in os.environ.items() if k not in GITHUB_TOKEN_NAMES}
     base.update(env)
     base.update(extra)
     return base
@@ -105,7 +106,7 @@ def _job_env(h: Harness, plan_env: dict[str, str], runner: Runner, plan: dict[st
     state = runner.temp / "gepa-bot-state" / "state.json"
     state.parent.mkdir(parents=True, exist_ok=True)
     state.write_text(plan["plan-state"])
-    env = {k: v for k, v in plan_env.items() if k not in action.TOKEN_NAMES}
+    env = {k: v for k, v in plan_env.items() if k not in GITHUB_TOKEN_NAMES}
     env.update(GITHUB_WORKSPACE=str(runner.work), RUNNER_TEMP=str(runner.temp),
                GITHUB_OUTPUT=str(runner.temp / "output"), GITHUB_STEP_SUMMARY=str(runner.temp / "summary.md"))
     if token:
@@ -118,7 +119,7 @@ def _optimize_job(h: Harness, plan_env: dict[str, str], plan: dict[str, str]) ->
     h.runs += 1
     runner = _checkout(h, plan["base-sha"], f"optimize-job-{h.runs}")
     env = _job_env(h, plan_env, runner, plan, token=False)
-    assert not any(env.get(n) for n in action.TOKEN_NAMES)
+    assert not any(env.get(n) for n in GITHUB_TOKEN_NAMES)
     code = action.main(env, phase="optimize")
     assert code in (0, 3)  # 3: the run stopped; the artifact step runs anyway (if: always())
     out = runner.temp / "gepa-bot-result"

@@ -33,8 +33,8 @@ def test_the_choices_are_capped_and_the_body_leaves_room_for_them():
     assert 0 < len(data) <= 24_000
     choices = decode(data)
     assert choices is not None and choices.best in choices.candidates and len(choices.candidates) < 4
-    body, _ = render(result, originals, reserve=len(data))
-    assert len(body) + len(data) <= BODY_BUDGET
+    body, _ = render(result, originals, trailer=data)
+    assert len(body) <= BODY_BUDGET and body.endswith(data)
     assert embed(result, "main", SHA, limit=10) == ""
 
 

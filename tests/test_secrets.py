@@ -141,7 +141,7 @@ def test_untrusted_text_cannot_break_the_pr_body_or_emit_workflow_commands(tmp_p
     monkeypatch.setattr(litellm, "completion", functools.partial(litellm.completion, mock_response=reply))
     settings = load_settings(repo, None, tmp_path / "run",
                              {"budget": 30, "model": None, "reflection_model": None, "workers": None, "seed": None})
-    result, body = run_optimize(settings, tmp_path / "body.md")
+    result, (body, _full) = run_optimize(settings, tmp_path / "body.md")
 
     full = (tmp_path / "run" / "report-full.md").read_text()
     assert result.best_candidate != 0  # the rationale and feedback are shown

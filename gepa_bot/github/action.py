@@ -13,6 +13,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,34 +21,33 @@ import git
 
 from gepa_bot.config import load_config, with_overrides
 from gepa_bot.errors import RunStopped, UserError
-from gepa_bot.escaping import untrusted
+from gepa_bot.escaping import log_line, untrusted
 from gepa_bot.github import rest
 from gepa_bot.github.action_context import (
     RUN_ARTIFACT,
-    TOKEN_NAMES,
     Context,
+    Stage,
     State,
     context,
     full_report_where,
     relative,
     repository,
     run_footer,
-    score_outputs,
     state_file,
     stopped,
 )
 from gepa_bot.github.action_publish import artifact_env, from_artifact, publish_phase
-from gepa_bot.github.apply import embed
 from gepa_bot.github.git import BRANCH_PREFIX, branch_for, checkout_branch, current_branch
+from gepa_bot.github.publish import proposal_report
 from gepa_bot.github.trigger import Plan, plan_for
-from gepa_bot.github.workflow import Outputs, command_data, log_line, mask_secrets, print_untrusted
-from gepa_bot.report.render import render
+from gepa_bot.github.workflow import Outputs, command_data, mask_secrets, print_untrusted
+from gepa_bot.redact import GITHUB_TOKEN_NAMES
 from gepa_bot.result import RESULT_NAME
 from gepa_bot.search.engine import evaluate_current, optimize
 from gepa_bot.search.progress import progress_lines
 from gepa_bot.search.session import RunSettings
 
-__all__ = ["RUN_ARTIFACT", "TOKEN_NAMES", "Context", "RunStopped", "State", "full_report_where", "main",
+__all__ = ["RUN_ARTIFACT", "Context", "RunStopped", "Stage", "State", "full_report_where", "main",
            "optimize_phase", "plan_phase", "publish_phase", "run", "run_footer", "run_phase", "stopped"]
 
 # --- running ----------------------------------------------------------------------------------------
@@ -83,7 +83,7 @@ def run_phase(phase: str, env: Mapping[str, str], emit: Callable[[str], None] = 
     mask_secrets(env, emit)
     state_path = state_file(env)
     if phase == "optimize":
-        present = [n for n in TOKEN_NAMES if env.get(n)]
+        present = [n for n in GITHUB_TOKEN_NAMES if env.get(n)]
         if present:
             raise UserError(f"phase optimize: {', '.join(present)} is set, but the phase that runs evals must never "
                             "hold the GitHub token", fix="pass the token only to the plan and publish steps "
@@ -122,7 +122,7 @@ def write_plan_outputs(env: Mapping[str, str], ctx: Context, state: State) -> No
     if not env.get("GITHUB_OUTPUT"):
         return
     config = load_config(ctx.config_path) if state.plan.pr_number is not None else ctx.config  # the PR's own
-    values = {"work": "true" if state.stage != "done" else "false", "scope": state.plan.base or "none",
+    values = {"work": "true" if state.stage is not Stage.DONE else "false", "scope": state.plan.base or "none",
               "cache-dir": config.output.cache_dir, "run-dir": config.output.run_dir}
     broken = [name for name, value in values.items() if "\n" in value or "\r" in value]
     if broken:  # a line break would let the value write other step outputs
@@ -147,16 +147,15 @@ def plan_phase(ctx: Context) -> State:
     plan = plan_for(ctx.env.get("GITHUB_EVENT_NAME", ""), event, ctx.config, relative(ctx.config_path, ctx.workspace))
     ctx.emit(f"gepa-bot: {plan.verb} ({log_line(plan.reason, 500)})")  # the reason may quote pushed file names
     if plan.verb == "skip":
-        return State(plan, stage="done", summary=f"gepa-bot skipped: {plan.reason}")
+        return State(plan, stage=Stage.DONE, summary=f"gepa-bot skipped: {plan.reason}")
     if plan.pr_number is None:
-        plan.base = (ctx.config.output.base or ctx.env.get("GITHUB_REF_NAME")
-                     or current_branch(ctx.workspace, fix="check out a branch (actions/checkout does for push and "
-                                                          "schedule events) or set GITHUB_REF_NAME"))
+        base = (ctx.config.output.base or ctx.env.get("GITHUB_REF_NAME")
+                or current_branch(ctx.workspace, fix="check out a branch (actions/checkout does for push and "
+                                                     "schedule events) or set GITHUB_REF_NAME"))
         if ctx.config.output.base:
-            _check_base_checked_out(ctx.workspace, plan.base)
-        plan.head = ctx.config.output.branch or branch_for(plan.base)
+            _check_base_checked_out(ctx.workspace, base)
         repository(ctx)  # reach GitHub before spending rollouts: a bad token fails in seconds, not after the run
-        return State(plan)
+        return State(replace(plan, base=base, head=ctx.config.output.branch or branch_for(base)))
     return _plan_comment(ctx, plan)
 
 
@@ -168,11 +167,11 @@ def _plan_comment(ctx: Context, plan: Plan) -> State:
         rest.react(repo, plan.comment_id, "confused")
         rest.post_comment(repo, plan.pr_number, f"Sorry @{plan.commenter}, only people with write access to this "
                                               "repository can run `/gepa` commands.")
-        return State(plan, stage="done", summary=f"gepa-bot refused a command from {plan.commenter} (no write access)")
+        return State(plan, stage=Stage.DONE, summary=f"gepa-bot refused a command from {plan.commenter} (no write access)")
     if plan.verb == "invalid":
         rest.react(repo, plan.comment_id, "confused")
         rest.post_comment(repo, plan.pr_number, f"gepa-bot: {plan.reason}")
-        return State(plan, stage="done", summary=plan.reason)
+        return State(plan, stage=Stage.DONE, summary=plan.reason)
     rest.react(repo, plan.comment_id, "eyes")
     if plan.verb == "stop":
         # This job cannot see whether another run was in progress: say what is true either way.
@@ -180,26 +179,26 @@ def _plan_comment(ctx: Context, plan: Plan) -> State:
                                               "request was running, the workflow's concurrency group "
                                               "(`cancel-in-progress`) has cancelled it; nothing of gepa-bot's runs "
                                               "for it now.")
-        return State(plan, stage="done", summary="stop requested")
+        return State(plan, stage=Stage.DONE, summary="stop requested")
     pr = rest.get_pull(repo, plan.pr_number)
     if rest.is_fork_pull(pr):
         rest.post_comment(repo, plan.pr_number, "gepa-bot: this pull request comes from a fork. Its code is never run "
                                               "with this repository's secrets; push the branch here to optimize it.")
-        return State(plan, stage="done", summary="refused: fork pull request")
+        return State(plan, stage=Stage.DONE, summary="refused: fork pull request")
     if plan.verb == "apply":  # runs no eval: the publish phase (write permissions) switches the branch
-        return State(plan, stage="apply")
-    target, plan.head = pr.head.ref, branch_for(pr.head.ref)
+        return State(plan, stage=Stage.APPLY)
+    target, head = pr.head.ref, branch_for(pr.head.ref)
     if target.startswith(BRANCH_PREFIX) or target == ctx.config.output.branch:
         # the bot's own proposal: work on its base, update it in place
-        target, plan.head = pr.base.ref, pr.head.ref
+        target, head = pr.base.ref, pr.head.ref
         rest.post_comment(repo, plan.pr_number, f"gepa-bot: this is gepa-bot's own proposal; working on its base "
                                               f"`{untrusted(target, 100)}` and updating this pull request in place.")
     checkout_branch(ctx.workspace, ctx.remote_url, ctx.token, target)  # same repository only: forks were refused
-    plan.base = target
+    plan = replace(plan, base=target, head=head)
     if plan.verb == "evaluate":
-        return State(plan, stage="evaluate")
-    rest.post_comment(repo, plan.pr_number, f"gepa-bot: optimizing `{untrusted(target, 100)}`"
-                                          + (f" with a budget of {plan.budget} rollouts" if plan.budget else "") + "…")
+        return State(plan, stage=Stage.EVALUATE)
+    rest.post_comment(repo, pr.number, f"gepa-bot: optimizing `{untrusted(target, 100)}`"
+                                     + (f" with a budget of {plan.budget} rollouts" if plan.budget else "") + "…")
     return State(plan)
 
 
@@ -221,33 +220,27 @@ def _check_base_checked_out(workspace: Path, base: str) -> None:
 
 def optimize_phase(ctx: Context, state: State) -> State:
     """Run the search (or score the current prompts) and render the report; touches no GitHub API."""
-    if state.stage not in ("optimize", "evaluate"):
+    if state.stage not in (Stage.OPTIMIZE, Stage.EVALUATE):
         return state
     if state.plan.pr_number is not None:  # the PR may change the config (new or renamed prompt files)
         ctx.config = with_overrides(load_config(ctx.config_path), source="action inputs", **ctx.inputs.pull_request)
     settings = _settings(ctx, state.plan)
-    if state.stage == "evaluate":
-        state.evaluation = evaluate_current(settings)
-        state.stage = "publish"
-        return state
+    if state.stage is Stage.EVALUATE:
+        return replace(state, stage=Stage.PUBLISH, evaluation=evaluate_current(settings))
     ctx.emit("::group::gepa-bot: optimizing (one status line per 10% of the rollout budget)")
     settings.on_progress = progress_lines(settings.config.budget.rollouts, lambda line: ctx.emit(log_line(line, 600)))
     try:
         result = optimize(settings)
     finally:
         ctx.emit("::endgroup::")
-    originals = {p: (ctx.workspace / p).read_text(encoding="utf-8") for p in result.best_files}
-    choices = embed(result, state.plan.base or "", git.Repo(ctx.workspace).head.commit.hexsha)
-    body, full = render(result, originals, full_report_where(ctx.env), reserve=len(choices))
-    body += choices + run_footer(ctx, state.plan, settings.config.budget.rollouts, settings.config.optimizer.seed)
-    (settings.run_dir / "report-full.md").write_text(full, encoding="utf-8")
-    print_untrusted(body, ctx.emit)
+    report = proposal_report(result, ctx.workspace, state.plan.base or "", full_report_where=full_report_where(ctx.env),
+                             footer=run_footer(ctx, state.plan, result.budget.rollouts_limit, result.seed))
+    report.write(settings.run_dir)
+    print_untrusted(report.body, ctx.emit)  # the publish phase renders the same body from the result
     for error in result.search_errors:
         where = f"{error.where}: {error.type}: {error.message}"
         ctx.emit(f"::error::{command_data(where, 600)}")
-    state.outputs.update(score_outputs(result))
-    state.result_file, state.body, state.stage = str(settings.run_dir / RESULT_NAME), body, "publish"
-    return state
+    return replace(state, stage=Stage.PUBLISH, result_file=str(settings.run_dir / RESULT_NAME))
 
 
 def main(env: Mapping[str, str] | None = None, phase: str | None = None) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +21,10 @@ from gepa_bot.errors import RunStopped, UserError
 from gepa_bot.escaping import untrusted
 from gepa_bot.github import rest
 from gepa_bot.github.trigger import Plan
-from gepa_bot.github.workflow import Inputs, Outputs
-from gepa_bot.redact import GITHUB_TOKEN_NAMES
+from gepa_bot.github.workflow import Inputs
 from gepa_bot.report.verdict import verdict
 from gepa_bot.result import Evaluation, RunResult
 
-TOKEN_NAMES = GITHUB_TOKEN_NAMES
 RUN_ARTIFACT = "gepa-bot-run"  # action.yml uploads the run directory under this name
 
 
@@ -50,38 +49,51 @@ class Context:
         return f"{server}/{self.repo_name}.git"
 
 
-@dataclass
-class State:
-    """What one phase hands to the next (JSON in RUNNER_TEMP; never holds a secret).
+class Stage(StrEnum):
+    """Where a run of the Action stands: what the next phase has to do."""
 
-    ``base_sha`` is set only by the publish job of the three-job layout: the commit the validated artifact was
-    made on (the plan's base SHA), which the bot's branch is built on.
+    OPTIMIZE = "optimize"  # planned: the optimize phase runs the search
+    EVALUATE = "evaluate"  # planned (`/gepa evaluate`): the optimize phase scores the current prompts
+    APPLY = "apply"  # planned (`/gepa apply N`): the publish phase switches the PR to another candidate, no eval
+    PUBLISH = "publish"  # optimized or evaluated: the publish phase publishes the result or comments the scores
+    STOPPED = "stopped"  # errors stopped the run: the publish phase leaves the PR alone and reports why
+    DONE = "done"  # nothing (more) to do: skipped, refused, or answered in the plan phase
+
+
+@dataclass(frozen=True)
+class State:
+    """What one phase hands to the next (JSON in RUNNER_TEMP, or the plan job's output; never holds a secret).
+
+    ``result_file``: the optimization's result.json (stage PUBLISH without ``evaluation``). ``evaluation``: the
+    scores of the current prompts (stage PUBLISH after `/gepa evaluate`). ``base_sha`` is set only by the publish job
+    of the three-job layout: the commit the validated artifact was made on (the plan's base SHA), which the bot's
+    branch is built on.
     """
 
     plan: Plan
-    stage: str = "optimize"  # "optimize" | "evaluate" | "apply" | "publish" | "stopped" (by errors) | "done"
+    stage: Stage = Stage.OPTIMIZE
     summary: str = ""
-    outputs: dict[str, str] = field(default_factory=lambda: dict(Outputs().values))
     result_file: str | None = None
-    body: str = ""
     evaluation: Evaluation | None = None
     base_sha: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         evaluation = self.evaluation.model_dump(mode="json") if self.evaluation is not None else None
-        return {**dataclasses.asdict(dataclasses.replace(self, evaluation=None)), "evaluation": evaluation}
+        return {"plan": dataclasses.asdict(self.plan), "stage": self.stage.value, "summary": self.summary,
+                "result_file": self.result_file, "evaluation": evaluation, "base_sha": self.base_sha}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> State:
+        """The state a phase wrote (keys of earlier releases that are no longer used, such as ``body``, ignored)."""
         evaluation = Evaluation.model_validate(data["evaluation"]) if data.get("evaluation") is not None else None
-        return cls(plan=Plan(**data["plan"]), evaluation=evaluation,
-                   **{k: v for k, v in data.items() if k not in ("plan", "evaluation")})
+        return cls(plan=Plan(**data["plan"]), stage=Stage(data.get("stage", Stage.OPTIMIZE)),
+                   summary=str(data.get("summary") or ""), result_file=data.get("result_file"),
+                   evaluation=evaluation, base_sha=data.get("base_sha"))
 
 
 def stopped(state: State, exc: RunStopped) -> State:
     """The state of a run that errors stopped: publish leaves the PR and its branch alone and only reports why."""
-    state.stage, state.summary = "stopped", f"gepa-bot: {exc}"
-    return state
+    return dataclasses.replace(state, stage=Stage.STOPPED, summary=f"gepa-bot: {exc}")
 
 
 def score_outputs(result: RunResult) -> dict[str, str]:

@@ -8,22 +8,28 @@ the planned base commit (:func:`from_artifact`); nothing the optimize job wrote 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
-
-from github.PullRequest import PullRequest
 
 from gepa_bot.config import load_config
 from gepa_bot.errors import UserError
 from gepa_bot.escaping import untrusted
 from gepa_bot.github import artifact, rest
-from gepa_bot.github.action_context import Context, State, full_report_where, repository, run_footer, score_outputs
-from gepa_bot.github.apply import apply_command, embed
-from gepa_bot.github.git import ForeignCommits, branch_for, delete_bot_branch, publish_branch
-from gepa_bot.github.workflow import Outputs, command_data, write_outputs
-from gepa_bot.report.jobsummary import no_pull_request, run_summary, stopped_summary
-from gepa_bot.report.render import render
-from gepa_bot.report.verdict import verdict
+from gepa_bot.github.action_context import (
+    Context,
+    Stage,
+    State,
+    full_report_where,
+    repository,
+    run_footer,
+    score_outputs,
+)
+from gepa_bot.github.apply import apply_command
+from gepa_bot.github.git import branch_for
+from gepa_bot.github.publish import PublishTarget, PullRequestSettings, api_url_for, proposal_report, publish
+from gepa_bot.github.workflow import Outputs, write_outputs
+from gepa_bot.report.jobsummary import stopped_summary
 from gepa_bot.result import RunResult
 
 
@@ -31,14 +37,14 @@ def from_artifact(ctx: Context, state: State, artifact_dir: Path, base_sha: str)
     """The publish job's state and result, from the plan's state (trusted: a job output) and the optimize job's
     artifact (untrusted: validated first). Raises a one-line UserError when the artifact fails validation.
 
-    The PR body is rendered here from the validated result and the originals in this fresh checkout; a body or
-    result file the optimize job wrote is never used.
+    The PR body is rendered by the publish phase from the validated result and the originals in this fresh checkout;
+    nothing else the optimize job wrote is used.
     """
-    state.result_file, state.body, state.evaluation, state.base_sha = None, "", None, None
-    if state.stage in ("done", "apply"):  # `/gepa apply` needs nothing of the optimize job (it ran no eval)
+    state = dataclasses.replace(state, result_file=None, evaluation=None, base_sha=None)
+    if state.stage in (Stage.DONE, Stage.APPLY):  # `/gepa apply` needs nothing of the optimize job (it ran no eval)
         return state, None
-    if state.stage != "optimize":
-        raise UserError(f"phase publish: the plan's stage is {state.stage!r}; only an optimization is published "
+    if state.stage is not Stage.OPTIMIZE:
+        raise UserError(f"phase publish: the plan's stage is {state.stage.value!r}; only an optimization is published "
                         "from an artifact", fix="`/gepa evaluate` is not supported in the three-job layout yet; use "
                         "`job: all` for it")
     if not base_sha:
@@ -47,18 +53,25 @@ def from_artifact(ctx: Context, state: State, artifact_dir: Path, base_sha: str)
     proposal = artifact.read_validated(artifact_dir, load_config(ctx.config_path), ctx.workspace, base_sha,
                                        ctx.config_path.relative_to(ctx.workspace))
     if proposal.stopped is not None:
-        state.stage, state.summary = "stopped", proposal.stopped
-        return state, None
-    result = proposal.result
-    assert result is not None
-    originals = {p: (ctx.workspace / p).read_text(encoding="utf-8") for p in result.best_files}
-    choices = embed(result, state.plan.base or "", proposal.base_sha)
-    body, _full = render(result, originals, full_report_where(ctx.env), reserve=len(choices))
-    body += choices + run_footer(ctx, state.plan, result.budget.rollouts_limit, result.seed)
-    state.outputs.update(score_outputs(result))
-    state.result_file = str(proposal.result_path)
-    state.body, state.stage, state.base_sha = body, "publish", proposal.base_sha
-    return state, result
+        return dataclasses.replace(state, stage=Stage.STOPPED, summary=proposal.stopped), None
+    assert proposal.result is not None
+    return dataclasses.replace(state, stage=Stage.PUBLISH, result_file=str(proposal.result_path),
+                               base_sha=proposal.base_sha), proposal.result
+
+
+def publish_target(ctx: Context, state: State) -> PublishTarget:
+    """Where the Action publishes: this repository (GITHUB_REPOSITORY, GITHUB_SERVER_URL, GITHUB_API_URL), the
+    plan's base and bot branch, the base SHA of the three-job layout, the pull request settings of the config and
+    inputs, and the `/gepa optimize` comment to answer."""
+    plan = state.plan
+    assert plan.base
+    server = ctx.env.get("GITHUB_SERVER_URL", "https://github.com")
+    return PublishTarget(workspace=ctx.workspace, repo_name=ctx.repo_name, server_url=server,
+                         api_url=ctx.env.get("GITHUB_API_URL") or api_url_for(server), token=ctx.token,
+                         base=plan.base, head=plan.head or branch_for(plan.base), base_sha=state.base_sha,
+                         pull_request=PullRequestSettings.of(ctx.config.output), reason=plan.reason,
+                         reply_to=plan.pr_number, asked_again=plan.comment_id is not None and plan.verb == "optimize",
+                         emit=ctx.emit, github_kwargs=ctx.github_kwargs)
 
 
 def publish_phase(ctx: Context, state: State, result: RunResult | None = None) -> Outputs:
@@ -68,79 +81,26 @@ def publish_phase(ctx: Context, state: State, result: RunResult | None = None) -
     from ``state.result_file``.
     """
     outputs = Outputs()
-    outputs.values.update(state.outputs)
     summary = state.summary
-    if state.stage == "publish" and state.evaluation is not None:
+    if state.stage is Stage.PUBLISH and state.evaluation is not None:
         summary = _comment_evaluation(ctx, state, outputs)
-    elif state.stage == "publish":
+    elif state.stage is Stage.PUBLISH:
         assert state.result_file
-        summary = _publish_result(ctx, state, outputs, result or RunResult.read(Path(state.result_file)))
-    elif state.stage == "apply":
+        result = result or RunResult.read(Path(state.result_file))
+        target = publish_target(ctx, state)
+        report = proposal_report(result, ctx.workspace, target.base, state.base_sha,
+                                 full_report_where=full_report_where(ctx.env),
+                                 footer=run_footer(ctx, state.plan, result.budget.rollouts_limit, result.seed))
+        outcome = publish(result, report, target, repository=repository(ctx))
+        outputs.values.update({**score_outputs(result), **outcome.outputs()})
+        summary = outcome.summary
+    elif state.stage is Stage.APPLY:
         summary = apply_command(ctx, state.plan)
-    elif state.stage == "stopped":
+    elif state.stage is Stage.STOPPED:
         _report_stop(ctx, state)
         summary = stopped_summary(state.summary, ctx.workspace / ctx.config.output.run_dir)
     write_outputs(ctx.env, outputs, summary)
     return outputs
-
-
-def _publish_result(ctx: Context, state: State, outputs: Outputs, result: RunResult) -> str:
-    plan = state.plan
-    assert plan.base
-    repo = repository(ctx)
-    head, out = plan.head or branch_for(plan.base), ctx.config.output
-    marker = rest.proposal_marker(result.best_files)
-    # a human closed this very proposal: respected, unless a writer asks again with `/gepa optimize`
-    asked_again = plan.comment_id is not None and plan.verb == "optimize"
-    improved = verdict(result).improved
-    declined = rest.declined_proposal(repo, head, marker) if improved and not asked_again else None
-    pr: PullRequest | None
-    if declined is not None and rest.find_open_pull(repo, head) is None:
-        ctx.emit(f"gepa-bot: #{declined.number} with this same proposal was closed without merging; not reopening "
-                 "it (a different proposal, after the prompts or evals change, opens a new pull request)")
-        operation, pr = "declined", None
-    elif improved:
-        try:
-            publish_branch(ctx.workspace, plan.base, result.best_files, f"gepa-bot: optimize prompts ({plan.reason})",
-                              ctx.remote_url, ctx.token, branch=head, base_sha=state.base_sha)
-        except ForeignCommits as exc:
-            if (open_pr := rest.find_open_pull(repo, head)) is not None:
-                rest.post_comment(repo, open_pr.number, f"gepa-bot: {untrusted(str(exc), 500)}. {exc.fix}.")
-            raise
-        operation, pr = rest.upsert_pull_request(
-            repo, plan.base, head, out.pr_title, f"{marker}\n{state.body}", out.labels, draft=out.draft,
-            reviewers=out.reviewers, team_reviewers=out.team_reviewers, assignees=out.assignees,
-            warn=lambda message: ctx.emit(f"::warning::{command_data(message, 2000)}"))
-    else:
-        pr = rest.close_pull_request(repo, head, "Closing: after the latest run no candidate beats the prompts on "
-                                               f"`{plan.base}` on the validation set.")
-        operation = "closed" if pr else "none"
-    if operation != "created" and operation != "updated" and out.delete_branch and \
-            delete_bot_branch(ctx.workspace, plan.base, head, ctx.remote_url, ctx.token, base_sha=state.base_sha):
-        ctx.emit(f"gepa-bot: deleted the branch {head} (no open pull request of it)")
-    if pr is not None:
-        outputs.values.update({"pull-request-number": str(pr.number), "pull-request-url": pr.html_url,
-                               "pull-request-operation": operation, "pull-request-branch": pr.head.ref,
-                               "pull-request-head-sha": pr.head.sha})
-    if operation != "declined":
-        ctx.emit(f"gepa-bot: pull request {operation}" + (f": {pr.html_url}" if pr else ""))
-    else:
-        outputs.values["pull-request-operation"] = "none"
-    if pr is not None and operation in ("created", "updated"):
-        what = f"Pull request {operation}: {pr.html_url}"
-    elif declined is not None:
-        what = (f"No pull request: the same proposal was closed without merging in #{declined.number}, and the bot "
-                "does not reopen it (a writer's `/gepa optimize` comment asks again).")
-    else:
-        what = no_pull_request(result) + (f" The open pull request #{pr.number} was closed." if pr else "")
-    if plan.pr_number is not None:
-        v = outputs.values
-        done = ("proposed improvements in " + v["pull-request-url"] if operation in ("created", "updated")
-                else f"the same proposal was declined in #{declined.number}" if declined is not None
-                else "no candidate beats the current prompts")
-        rest.post_comment(repo, plan.pr_number, f"gepa-bot: {done} (validation {v['baseline-score']} → "
-                                              f"{v['best-score']}, {v['rollouts-used']} rollouts).")
-    return run_summary(result, what)
 
 
 def _report_stop(ctx: Context, state: State) -> None:

@@ -45,6 +45,7 @@ from gepa_bot.discovery import (
     symlink_in,
 )
 from gepa_bot.errors import UserError
+from gepa_bot.github.action_context import Stage, State
 from gepa_bot.github.workflow import command_data, log_line
 from gepa_bot.result import RESULT_NAME, RunResult, describe
 
@@ -317,14 +318,15 @@ def plan_outputs(state_file: Path, workspace: Path, config_path: Path) -> dict[s
     ``gepa-bot-cache-<scope>-`` is a prefix of another branch's keys (``main-`` matched ``main-x``).
     TODO(action.py): write ``obeyed`` and ``base-sha`` in write_plan_outputs and drop this reading of the state.
     """
-    state = json.loads(state_file.read_text(encoding="utf-8"))
-    plan, stage = state["plan"], state["stage"]
-    obeyed = stage != "done" or (plan.get("verb") == "stop" and state.get("summary") == "stop requested")
+    data = json.loads(state_file.read_text(encoding="utf-8"))
+    state = State.from_json(data)
+    done = state.stage is Stage.DONE
+    obeyed = not done or (state.plan.verb == "stop" and state.summary == "stop requested")
     config = load_config(config_path)
-    values = {"work": "true" if stage != "done" else "false", "obeyed": "true" if obeyed else "false",
-              "base-sha": _head_sha(workspace), "cache-scope": cache_scope(plan.get("base") or ""),
+    values = {"work": "true" if not done else "false", "obeyed": "true" if obeyed else "false",
+              "base-sha": _head_sha(workspace), "cache-scope": cache_scope(state.plan.base or ""),
               "cache-dir": config.output.cache_dir, "run-dir": config.output.run_dir,
-              "plan-state": json.dumps(state, separators=(",", ":"), ensure_ascii=True)}
+              "plan-state": json.dumps(data, separators=(",", ":"), ensure_ascii=True)}
     broken = [name for name, value in values.items() if "\n" in value or "\r" in value]
     if broken:  # a line break would let the value write other step outputs
         raise UserError(f"{config_path}: {', '.join(broken)} contains a line break", fix="use a plain path")
@@ -338,13 +340,13 @@ def cache_scope(branch: str) -> str:
 
 def write_from_state(state_file: Path, run_dir: Path, out: Path, base_sha: str) -> Path:
     """The optimize job's artifact from the state its optimize phase left: the result, or why the run stopped."""
-    state = json.loads(state_file.read_text(encoding="utf-8"))
-    if state.get("stage") == "stopped":
-        return write_stopped_artifact(out, base_sha, str(state.get("summary") or "stopped"))
-    if state.get("stage") == "apply":  # no eval ran; the publish job applies from the PR body and ignores this
+    state = State.from_json(json.loads(state_file.read_text(encoding="utf-8")))
+    if state.stage is Stage.STOPPED:
+        return write_stopped_artifact(out, base_sha, state.summary or "stopped")
+    if state.stage is Stage.APPLY:  # no eval ran; the publish job applies from the PR body and ignores this
         return write_stopped_artifact(out, base_sha, "nothing optimized: `/gepa apply` runs in the publish job")
-    if state.get("stage") != "publish" or not state.get("result_file"):
-        raise UserError(f"{state_file}: stage {state.get('stage')!r}, nothing to hand to the publish job",
+    if state.stage is not Stage.PUBLISH or not state.result_file:
+        raise UserError(f"{state_file}: stage {state.stage.value!r}, nothing to hand to the publish job",
                         fix="run the optimize phase first (a `/gepa evaluate` is not supported in the two-job mode yet)")
     return write_artifact(run_dir, out, base_sha)
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Literal, cast
 
 from gepa_bot.config import Config
 from gepa_bot.discovery import glob_matches
@@ -21,11 +21,15 @@ COMMAND = re.compile(r"^\s*/gepa\s+(?P<verb>optimize|evaluate|stop|apply)\b(?P<a
 MAX_COMMENT_BUDGET = 5000
 
 
-@dataclass
-class Plan:
-    """What this run will do, and why."""
+Verb = Literal["optimize", "evaluate", "stop", "apply", "skip", "invalid"]
 
-    verb: str  # "optimize" | "evaluate" | "stop" | "apply" | "skip"
+
+@dataclass(frozen=True)
+class Plan:
+    """What this run will do, and why. Frozen: a phase that learns more (the base, the bot's branch) makes a new
+    plan with :func:`dataclasses.replace`."""
+
+    verb: Verb
     reason: str
     budget: int | None = None
     files: str | None = None
@@ -43,24 +47,24 @@ def parse_command(body: str) -> Plan | None:
     match = COMMAND.match(body or "")
     if not match:
         return None
-    plan = Plan(verb=match["verb"].lower(), reason="comment command")
-    if plan.verb == "apply":
+    verb = cast(Verb, match["verb"].lower())  # one of COMMAND's verbs
+    if verb == "apply":
         args = match["args"].split()
         if len(args) != 1 or not (args[0].lower() == "best" or (args[0].isdigit() and len(args[0]) <= 6)):
             return Plan(verb="invalid", reason="use `/gepa apply N` (a candidate number shown in the pull request) "
                                                "or `/gepa apply best`")
-        plan.candidate = args[0].lower()
-        return plan
+        return Plan(verb=verb, reason="comment command", candidate=args[0].lower())
+    budget, files = None, None
     for token in match["args"].split():
         name, _, value = token.partition("=")
         if name == "budget" and value.isdigit() and 0 < int(value) <= MAX_COMMENT_BUDGET:
-            plan.budget = int(value)
+            budget = int(value)
         elif name == "files" and value and ".." not in value and not value.startswith("/"):
-            plan.files = value
+            files = value
         else:
             return Plan(verb="invalid", reason=f"cannot understand `{untrusted(token, 60)}`: use budget=N "
                                                f"(1-{MAX_COMMENT_BUDGET}) or files=<glob inside the repo>")
-    return plan
+    return Plan(verb=verb, reason="comment command", budget=budget, files=files)
 
 
 def changed_paths(push_event: Mapping[str, Any]) -> set[str]:
@@ -115,6 +119,5 @@ def _plan_for_comment(event: Mapping[str, Any]) -> Plan:
         return Plan(verb="skip", reason="/gepa commands work on pull requests only")
     if (comment.get("user") or {}).get("type") == "Bot":
         return Plan(verb="skip", reason="comments from bots are ignored")
-    plan.pr_number, plan.comment_id = issue.get("number"), comment.get("id")
-    plan.commenter = (comment.get("user") or {}).get("login")
-    return plan
+    return replace(plan, pr_number=issue.get("number"), comment_id=comment.get("id"),
+                   commenter=(comment.get("user") or {}).get("login"))

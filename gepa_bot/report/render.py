@@ -1,4 +1,5 @@
-"""The pull-request body: verdict, scores, diffs, per-instance table, rationale, lineage, budget.
+"""A finished run as Markdown: :func:`render` is the one way from a :class:`RunResult` to a :class:`Report`, the
+pull-request body (verdict, scores, diffs, per-instance table, rationale, lineage, budget) and the complete report.
 
 GitHub refuses bodies over 65,536 characters (gepa_bot/text.py). The renderer degrades in steps (fewer rows, shorter
 excerpts, diffs folded) until the body fits, and the complete report is always written to a file.
@@ -10,7 +11,8 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, NamedTuple
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
@@ -100,22 +102,46 @@ def lineage(result: RunResult, index: int) -> list[int]:
     return list(reversed(chain))
 
 
-FULL_REPORT_HERE = "in `report-full.md` in the run directory"
+FULL_REPORT_NAME = "report-full.md"
+FULL_REPORT_HERE = f"in `{FULL_REPORT_NAME}` in the run directory"
+PR_BODY_NAME = "pr-body.md"  # where `gepa-bot optimize` writes the body (--out elsewhere)
+
+
+class Report(NamedTuple):
+    """A run as Markdown: ``body`` is the pull-request body (it fits GitHub's limit, its trailer included) and
+    ``full`` the complete report (``report-full.md``)."""
+
+    body: str
+    full: str
+
+    def write(self, run_dir: Path, body_file: Path | None = None) -> None:
+        """The complete report into ``run_dir``, and the body into ``body_file`` when one is given."""
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / FULL_REPORT_NAME).write_text(self.full, encoding="utf-8")
+        if body_file is not None:
+            body_file.parent.mkdir(parents=True, exist_ok=True)
+            body_file.write_text(self.body, encoding="utf-8")
+
+
+def original_files(result: RunResult, workspace: Path) -> dict[str, str]:
+    """The checkout's current text of each file the best candidate rewrites (what the PR's diffs start from)."""
+    return {path: (workspace / path).read_text(encoding="utf-8") for path in result.best_files}
 
 
 def render(result: RunResult, original_files: dict[str, str], full_report_where: str = FULL_REPORT_HERE,
-           reserve: int = 0) -> tuple[str, str]:
-    """(PR body that fits GitHub's limit less ``reserve`` characters, complete report); ``full_report_where`` says
-    where the latter is."""
+           trailer: str = "") -> Report:
+    """The run's report. The body ends with ``trailer`` (what the caller appends: the embedded choices of
+    `/gepa apply`, a footer) and fits GitHub's limit with it; ``full_report_where`` says where the complete report
+    is."""
     result = RunResult.model_validate(redact(result.model_dump()))
     full = _render(result, original_files, LADDER[0], None, every_variant=True)
-    budget = BODY_BUDGET - reserve
+    budget = BODY_BUDGET - len(trailer)
     for detail in LADDER:
         body = _render(result, original_files, detail, full_report_where if detail is not LADDER[0] else None)
         if len(body) <= budget:
-            return body, full
+            return Report(body + trailer, full)
     note = f"\n\n> Report cut to fit GitHub's limit; the complete report is {full_report_where}.\n"
-    return truncate(body, budget, note), full
+    return Report(truncate(body, budget, note) + trailer, full)
 
 
 ENV = Environment(loader=PackageLoader("gepa_bot.report.render", "templates"), undefined=StrictUndefined, autoescape=False,
@@ -159,4 +185,3 @@ def variant_sections(result: RunResult, detail: Detail, limit: int | None) -> li
             "rationale": [(untrusted(name, 120), untrusted(text, detail.max_rationale))
                           for name, text in candidate.rationale.items()]})
     return sections
-

@@ -70,21 +70,30 @@ class BenchOptions:
     reflection_style: str | None = None  # override the tasks' optimizer.reflection_style
 
 
+@dataclass(frozen=True)
+class Point:
+    """One step of an arm's anytime trajectory: a candidate, its val score, and the rollouts spent when it was found."""
+
+    rollouts: int
+    val_score: float | None  # None: not scored on val (the seed arm)
+    candidate: dict[str, str]  # component name -> prompt text
+
+
 @dataclass
 class Outcome:
     """What an arm returns: its anytime trajectory and what it spent."""
 
-    trajectory: list[dict[str, Any]]  # [{"rollouts": r, "val_score": v, "candidate": {...}}] in discovery order
+    trajectory: list[Point]  # in discovery order
     budget: BudgetSummary | None = None  # None: the arm spent nothing (the seed)
     rejected: list[RejectedProposal] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def best_at(self, rollouts: int) -> dict[str, Any]:
+    def best_at(self, rollouts: int) -> Point:
         """The val-best entry known within ``rollouts`` (the seed if nothing fits). Ties as in gepa-bot's
         ``val_best``, for every arm alike: the shorter prompt, then the earliest."""
-        known = [t for t in self.trajectory if t["rollouts"] <= rollouts] or self.trajectory[:1]
-        return max(enumerate(known), key=lambda k: (k[1]["val_score"] if k[1]["val_score"] is not None else -1.0,
-                                                    -sum(map(len, k[1]["candidate"].values())), -k[0]))[1]
+        known = [t for t in self.trajectory if t.rollouts <= rollouts] or self.trajectory[:1]
+        return max(enumerate(known), key=lambda k: (k[1].val_score if k[1].val_score is not None else -1.0,
+                                                    -sum(map(len, k[1].candidate.values())), -k[0]))[1]
 
 
 def make_config(task: Task, budget: int, seed: int, opts: BenchOptions) -> Config:
@@ -141,8 +150,7 @@ def run_best_of_n(task: Task, config: Config, run_dir: Path, opts: BenchOptions)
                 batch = session.adapter.evaluate(split.val, cand)
             except BudgetExhausted:
                 break
-            trajectory.append({"rollouts": budget.rollouts, "val_score": sum(batch.scores) / len(batch.scores),
-                               "candidate": cand})
+            trajectory.append(Point(budget.rollouts, sum(batch.scores) / len(batch.scores), cand))
         distinct = len({json.dumps(c, sort_keys=True) for c in candidates[1:] if c is not None})
         return Outcome(trajectory, BudgetSummary.of(budget), rejected, {"n": n, "distinct_rewrites": distinct})
 
@@ -169,8 +177,8 @@ def run_gepa(task: Task, config: Config, run_dir: Path, opts: BenchOptions, *, u
                                                      encoding="utf-8")
         replayed = len(records)
     result = engine.optimize(settings)
-    trajectory = sorted(({"rollouts": c.discovered_at_rollout, "val_score": c.val_mean,
-                          "candidate": c.components} for c in result.candidates), key=lambda t: t["rollouts"])
+    trajectory = sorted((Point(c.discovered_at_rollout, c.val_mean, c.components) for c in result.candidates),
+                        key=lambda t: t.rollouts)
     return Outcome(trajectory, result.budget, result.rejected_proposals,
                    {"accepted": len(result.candidates) - 1, "replay_records": replayed,
                     "reflection_style": result.reflection_style if proposer == "gepa_bot" else "gepa-default"})

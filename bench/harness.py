@@ -19,7 +19,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from arms import METHODS, BenchOptions, Outcome, Task, best_of_n_count, make_config, run_arm, seed_candidate, settings_for
+from arms import METHODS, BenchOptions, Outcome, Point, Task, best_of_n_count, make_config, run_arm, seed_candidate, settings_for
 from report import ROW_FIELDS, machine_info, write_plot, write_results
 
 from gepa_bot.config import DEFAULT_CONFIG_NAME, LOCAL_MODEL, Config
@@ -83,13 +83,13 @@ def rows_for(task: Task, seed: int, method: str, outcome: Outcome, budgets: list
     rows = []
     for budget in budgets:
         best = outcome.best_at(budget)
-        candidate = best["candidate"]
+        candidate = best.candidate
         row = {"task": task.name, "budget": budget, "method": method, "seed": seed,
                "test_score": round(scorer.score(task, config, candidate), 4), "test_n": len(task.test_ids()),
-               "val_score": None if best["val_score"] is None else round(best["val_score"], 4),
+               "val_score": None if best.val_score is None else round(best.val_score, 4),
                "prompt_chars": sum(len(t) for t in candidate.values()),
-               "found_at_rollout": best["rollouts"],
-               "candidates_within_budget": sum(1 for t in outcome.trajectory if t["rollouts"] <= budget),
+               "found_at_rollout": best.rollouts,
+               "candidates_within_budget": sum(1 for t in outcome.trajectory if t.rollouts <= budget),
                **_spent(outcome.budget), "run_wall_s": round(wall_s, 1), "rejected_proposals": len(outcome.rejected),
                "rejected_reason_counts": _reason_counts(outcome.rejected), **outcome.extra, "prompt": candidate}
         rows.append(row)
@@ -129,8 +129,7 @@ def run_bench(tasks: list[Task], opts: BenchOptions, rows_file: Path | None = No
                     continue
                 started = time.monotonic()
                 if method == "seed":
-                    outcome = Outcome([{"rollouts": 0, "val_score": None,
-                                        "candidate": seed_candidate(task, config, opts, work)}])
+                    outcome = Outcome([Point(0, None, seed_candidate(task, config, opts, work))])
                 else:
                     outcome = run_arm(method, task, config, work / task.name / str(seed) / method, opts)
                 new = rows_for(task, seed, method, outcome, opts.budgets, scorer, config, time.monotonic() - started)

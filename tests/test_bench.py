@@ -205,16 +205,16 @@ def test_bench_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
 
 
 def test_best_at_picks_val_best_within_budget_shorter_on_ties():
-    from arms import Outcome
+    from arms import Outcome, Point
 
     def entry(rollouts, score, text):
-        return {"rollouts": rollouts, "val_score": score, "candidate": {"p": text}}
+        return Point(rollouts, score, {"p": text})
 
     outcome = Outcome([entry(10, 0.5, "the seed prompt"), entry(40, 0.5, "short"), entry(70, 0.7, "best but late")])
-    assert outcome.best_at(20)["candidate"] == {"p": "the seed prompt"}
-    assert outcome.best_at(50)["candidate"] == {"p": "short"}  # equal val: the shorter prompt
-    assert outcome.best_at(100)["candidate"] == {"p": "best but late"}
-    assert outcome.best_at(5)["candidate"] == {"p": "the seed prompt"}  # nothing fits: the seed
+    assert outcome.best_at(20).candidate == {"p": "the seed prompt"}
+    assert outcome.best_at(50).candidate == {"p": "short"}  # equal val: the shorter prompt
+    assert outcome.best_at(100).candidate == {"p": "best but late"}
+    assert outcome.best_at(5).candidate == {"p": "the seed prompt"}  # nothing fits: the seed
 
 
 def test_best_of_n_runs_with_different_seeds_share_no_sample(tmp_path: Path):

@@ -220,7 +220,8 @@ def render(out: Path, notes: list[str]) -> int:
     twins = duplicate_rows(rows)
     if twins:
         print(f"error: {out / 'rows.jsonl'} has {len(twins)} (task, budget, method, seed) with more than one row, "
-              f"e.g. {twins[0]}: a re-run appends, so remove the rows it replaces first (git keeps them: bench/results/README.md)",
+              f"e.g. {twins[0]}: a re-run appends, so remove the rows it replaces first "
+              "(git keeps them: bench/results/README.md)",
               file=sys.stderr)
         return 1
     chunks = [json.loads(line) for line in (out / "chunks.jsonl").read_text(encoding="utf-8").splitlines()

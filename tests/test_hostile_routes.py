@@ -1,0 +1,115 @@
+"""Hostile evals (issue 26): one test per route an eval could take from the step that runs it to the GitHub token,
+the job's later steps or gepa-bot's own output. Each test runs real gepa-bot processes against a real eval that
+tries the route; the fix it checks is named in its docstring (the threat model is docs/security.md).
+
+Covered elsewhere, not repeated here: symlinked prompt paths (test_action_jobs.py's tampered artifacts and
+test_discovery.py), closing keywords in the PR body and the eval cache's branch scopes (test_hardening.py), the
+token kept from the optimize step's environment (test_action.py, test_publish.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from chatstub import ChatStub
+from toyrepo import EVAL_SCRIPT, make_toy_repo
+
+from gepa_bot.config import load_config
+from gepa_bot.errors import UserError
+
+pytest_plugins = ["tests.fakegithub.fixtures"]
+
+OWNER, NAME = "octo", "toy"
+TOKEN = "ghp_hostileRoutesToken0123456789abcdefAB"
+IMPROVING = "Rationale: name the topics.\n\n````prompt\nClassify the ticket {ticket}.\nTopics: billing refund login\n````"
+
+
+def gepa_bot(env: dict[str, str], *args: str, prefix: tuple[str, ...] = (),
+             python: str = sys.executable) -> subprocess.CompletedProcess:
+    return subprocess.run([*prefix, python, "-m", "gepa_bot.cli", *args], env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.fixture
+def reflection():
+    stub = ChatStub(lambda messages: IMPROVING)
+    yield stub
+    stub.close()
+
+
+def process_env(reflection: ChatStub, **extra: str) -> dict[str, str]:
+    """A gepa-bot process's environment: no token unless given, the reflection model on the stub."""
+    env = {k: v for k, v in os.environ.items() if k not in ("GITHUB_TOKEN", "GH_TOKEN", "GEPA_BOT_TOKEN")}
+    env.update(OPENAI_API_BASE=reflection.url, OPENAI_API_KEY="sk-offline-unused-0000",
+               PYTHONPATH=os.pathsep.join(sys.path), **extra)
+    return env
+
+
+def local_repo(root: Path, hostile: str) -> Path:
+    """The toy repository (one commit) whose eval first runs ``hostile`` (Python, its own imports)."""
+    repo = make_toy_repo(root)
+    (repo / "evals" / "eval.py").write_text(textwrap.dedent(hostile) + EVAL_SCRIPT)
+    (repo / ".gitignore").write_text(".gepa-bot/\n")
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"],
+                 ["-c", "user.name=Dev", "-c", "user.email=dev@example.com", "commit", "-qm", "initial"]):
+        subprocess.run(["git", *args], cwd=repo, check=True)
+    return repo
+
+
+def reports(path: Path) -> list:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+# ---- route 5: $GITHUB_ENV and friends ----------------------------------------------------------------------------
+
+RUNNER_FILES_EVAL = '''
+    import json, os
+    wanted = ("GITHUB_ENV", "GITHUB_PATH", "GITHUB_OUTPUT", "GITHUB_STATE", "GITHUB_STEP_SUMMARY", "RUNNER_TEMP")
+    seen = sorted(n for n in os.environ if n in wanted or n.startswith("ACTIONS_"))
+    with open(os.environ["HOSTILE_REPORT"], "a") as report:
+        report.write(json.dumps(seen) + "\\n")
+    if os.environ.get("GITHUB_ENV"):
+        with open(os.environ["GITHUB_ENV"], "a") as env_file:
+            env_file.write("BASH_ENV=/tmp/pwned.sh\\n")
+'''
+
+
+def test_an_eval_gets_no_runner_command_file_runner_temp_or_actions_variable(tmp_path, reflection):
+    """An eval that appends `BASH_ENV=...` to $GITHUB_ENV would run code in the job's later steps: $GITHUB_ENV,
+    $GITHUB_PATH, $GITHUB_OUTPUT, $GITHUB_STATE, $GITHUB_STEP_SUMMARY, RUNNER_TEMP and every ACTIONS_* variable
+    are withheld from eval processes (gepa_bot.redact.withheld)."""
+    repo = local_repo(tmp_path / "src", RUNNER_FILES_EVAL)
+    runner = tmp_path / "runner"
+    runner.mkdir()
+    files = {name: runner / name.lower() for name in ("GITHUB_ENV", "GITHUB_PATH", "GITHUB_OUTPUT", "GITHUB_STATE",
+                                                      "GITHUB_STEP_SUMMARY")}
+    for path in files.values():
+        path.write_text("EXISTING=1\n")
+    env = process_env(reflection, HOSTILE_REPORT=str(tmp_path / "report.jsonl"), RUNNER_TEMP=str(runner),
+                      ACTIONS_RUNTIME_URL="http://127.0.0.1:9/", ACTIONS_CACHE_URL="http://127.0.0.1:9/",
+                      ACTIONS_RESULTS_URL="http://127.0.0.1:9/", **{k: str(v) for k, v in files.items()})
+
+    done = gepa_bot(env, "optimize", "--repo", str(repo), "--budget", "12", "--dry-run")
+
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    seen = reports(tmp_path / "report.jsonl")
+    assert seen and all(names == [] for names in seen), seen
+    assert all(path.read_text() == "EXISTING=1\n" for path in files.values())
+
+
+@pytest.mark.parametrize("name", ["GITHUB_ENV", "GITHUB_PATH", "RUNNER_TEMP", "ACTIONS_CACHE_URL", "GEPA_BOT_TOKEN"])
+def test_no_config_list_forwards_a_withheld_variable_to_evals(tmp_path, name):
+    config = tmp_path / ".gepa-bot.yml"
+    config.write_text("prompts:\n  - path: p.md\neval:\n  command: 'true'\n"
+                      f"ray:\n  forward_env: [OPENAI_API_KEY, {name}]\n")
+    with pytest.raises(UserError) as refused:
+        load_config(config)
+    message = str(refused.value)
+    assert "ray.forward_env" in message and f"{name} never goes to eval code" in message
+    assert "OPENAI_API_KEY" not in message.split("never goes")[0]

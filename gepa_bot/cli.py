@@ -131,12 +131,15 @@ def optimize_command(repo: Path, config_file: Path | None, dry_run: bool, fresh:
 
 def _token_out_of_the_environment(repo: Path | None = None) -> str:
     """The token (this process's environment then holds none); with ``repo``, also checks that its GitHub
-    repository can be told from `origin`: both fail before a single rollout is spent."""
+    repository can be told from `origin` and that its .git/config holds no credentials an eval could read: all
+    fail before a single rollout is spent."""
     from gepa_bot.github.publish import github_remote, take_token
+    from gepa_bot.github.safegit import refuse_stored_credentials
 
     token = take_token()
     if repo is not None:
         github_remote(repo.resolve())
+        refuse_stored_credentials(repo.resolve())
     return token
 
 

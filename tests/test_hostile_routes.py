@@ -18,8 +18,10 @@ from pathlib import Path
 
 import pytest
 from chatstub import ChatStub
-from toyrepo import EVAL_SCRIPT, make_toy_repo
+from test_action import NO_KWARGS, Harness, push_event
+from toyrepo import EVAL_SCRIPT, host_on_fake_github, make_toy_repo
 
+from gepa_bot import action
 from gepa_bot.config import load_config
 from gepa_bot.errors import UserError
 
@@ -60,6 +62,19 @@ def local_repo(root: Path, hostile: str) -> Path:
                  ["-c", "user.name=Dev", "-c", "user.email=dev@example.com", "commit", "-qm", "initial"]):
         subprocess.run(["git", *args], cwd=repo, check=True)
     return repo
+
+
+@pytest.fixture
+def hosted(fake_github, tmp_path):
+    """octo/toy on the fake GitHub (TOKEN may push) and a clone of it like actions/checkout's: ``work``."""
+    src = make_toy_repo(tmp_path / "src")
+    work = host_on_fake_github(fake_github, src, OWNER, NAME, TOKEN, tmp_path / "work")
+    return fake_github, work
+
+
+def make_hostile(work: Path, hostile: str) -> None:
+    """The checkout's eval runs ``hostile`` first (an uncommitted change: the evals run on the working tree)."""
+    (work / "evals" / "eval.py").write_text(textwrap.dedent(hostile) + EVAL_SCRIPT)
 
 
 def reports(path: Path) -> list:
@@ -113,3 +128,76 @@ def test_no_config_list_forwards_a_withheld_variable_to_evals(tmp_path, name):
     message = str(refused.value)
     assert "ray.forward_env" in message and f"{name} never goes to eval code" in message
     assert "OPENAI_API_KEY" not in message.split("never goes")[0]
+
+
+# ---- route 7: credentials in .git/config -------------------------------------------------------------------------
+
+def _extraheader(work: Path, fake) -> str:
+    key = f"http.{fake.base_url}/.extraheader"
+    subprocess.run(["git", "config", "--local", key, "AUTHORIZATION: basic eC1hY2Nlc3MtdG9rZW46c2VjcmV0"], cwd=work,
+                   check=True)
+    return key
+
+
+def _password_in_origin(work: Path, fake) -> str:
+    url = fake.git_url(OWNER, NAME).replace("http://", f"http://x-access-token:{TOKEN}@")
+    subprocess.run(["git", "remote", "set-url", "origin", url], cwd=work, check=True)
+    return "remote.origin.url"
+
+
+@pytest.mark.parametrize("store", [_extraheader, _password_in_origin])
+def test_optimize_refuses_a_checkout_whose_git_config_holds_credentials(hosted, tmp_path, reflection, store):
+    """actions/checkout's default (persist-credentials: true) leaves the token in .git/config, where any eval can read
+    it: `gepa-bot optimize` (without --dry-run) refuses to run a single eval there, with one line naming the file,
+    the key and the fix, and never the secret."""
+    fake, work = hosted
+    key = store(work, fake)
+    counter = tmp_path / "counter"
+    counter.mkdir()
+
+    done = gepa_bot(process_env(reflection, GITHUB_TOKEN=TOKEN, GITHUB_API_URL=fake.api_url,
+                                TOY_COUNTER_DIR=str(counter)), "optimize", "--repo", str(work), "--budget", "12")
+
+    assert done.returncode == 2, done.stdout[-3000:] + done.stderr[-3000:]
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith(f"error: {work / '.git' / 'config'} holds credentials ({key})"), line
+    assert "persist-credentials: false" in line and TOKEN not in line and "eC1hY2Nlc3M" not in line
+    assert not any(counter.iterdir())  # no eval ran
+    assert fake.pulls(OWNER, NAME) == []
+
+
+def test_the_actions_optimize_phase_refuses_a_checkout_with_a_persisted_token(fake_github, tmp_path, monkeypatch,
+                                                                               capsys):
+    h = Harness(fake_github, tmp_path, monkeypatch)
+    work = h.workspace()
+    key = _extraheader(work, fake_github)
+    runner_temp = tmp_path / "runner-temp"
+    runner_temp.mkdir()
+    env = h.env("push", push_event("prompts/main.txt"), work=work, RUNNER_TEMP=str(runner_temp))
+    action.run_phase("plan", env, emit=h.lines.append, **NO_KWARGS)
+    capsys.readouterr()
+
+    code = action.main({k: v for k, v in env.items() if k not in action.TOKEN_NAMES}, phase="optimize")
+
+    assert code == 2
+    [line] = capsys.readouterr().out.strip().splitlines()
+    assert line.startswith(f"::error::{work / '.git' / 'config'} holds credentials ({key})") and \
+        "persist-credentials: false" in line
+    assert not h.eval_ran()
+
+
+@pytest.mark.parametrize(("key", "value", "stored"), [
+    ("http.extraheader", "Authorization: Bearer abc", True),
+    ("http.https://github.com/.extraheader", "X-Other: 1", False),
+    ("remote.origin.url", "https://user:pass@github.com/o/r.git", True),
+    ("remote.origin.pushurl", "https://ghp_abcdef123456@github.com/o/r.git", True),
+    ("remote.origin.url", "https://someone@github.com/o/r.git", False),
+    ("remote.origin.url", "git@github.com:o/r.git", False),
+    ("url.https://x-access-token:abc@github.com/.insteadOf", "https://github.com/", True),
+])
+def test_what_counts_as_stored_credentials(tmp_path, key, value, stored):
+    from gepa_bot.safegit import stored_credentials
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    subprocess.run(["git", "config", "--local", key, value], cwd=tmp_path, check=True)
+    assert bool(stored_credentials(tmp_path)) is stored

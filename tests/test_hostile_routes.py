@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from chatstub import ChatStub
+from processes import alive, all_gone
 from test_action import NO_KWARGS, Harness, push_event
 from toyrepo import EVAL_SCRIPT, host_on_fake_github, make_toy_repo
 
@@ -201,3 +203,53 @@ def test_what_counts_as_stored_credentials(tmp_path, key, value, stored):
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     subprocess.run(["git", "config", "--local", key, value], cwd=tmp_path, check=True)
     assert bool(stored_credentials(tmp_path)) is stored
+
+
+# ---- route 4: a daemon that outlives its eval --------------------------------------------------------------------
+
+# In list mode (once per run), the eval double-forks a daemon into a session of its own, which writes its pid and then
+# watches every process's environment and command line for the token, for two minutes.
+DAEMON_EVAL = '''
+    import os, sys, time
+    from pathlib import Path
+    if os.environ.get("GEPA_BOT_MODE") == "list" and os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            null = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)
+            Path(os.environ["DAEMON_PID"]).write_text(str(os.getpid()))
+            needle = os.environ["DAEMON_NEEDLE"].encode()
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                for proc in Path("/proc").glob("[0-9]*"):
+                    for part in ("environ", "cmdline"):
+                        try:
+                            if needle in (proc / part).read_bytes():
+                                with open(os.environ["DAEMON_FOUND"], "a") as found:
+                                    found.write(f"{proc}/{part}\\n")
+                        except OSError:
+                            pass
+                time.sleep(0.05)
+        os._exit(0)
+    if os.environ.get("GEPA_BOT_MODE") == "list":
+        os.wait()
+'''
+
+
+def test_a_daemon_an_eval_starts_does_not_outlive_the_run(tmp_path, reflection):
+    """An eval's daemon (double fork, setsid) leaves the eval's process group: gepa-bot is a child subreaper while
+    evals run, so the daemon stays its descendant, and it kills every such leftover when the run ends."""
+    repo = local_repo(tmp_path / "src", DAEMON_EVAL)
+    pid_file = tmp_path / "daemon.pid"
+    env = process_env(reflection, DAEMON_PID=str(pid_file), DAEMON_NEEDLE="not-in-any-environment-0123",
+                      DAEMON_FOUND=str(tmp_path / "found"))
+    try:
+        done = gepa_bot(env, "optimize", "--repo", str(repo), "--budget", "12", "--dry-run")
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        assert pid_file.exists(), "the daemon never started"
+        daemon = int(pid_file.read_text())
+        assert all_gone([daemon], timeout=2.0), "the eval's daemon outlived the run"
+    finally:
+        if pid_file.exists() and alive(int(pid_file.read_text())):
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)

@@ -1,4 +1,4 @@
-"""Nothing an eval starts outlives the run that started it.
+"""Nothing an eval starts outlives the run that started it, and gepa-bot's own process is not an eval's to open.
 
 An eval can start a daemon (double fork and ``setsid``): it leaves the eval's process group, so killing the group
 misses it, and on its own it would outlive gepa-bot and watch what runs next on the machine (the publish step's
@@ -8,7 +8,13 @@ and stays a descendant. When the session ends (normally, by an error, Ctrl-C or 
 not there when it began, and that is not gepa-bot's own (:func:`keep`: a model server), is killed (SIGKILL) and
 reaped.
 
-Linux only; elsewhere this is a no-op.
+An eval runs as gepa-bot's user, so it could open ``/proc/<gepa-bot>/fd/1`` and write workflow commands
+(``::add-mask::``, ``::warning::``) into gepa-bot's own output, or read ``/proc/<gepa-bot>/environ``. gepa-bot
+makes itself non-dumpable (``prctl(PR_SET_DUMPABLE, 0)``) before any eval runs: then only a process with
+CAP_SYS_PTRACE can. Root (or a runner user with passwordless sudo, as on GitHub's hosted runners) still can: the
+boundary for untrusted evals is the job split (docs/security.md), this only narrows what a same-user eval reaches.
+
+Linux only; elsewhere these are no-ops.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
+PR_SET_DUMPABLE = 4
 PR_SET_CHILD_SUBREAPER = 36
 KILL_ROUNDS = 100  # a leftover's children are re-parented to us when it dies: kill again until none is left
 ROUND_PAUSE_S = 0.02
@@ -57,9 +64,17 @@ def become_subreaper() -> bool:
     return _prctl(PR_SET_CHILD_SUBREAPER, 1)
 
 
+def become_undumpable() -> bool:
+    """No process without CAP_SYS_PTRACE may open this one's /proc/<pid>/fd/*, environ or mem any more (Linux; an
+    exec'd child is dumpable again); whether that is now so."""
+    return _prctl(PR_SET_DUMPABLE, 0)
+
+
 @contextlib.contextmanager
 def evals_contained() -> Iterator[None]:
-    """While inside, orphans stay our descendants; on the way out every descendant that appeared inside is killed."""
+    """Hide this process from evals (:func:`become_undumpable`); while inside, orphans stay our descendants, and on the
+    way out every descendant that appeared inside is killed."""
+    become_undumpable()
     if not become_subreaper():
         yield
         return

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -253,3 +254,60 @@ def test_a_daemon_an_eval_starts_does_not_outlive_the_run(tmp_path, reflection):
     finally:
         if pid_file.exists() and alive(int(pid_file.read_text())):
             os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+
+# ---- route 6: workflow commands written through /proc/<gepa-bot>/fd/1 --------------------------------------------
+
+# Every ancestor's stdout and stderr, opened through /proc and written to: a workflow command in gepa-bot's own output.
+INJECT = '''
+    import json, os
+    from pathlib import Path
+    injected = []
+    pid = os.getppid()
+    while pid > 1:
+        for fd in (1, 2):
+            try:
+                target = os.open(f"/proc/{pid}/fd/{fd}", os.O_WRONLY | os.O_APPEND)
+                os.write(target, b"::add-mask::INJECTED-BY-EVAL\\n::warning::INJECTED-BY-EVAL\\n")
+                os.close(target)
+                injected.append(Path(f"/proc/{pid}/cmdline").read_bytes().decode("utf-8", "replace"))
+            except OSError:
+                pass
+        pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    with open(os.environ["HOSTILE_REPORT"], "a") as report:
+        report.write(json.dumps(injected) + "\\n")
+'''
+
+
+def _unprivileged() -> tuple[str, ...]:
+    """How to run a process the way an eval on a runner is: the same user as gepa-bot, no CAP_SYS_PTRACE. As root:
+    uid 0 with every capability dropped (setpriv); root's own capabilities would open any process's files."""
+    if os.geteuid() != 0:
+        return ()
+    if shutil.which("setpriv") is None:
+        pytest.skip("runs as root and setpriv (util-linux) is missing: cannot run gepa-bot without root's capabilities")
+    return ("setpriv", "--bounding-set=-all", "--inh-caps=-all", "--")
+
+
+def test_an_eval_cannot_write_workflow_commands_into_gepa_bots_output(tmp_path, reflection):
+    """An eval runs as gepa-bot's user, so it could open /proc/<gepa-bot>/fd/1 and print `::add-mask::` or
+    `::warning::` lines as gepa-bot: gepa-bot is non-dumpable (prctl(PR_SET_DUMPABLE, 0)) before any eval runs.
+    (Root, or sudo, still could: the job split is the boundary, docs/security.md.)"""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("PR_SET_DUMPABLE and /proc are Linux's")
+    prefix = _unprivileged()
+    report = tmp_path / "report.jsonl"
+    control = subprocess.run([*prefix, sys.executable, "-c", "import subprocess, sys; subprocess.run([sys.executable, "
+                              f"'-c', {textwrap.dedent(INJECT)!r}])"], env={**os.environ, "HOSTILE_REPORT": str(report)},
+                             capture_output=True, text=True, timeout=60)
+    assert "::warning::INJECTED-BY-EVAL" in control.stdout, "control: the injection works into a dumpable parent"
+    report.unlink()
+    repo = local_repo(tmp_path / "src", INJECT)
+
+    done = gepa_bot(process_env(reflection, HOSTILE_REPORT=str(report)), "optimize", "--repo", str(repo),
+                    "--budget", "12", "--dry-run", prefix=prefix)
+
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "INJECTED-BY-EVAL" not in done.stdout + done.stderr
+    runs = reports(report)
+    assert runs and not any("gepa_bot.cli" in target for run in runs for target in run), runs

@@ -24,9 +24,9 @@ from processes import alive, all_gone
 from test_action import NO_KWARGS, Harness, push_event
 from toyrepo import EVAL_SCRIPT, host_on_fake_github, make_toy_repo
 
-from gepa_bot import action
 from gepa_bot.config import load_config
 from gepa_bot.errors import UserError
+from gepa_bot.github import action
 
 pytest_plugins = ["tests.fakegithub.fixtures"]
 
@@ -199,7 +199,7 @@ def test_the_actions_optimize_phase_refuses_a_checkout_with_a_persisted_token(fa
     ("url.https://x-access-token:abc@github.com/.insteadOf", "https://github.com/", True),
 ])
 def test_what_counts_as_stored_credentials(tmp_path, key, value, stored):
-    from gepa_bot.safegit import stored_credentials
+    from gepa_bot.github.safegit import stored_credentials
 
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     subprocess.run(["git", "config", "--local", key, value], cwd=tmp_path, check=True)

@@ -9,6 +9,7 @@ token kept from the optimize step's environment (test_action.py, test_publish.py
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -16,6 +17,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
@@ -311,3 +313,136 @@ def test_an_eval_cannot_write_workflow_commands_into_gepa_bots_output(tmp_path, 
     assert "INJECTED-BY-EVAL" not in done.stdout + done.stderr
     runs = reports(report)
     assert runs and not any("gepa_bot.cli" in target for run in runs for target in run), runs
+
+
+# ---- route 1: git hooks and configuration the eval leaves in the checkout ----------------------------------------
+
+# In list mode the eval runs in the checkout itself: it writes hooks into .git/hooks and into a directory of its own,
+# which it makes core.hooksPath. Each hook appends its name and its environment to HOOK_MARKER.
+HOOKS_EVAL = '''
+    import os, subprocess
+    from pathlib import Path
+    if os.environ.get("GEPA_BOT_MODE") == "list":
+        marker = os.environ["HOOK_MARKER"]
+        hook = f"#!/bin/sh\\necho \\"$0 $*\\" >> {marker}\\nenv >> {marker}\\n"
+        for where in (Path(".git/hooks"), Path(os.environ["HOOK_DIR"])):
+            where.mkdir(parents=True, exist_ok=True)
+            for name in ("pre-push", "reference-transaction", "post-checkout", "post-commit", "pre-auto-gc",
+                         "post-index-change"):
+                (where / name).write_text(hook)
+                (where / name).chmod(0o755)
+        subprocess.run(["git", "config", "core.hooksPath", os.environ["HOOK_DIR"]], check=True)
+'''
+
+
+def test_hooks_an_eval_writes_into_the_checkout_never_run_when_gepa_bot_publishes(hosted, tmp_path, reflection):
+    """An eval writes .git/hooks/pre-push and reference-transaction and points core.hooksPath at its own hooks: the
+    push would run them with the token at hand. Every git command of the publishing side runs with
+    core.hooksPath=/dev/null, no system or global configuration, and builds and pushes the branch in a fresh bare
+    repository holding the base commit, never in the checkout the evals ran in (gepa_bot.github.safegit)."""
+    fake, work = hosted
+    make_hostile(work, HOOKS_EVAL)
+    marker = tmp_path / "hooks-ran"
+    env = process_env(reflection, GITHUB_TOKEN=TOKEN, GITHUB_API_URL=fake.api_url, HOOK_MARKER=str(marker),
+                      HOOK_DIR=str(tmp_path / "evil-hooks"))
+
+    done = gepa_bot(env, "optimize", "--repo", str(work), "--budget", "30")
+
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert (work / ".git" / "hooks" / "pre-push").exists(), "the hostile eval never ran"
+    assert "billing" in fake.read_file(OWNER, NAME, "gepa-bot/main", "prompts/main.txt")  # published
+    assert not marker.exists(), marker.read_text()[:2000]
+
+
+# ---- route 2: the token never in an environment variable or on a command line ------------------------------------
+
+def _needles(token: str) -> list[bytes]:
+    return [token.encode(), base64.b64encode(token.encode()), base64.b64encode(f"x-access-token:{token}".encode())]
+
+
+class ProcWatch:
+    """Scans every process's environment and command line for the token while a run lasts (best effort: it catches
+    processes that live at least a few milliseconds); gepa-bot's main process is left out (the user hands it the
+    token in its environment; it moves it to memory before anything else runs)."""
+
+    def __init__(self, needles: list[bytes]):
+        self.needles, self.hits, self.done = needles, set(), threading.Event()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+        self.thread.start()
+
+    def _watch(self) -> None:
+        while not self.done.is_set():
+            for proc in Path("/proc").glob("[0-9]*"):
+                try:
+                    cmdline = (proc / "cmdline").read_bytes()
+                    seen = cmdline + (proc / "environ").read_bytes()
+                except OSError:
+                    continue
+                if b"gepa_bot.cli" not in cmdline and any(n in seen for n in self.needles):
+                    self.hits.add(cmdline.replace(b"\0", b" ").decode("utf-8", "replace")[:200])
+            self.done.wait(0.01)
+
+    def stop(self) -> set[str]:
+        self.done.set()
+        self.thread.join()
+        return self.hits
+
+
+def _git_shim(tmp_path: Path) -> tuple[Path, Path]:
+    """A directory with a `git` that appends its arguments and environment to a log, then runs the real git."""
+    log, shim = tmp_path / "git-calls.log", tmp_path / "shim"
+    shim.mkdir()
+    (shim / "git").write_text(f"#!/bin/sh\n{{ echo \"ARGV $*\"; env; }} >> {log}\nexec {shutil.which('git')} \"$@\"\n")
+    (shim / "git").chmod(0o755)
+    return shim, log
+
+
+def _assert_no_token_reached_git(log: Path, hits: set[str], token: str) -> None:
+    calls = log.read_bytes()
+    assert b"ARGV push " in calls and b"ARGV ls-remote " in calls  # the publishing side's git went through the shim
+    assert [n for n in _needles(token) if n in calls] == []
+    assert hits == set(), hits
+
+
+def test_the_token_reaches_git_in_no_environment_variable_and_no_command_line(hosted, tmp_path, reflection):
+    """git gets the token from a credential helper that reads a pipe only that git command inherits: no
+    GIT_CONFIG_* value, `-c http.extraheader=...` or URL that /proc/<pid>/environ or cmdline would show (nor the
+    token variable itself). Every git command `gepa-bot optimize` starts goes through a PATH shim that records its
+    arguments and environment, and every process's environ and cmdline is watched while it runs."""
+    fake, work = hosted
+    shim, log = _git_shim(tmp_path)
+    env = process_env(reflection, GITHUB_TOKEN=TOKEN, GITHUB_API_URL=fake.api_url)
+    env["PATH"] = f"{shim}{os.pathsep}{env['PATH']}"
+    watch = ProcWatch(_needles(TOKEN))
+
+    done = gepa_bot(env, "optimize", "--repo", str(work), "--budget", "30")
+
+    hits = watch.stop()
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "billing" in fake.read_file(OWNER, NAME, "gepa-bot/main", "prompts/main.txt")  # pushed with the token
+    _assert_no_token_reached_git(log, hits, TOKEN)
+
+
+def test_the_actions_publish_job_hands_git_the_token_only_through_the_pipe(fake_github, tmp_path, monkeypatch):
+    """The same for the three-job layout's publish job (`gepa-bot action --phase publish`, the token in its
+    environment from the workflow): no git process it starts, GitPython's own `git version` included, holds it."""
+    from test_action import TOKEN as ACTIONS_TOKEN
+    from test_action_jobs import _checkout, _job_env, _optimize_job, _plan_job, _subprocess_env
+
+    h = Harness(fake_github, tmp_path, monkeypatch)
+    plan_env, plan = _plan_job(h, "push", push_event("prompts/main.txt"))
+    artifact = _optimize_job(h, plan_env, plan)
+    runner = _checkout(h, plan["base-sha"], "publish-job")  # (the test's own fetch sends the token in its URL)
+    shim, log = _git_shim(tmp_path)
+    env = _subprocess_env(_job_env(h, plan_env, runner, plan, token=True), GEPA_BOT_ARTIFACT=str(artifact),
+                          GEPA_BOT_BASE_SHA=plan["base-sha"], PATH=f"{shim}{os.pathsep}{os.environ['PATH']}")
+    watch = ProcWatch(_needles(ACTIONS_TOKEN))
+
+    done = subprocess.run([sys.executable, "-m", "gepa_bot.cli", "action", "--phase", "publish"], env=env,
+                          cwd=runner.work, capture_output=True, text=True, timeout=300)
+
+    hits = watch.stop()
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert fake_github.branch_sha(f"{OWNER}/{NAME}", "gepa-bot/main") is not None
+    _assert_no_token_reached_git(log, hits, ACTIONS_TOKEN)
+

@@ -446,3 +446,61 @@ def test_the_actions_publish_job_hands_git_the_token_only_through_the_pipe(fake_
     assert fake_github.branch_sha(f"{OWNER}/{NAME}", "gepa-bot/main") is not None
     _assert_no_token_reached_git(log, hits, ACTIONS_TOKEN)
 
+
+# ---- route 3: a .pth file in gepa-bot's own site-packages --------------------------------------------------------
+
+# In list mode the eval asks $GEPA_BOT_PYTHON for its site-packages and drops a .pth file there: every later start of
+# that interpreter runs the payload, which records its command line and whether it holds a GitHub token.
+PTH_EVAL = '''
+    import os, subprocess
+    from pathlib import Path
+    if os.environ.get("GEPA_BOT_MODE") == "list":
+        site = subprocess.run([os.environ["GEPA_BOT_PYTHON"], "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+        marker = os.environ["PTH_MARKER"]
+        payload = (f"import os, sys, json; open({marker!r}, 'a').write(json.dumps({{'argv': sys.argv, 'token': any("
+                   "os.environ.get(n) for n in ('GEPA_BOT_TOKEN', 'GITHUB_TOKEN', 'INPUT_TOKEN', 'GH_TOKEN'))}) + chr(10))")
+        Path(site, "zz-hostile.pth").write_text(payload + "\\n")
+'''
+
+
+def _venv(path: Path) -> str:
+    """A job's own interpreter (action.yml installs gepa-bot into a fresh venv on each runner)."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", str(path)], check=True)
+    return str(path / "bin" / "python")
+
+
+def test_a_pth_file_an_eval_drops_never_runs_in_the_publish_job(fake_github, tmp_path, monkeypatch, reflection):
+    """An eval drops a .pth file into the site-packages of $GEPA_BOT_PYTHON (gepa-bot's venv): the next start of that
+    interpreter runs it. The publish job runs on a fresh runner with a fresh venv, so it never does; the optimize job's
+    own later steps do, and hold no token. (The single-process CLI and `job: all` are the trusted-evals mode:
+    docs/security.md.)"""
+    from test_action import FULL, _commit_all, _git
+    from test_action_jobs import _checkout, _job_env, _plan_job, _subprocess_env
+
+    h = Harness(fake_github, tmp_path, monkeypatch)
+    (h.src / "evals" / "eval.py").write_text(textwrap.dedent(PTH_EVAL) + EVAL_SCRIPT)
+    _commit_all(h.src, "a hostile eval")
+    _git("push", "-q", str(fake_github.repos[FULL].git_dir), "main:refs/heads/main", cwd=h.src)
+    marker = tmp_path / "pth-ran.jsonl"
+    plan_env, plan = _plan_job(h, "push", push_event("evals/eval.py"))
+    models = {"OPENAI_API_BASE": reflection.url, "OPENAI_API_KEY": "sk-offline-unused-0000",
+              "PYTHONPATH": os.pathsep.join(sys.path), "PTH_MARKER": str(marker), "GEPA_BOT_BUDGET": "20"}
+
+    def job(name: str, python: str, *args: str, token: bool) -> subprocess.CompletedProcess:
+        runner = _checkout(h, plan["base-sha"], f"{name}-job")
+        env = _subprocess_env(_job_env(h, plan_env, runner, plan, token=token), **models)
+        done = subprocess.run([python, "-m", "gepa_bot.cli", "action", "--phase", name], env=env, cwd=runner.work,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, f"{name}: {done.stdout[-3000:]}{done.stderr[-3000:]}"
+        for step in args:  # the job's later steps, with the same interpreter
+            subprocess.run([python, "-c", step], env=env, cwd=runner.work, check=True, timeout=60)
+        return done
+
+    job("optimize", _venv(tmp_path / "optimize-venv"), "print('the artifact step')", token=False)
+    ran = reports(marker)
+    assert ran and not any(r["token"] for r in ran), ran  # control: it runs in the optimize job's later steps
+
+    job("publish", _venv(tmp_path / "publish-venv"), token=True)
+
+    assert reports(marker) == ran  # nothing more: the publish job's interpreter never ran it

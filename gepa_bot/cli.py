@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from gepa_bot.config import DEFAULT_CONFIG_NAME, LOCAL_MODEL, Config, load_config, with_overrides
+from gepa_bot.containment import become_undumpable
 from gepa_bot.errors import UserError
 from gepa_bot.owned import OWNED_MARKER, is_owned
 from gepa_bot.redact import GITHUB_TOKEN_NAMES
@@ -138,6 +139,7 @@ def _token_out_of_the_environment(repo: Path | None = None) -> str:
     from gepa_bot.github.tokenpipe import take_token
 
     token = take_token()  # first: nothing else has started a process yet
+    become_undumpable()  # its memory holds the token now: no process of ours without CAP_SYS_PTRACE may read it
     from gepa_bot.github.publish import github_remote
     from gepa_bot.github.safegit import refuse_stored_credentials
 
@@ -283,6 +285,7 @@ def action_command(phase: str | None) -> None:
     env = dict(os.environ)
     for name in GITHUB_TOKEN_NAMES:  # the token stays in `env` (memory): no process this one starts inherits it
         os.environ.pop(name, None)
+    become_undumpable()  # nor may one read it from /proc/<pid>/environ or mem (without CAP_SYS_PTRACE)
     from gepa_bot.github import action  # (GitPython runs `git version` when imported)
 
     sys.exit(action.main(env, phase=phase))

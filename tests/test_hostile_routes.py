@@ -98,8 +98,7 @@ RUNNER_FILES_EVAL = '''
         with open(os.environ["GITHUB_ENV"], "a") as env_file:
             env_file.write("BASH_ENV=/tmp/pwned.sh\\n")
 '''
-
-
+@pytest.mark.slow
 def test_an_eval_gets_no_runner_command_file_runner_temp_or_actions_variable(tmp_path, reflection):
     """An eval that appends `BASH_ENV=...` to $GITHUB_ENV would run code in the job's later steps: $GITHUB_ENV,
     $GITHUB_PATH, $GITHUB_OUTPUT, $GITHUB_STATE, $GITHUB_STEP_SUMMARY, RUNNER_TEMP and every ACTIONS_* variable
@@ -150,6 +149,7 @@ def _password_in_origin(work: Path, fake) -> str:
     return "remote.origin.url"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("store", [_extraheader, _password_in_origin])
 def test_optimize_refuses_a_checkout_whose_git_config_holds_credentials(hosted, tmp_path, reflection, store):
     """actions/checkout's default (persist-credentials: true) leaves the token in .git/config, where any eval can read
@@ -238,8 +238,7 @@ DAEMON_EVAL = '''
     if os.environ.get("GEPA_BOT_MODE") == "list":
         os.wait()
 '''
-
-
+@pytest.mark.slow
 def test_a_daemon_an_eval_starts_does_not_outlive_the_run(tmp_path, reflection):
     """An eval's daemon (double fork, setsid) leaves the eval's process group: gepa-bot is a child subreaper while
     evals run, so the daemon stays its descendant, and it kills every such leftover when the run ends."""
@@ -289,8 +288,7 @@ def _unprivileged() -> tuple[str, ...]:
     if shutil.which("setpriv") is None:
         pytest.skip("runs as root and setpriv (util-linux) is missing: cannot run gepa-bot without root's capabilities")
     return ("setpriv", "--bounding-set=-all", "--inh-caps=-all", "--")
-
-
+@pytest.mark.slow
 def test_an_eval_cannot_write_workflow_commands_into_gepa_bots_output(tmp_path, reflection):
     """An eval runs as gepa-bot's user, so it could open /proc/<gepa-bot>/fd/1 and print `::add-mask::` or
     `::warning::` lines as gepa-bot: gepa-bot is non-dumpable (prctl(PR_SET_DUMPABLE, 0)) before any eval runs.
@@ -333,8 +331,7 @@ HOOKS_EVAL = '''
                 (where / name).chmod(0o755)
         subprocess.run(["git", "config", "core.hooksPath", os.environ["HOOK_DIR"]], check=True)
 '''
-
-
+@pytest.mark.slow
 def test_hooks_an_eval_writes_into_the_checkout_never_run_when_gepa_bot_publishes(hosted, tmp_path, reflection):
     """An eval writes .git/hooks/pre-push and reference-transaction and points core.hooksPath at its own hooks: the
     push would run them with the token at hand. Every git command of the publishing side runs with
@@ -402,8 +399,7 @@ def _assert_no_token_reached_git(log: Path, hits: set[str], token: str) -> None:
     assert b"ARGV push " in calls and b"ARGV ls-remote " in calls  # the publishing side's git went through the shim
     assert [n for n in _needles(token) if n in calls] == []
     assert hits == set(), hits
-
-
+@pytest.mark.slow
 def test_the_token_reaches_git_in_no_environment_variable_and_no_command_line(hosted, tmp_path, reflection):
     """git gets the token from a credential helper that reads a pipe only that git command inherits: no
     GIT_CONFIG_* value, `-c http.extraheader=...` or URL that /proc/<pid>/environ or cmdline would show (nor the
@@ -421,8 +417,7 @@ def test_the_token_reaches_git_in_no_environment_variable_and_no_command_line(ho
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "billing" in fake.read_file(OWNER, NAME, "gepa-bot/main", "prompts/main.txt")  # pushed with the token
     _assert_no_token_reached_git(log, hits, TOKEN)
-
-
+@pytest.mark.slow
 def test_the_actions_publish_job_hands_git_the_token_only_through_the_pipe(fake_github, tmp_path, monkeypatch):
     """The same for the three-job layout's publish job (`gepa-bot action --phase publish`, the token in its
     environment from the workflow): no git process it starts, GitPython's own `git version` included, holds it."""
@@ -468,8 +463,7 @@ def _venv(path: Path) -> str:
     """A job's own interpreter (action.yml installs gepa-bot into a fresh venv on each runner)."""
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", str(path)], check=True)
     return str(path / "bin" / "python")
-
-
+@pytest.mark.slow
 def test_a_pth_file_an_eval_drops_never_runs_in_the_publish_job(fake_github, tmp_path, monkeypatch, reflection):
     """An eval drops a .pth file into the site-packages of $GEPA_BOT_PYTHON (gepa-bot's venv): the next start of that
     interpreter runs it. The publish job runs on a fresh runner with a fresh venv, so it never does; the optimize job's

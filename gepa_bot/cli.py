@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import sys
@@ -16,8 +17,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from gepa_bot.config import DEFAULT_CONFIG_NAME, LOCAL_MODEL, Config, load_config, with_overrides
+from gepa_bot.containment import become_undumpable
 from gepa_bot.errors import UserError
 from gepa_bot.owned import OWNED_MARKER, is_owned
+from gepa_bot.redact import GITHUB_TOKEN_NAMES
 from gepa_bot.report.rejections import rejection_reasons
 from gepa_bot.report.render import PR_BODY_NAME, Report, original_files, render, suite_warnings
 from gepa_bot.report.verdict import verdict
@@ -131,12 +134,18 @@ def optimize_command(repo: Path, config_file: Path | None, dry_run: bool, fresh:
 
 def _token_out_of_the_environment(repo: Path | None = None) -> str:
     """The token (this process's environment then holds none); with ``repo``, also checks that its GitHub
-    repository can be told from `origin`: both fail before a single rollout is spent."""
-    from gepa_bot.github.publish import github_remote, take_token
+    repository can be told from `origin` and that its .git/config holds no credentials an eval could read: all
+    fail before a single rollout is spent."""
+    from gepa_bot.github.tokenpipe import take_token
 
-    token = take_token()
+    token = take_token()  # first: nothing else has started a process yet
+    become_undumpable()  # its memory holds the token now: no process of ours without CAP_SYS_PTRACE may read it
+    from gepa_bot.github.publish import github_remote
+    from gepa_bot.github.safegit import refuse_stored_credentials
+
     if repo is not None:
         github_remote(repo.resolve())
+        refuse_stored_credentials(repo.resolve())
     return token
 
 
@@ -273,9 +282,13 @@ def model_serve(name: str) -> None:
                    "never holds the GitHub token). Default: all three in this process.")
 def action_command(phase: str | None) -> None:
     """GitHub Actions entry point: act on the current event (see action.yml)."""
-    from gepa_bot.github import action
+    env = dict(os.environ)
+    for name in GITHUB_TOKEN_NAMES:  # the token stays in `env` (memory): no process this one starts inherits it
+        os.environ.pop(name, None)
+    become_undumpable()  # nor may one read it from /proc/<pid>/environ or mem (without CAP_SYS_PTRACE)
+    from gepa_bot.github import action  # (GitPython runs `git version` when imported)
 
-    sys.exit(action.main(phase=phase))
+    sys.exit(action.main(env, phase=phase))
 
 
 def load_settings(repo: Path, config_file: Path | None, run_dir: Path | None, flags: dict[str, Any]) -> RunSettings:

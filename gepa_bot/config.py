@@ -11,7 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gepa_bot.errors import UserError
-from gepa_bot.redact import WITHHELD_ENV
+from gepa_bot.redact import withheld
 
 DEFAULT_CONFIG_NAME = ".gepa-bot.yml"
 LOCAL_MODEL = "local/qwen2.5-coder-1.5b"  # embedded default (gepa_bot/models/localmodel.py)
@@ -167,14 +167,16 @@ class RayConfig(Strict):
                                                                  "died; after them the chunk is scored as failed")
     forward_env: list[str] = Field(default_factory=list, description="names of environment variables passed "
                                    "from this run to the evals on the cluster (e.g. the task model's API key); "
-                                   "GitHub and runner tokens are never passed")
+                                   "GitHub and runner tokens, the runner's command files ($GITHUB_ENV & co.), "
+                                   "RUNNER_TEMP and ACTIONS_* variables are never passed")
 
     @field_validator("forward_env")
     @classmethod
-    def _no_github_tokens(cls, names: list[str]) -> list[str]:
-        refused = [name for name in names if name in WITHHELD_ENV]
+    def _nothing_withheld(cls, names: list[str]) -> list[str]:
+        refused = [name for name in names if withheld(name)]
         if refused:
-            raise ValueError(f"{', '.join(refused)} never goes to eval code: remove it from the list")
+            raise ValueError(f"{', '.join(refused)} never goes to eval code (a GitHub or runner token, a runner "
+                             "command file, RUNNER_TEMP or an ACTIONS_* variable): remove it from the list")
         return names
 
 

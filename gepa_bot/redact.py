@@ -17,8 +17,18 @@ from typing import Any
 GITHUB_TOKEN_NAMES = ("GEPA_BOT_TOKEN", "INPUT_TOKEN", "GITHUB_TOKEN", "GH_TOKEN")
 # The runner's own credentials: an eval never needs them either.
 RUNNER_TOKEN_NAMES = ("ACTIONS_RUNTIME_TOKEN", "ACTIONS_ID_TOKEN_REQUEST_TOKEN", "ACTIONS_ID_TOKEN_REQUEST_URL")
-# Credentials an eval never needs: the repo's GitHub token and the runner's own tokens.
-WITHHELD_ENV = (*GITHUB_TOKEN_NAMES, *RUNNER_TOKEN_NAMES)
+# The runner's command files and its temp directory: an eval that appends to $GITHUB_ENV (BASH_ENV=...),
+# $GITHUB_PATH or $GITHUB_OUTPUT would run code in, or feed values to, the job's later steps.
+RUNNER_FILE_NAMES = ("GITHUB_ENV", "GITHUB_PATH", "GITHUB_OUTPUT", "GITHUB_STATE", "GITHUB_STEP_SUMMARY", "RUNNER_TEMP")
+# Every variable of these prefixes is the runner's (cache and artifact service URLs and tokens, OIDC).
+RUNNER_PREFIXES = ("ACTIONS_",)
+# What an eval process never gets, and no config list (ray.forward_env) may forward: see withheld().
+WITHHELD_ENV = (*GITHUB_TOKEN_NAMES, *RUNNER_TOKEN_NAMES, *RUNNER_FILE_NAMES)
+
+
+def withheld(name: str) -> bool:
+    """Whether the environment variable ``name`` is kept from eval processes (a token, a runner file, ACTIONS_*)."""
+    return name in WITHHELD_ENV or name.startswith(RUNNER_PREFIXES)
 
 SECRET_NAME = re.compile(r"(TOKEN|API_KEY|APIKEY|SECRET|PASSWORD|PRIVATE_KEY|ACCESS_KEY)", re.IGNORECASE)
 MIN_SECRET_LENGTH = 6

@@ -701,10 +701,11 @@ def test_hostile_eval_cannot_find_the_token_in_the_three_phase_action(h, tmp_pat
     # the optimize phase refuses to start when a token is in its environment
     refused = phase("optimize", with_token=True)
     assert refused.returncode == 2 and "must never hold the GitHub token" in refused.stdout
-    # control: the same eval under a single process that holds the token does find it (the test can see a leak)
+    # control: the same eval under a single process that holds the token does find it (the test can see a leak), in
+    # the environment of the shell around it (gepa-bot's own is closed to an eval without CAP_SYS_PTRACE: non-dumpable)
     report.unlink()
-    single = subprocess.run([sys.executable, "-m", "gepa_bot.cli", "action"], env={**base, "GEPA_BOT_TOKEN": TOKEN},
-                            cwd=work, capture_output=True, text=True, timeout=300)
+    single = subprocess.run(["sh", "-c", '"$@"; exit $?', "sh", sys.executable, "-m", "gepa_bot.cli", "action"],
+                            env={**base, "GEPA_BOT_TOKEN": TOKEN}, cwd=work, capture_output=True, text=True, timeout=300)
     assert single.returncode == 0, single.stdout[-2000:] + single.stderr[-2000:]
     assert any(where.startswith("/proc/") for found in snoop_reports(report) for where in found)
 

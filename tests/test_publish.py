@@ -96,10 +96,14 @@ def test_the_github_repository_comes_from_origin(tmp_path, url, expected):
 
 @pytest.mark.slow
 def test_control_the_snoop_does_find_a_token_left_in_the_environment(setup):
-    """--dry-run does not touch the environment: a token exported anyway is visible to the evals (so the test
-    above would see a leak), which is why the Action keeps it out of the optimize step altogether."""
+    """--dry-run does not touch the environment: a token exported anyway is visible to the evals in the environment
+    of an ancestor that holds it (so the test above would see a leak), which is why the Action keeps it out of the
+    optimize step altogether. The ancestor is a shell around gepa-bot: gepa-bot's own /proc/<pid>/environ is closed
+    to an eval without CAP_SYS_PTRACE (it is non-dumpable), one of root's is not."""
     _fake, work, env, tmp = setup
-    done = gepa_bot(env, "optimize", "--repo", str(work), "--budget", "12", "--dry-run")
+    done = subprocess.run(["sh", "-c", '"$@"; exit $?', "sh", sys.executable, "-m", "gepa_bot.cli", "optimize",
+                           "--repo", str(work), "--budget", "12", "--dry-run"], env=env, capture_output=True, text=True,
+                          timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     reports = snoop_reports(tmp / "snoop.jsonl")
     assert any(any(where.startswith("/proc/") for where in found) for found in reports), reports

@@ -41,7 +41,7 @@ from gepa_bot.evals.suite import (
     remove_workdir,
     run_chunk,
 )
-from gepa_bot.redact import WITHHELD_ENV
+from gepa_bot.redact import withheld
 
 if TYPE_CHECKING:
     from gepa_bot.config import RayConfig
@@ -86,7 +86,7 @@ class RayExecutor:
         import ray
 
         self.ray, self.workers, self.timeout = ray, workers, timeout
-        self.forward_env = [name for name in forward_env if name not in WITHHELD_ENV]
+        self.forward_env = [name for name in forward_env if not withheld(name)]
         self.grace = RAY_GRACE_SECONDS
         check_reachable(address)
         on_sigterm = signal.getsignal(signal.SIGTERM)

@@ -29,7 +29,7 @@ from typing import Any
 
 from gepa_bot import evalkit
 from gepa_bot.owned import is_owned
-from gepa_bot.redact import WITHHELD_ENV, redact
+from gepa_bot.redact import redact, withheld
 from gepa_bot.text import FEEDBACK_LIMIT, truncate_middle
 
 MAX_CAPTURE_BYTES = 2_000_000
@@ -294,13 +294,14 @@ def stop_running_evals() -> None:
 
 
 def eval_environment(extra: Mapping[str, str]) -> dict[str, str]:
-    """The environment for eval processes: ours plus ``extra``, without GitHub/runner credentials.
+    """The environment for eval processes: ours plus ``extra``, without GitHub/runner credentials, the runner's
+    command files ($GITHUB_ENV & co.), RUNNER_TEMP or any ACTIONS_* variable (:func:`gepa_bot.redact.withheld`).
 
     ``GEPA_BOT_PYTHON`` is gepa-bot's own interpreter (the Action installs it in a separate venv, so the
     eval's ``python`` is the caller's): an eval command that uses gepa_bot.evalkit runs with it.
     """
     base = {"GEPA_BOT_PYTHON": sys.executable, **os.environ, **extra}
-    return {k: v for k, v in base.items() if k not in WITHHELD_ENV}
+    return {k: v for k, v in base.items() if not withheld(k)}
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

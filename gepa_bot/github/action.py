@@ -39,6 +39,7 @@ from gepa_bot.github.action_context import (
 from gepa_bot.github.action_publish import artifact_env, from_artifact, publish_phase
 from gepa_bot.github.git import BRANCH_PREFIX, branch_for, checkout_branch, current_branch
 from gepa_bot.github.publish import proposal_report
+from gepa_bot.github.safegit import refuse_stored_credentials
 from gepa_bot.github.trigger import Plan, plan_for
 from gepa_bot.github.workflow import Outputs, command_data, mask_secrets, print_untrusted
 from gepa_bot.redact import GITHUB_TOKEN_NAMES
@@ -222,6 +223,7 @@ def optimize_phase(ctx: Context, state: State) -> State:
     """Run the search (or score the current prompts) and render the report; touches no GitHub API."""
     if state.stage not in (Stage.OPTIMIZE, Stage.EVALUATE):
         return state
+    refuse_stored_credentials(ctx.workspace)  # before any eval: it could read them
     if state.plan.pr_number is not None:  # the PR may change the config (new or renamed prompt files)
         ctx.config = with_overrides(load_config(ctx.config_path), source="action inputs", **ctx.inputs.pull_request)
     settings = _settings(ctx, state.plan)

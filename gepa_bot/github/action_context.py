@@ -13,13 +13,13 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-import git
 from github.Repository import Repository
 
 from gepa_bot.config import DEFAULT_CONFIG_NAME, Config, load_config, with_overrides
 from gepa_bot.errors import RunStopped, UserError
 from gepa_bot.escaping import untrusted
 from gepa_bot.github import rest
+from gepa_bot.github.safegit import head_sha
 from gepa_bot.github.trigger import Plan
 from gepa_bot.github.workflow import Inputs
 from gepa_bot.report.verdict import verdict
@@ -114,7 +114,7 @@ def full_report_where(env: Mapping[str, str]) -> str:
 
 def run_footer(ctx: Context, plan: Plan, rollouts: int, seed: int) -> str:
     """The last line of the PR body: what triggered the run, on which commit, where its log is, how to rerun it."""
-    sha = git.Repo(ctx.workspace).head.commit.hexsha
+    sha = head_sha(ctx.workspace)
     command = f"gepa-bot optimize --repo . --budget {rollouts} --seed {seed}"
     if ctx.config_path.name != DEFAULT_CONFIG_NAME or ctx.config_path.parent != ctx.workspace:
         command += f" --config {relative(ctx.config_path, ctx.workspace)}"

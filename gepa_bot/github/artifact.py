@@ -29,7 +29,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-import git
+from git.exc import GitCommandError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gepa_bot.config import Config, load_config
@@ -46,6 +46,7 @@ from gepa_bot.discovery import (
 )
 from gepa_bot.errors import UserError
 from gepa_bot.github.action_context import Stage, State
+from gepa_bot.github.safegit import head_sha
 from gepa_bot.github.workflow import command_data, log_line
 from gepa_bot.result import RESULT_NAME, RunResult, describe
 
@@ -175,8 +176,8 @@ def _read_manifest(artifact: Path) -> Manifest:
 
 def _head_sha(checkout: Path) -> str:
     try:
-        return git.Repo(checkout).head.commit.hexsha
-    except (git.InvalidGitRepositoryError, git.NoSuchPathError, ValueError) as exc:
+        return head_sha(checkout)
+    except (GitCommandError, OSError) as exc:
         raise UserError(f"checkout {checkout}: not a git checkout ({type(exc).__name__})",
                         fix="check out the base SHA first") from None
 

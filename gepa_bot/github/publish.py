@@ -7,19 +7,15 @@ Callers only build the target: `gepa-bot publish` and `gepa-bot optimize` withou
 checkout (:func:`target_from_checkout`; the token comes from GITHUB_TOKEN / GH_TOKEN / GEPA_BOT_TOKEN), the
 Action's publish phase from its environment (gepa_bot/github/action_publish.py).
 
-The process that runs evals must not hold the token where an eval can read it (an eval can read its
-ancestors' /proc/<pid>/environ and open file descriptors). So a command that will publish first takes the
-token out of its environment: it re-executes itself with the token removed and handed over in a pipe,
-which the new process image reads into memory at once and closes (`take_token`). Memory is not readable
-by child processes (ptrace rules), the environment block and the descriptors are.
+The process that runs evals must not hold the token where an eval can read it: a command that will publish first
+takes it out of its environment (gepa_bot/github/tokenpipe.py).
 """
 
 from __future__ import annotations
 
 import os
 import re
-import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -35,38 +31,15 @@ from gepa_bot.escaping import untrusted
 from gepa_bot.github import rest
 from gepa_bot.github.apply import embed
 from gepa_bot.github.git import ForeignCommits, branch_for, current_branch, delete_bot_branch, publish_branch
+from gepa_bot.github.safegit import head_sha
 from gepa_bot.github.workflow import command_data
-from gepa_bot.redact import GITHUB_TOKEN_NAMES
 from gepa_bot.report.jobsummary import no_pull_request, run_summary
 from gepa_bot.report.render import FULL_REPORT_HERE, Report, original_files, render
 from gepa_bot.report.verdict import verdict
 from gepa_bot.result import RunResult
 
-TOKEN_FD = "GEPA_BOT_TOKEN_FD"  # internal: the pipe a re-executed gepa-bot reads its token from
 REMOTE = re.compile(r"^(?:(?P<scheme>https?)://(?:[^@/]+@)?(?P<host>[^/]+)/|git@(?P<ssh_host>[^:]+):)"
                     r"(?P<name>[\w.-]+/[\w.-]+?)(?:\.git)?/?$")
-
-
-def take_token(argv: Sequence[str] | None = None) -> str:
-    """The GitHub token, with this process's environment holding none: re-executes once if it did."""
-    if (fd := os.environ.pop(TOKEN_FD, None)) is not None:
-        with os.fdopen(int(fd), "rb") as pipe:
-            return pipe.read().decode()
-    token = next((os.environ[n] for n in GITHUB_TOKEN_NAMES if os.environ.get(n)), "")
-    if not token:
-        raise UserError("no GitHub token to open the pull request with", fix="set GITHUB_TOKEN (a token with "
-                        "contents and pull-requests write access), or pass --dry-run to write the PR body only")
-    read_end, write_end = os.pipe()
-    os.write(write_end, token.encode())  # a token is far below the pipe's buffer: never blocks
-    os.close(write_end)
-    os.set_inheritable(read_end, True)
-    env = {k: v for k, v in os.environ.items() if k not in GITHUB_TOKEN_NAMES}
-    env[TOKEN_FD] = str(read_end)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execve(sys.executable, [sys.executable, "-m", "gepa_bot.cli", *(argv if argv is not None else sys.argv[1:])],
-              env)
-    raise AssertionError("unreachable")
 
 
 def github_remote(workspace: Path) -> tuple[str, str]:
@@ -201,7 +174,7 @@ def proposal_report(result: RunResult, workspace: Path, base: str, base_sha: str
                     full_report_where: str = FULL_REPORT_HERE, footer: str = "") -> Report:
     """The report of a run to publish: its PR body ends with the choices `/gepa apply N` reads
     (gepa_bot/github/apply.py), scored on ``base`` at ``base_sha`` (default: the checkout's HEAD), and ``footer``."""
-    base_sha = base_sha or git.Repo(workspace).head.commit.hexsha
+    base_sha = base_sha or head_sha(workspace)
     return render(result, original_files(result, workspace), full_report_where,
                   trailer=embed(result, base, base_sha) + footer)
 

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from gepa_bot import containment
 from gepa_bot.models.localmodel import DEFAULT_LOCAL_MODEL, LOCAL_MODELS, LocalModel, LocalModelUnavailable, _check_server_modules
 
 
@@ -182,6 +183,7 @@ class LocalModelServer:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        containment.keep(self._proc.pid)  # ours, not an eval's leftover: stop() ends it
         self.port = port
         atexit.register(self.stop)
         deadline = time.monotonic() + self.startup_timeout
@@ -236,6 +238,8 @@ class LocalModelServer:
         self.start()
 
     def _forget(self) -> None:
+        if self._proc is not None:
+            containment.forget(self._proc.pid)
         self._proc = None
         self.port = None
         atexit.unregister(self.stop)

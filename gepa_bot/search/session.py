@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from gepa_bot.config import Config
+from gepa_bot.containment import evals_contained
 from gepa_bot.discovery import Component, discover, glob_matches
 from gepa_bot.errors import UserError
 from gepa_bot.evals.cache import EvalCache
@@ -85,6 +86,7 @@ def open_session(settings: RunSettings, *, with_reflection: bool = True,
     config = settings.config
     components = select_components(settings)
     with contextlib.ExitStack() as stack:
+        stack.enter_context(evals_contained())  # first in, last out: kills what the evals left running
         runlog = RunLog(settings.run_dir)
         stack.callback(runlog.close)
         suite, task_model, reflection_model = stack.enter_context(open_suite(settings, with_reflection))

@@ -29,6 +29,7 @@ from toyrepo import EVAL_SCRIPT, host_on_fake_github, make_toy_repo
 from gepa_bot.config import load_config
 from gepa_bot.errors import UserError
 from gepa_bot.github import action
+from gepa_bot.redact import GITHUB_TOKEN_NAMES
 
 pytest_plugins = ["tests.fakegithub.fixtures"]
 
@@ -182,7 +183,7 @@ def test_the_actions_optimize_phase_refuses_a_checkout_with_a_persisted_token(fa
     action.run_phase("plan", env, emit=h.lines.append, **NO_KWARGS)
     capsys.readouterr()
 
-    code = action.main({k: v for k, v in env.items() if k not in action.TOKEN_NAMES}, phase="optimize")
+    code = action.main({k: v for k, v in env.items() if k not in GITHUB_TOKEN_NAMES}, phase="optimize")
 
     assert code == 2
     [line] = capsys.readouterr().out.strip().splitlines()

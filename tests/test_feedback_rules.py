@@ -328,3 +328,33 @@ def test_the_warm_start_opens_with_the_rules_the_feedback_states(tmp_path):
     assert kinds == ["rules", "simplify"] and "numbered rules" in transport.calls[0]["content"]
     assert POLICY["P1"] in first.new_texts["p"]
     assert {candidate_hash(first.new_texts), candidate_hash(second.new_texts)} == reflector.ungated
+
+
+def _example_eval():
+    """prompts.example/evals/run_eval.py as a module (it is a script, not part of the package)."""
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parent.parent / "prompts.example" / "evals" / "run_eval.py"
+    spec = importlib.util.spec_from_file_location("example_run_eval", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("reply", ["billing", "I think this is a question for sales"])
+def test_the_example_evals_feedback_states_each_queues_definition_as_one_statement(monkeypatch, capsys, reply):
+    """The quick start's eval quotes its triage guide for the expected queue; the rules move must see each
+    definition whole (not cut at a colon), so the reflector can carry it into the prompt."""
+    example = _example_eval()
+    monkeypatch.setattr(example.evalkit, "complete", lambda *args, **kwargs: reply)
+    rows = {row["label"]: row for row in example.load_tickets().values() if row["label"] != "billing"}
+    for row in rows.values():
+        example.score_one(row, "system", "Queue for: {ticket}", 3, SimpleNamespace())
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["score"] for line in lines] == [0.0] * len(rows)
+    statements = extract_statements([rec(line["id"], line["feedback"]) for line in lines], "Queue for: {ticket}")
+    texts = [s.text for s in statements]
+    for label in rows:
+        definition = example.TRIAGE_GUIDE[label]
+        assert any(f"'{label}' means {definition}" in text for text in texts), (label, texts)
+    assert not any(row["text"][:20] in text for row in rows.values() for text in texts)  # no ticket text

@@ -33,6 +33,16 @@ SYNONYMS = {
     "misc": "other", "general": "other",
 }
 PREFIXES = ("category", "label", "queue", "answer")
+TRIAGE_GUIDE = {  # the support team's definitions; a failure's feedback quotes the expected queue's line
+    "billing": "questions about prices, plans, charges, invoices and receipts, when nothing in the product is broken",
+    "bug": "something that should work is broken (an error page, a crash, wrong data, a setting that is ignored), "
+           "even when the ticket is about an invoice or asks for a refund",
+    "account": "access to and ownership of an account (passwords, two-factor recovery, email changes, admins, merging, "
+               "deleting), when nothing in the product is broken",
+    "feature_request": "asking for something the product does not do yet, even when the ticket calls it a bug",
+    "other": "anything that is not about using the product or paying for it, such as jobs, press, "
+             "partnerships, thanks, opening hours or where data is stored",
+}
 
 
 def load_tickets() -> dict[str, dict]:
@@ -85,10 +95,12 @@ def score_one(ticket: dict, system: str, prompt: str, max_words: int, req: evalk
     if got == expected:
         feedback = f"correct: expected '{expected}', got '{got}'"
     elif got in LABELS:
-        feedback = f"expected '{expected}', got '{got}' (raw reply: {raw.strip()!r}); ticket: {ticket['text']!r}"
+        feedback = (f"expected '{expected}', got '{got}' (raw reply: {raw.strip()!r}); under our triage guide "
+                    f"'{expected}' means {TRIAGE_GUIDE[expected]}; ticket: {ticket['text']!r}")
     else:
         feedback = (f"expected '{expected}', but the reply {raw.strip()!r} is not one of the allowed labels "
-                    f"({', '.join(LABELS)}); answer with exactly one label; ticket: {ticket['text']!r}")
+                    f"({', '.join(LABELS)}); answer with exactly one label; under our triage guide '{expected}' means "
+                    f"{TRIAGE_GUIDE[expected]}; ticket: {ticket['text']!r}")
     if len(raw.split()) > max_words:
         feedback += f" (the reply had {len(raw.split())} words; at most {max_words} are wanted)"
     evalkit.emit(ticket["id"], 1.0 if got == expected else 0.0, feedback, trace=trace, output=got)

@@ -358,3 +358,13 @@ def test_the_example_evals_feedback_states_each_queues_definition_as_one_stateme
         definition = example.TRIAGE_GUIDE[label]
         assert any(f"'{label}' means {definition}" in text for text in texts), (label, texts)
     assert not any(row["text"][:20] in text for row in rows.values() for text in texts)  # no ticket text
+
+
+def test_a_verdict_on_one_reply_before_but_is_not_part_of_the_statement():
+    """Seen on continents: the prompt gained "Right continent, but answer with the two-letter continent code only."""
+    feedback = ("expected 'EU' (Europe), got 'Europe': right continent, but answer with the two-letter continent code "
+                "only; the codes are AF Africa, EU Europe")
+    texts = [s.text for s in extract_statements([rec("c1", feedback)])]
+    assert texts == ["Answer with the two-letter continent code only", "The codes are AF Africa, EU Europe"]
+    kept = [s.text for s in extract_statements([rec("c2", "never guess, but always answer with one word only")])]
+    assert kept == ["Never guess, but always answer with one word only"]  # the prefix states a rule: kept

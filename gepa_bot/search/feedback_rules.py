@@ -119,6 +119,7 @@ def general_clause(clause: str, cut: _Clauses, current: str) -> str | None:
     if ECHO.match(clause):
         return None
     text = re.sub(r"^\s*(?:expected|correct)\b.*?,\s*but\s+", "", clause, flags=re.IGNORECASE)
+    text = _without_verdict(text)
     requirement = EXPECTED_FORM.match(text)
     if requirement and RULE_CUE.search(requirement.group(1)) and not re.search(r"\d|\x00", requirement.group(1)):
         text = f"Answer with {requirement.group(1)}"  # "expected 1.83 metres as a bare number, reply was ..."
@@ -133,6 +134,18 @@ def general_clause(clause: str, cut: _Clauses, current: str) -> str | None:
     if numbers - set(re.findall(r"-?\d+(?:\.\d+)?", current)):
         return None  # a number the prompt does not state: this instance's arithmetic, a count, a limit
     return text[0].upper() + text[1:]
+
+
+VERDICT_PREFIX = re.compile(r"^\s*(?P<verdict>[A-Za-z][\w'-]*(?:\s+[\w'-]+){0,2}),\s*but\s+(?=\S)", re.IGNORECASE)
+
+
+def _without_verdict(text: str) -> str:
+    """"right continent, but answer with the code only" -> "answer with the code only": a short verdict on this
+    one reply before ", but" is not part of the rule (a prefix that states a rule itself is kept)."""
+    match = VERDICT_PREFIX.match(text)
+    if not match or RULE_CUE.search(match.group("verdict")) or IMPERATIVE.match(match.group("verdict")):
+        return text
+    return text[match.end():]
 
 
 def normalize(text: str) -> str:

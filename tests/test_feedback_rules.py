@@ -368,3 +368,16 @@ def test_a_verdict_on_one_reply_before_but_is_not_part_of_the_statement():
     assert texts == ["Answer with the two-letter continent code only", "The codes are AF Africa, EU Europe"]
     kept = [s.text for s in extract_statements([rec("c2", "never guess, but always answer with one word only")])]
     assert kept == ["Never guess, but always answer with one word only"]  # the prefix states a rule: kept
+
+
+def test_a_leading_input_before_expected_gives_a_worked_example_only_when_it_varies():
+    """docs/adapters.md's pytest feedback starts with the input ("6 feet: expected 1.83 metres ..."); a fixed
+    leading word on every record ("policy: expected P1") is not an input."""
+    metres = [rec("a", "6 feet: expected 1.83 metres as a bare number, reply was '1.83 meters' (not a bare number)"),
+              rec("b", "10 km: expected 10000 metres as a bare number, reply was 'It is 10,000 m' (not a bare number)")]
+    example = worked_example(metres, "{quantity}\nHow long is that?")
+    assert (example.input, example.expected, example.line()) == ("10 km", "10000", 'Example: "10 km" -> 10000')
+    assert worked_example(metres[:1], "{quantity}") is None  # one record cannot show that the text varies
+    fixed = [rec("a", "policy: expected P1 as a bare label (not a bare label)"),
+             rec("b", "policy: expected P2 as a bare label (not a bare label)")]
+    assert worked_example(fixed, "{report}") is None

@@ -24,6 +24,7 @@ from typing import Any
 MAX_STATEMENTS = 8
 NEAR_DUPLICATE = 0.7  # token-set Jaccard at or above which two statements are one
 MAX_EXAMPLE_INPUT = 240
+LEADING_INPUT_WORDS = 8  # "6 feet: expected 1.83 metres ..." : a leading input is short
 
 QUOTED = re.compile(r"(?<![\w])(?:'(?:[^'\\\n]|\\.)*'|\"(?:[^\"\\\n]|\\.)*\")(?![\w])")
 MASK = "\x00{}\x00"
@@ -298,34 +299,51 @@ class WorkedExample:
     instance_id: str
     input: str
     expected: str
+    leading: bool = False  # the input is the feedback's leading "<input>: expected X", not a quoted echo
 
     def line(self) -> str:
         return f'Example: "{self.input}" -> {self.expected}'
 
 
 def parse_example(record: Mapping[str, Any]) -> WorkedExample | None:
-    """The instance's input and expected answer, when its feedback states both (``expected X`` and a trailing
-    ``<noun>: '<input>'`` echo, as gepa_bot.evalkit's template evals write it)."""
+    """The instance's input and expected answer, when its feedback states both: ``expected X`` and a trailing
+    ``<noun>: '<input>'`` echo, as gepa_bot.evalkit's template evals write it, or a leading ``<input>: expected X``
+    as docs/adapters.md's pytest example does (see :func:`worked_example` for when a leading one is trusted)."""
     cut = cut_clauses(str(record.get("Feedback", "")))
     expected = next((_unquote(cut, m.group(1)) for c in cut.clauses for m in EXPECTED.finditer(c)), None)
     echoes = [c for c in cut.clauses if ECHO.match(c) and not re.match(r"\s*(raw\s+)?reply\b", c, re.IGNORECASE)]
-    if not expected or not echoes:
+    if not expected:
         return None
-    quote = MASKED.search(echoes[-1])
-    assert quote is not None
-    text = cut.quotes[int(quote.group(1))][1:-1]
+    leading = not echoes
+    if echoes:
+        quote = MASKED.search(echoes[-1])
+        assert quote is not None
+        text = cut.quotes[int(quote.group(1))][1:-1]
+    elif len(cut.clauses) > 1 and re.match(r"\s*expected\b", cut.clauses[1], re.IGNORECASE):
+        text = cut.unmask(cut.clauses[0], max_quote=MAX_EXAMPLE_INPUT)
+        if len(text.split()) > LEADING_INPUT_WORDS:
+            return None
+    else:
+        return None
     try:
         text = bytes(text, "utf-8").decode("unicode_escape") if "\\" in text else text
     except UnicodeDecodeError:
         return None
     if not text.strip() or len(text) > MAX_EXAMPLE_INPUT or "{" in text or "}" in text or "\n" in text:
         return None
-    return WorkedExample(record_id(record), " ".join(text.split()), expected)
+    return WorkedExample(record_id(record), " ".join(text.split()), expected, leading)
 
 
 def worked_example(records: Sequence[Mapping[str, Any]], current: str) -> WorkedExample | None:
-    """One form failure's instance with its expected answer (the shortest input), not already in the prompt."""
-    examples = [e for e in (parse_example(r) for r in form_failures(records)) if e and e.input not in current]
+    """One form failure's instance with its expected answer (the shortest input), not already in the prompt.
+
+    A leading ``<text>: expected X`` is an input only when the form failures' leading texts all differ (an input
+    varies from instance to instance; "policy: expected P1" on every record is a fixed word, not an input)."""
+    parsed = [e for e in (parse_example(r) for r in form_failures(records)) if e]
+    leading = [e for e in parsed if e.leading]
+    if leading and (len(leading) < 2 or len({e.input.lower() for e in leading}) < len(leading)):
+        parsed = [e for e in parsed if e not in leading]
+    examples = [e for e in parsed if e.input not in current]
     return min(examples, key=lambda e: (len(e.input), e.instance_id)) if examples else None
 
 

@@ -272,3 +272,18 @@ def test_unchanged_paragraphs_keep_their_wrapping_and_only_the_changed_lines_dif
 
 def test_edits_that_only_change_spacing_leave_the_prompt_unchanged():
     assert same_apart_from_whitespace("a  b\nc", "a b c") and not same_apart_from_whitespace("a b", "a b.")
+
+
+@pytest.mark.parametrize(("block", "why"), [
+    ("Reason:\nI changed the placeholder {ticket} to ensure it is clear.\n\nQueue:", "starts with the rationale"),
+    ("**Rationale:** shorter.\n\nTicket:\n{ticket}\n\nQueue:", "starts with the rationale"),
+    ("I kept the placeholder {ticket} and removed the rest.\n\nQueue:", "talks about its placeholder"),
+])
+def test_a_fenced_block_that_holds_the_reasoning_is_refused(block, why):
+    """Seen on the tickets bench (1.5B reflector, simplify move): the block was the reasoning, with the
+    placeholder named in a sentence, so every ticket would have been pasted into that sentence."""
+    current = "You help our support team.\n\nTicket:\n{ticket}\n\nQueue:\n"
+    with pytest.raises(ProposalRejected, match=why):
+        parse_reply(f"Shorter and clearer.\n```\n{block}\n```", current)
+    kept = parse_reply("Shorter.\n```\nReason for contacting us: {ticket}\nQueue:\n```", current)
+    assert kept.text == "Reason for contacting us: {ticket}\nQueue:\n"  # a prompt may start with the word

@@ -76,12 +76,27 @@ def parse_reply(reply: str, current: str) -> Proposal:
         raise ProposalRejected("the proposed prompt is identical to the current one (apart from spacing and wrapping)")
     if len(text) > MAX_GROWTH * len(current) + 2000:
         raise ProposalRejected(f"the proposed prompt is {len(text)} chars, far longer than the current {len(current)}")
-    problem = placeholder_problem(current, text)
+    problem = placeholder_problem(current, text) or _rationale_in_prompt(text, current)
     if problem:
         raise ProposalRejected(f"the proposed prompt {problem}")
     if current.endswith("\n") and not text.endswith("\n"):
         text += "\n"  # keep the file's trailing-newline convention
     return Proposal(rationale=rationale or "(no rationale given)", text=text)
+
+
+REASONING_LABEL = re.compile(r"\A\s*(?:#+\s*)?[*_]*\s*(?:rationale|reason(?:ing)?|explanation)\s*[*_]*\s*:", re.IGNORECASE)
+PLACEHOLDER_IN_PROSE = re.compile(r"\bplaceholders?\s+\{[^{}]*\}|\{[^{}]*\}\s+placeholders?\b", re.IGNORECASE)
+
+
+def _rationale_in_prompt(text: str, current: str) -> str | None:
+    """Why a fenced block holds the reflector's reasoning rather than a prompt, else None. Seen with the 1.5B
+    model: "Reason:\nI changed the placeholder {ticket} to ensure it is clear ...\n\nQueue:" (the placeholder
+    only named in prose, so the task model would get the ticket inside that sentence)."""
+    if REASONING_LABEL.match(text) and not REASONING_LABEL.match(current):
+        return "starts with the rationale instead of the prompt"
+    if PLACEHOLDER_IN_PROSE.search(text) and not PLACEHOLDER_IN_PROSE.search(current):
+        return "talks about its placeholder instead of using it for the input"
+    return None
 
 
 def _short_closing_fence(reply: str, start: int, fence: str) -> re.Match[str] | None:

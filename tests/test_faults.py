@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import textwrap
 import time
+from types import SimpleNamespace
 from pathlib import Path
 
 import litellm
@@ -117,6 +118,31 @@ def test_transient_errors_give_up_after_the_configured_attempts(tmp_path, fault)
     runlog.close()
     assert len(transport.calls) == 3
     assert list(read_records(tmp_path / "run", "llm")) == [] and budget.llm_calls == 0
+
+
+def test_a_call_the_wall_time_cap_cuts_is_a_budget_stop_not_a_model_failure(tmp_path):
+    """Seen in the quick start: the last reflection call, cut by the 9-minute cap, was retried 4 times and reported
+    as "LLM call failed ... check the model name, the API key" (and counted toward the error rate)."""
+    from gepa_bot.search.budget import BudgetExhausted
+    from gepa_bot.search.errorpolicy import ErrorPolicy
+
+    def slow_then_timeout(model, messages, **params):
+        transport.calls.append(messages)
+        time.sleep(params["timeout"])  # the server answers nothing before the (cap-shortened) timeout
+        raise TimeoutError("timed out")
+
+    transport = SimpleNamespace(calls=[])
+    budget = Budget(max_rollouts=10, max_seconds=0.3)
+    errors = ErrorPolicy()
+    llm = LLM(MODEL, budget, RunLog(tmp_path / "run"), transport=slow_then_timeout, attempts=4, min_wait=0.001,
+              errors=errors)
+    with pytest.raises(BudgetExhausted, match="wall-time cap"):
+        llm.complete(MESSAGES)
+    assert len(transport.calls) == 1  # no retry past the cap
+    assert errors.llm_failures_in_a_row == 0 and errors.stop_cause is None and budget.llm_calls == 0
+    with pytest.raises(BudgetExhausted):  # and no new call once the cap is reached
+        llm.complete(MESSAGES)
+    assert len(transport.calls) == 1
 
 
 @pytest.mark.parametrize(("factory", "name"), [(_auth_error, "AuthenticationError"), (_bad_request, "BadRequestError")])

@@ -22,7 +22,7 @@ from gepa_bot.models.completion import Reply, chat, is_loopback
 from gepa_bot.models.modelserver import check_model_servers
 from gepa_bot.redact import redact
 from gepa_bot.runlog import RunLog
-from gepa_bot.search.budget import Budget
+from gepa_bot.search.budget import Budget, BudgetExhausted
 from gepa_bot.search.errorpolicy import ErrorPolicy
 
 Messages = list[dict[str, str]]
@@ -157,16 +157,21 @@ class LLM:
         @retry(retry=retry_if_exception(is_transient), stop=stop_after_attempt(self.attempts),
                wait=wait_exponential(multiplier=self.min_wait, max=30), reraise=False)
         def call() -> Reply:
+            self.budget.check_time()  # no attempt (and no retry) past the wall-time cap
             timeout = self.budget.remaining_seconds()
             limits = {} if timeout is None else {"timeout": max(1.0, min(timeout, 600.0))}
             return self.transport(self.model, messages, **params, **limits, **self._secret_params)
 
         try:
             return call()
+        except BudgetExhausted:
+            raise
         except RetryError as exc:
+            self.budget.check_time()  # the cap cut the call short: a budget stop, not a model failure
             last = exc.last_attempt.exception()
             raise LLMError(f"{self.model}: still failing after {self.attempts} attempts: {_describe(last)}") from None
         except Exception as exc:
+            self.budget.check_time()
             raise LLMError(f"{self.model}: {_describe(exc)}") from None
 
 

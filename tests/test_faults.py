@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import textwrap
 import time
-from types import SimpleNamespace
 from pathlib import Path
+from types import SimpleNamespace
 
 import litellm
 import pytest

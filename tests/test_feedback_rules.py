@@ -381,3 +381,17 @@ def test_a_leading_input_before_expected_gives_a_worked_example_only_when_it_var
     fixed = [rec("a", "policy: expected P1 as a bare label (not a bare label)"),
              rec("b", "policy: expected P2 as a bare label (not a bare label)")]
     assert worked_example(fixed, "{report}") is None
+
+
+def test_a_sentence_about_the_prompt_itself_is_cut_from_the_condensed_rule():
+    """Seen in the quick start (1.5B reflector): a correct rule followed by "The prompt should be modified to
+    explicitly state this rule.", which went into the candidate prompt as is."""
+    statements = extract_statements(INCIDENTS, INCIDENT_PROMPT)
+    p1 = 1 + next(i for i, s in enumerate(statements) if s.text.startswith("Under our policy P1"))
+    meta = json.dumps({"keep": [p1], "reason": "outages were rated too low", "instruction":
+                       f"P1 means {POLICY['P1']}. The prompt should be modified to explicitly state this rule."})
+    proposal = parse_rules_proposal(meta, INCIDENT_PROMPT, statements, INCIDENTS)
+    assert proposal.text == INCIDENT_PROMPT.replace("Report:", f"P1 means {POLICY['P1']}.\n\nReport:")
+    only_meta = json.dumps({"keep": [p1], "reason": "", "instruction": "This rule should be added to the prompt."})
+    verbatim = parse_rules_proposal(only_meta, INCIDENT_PROMPT, statements, INCIDENTS)
+    assert f"Under our policy P1 means {POLICY['P1']}.\n\nReport:" in verbatim.text and "should" not in verbatim.text

@@ -152,7 +152,8 @@ def parse_rules_proposal(reply: str, current: str, statements: Sequence[Statemen
         raise ProposalRejected(str(exc)) from None
     chosen = [statements[n - 1] for n in parsed.keep]
     vocabulary = " ".join([current, *(s.text for s in chosen), *stated_labels(records)])
-    wording = parsed.instruction if parsed.instruction and grounded(parsed.instruction, vocabulary) else \
+    instruction = without_meta_sentences(parsed.instruction, current)
+    wording = instruction if instruction and grounded(instruction, vocabulary) else \
         " ".join(_as_sentence(s.text) for s in chosen)
     try:
         text = apply_edits(current, [Edit("add", "", wording)])
@@ -168,6 +169,21 @@ def parse_rules_proposal(reply: str, current: str, statements: Sequence[Statemen
 
 
 MAX_REASON_CHARS = 240
+META_SENTENCE = re.compile(
+    r"\b(?:the|this) (?:prompt|rule|rules|instruction|instructions)\b[^.!?]*\b(?:should|must|needs? to|will)\b|"
+    r"\bbe (?:modified|updated|changed|added|rewritten)\b|\bexplicitly state\b", re.IGNORECASE)
+
+
+def without_meta_sentences(instruction: str, current: str) -> str:
+    """The instruction without sentences about the prompt itself (seen with the 1.5B model after a correct rule:
+    "The prompt should be modified to explicitly state this rule."), which the task model would read as noise."""
+    sentences = re.split(r"(?<=[.!?])\s+", " ".join(instruction.split()))
+    kept = [s for s in sentences if not META_SENTENCE.search(s) or normalized_in(s, current)]
+    return " ".join(kept).strip()
+
+
+def normalized_in(sentence: str, text: str) -> bool:
+    return " ".join(sentence.lower().split()) in " ".join(text.lower().split())
 
 
 def usable_reason(reason: str, records: Sequence[Mapping[str, Any]], current: str) -> str | None:

@@ -330,6 +330,23 @@ def test_the_warm_start_opens_with_the_rules_the_feedback_states(tmp_path):
     assert {candidate_hash(first.new_texts), candidate_hash(second.new_texts)} == reflector.ungated
 
 
+
+def test_the_warm_start_shows_a_worked_example_second_when_the_failures_are_about_form(tmp_path):
+    """The metres example: every failure is a form failure ("not a bare number"); after the rules move the warm
+    start tries one worked example (no LLM call) before the plain rewrites."""
+    rules = json.dumps({"keep": [1], "reason": "replies were sentences",
+                        "instruction": "Answer with one of the allowed labels: billing, bug, account, feature_request, "
+                                       "other."})
+    rewrite = "Reason: plainer.\n````prompt\nQueue?\n\nTicket:\n{ticket}\n````"
+    reflector, transport, runlog = _reflector(tmp_path, [rules, rewrite], style="mixed")
+    reflector.warm_start_rewrites = 3
+    proposals = [reflector.reflect({"p": PROMPT}, {"p": TICKETS}, ["p"])[0] for _ in range(3)]
+    runlog.close()
+    kinds = [reflector.kinds[candidate_hash(p.new_texts)]["p"] for p in proposals]
+    assert kinds == ["rules", "example", "simplify"] and len(transport.calls) == 2
+    assert 'Example: "The app crashes when I log in." -> bug' in proposals[1].new_texts["p"]
+
+
 def _example_eval():
     """prompts.example/evals/run_eval.py as a module (it is a script, not part of the package)."""
     import importlib.util

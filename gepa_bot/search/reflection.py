@@ -129,9 +129,12 @@ class RationaleReflector:
 
     def _warm_kind(self, current: str, records: Sequence[Mapping[str, Any]]) -> str:
         """The warm start's move: the first reflection carries what the feedback states (``rules``) when it states
-        anything; the others are plain rewrites."""
-        if self.reflections == 1 and self.style == "mixed" and extract_statements(records, current):
+        anything, the second shows a worked example when the failures are about the answer's form (no LLM call);
+        the others are plain rewrites."""
+        if self.style == "mixed" and self.reflections == 1 and extract_statements(records, current):
             return "rules"
+        if self.style == "mixed" and self.reflections == 2 and worked_example(records, current) is not None:
+            return "example"
         return "simplify"
 
     def _record(self, parent_hash: str, child: dict[str, str], results: Mapping[str, Proposal], warm: bool) -> None:

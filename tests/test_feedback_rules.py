@@ -412,3 +412,19 @@ def test_a_sentence_about_the_prompt_itself_is_cut_from_the_condensed_rule():
     only_meta = json.dumps({"keep": [p1], "reason": "", "instruction": "This rule should be added to the prompt."})
     verbatim = parse_rules_proposal(only_meta, INCIDENT_PROMPT, statements, INCIDENTS)
     assert f"Under our policy P1 means {POLICY['P1']}.\n\nReport:" in verbatim.text and "should" not in verbatim.text
+
+
+def test_a_number_one_failure_expected_is_not_a_label_the_guard_allows():
+    """Seen in the metres example: an edit quoting "Answer with 2500 metres as a bare number." (the 2.5 km case's
+    answer) passed the generality guard, because every value after "expected" counted as a stated label."""
+    from gepa_bot.search.reflection_proposals import Proposal, ProposalRejected, guard_generality
+
+    metres = [rec("a", "2.5 kilometres: expected 2500 metres as a bare number, reply was '2.5 km' (not a bare number)"),
+              rec("b", "6 feet: expected 1.83 metres as a bare number, reply was 'about 1.83 m' (not a bare number)")]
+    current = "{quantity}\nHow long is that?\n"
+    quoting = Proposal("r", "Answer like this: 2500 metres becomes 2500.\n\n" + current, kind="edit")
+    with pytest.raises(ProposalRejected, match="'2500' \\(only in a\\)"):
+        guard_generality(quoting, current, metres)
+    assert "2500" not in stated_labels(metres) and "bug" in stated_labels([rec("t", "expected 'bug', got 'other'")])
+    both = [rec("x", "expected 4, got 5"), rec("y", "expected 4, got 3")]
+    assert "4" in stated_labels(both)  # a value two failures state is a label of the task

@@ -17,11 +17,13 @@ requirements), de-duplicates them, and lets the model pick and condense them (ge
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 MAX_STATEMENTS = 8
+NUMERIC = re.compile(r"[-+]?\$?\d[\d,]*(?:\.\d+)?%?")
 NEAR_DUPLICATE = 0.7  # token-set Jaccard at or above which two statements are one
 MAX_EXAMPLE_INPUT = 240
 LEADING_INPUT_WORDS = 8  # "6 feet: expected 1.83 metres ..." : a leading input is short
@@ -200,17 +202,22 @@ def extract_statements(records: Sequence[Mapping[str, Any]], current: str = "",
 
 
 def stated_labels(records: Iterable[Mapping[str, Any]]) -> set[str]:
-    """Label names and values the feedback itself states: after "expected"/"got" and in listed alternatives."""
-    labels: set[str] = set()
+    """Label names and values the feedback itself states: after "expected"/"got" and in listed alternatives.
+
+    A number is one instance's answer ("expected 2500 metres"), not a label: it counts only when two records
+    state it (an edit quoting "2500 metres" from one failure passed the generality guard before)."""
+    labels: Counter[str] = Counter()
     for record in records:
         cut = cut_clauses(str(record.get("Feedback", "")))
+        found: set[str] = set()
         for clause in cut.clauses:
             for pattern in (EXPECTED, GOT):
                 for match in pattern.finditer(clause):
-                    labels.add(_unquote(cut, match.group(1)).lower())
+                    found.add(_unquote(cut, match.group(1)).lower())
             for match in LIST_IN_PARENS.finditer(clause):
-                labels.update(p.strip(" '\"").lower() for p in match.group(1).split(",") if len(p.split()) <= 3)
-    return {label for label in labels if label}
+                found.update(p.strip(" '\"").lower() for p in match.group(1).split(",") if len(p.split()) <= 3)
+        labels.update(found)
+    return {label for label, count in labels.items() if label and (count > 1 or not NUMERIC.fullmatch(label))}
 
 
 def _unquote(cut: _Clauses, token: str) -> str:

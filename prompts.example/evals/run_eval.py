@@ -41,7 +41,7 @@ TRIAGE_GUIDE = {  # the support team's definitions; a failure's feedback quotes 
                "deleting), when nothing in the product is broken",
     "feature_request": "asking for something the product does not do yet, even when the ticket calls it a bug",
     "other": "anything that is not about using the product or paying for it, such as jobs, press, "
-             "partnerships, thanks, opening hours or where data is stored",
+             "partnerships, thanks or opening hours",
 }
 
 

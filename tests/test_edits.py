@@ -287,3 +287,26 @@ def test_a_fenced_block_that_holds_the_reasoning_is_refused(block, why):
         parse_reply(f"Shorter and clearer.\n```\n{block}\n```", current)
     kept = parse_reply("Shorter.\n```\nReason for contacting us: {ticket}\nQueue:\n```", current)
     assert kept.text == "Reason for contacting us: {ticket}\nQueue:\n"  # a prompt may start with the word
+
+
+def test_an_instruction_the_schema_cut_off_loses_its_broken_sentence():
+    """Seen on the tickets bench: the grammar stops a constrained reply at maxLength (300), and "..., if the ticket
+    mentions 'billing' or 'invoice', it" went into the prompt. A cut sentence is dropped; nothing whole left is
+    a rejection; a short text without a full stop is the model's own and kept."""
+    from gepa_bot.search.edits import INSTRUCTION_MAX_CHARS, parse_edit_reply, parse_rules_reply
+
+    whole = "If a ticket does not say what it is about, use context clues to determine the appropriate queue."
+    broken = " For example, if the ticket mentions 'billing' or 'invoice' or 'refund' or 'receipt', then"
+    instruction = (whole + broken * 4)[:INSTRUCTION_MAX_CHARS]  # what the grammar returns at the limit
+    assert len(instruction) == INSTRUCTION_MAX_CHARS and not instruction.endswith(".")
+    reply = json.dumps({"problem": "p", "instruction": instruction})
+    kept = parse_edit_reply(reply).edits[0].text
+    assert kept == "If a ticket does not say what it is about, use context clues to determine the appropriate queue."
+    with pytest.raises(EditRejected, match="cut off at the 300-character limit"):
+        parse_edit_reply(json.dumps({"problem": "p", "instruction": "word " * 60}))
+    assert parse_edit_reply(json.dumps({"problem": "p", "instruction": "Answer in one word"})).edits[0].text == \
+        "Answer in one word"
+    rules = parse_rules_reply(json.dumps({"keep": [1], "reason": "r", "instruction": "P1 means an outage. " + "and " * 120}), 1)
+    assert rules.instruction == "P1 means an outage."
+    nothing_whole = json.dumps({"keep": [1], "reason": "r", "instruction": "and " * 125})
+    assert parse_rules_reply(nothing_whole, 1).instruction == ""  # the statements then go in verbatim

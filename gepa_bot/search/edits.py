@@ -26,13 +26,16 @@ from gepa_bot.discovery import PLACEHOLDER, placeholder_problem
 
 MAX_EDITS = 3
 MAX_EDIT_CHARS = 500
+INSTRUCTION_MAX_CHARS = 300
+CUT_MARGIN = 8  # a text this close to its schema's maxLength, with no sentence end, was cut by the grammar
+SENTENCE_ENDS = (".", "!", "?", ":", ";", '"', "'", ")", "`")
 OPS = ("add", "replace", "delete")
 
 INSTRUCTION_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
         "problem": {"type": "string", "maxLength": 240},
-        "instruction": {"type": "string", "maxLength": 300},
+        "instruction": {"type": "string", "maxLength": INSTRUCTION_MAX_CHARS},
     },
     "required": ["problem", "instruction"],
     "additionalProperties": False,
@@ -108,7 +111,7 @@ def parse_edit_reply(reply: str) -> EditReply:
     if not isinstance(data, dict):
         raise EditRejected("no JSON object with \"instruction\" or \"edits\" in the reply")
     if "instruction" in data and "edits" not in data:
-        text = str(data.get("instruction") or "").strip()
+        text = whole_sentences(str(data.get("instruction") or "").strip(), INSTRUCTION_MAX_CHARS)
         if not text:
             raise EditRejected("the reply's \"instruction\" is empty")
         return EditReply(rationale=str(data.get("problem") or "").strip(), edits=[_edit_from({"op": "add", "text": text})])
@@ -147,8 +150,24 @@ def parse_rules_reply(reply: str, count: int) -> RulesReply:
             keep.append(number)
     if not keep:
         raise EditRejected(f'"keep" names no statement: give numbers from 1 to {count}')
-    return RulesReply(keep=keep, reason=str(data.get("reason") or "").strip(),
-                      instruction=" ".join(str(data.get("instruction") or "").split()))
+    instruction = " ".join(str(data.get("instruction") or "").split())
+    try:
+        instruction = whole_sentences(instruction, MAX_EDIT_CHARS)
+    except EditRejected:
+        instruction = ""  # nothing whole: the chosen statements go in verbatim
+    return RulesReply(keep=keep, reason=str(data.get("reason") or "").strip(), instruction=instruction)
+
+
+def whole_sentences(text: str, limit: int) -> str:
+    """``text`` without a sentence the schema's ``maxLength`` cut off (a constrained reply stops mid-word at the
+    limit: "..., if the ticket mentions 'billing' or 'invoice', it" went into a tickets prompt); EditRejected when
+    no whole sentence is left. A text that ends well short of the limit is the model's own and kept as is."""
+    if len(text) < limit - CUT_MARGIN or text.endswith(SENTENCE_ENDS):
+        return text
+    ends = [m.end() for m in re.finditer(r"[.!?](?=\s)", text)]
+    if not ends:
+        raise EditRejected(f"the instruction was cut off at the {limit}-character limit; write one shorter sentence")
+    return text[:ends[-1]].strip()
 
 
 def _first_json_object(reply: str) -> Any:
@@ -176,6 +195,7 @@ def _edit_from(item: Any) -> Edit:
         raise EditRejected(f"the {op} edit has no target: copy the exact text to {op} from the prompt")
     if len(text) > MAX_EDIT_CHARS:
         raise EditRejected(f"the edit's text is {len(text)} chars; keep it under {MAX_EDIT_CHARS}")
+    text = whole_sentences(text, MAX_EDIT_CHARS) if text else text
     return Edit(op=op, target=target, text=text)  # type: ignore[arg-type]
 
 

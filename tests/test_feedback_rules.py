@@ -428,3 +428,12 @@ def test_a_number_one_failure_expected_is_not_a_label_the_guard_allows():
     assert "2500" not in stated_labels(metres) and "bug" in stated_labels([rec("t", "expected 'bug', got 'other'")])
     both = [rec("x", "expected 4, got 5"), rec("y", "expected 4, got 3")]
     assert "4" in stated_labels(both)  # a value two failures state is a label of the task
+
+
+def test_the_rationale_names_each_motivating_failure_once():
+    """gepa pads a short minibatch with repeated ids; the metres PR read "(failures: ...[2.5 kilometres],
+    ...[2.5 kilometres], ...)"."""
+    from gepa_bot.search.reflection import motivated
+
+    assert motivated("why", ["a", "b", "a"]) == "why (failures: a, b)"
+    assert motivated("why", []) == "why"

@@ -71,7 +71,8 @@ MIXED_ROTATION = ("rules", "example", "simplify", "edit")
 
 def motivated(rationale: str, ids: Sequence[str]) -> str:
     """The rationale with the failures that motivated it, as the PR shows it."""
-    return f"{rationale} (failures: {', '.join(ids)})" if ids else rationale
+    unique = list(dict.fromkeys(ids))  # gepa pads a short minibatch with repeats: name each failure once
+    return f"{rationale} (failures: {', '.join(unique)})" if unique else rationale
 
 
 @dataclass

@@ -409,6 +409,9 @@ def test_a_sentence_about_the_prompt_itself_is_cut_from_the_condensed_rule():
                        f"P1 means {POLICY['P1']}. The prompt should be modified to explicitly state this rule."})
     proposal = parse_rules_proposal(meta, INCIDENT_PROMPT, statements, INCIDENTS)
     assert proposal.text == INCIDENT_PROMPT.replace("Report:", f"P1 means {POLICY['P1']}.\n\nReport:")
+    incidents_bench = json.dumps({"keep": [p1], "reason": "", "instruction": f"P1 means {POLICY['P1']}. In the prompt, "
+                                  f"explicitly define that P1 means {POLICY['P1']}."})  # seen on the incidents bench
+    assert parse_rules_proposal(incidents_bench, INCIDENT_PROMPT, statements, INCIDENTS).text == proposal.text
     only_meta = json.dumps({"keep": [p1], "reason": "", "instruction": "This rule should be added to the prompt."})
     verbatim = parse_rules_proposal(only_meta, INCIDENT_PROMPT, statements, INCIDENTS)
     assert f"Under our policy P1 means {POLICY['P1']}.\n\nReport:" in verbatim.text and "should" not in verbatim.text

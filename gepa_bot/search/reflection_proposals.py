@@ -171,7 +171,8 @@ def parse_rules_proposal(reply: str, current: str, statements: Sequence[Statemen
 MAX_REASON_CHARS = 240
 META_SENTENCE = re.compile(
     r"\b(?:the|this) (?:prompt|rule|rules|instruction|instructions)\b[^.!?]*\b(?:should|must|needs? to|will)\b|"
-    r"\bbe (?:modified|updated|changed|added|rewritten)\b|\bexplicitly state\b", re.IGNORECASE)
+    r"\bbe (?:modified|updated|changed|added|rewritten)\b|\bexplicitly (?:state|define|mention|say)|"
+    r"\b(?:in|to) (?:the|this) prompt\b", re.IGNORECASE)
 
 
 def without_meta_sentences(instruction: str, current: str) -> str:

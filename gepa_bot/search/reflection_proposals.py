@@ -19,6 +19,7 @@ from gepa_bot.search.edits import (
     EditRejected,
     apply_edits,
     keep_wrapping,
+    normalized,
     parse_edit_reply,
     parse_rules_reply,
     same_apart_from_whitespace,
@@ -179,12 +180,8 @@ def without_meta_sentences(instruction: str, current: str) -> str:
     """The instruction without sentences about the prompt itself (seen with the 1.5B model after a correct rule:
     "The prompt should be modified to explicitly state this rule."), which the task model would read as noise."""
     sentences = re.split(r"(?<=[.!?])\s+", " ".join(instruction.split()))
-    kept = [s for s in sentences if not META_SENTENCE.search(s) or normalized_in(s, current)]
+    kept = [s for s in sentences if not META_SENTENCE.search(s) or normalized(s) in normalized(current)]
     return " ".join(kept).strip()
-
-
-def normalized_in(sentence: str, text: str) -> bool:
-    return " ".join(sentence.lower().split()) in " ".join(text.lower().split())
 
 
 def usable_reason(reason: str, records: Sequence[Mapping[str, Any]], current: str) -> str | None:

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 MAX_STATEMENTS = 8
-NUMERIC = re.compile(r"[-+]?\$?\d[\d,]*(?:\.\d+)?%?")
 NEAR_DUPLICATE = 0.7  # token-set Jaccard at or above which two statements are one
 MAX_EXAMPLE_INPUT = 240
 LEADING_INPUT_WORDS = 8  # "6 feet: expected 1.83 metres ..." : a leading input is short
@@ -217,7 +216,7 @@ def stated_labels(records: Iterable[Mapping[str, Any]]) -> set[str]:
             for match in LIST_IN_PARENS.finditer(clause):
                 found.update(p.strip(" '\"").lower() for p in match.group(1).split(",") if len(p.split()) <= 3)
         labels.update(found)
-    return {label for label, count in labels.items() if label and (count > 1 or not NUMERIC.fullmatch(label))}
+    return {label for label, count in labels.items() if label and (count > 1 or not NUMBER_ONLY.fullmatch(label))}
 
 
 def _unquote(cut: _Clauses, token: str) -> str:

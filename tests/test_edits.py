@@ -135,7 +135,9 @@ def test_a_four_backtick_block_closed_with_three_is_taken_only_at_the_end_of_the
     with_example = 'R.\n\n````prompt\nRate "{word}". Example:\n```\n-2\n```\nRating:\n```\n'
     assert parse_reply(with_example, current).text == 'Rate "{word}". Example:\n```\n-2\n```\nRating:\n'
     for ambiguous in ('````prompt\nRate "{word}".\n```\nMore text after the short fence.',
-                      '````prompt\nRate "{word}".\nRating:'):
+                      '````prompt\nRate "{word}".\nRating:',
+                      # a three-backtick block never closed (seen with the 1.5B model): refused, not a regex error
+                      'Reason: adjusted.\n\n```\nprompt\nRate "{word}".\n>>>\n\nDo not add any text in c'):
         with pytest.raises(ProposalRejected, match="never closed"):
             parse_reply(ambiguous, current)
 

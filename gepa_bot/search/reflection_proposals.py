@@ -104,8 +104,11 @@ def _short_closing_fence(reply: str, start: int, fence: str) -> re.Match[str] | 
     """A closing fence shorter than the opening one (````prompt ... ```), accepted only as the reply's last line.
 
     Small models often close a four-backtick block with three. Anywhere else a shorter fence may belong to
-    the prompt itself (a code example), so the block is only taken when nothing follows that line.
+    the prompt itself (a code example), so the block is only taken when nothing follows that line. A block
+    opened with three backticks has no shorter fence.
     """
+    if len(fence) <= 3:
+        return None
     short_at_end = re.compile(rf"^{re.escape(fence[0])}{{3,{len(fence) - 1}}}[ \t]*$(?=\s*\Z)", re.MULTILINE)
     return short_at_end.search(reply, start)
 

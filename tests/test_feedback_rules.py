@@ -440,3 +440,56 @@ def test_the_rationale_names_each_motivating_failure_once():
 
     assert motivated("why", ["a", "b", "a"]) == "why (failures: a, b)"
     assert motivated("why", []) == "why"
+
+
+SYSTEM = "You are a helpful assistant working on a SaaS company's support desk.\nBe brief.\n"
+
+
+def test_a_system_prompt_is_rewritten_as_a_role_from_its_task_prompt_and_an_invented_task_is_refused(tmp_path):
+    from gepa_bot.search.edits import ROLE_SCHEMA
+
+    invented = json.dumps({"reason": "it is vague", "task": "You find the root cause of an intermittent crash in the app.",
+                           "answer": "Reply with the cause."})
+    role = json.dumps({"reason": "it never says that the model picks a queue",
+                       "task": "You decide which queue a support ticket should go to",
+                       "answer": "Answer with the queue only, one of billing, bug, account, feature_request or other."})
+    reflector, transport, runlog = _reflector(tmp_path, [invented, role], style="mixed")
+    reflector.calls = 2  # the rotation's turn for a plain rewrite
+    parent = {"task": PROMPT, "system": SYSTEM}
+    proposal, _ = reflector.reflect(parent, {"system": TICKETS}, ["system"])
+    runlog.close()
+    assert "A small language model gets a system prompt and a task prompt" in transport.calls[0]["content"]
+    assert PROMPT.strip() in transport.calls[0]["content"]  # the task prompt is shown
+    assert transport.calls[0]["response_format"] == {"type": "json_object", "schema": ROLE_SCHEMA}
+    assert "brings in words neither the task prompt" in reflector.rejected[0]["reason"]
+    assert proposal.new_texts["system"] == ("You decide which queue a support ticket should go to. Answer with the queue "
+                                            "only, one of billing, bug, account, feature_request or other.\n")
+    child = candidate_hash({**parent, **proposal.new_texts})
+    assert reflector.kinds[child] == {"system": "role"}
+    assert reflector.rationales[child] == {"system": "it never says that the model picks a queue"}
+
+
+def test_the_role_move_is_asked_once_per_parent_and_never_for_the_prompt_with_the_placeholder(tmp_path):
+    rewrite = "Reason: plainer.\n````prompt\nYou answer support tickets. Be brief.\n````"
+    task_rewrite = "Reason: plainer.\n````prompt\nWhich queue? {ticket}\n````"
+    reflector, transport, runlog = _reflector(tmp_path, [rewrite, task_rewrite], style="mixed")
+    reflector.roles_tried.add((candidate_hash({"task": PROMPT, "system": SYSTEM}), "system"))
+    reflector.calls = 2
+    first, _ = reflector.reflect({"task": PROMPT, "system": SYSTEM}, {"system": TICKETS}, ["system"])
+    reflector.calls = 2
+    second, _ = reflector.reflect({"task": PROMPT, "system": SYSTEM}, {"task": TICKETS}, ["task"])
+    runlog.close()
+    assert all("Rewrite the prompt below" in call["content"] for call in transport.calls)
+    assert first.new_texts == {"system": "You answer support tickets. Be brief.\n"}
+    assert second.new_texts == {"task": "Which queue? {ticket}\n"}
+
+
+def test_role_reply_parsing():
+    from gepa_bot.search.edits import parse_role_reply
+
+    with pytest.raises(EditRejected, match='must start with "You"'):
+        parse_role_reply(json.dumps({"reason": "r", "task": "Classify tickets.", "answer": "Reply with a label."}))
+    with pytest.raises(EditRejected, match='"answer" is empty'):
+        parse_role_reply(json.dumps({"reason": "r", "task": "You classify tickets.", "answer": " "}))
+    parsed = parse_role_reply('Sure: {"reason": "r", "task": "You  classify\\ntickets.", "answer": "Reply with a label."}')
+    assert (parsed.task, parsed.answer) == ("You classify tickets.", "Reply with a label.")

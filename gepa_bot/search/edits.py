@@ -54,6 +54,18 @@ RULES_SCHEMA: dict[str, Any] = {
 }
 """The ``rules`` move: the numbers of the feedback's statements to keep, why, and their condensed wording."""
 
+ROLE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "reason": {"type": "string", "maxLength": 240},
+        "task": {"type": "string", "maxLength": 200},
+        "answer": {"type": "string", "maxLength": 160},
+    },
+    "required": ["reason", "task", "answer"],
+    "additionalProperties": False,
+}
+"""The ``role`` move: a system prompt as two sentences, what the model does and what its answer looks like."""
+
 EDIT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
@@ -156,6 +168,28 @@ def parse_rules_reply(reply: str, count: int) -> RulesReply:
     except EditRejected:
         instruction = ""  # nothing whole: the chosen statements go in verbatim
     return RulesReply(keep=keep, reason=str(data.get("reason") or "").strip(), instruction=instruction)
+
+
+@dataclass(frozen=True)
+class RoleReply:
+    reason: str
+    task: str
+    answer: str
+
+
+def parse_role_reply(reply: str) -> RoleReply:
+    """The ``{"reason", "task", "answer"}`` object in ``reply``; "task" must start with "You"."""
+    data = _first_json_object(reply)
+    if not isinstance(data, dict) or "task" not in data:
+        raise EditRejected('no JSON object with "task" in the reply')
+    task = whole_sentences(" ".join(str(data.get("task") or "").split()), ROLE_SCHEMA["properties"]["task"]["maxLength"])
+    answer = whole_sentences(" ".join(str(data.get("answer") or "").split()),
+                             ROLE_SCHEMA["properties"]["answer"]["maxLength"])
+    if not task.startswith("You "):
+        raise EditRejected(f'"task" must start with "You" and say what the model does, not {task[:60]!r}')
+    if not answer:
+        raise EditRejected('"answer" is empty: say what the answer must look like')
+    return RoleReply(reason=str(data.get("reason") or "").strip(), task=task, answer=answer)
 
 
 def whole_sentences(text: str, limit: int) -> str:

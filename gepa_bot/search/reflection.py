@@ -34,7 +34,7 @@ from gepa_bot.evals.cache import candidate_hash
 from gepa_bot.runlog import RunLog
 from gepa_bot.search.adapter import SearchStatus
 from gepa_bot.search.budget import BudgetExhausted
-from gepa_bot.search.edits import RULES_SCHEMA
+from gepa_bot.search.edits import ROLE_SCHEMA, RULES_SCHEMA
 from gepa_bot.search.feedback_rules import Statement, extract_statements, worked_example
 from gepa_bot.search.llm import LLM, LLMError
 from gepa_bot.search.reflection_prompts import (
@@ -42,6 +42,7 @@ from gepa_bot.search.reflection_prompts import (
     MAX_EXAMPLES,
     build_edit_messages,
     build_messages,
+    build_role_messages,
     build_rules_messages,
     build_simplify_messages,
     edit_response_format,
@@ -55,7 +56,9 @@ from gepa_bot.search.reflection_proposals import (
     guard_generality,
     parse_edit_proposal,
     parse_reply,
+    parse_role_proposal,
     parse_rules_proposal,
+    task_prompt_of,
     usable_reason,
 )
 
@@ -95,6 +98,7 @@ class RationaleReflector:
     errors: list[dict[str, str]] = field(default_factory=list)  # our own bugs: gepa would only log them
     tried: dict[tuple[str, str], list[tuple[str, str]]] = field(default_factory=dict)  # (parent, comp) -> (child, what)
     examples_tried: set[tuple[str, str]] = field(default_factory=set)  # (parent, comp) that got a worked example
+    roles_tried: set[tuple[str, str]] = field(default_factory=set)  # (parent, comp) whose system prompt got a role
     calls: int = 0  # proposals asked for so far; ``mixed`` rotates on it
     warm_start_rewrites: int = 0  # the first N reflections are plain rewrites that skip the minibatch gate
     reflections: int = 0
@@ -114,7 +118,8 @@ class RationaleReflector:
                 continue
             try:
                 result = self._propose_one(name, candidate[name], records, proposal, parent_hash,
-                                           kind=self._warm_kind(candidate[name], records) if warm else None)
+                                           kind=self._warm_kind(candidate[name], records) if warm else None,
+                                           siblings={n: t for n, t in candidate.items() if n != name})
             except (BudgetExhausted, RunStopped):  # a stop, not a bug of ours
                 raise
             except Exception as exc:
@@ -150,6 +155,8 @@ class RationaleReflector:
                 self.tried.setdefault((parent_hash, name), []).append((child_hash, result.summary or result.rationale))
             if result.kind == "example":
                 self.examples_tried.add((parent_hash, name))
+            if result.kind == "role":
+                self.roles_tried.add((parent_hash, name))
         self.runlog.write("proposal", parent=parent_hash, child=child_hash, rationale=self.rationales[child_hash],
                           kinds=self.kinds[child_hash], failures=self.motivations[child_hash],
                           texts={n: child[n] for n in results})
@@ -176,7 +183,9 @@ class RationaleReflector:
         return kind
 
     def _messages(self, kind: str, name: str, current: str, records: Sequence[Mapping[str, Any]], retry_note: str,
-                  parent_hash: str, statements: Sequence[Statement] = ()) -> list[dict[str, str]]:
+                  parent_hash: str, statements: Sequence[Statement] = (), task_prompt: str = "") -> list[dict[str, str]]:
+        if kind == "role":
+            return build_role_messages(current, task_prompt, retry_note)
         if kind == "edit":
             return build_edit_messages(name, current, records, retry_note, self.failed_before(parent_hash, name))
         if kind == "rules":
@@ -188,8 +197,10 @@ class RationaleReflector:
 
     @staticmethod
     def _parse(kind: str, reply: str, current: str, records: Sequence[Mapping[str, Any]] = (),
-               statements: Sequence[Statement] = ()) -> Proposal:
-        if kind == "edit":
+               statements: Sequence[Statement] = (), task_prompt: str = "") -> Proposal:
+        if kind == "role":
+            proposal = parse_role_proposal(reply, current, task_prompt, records)
+        elif kind == "edit":
             proposal = parse_edit_proposal(reply, current)
             proposal.failure_ids = shown_ids(records, MAX_EDIT_EXAMPLES)
             proposal.rationale = usable_reason(proposal.rationale, records, current) or proposal.summary
@@ -213,15 +224,20 @@ class RationaleReflector:
         return self._propose_one(name, current, [], ReflectionProposal(new_texts={}), kind="simplify")
 
     def _propose_one(self, name: str, current: str, records: Sequence[Mapping[str, Any]],
-                     proposal: ReflectionProposal, parent_hash: str = "", kind: str | None = None) -> Proposal | None:
+                     proposal: ReflectionProposal, parent_hash: str = "", kind: str | None = None,
+                     siblings: Mapping[str, str] | None = None) -> Proposal | None:
         retry_note = ""
         kind = kind or self.next_kind(current, records, parent_hash, name)
+        task_prompt = task_prompt_of(current, siblings or {})
+        if kind == "simplify" and task_prompt and self.style == "mixed" and (parent_hash, name) not in self.roles_tried:
+            kind = "role"  # a system prompt rewritten blind invents a task; this one is told the task prompt
         if kind == "example":
             return example_proposal(current, records)
         statements = extract_statements(records, current) if kind == "rules" else []
         params = self._format_params(kind)
         for attempt in range(1, self.attempts + 1):
-            messages = self._messages(kind, name, current, records, retry_note, parent_hash, statements)
+            messages = self._messages(kind, name, current, records, retry_note, parent_hash, statements,
+                                      task_prompt or "")
             try:
                 reply = self.llm.complete(messages, purpose=f"reflect:{name}", params=params)
             except LLMError as exc:
@@ -232,18 +248,19 @@ class RationaleReflector:
             proposal.prompts[name] = messages[0]["content"]
             proposal.raw_lm_outputs[name] = reply.text
             try:
-                return self._parse(kind, reply.text, current, records, statements)
+                return self._parse(kind, reply.text, current, records, statements, task_prompt or "")
             except ProposalRejected as exc:
                 self._reject(name, attempt, str(exc), reply.text)
                 retry_note = self._retry_note(kind, exc)
         return None
 
     def _format_params(self, kind: str) -> dict[str, Any]:
-        if kind not in ("edit", "rules"):
+        if kind not in ("edit", "rules", "role"):
             return {}
         if callable(self.response_format):
             self.response_format = self.response_format()
-        fmt = self.response_format if kind == "edit" else with_schema(self.response_format, RULES_SCHEMA, "prompt_rules")
+        schemas = {"rules": (RULES_SCHEMA, "prompt_rules"), "role": (ROLE_SCHEMA, "prompt_role")}
+        fmt = self.response_format if kind == "edit" else with_schema(self.response_format, *schemas[kind])
         return {"response_format": fmt} if fmt else {}
 
     @staticmethod

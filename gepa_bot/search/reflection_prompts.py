@@ -89,6 +89,27 @@ Answer in JSON: {{"keep": [<numbers>], "reason": "<why these rules, in one sente
 "instruction": "<the instruction>"}}{retry_note}"""
 MAX_RULES_EXAMPLES = 3
 
+ROLE_INSTRUCTIONS = """A small language model gets a system prompt and a task prompt. The task prompt says what to do:
+<<<
+{task_prompt}
+>>>
+
+The current system prompt:
+<<<
+{current}
+>>>
+
+The system prompt should tell the model what it does and what its answer must look like. Write it as two
+sentences, in the task prompt's own words: "task" starts with "You" and says what the model does; "answer" says what
+the answer must look like (its form, not its content). Name no detail of a single input. Never write curly braces.
+Answer in JSON: {{"reason": "<what the current system prompt lacks, in one sentence>", "task": "You ...",
+"answer": "<one sentence>"}}{retry_note}"""
+"""For a context component (no placeholders; a sibling with placeholders states the task). Measured on
+prompts.example: a plain rewrite of its one-line system prompt invented a task ("... find a root cause for an
+intermittent crash"); a role line stating the task and the answer's form took val from 0.435 to 0.696 beside the
+triage guide's definitions (bench/results/quickstart-2026-12-06.md)."""
+MAX_TASK_PROMPT_CHARS = 1500
+
 
 def render_examples(records: Sequence[Mapping[str, Any]]) -> str:
     """The reflective dataset as readable Markdown, lowest scores first."""
@@ -176,6 +197,13 @@ def build_rules_messages(name: str, current: str, records: Sequence[Mapping[str,
                                         placeholder_rule=brace_rule(current), retry_note=retry_note)
     return [{"role": "user", "content": content}]
 
+
+
+def build_role_messages(current: str, task_prompt: str, retry_note: str = "") -> list[dict[str, str]]:
+    """The ``role`` request for a system prompt, shown the task prompt it goes with (ROLE_SCHEMA)."""
+    content = ROLE_INSTRUCTIONS.format(task_prompt=task_prompt.strip()[:MAX_TASK_PROMPT_CHARS],
+                                       current=current.strip(), retry_note=retry_note)
+    return [{"role": "user", "content": content}]
 
 
 def with_schema(response_format: dict[str, Any] | None, schema: dict[str, Any], name: str) -> dict[str, Any] | None:

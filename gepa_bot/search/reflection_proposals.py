@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gepa_bot.discovery import placeholder_problem
+from gepa_bot.discovery import placeholder_problem, placeholders_in
 from gepa_bot.search.edits import (
     Edit,
     EditRejected,
@@ -21,6 +21,7 @@ from gepa_bot.search.edits import (
     keep_wrapping,
     normalized,
     parse_edit_reply,
+    parse_role_reply,
     parse_rules_reply,
     same_apart_from_whitespace,
 )
@@ -48,7 +49,7 @@ class Proposal:
     rationale: str
     text: str
     summary: str = ""  # what an edit changed, e.g. "add 'Answer in one word.'" (edit style)
-    kind: str = "rewrite"  # "rewrite" | "simplify" | "edit" | "rules" | "example"
+    kind: str = "rewrite"  # "rewrite" | "simplify" | "edit" | "rules" | "example" | "role"
     failure_ids: tuple[str, ...] = ()  # the failing instances the proposal was made from
 
 
@@ -210,6 +211,38 @@ def _as_sentence(text: str) -> str:
 
 def _quote_all(statements: Sequence[Statement]) -> str:
     return "; ".join(repr(s.text) for s in statements)
+
+
+def task_prompt_of(current: str, siblings: Mapping[str, str]) -> str | None:
+    """The sibling that states the task (the first with a placeholder) when ``current`` has none, else None: a
+    system prompt or preamble the model gets beside the prompt it answers."""
+    if placeholders_in(current):
+        return None
+    return next((text for text in siblings.values() if placeholders_in(text)), None)
+
+
+def parse_role_proposal(reply: str, current: str, task_prompt: str,
+                        records: Sequence[Mapping[str, Any]]) -> Proposal:
+    """The ``role`` reply as the new system prompt: "task" + "answer", each one sentence, their words from the task
+    prompt, the current text or the labels the feedback states (GROUNDED_SHARE; an invented task is refused)."""
+    try:
+        parsed = parse_role_reply(reply)
+    except EditRejected as exc:
+        raise ProposalRejected(str(exc)) from None
+    text = f"{_as_sentence(parsed.task)} {_as_sentence(parsed.answer)}"
+    vocabulary = " ".join([task_prompt, current, *stated_labels(records)])
+    if not grounded(text, vocabulary):
+        raise ProposalRejected(f"the system prompt {text[:120]!r} brings in words neither the task prompt nor the "
+                               "current system prompt has; use their words")
+    problem = placeholder_problem(current, text)
+    if problem:
+        raise ProposalRejected(f"the proposed prompt {problem}")
+    if same_apart_from_whitespace(text, current):
+        raise ProposalRejected("the proposed prompt is identical to the current one (apart from spacing and wrapping)")
+    reason = usable_reason(parsed.reason, records, current) or \
+        "The system prompt did not say what the model does or what its answer looks like; the task prompt does."
+    return Proposal(rationale=reason, text=text + ("\n" if current.endswith("\n") else ""),
+                    summary=f"system prompt: {text!r}", kind="role")
 
 
 def example_proposal(current: str, records: Sequence[Mapping[str, Any]]) -> Proposal | None:

@@ -12,7 +12,9 @@ of every candidate and refuse bad proposals before a single rollout is spent on 
   failures' feedback to add, and condenses them; gepa_bot/search/feedback_rules.py), ``example`` (when the feedback
   says the answer's form was wrong: one train instance with its expected answer as an example line, no LLM
   call), a plain rewrite ("so that a small model answers it better") and an edit. A move with nothing to work
-  on hands over to the next. GEPA's minibatch check and the val set decide which proposals stay, as for any
+  on hands over to the next. A prompt without placeholders beside one with them (a system prompt) gets a ``role``
+  instead of its first plain rewrite per parent: shown the task prompt, the model says what the model does and
+  what its answer looks like (a blind rewrite of a one-line system prompt invents a task). GEPA's minibatch check and the val set decide which proposals stay, as for any
   other proposal, except the first few (warm start): those rewrites go to the val set without the minibatch
   gate, as in a best-of-N search (engine.ValGate).
 

@@ -58,6 +58,14 @@ def test_prompt_without_placeholders_gets_the_line_appended():
     assert default_insertion_point("Q: {q}\nA:") == 0  # label on the placeholder's own line
 
 
+def test_an_instruction_goes_after_a_question_that_follows_the_input():
+    metres = "{quantity}\nHow long is that?\n"  # examples/pytest-metres
+    assert apply_edits(metres, [Edit("add", "", "Answer with the number of metres only, no unit.")]) == \
+        "{quantity}\nHow long is that?\nAnswer with the number of metres only, no unit.\n"
+    assert default_insertion_point("Ticket:\n{ticket}\n\nQueue:\n") == 0  # an answer cue: before the input, as before
+    assert default_insertion_point("Is {a} bigger?\n{b}\n") == 0  # the question must follow the last input
+
+
 @pytest.mark.parametrize("edit, reason", [
     (Edit("add", "", "Ticket: {ticket}"), "contains a placeholder"),          # duplicated placeholder
     (Edit("add", "", "Use the {customer} name."), "contains a placeholder"),  # invented placeholder

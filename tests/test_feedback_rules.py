@@ -316,6 +316,14 @@ def test_a_form_requirement_stated_after_the_expected_value_is_a_statement():
     assert extract_statements([rec("t", "expected 'bug', got 'billing' (raw reply: 'billing')")], PROMPT) == []
 
 
+def test_the_metres_examples_feedback_states_the_rule_for_the_form():
+    rule = "; answer with the number of metres only, no unit"  # examples/pytest-metres/tests/test_convert.py
+    records = [rec(q, f"{q}: expected {m} metres as a bare number, reply was {r!r} (not a bare number){rule}")
+               for q, m, r in (("6 feet", "1.83", "1.83 meters"), ("1 mile", "1609", "1 mile is 1609.34 meters."))]
+    texts = [s.text for s in extract_statements(records, "{quantity}\nHow long is that?\n")]
+    assert "Answer with the number of metres only, no unit" in texts
+
+
 def test_the_warm_start_opens_with_the_rules_the_feedback_states(tmp_path):
     rules = json.dumps({"keep": [1], "reason": "the policy", "instruction": f"Under our policy P1 means {POLICY['P1']}."})
     rewrite = "Reason: plainer.\n````prompt\nRate the incident P1-P4.\n\nReport: {report}\n````"

@@ -359,5 +359,6 @@ def test_example_scores_a_stub_model_with_its_own_feedback(tmp_path: Path):
     got = {i.split("[")[1][:-1]: (r.score, r.failed, r.feedback) for i, r in results.items()}
     assert got["6 feet"][:2] == got["12 inches"][:2] == (1.0, False)
     assert got["3 yards"] == (0.0, False, "3 yards: expected 2.74 metres as a bare number, reply was "
-                              "'About 2.74 metres.' (not a bare number)")
+                              "'About 2.74 metres.' (not a bare number); answer with the number of metres only, "
+                              "no unit")
     assert got["1 mile"] == (0.0, False, "1 mile: expected 1609 metres as a bare number, reply was '1500' (wrong value)")

@@ -22,6 +22,7 @@ CASES = [
     ("750 mm", 0.75), ("3 feet 3 inches", 0.9906), ("two and a half feet", 0.762), ("50 centimeters", 0.5),
 ]
 BARE_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+FORM_RULE = "answer with the number of metres only, no unit"  # what the feedback states when the form is wrong
 
 
 def shown(metres: float) -> str:
@@ -49,6 +50,7 @@ def test_converts_to_metres(quantity, metres, record_property):
     reply = evalkit.complete(template.replace(PLACEHOLDER, quantity), max_tokens=32)  # no model: an error, not a 0
     problem = verdict(reply, metres)
     if problem:
+        rule = "" if problem == "wrong value" else f"; {FORM_RULE}"
         record_property("gepa_feedback", f"{quantity}: expected {shown(metres)} metres as a bare number, "
-                        f"reply was {reply.strip()!r} ({problem})")
+                        f"reply was {reply.strip()!r} ({problem}){rule}")
     assert not problem, problem

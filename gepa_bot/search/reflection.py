@@ -14,8 +14,9 @@ of every candidate and refuse bad proposals before a single rollout is spent on 
   call), a plain rewrite ("so that a small model answers it better") and an edit. A move with nothing to work
   on hands over to the next. A prompt without placeholders beside one with them (a system prompt) gets a ``role``
   instead of its first plain rewrite per parent: shown the task prompt, the model says what the model does and
-  what its answer looks like (a blind rewrite of a one-line system prompt invents a task). GEPA's minibatch check and the val set decide which proposals stay, as for any
-  other proposal, except the first few (warm start): those rewrites go to the val set without the minibatch
+  what its answer looks like (a blind rewrite of a one-line system prompt invents a task). GEPA's minibatch
+  check and the val set decide which proposals stay, as for any other proposal, except the first few (warm start):
+  those rewrites go to the val set without the minibatch
   gate, as in a best-of-N search (engine.ValGate).
 
 Every proposal but a worked example passes the generality guard first: a new phrase that only one training

@@ -3,7 +3,8 @@
 One request per move of gepa_bot/search/reflection.py: ``rewrite`` (the failures with their feedback, a complete new
 prompt in a fence), ``simplify`` (a plain "rewrite it so a small model answers better", without failures),
 ``edit`` (one instruction sentence as JSON, INSTRUCTION_SCHEMA), ``rules`` (numbered statements from the
-feedback to pick and condense, RULES_SCHEMA) and ``role`` (a system prompt from the task prompt, ROLE_SCHEMA). The replies are parsed in gepa_bot/search/reflection_proposals.py.
+feedback to pick and condense, RULES_SCHEMA) and ``role`` (a system prompt from the task prompt, ROLE_SCHEMA).
+The replies are parsed in gepa_bot/search/reflection_proposals.py.
 """
 
 from __future__ import annotations

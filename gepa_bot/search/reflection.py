@@ -16,8 +16,7 @@ of every candidate and refuse bad proposals before a single rollout is spent on 
   instead of its first plain rewrite per parent: shown the task prompt, the model says what the model does and
   what its answer looks like (a blind rewrite of a one-line system prompt invents a task). GEPA's minibatch
   check and the val set decide which proposals stay, as for any other proposal, except the first few (warm start):
-  those rewrites go to the val set without the minibatch
-  gate, as in a best-of-N search (engine.ValGate).
+  those rewrites go to the val set without the minibatch gate, as in a best-of-N search (engine.ValGate).
 
 Every proposal but a worked example passes the generality guard first: a new phrase that only one training
 instance's input/feedback contains ("an export feature in Firefox") is refused, and the model retried with

@@ -320,3 +320,15 @@ def test_an_instruction_the_schema_cut_off_loses_its_broken_sentence():
     assert rules.instruction == "P1 means an outage."
     nothing_whole = json.dumps({"keep": [1], "reason": "r", "instruction": "and " * 125})
     assert parse_rules_reply(nothing_whole, 1).instruction == ""  # the statements then go in verbatim
+
+
+def test_a_reason_cut_at_its_length_limit_keeps_its_whole_sentences():
+    from gepa_bot.search.edits import RULES_SCHEMA, parse_rules_reply
+
+    limit = RULES_SCHEMA["properties"]["reason"]["maxLength"]
+    whole = "The answer should be in metres without any unit."
+    cut = (whole + " This will ensure that the model responds with the value " + "x" * limit)[:limit - 1] + "\u8d58"
+    reply = json.dumps({"keep": [1], "reason": cut, "instruction": "Answer with the number only."})
+    assert parse_rules_reply(reply, 1).reason == whole  # seen on the metres example: "... or additional\u8d58"
+    no_sentence = json.dumps({"keep": [1], "reason": "y" * limit, "instruction": "Answer with the number only."})
+    assert parse_rules_reply(no_sentence, 1).reason == ""  # the proposal then states the facts instead

@@ -397,6 +397,10 @@ class PlainRewrites:
             self.kinds.append("rewrite")
             current = content.split("````prompt\n", 1)[1].split("\n````", 1)[0]
             return Reply(text=f"Rationale: shorter.\n````prompt\n{current} ({len(self.kinds)})\n````")
+        if '"task": "You ...' in content:  # the role move for the system prompt: on task, fixes nothing
+            self.kinds.append("role")
+            return Reply(text=json.dumps({"reason": "p", "task": "You classify the ticket into a queue",
+                                          "answer": f"Reply with the queue ({len(self.kinds)})"}))
         if '"keep"' in content:  # the rules move: names no rule, so it is refused and proposes nothing
             self.kinds.append("rules")
             return Reply(text=json.dumps({"keep": [99], "reason": "p", "instruction": "Be polite."}))
@@ -412,10 +416,11 @@ def test_warm_start_rewrites_reach_the_val_set_without_the_minibatch_gate(toy, t
                                    optimizer__acceptance="strict_improvement",
                                    optimizer__warm_start_rewrites=warm, budget__rollouts=60))
     if warm:  # the toy's feedback states rules, so the warm start opens with the rules move (refused twice here);
-        # the second warm proposal is a rewrite, scored on all of val although no minibatch improved
-        assert transport.kinds[:3] == ["rules", "rules", "rewrite"]
+        # the second warm proposal, a role for the system prompt (a plain rewrite's turn), is scored on all of val
+        # although no minibatch improved
+        assert transport.kinds[:3] == ["rules", "rules", "role"]
         rewrite = result.candidates[1]
-        assert any(t.endswith(" (3)\n") for t in rewrite.components.values())
+        assert any(t.endswith(" (3).\n") for t in rewrite.components.values())
         assert set(rewrite.val) == set(result.split.val)
     else:  # gated as usual: a proposal that scores no better on the minibatch never costs a val pass
         asked = [k for k in transport.kinds if k != "rules"]

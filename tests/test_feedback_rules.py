@@ -193,7 +193,7 @@ def test_mixed_rotation_adds_a_worked_example_without_an_llm_call_once_per_paren
     reflector.calls = 1  # the example's turn again: already tried on this parent, so the rules move instead
     reflector.reflect(parent, {"p": TICKETS}, ["p"])
     runlog.close()
-    assert len(transport.calls) == 2 and "numbered rules" in transport.calls[1]["content"]
+    assert "numbered rules" in transport.calls[1]["content"]  # (the same rules again is refused as a known candidate)
 
 
 def test_an_edit_quoting_one_training_input_is_refused_and_retried_with_the_reason(tmp_path):
@@ -497,7 +497,23 @@ def test_role_reply_parsing():
 
     with pytest.raises(EditRejected, match='must start with "You"'):
         parse_role_reply(json.dumps({"reason": "r", "task": "Classify tickets.", "answer": "Reply with a label."}))
-    with pytest.raises(EditRejected, match='"answer" is empty'):
-        parse_role_reply(json.dumps({"reason": "r", "task": "You classify tickets.", "answer": " "}))
+    for answer in (" ", "Read the ticket and decide its queue."):  # seen: content, not the answer's form
+        with pytest.raises(EditRejected, match='"answer" must start with "Reply with"'):
+            parse_role_reply(json.dumps({"reason": "r", "task": "You classify tickets.", "answer": answer}))
     parsed = parse_role_reply('Sure: {"reason": "r", "task": "You  classify\\ntickets.", "answer": "Reply with a label."}')
     assert (parsed.task, parsed.answer) == ("You classify tickets.", "Reply with a label.")
+
+
+def test_a_proposal_that_returns_to_an_earlier_candidate_is_refused_and_keeps_its_rationale(tmp_path):
+    back = f"Reason: plainer.\n````prompt\n{INCIDENT_PROMPT}````"  # the grandparent's text again (seen, metres)
+    other = "Reason: shorter.\n````prompt\nRate the incident P1-P4.\n\nReport: {report}\n````"
+    rules = json.dumps({"keep": [1], "reason": "the policy", "instruction": f"Under our policy P1 means {POLICY['P1']}."})
+    reflector, transport, runlog = _reflector(tmp_path, [rules, back, other], style="mixed")
+    first, _ = reflector.reflect({"p": INCIDENT_PROMPT}, {"p": INCIDENTS}, ["p"])
+    reflector.calls = 2  # the plain rewrite's turn
+    second, _ = reflector.reflect(first.new_texts, {"p": INCIDENTS}, ["p"])
+    runlog.close()
+    assert reflector.rejected[0]["reason"] == ("the proposed prompt is the same as an earlier candidate's; write a "
+                                               "different one")
+    assert second.new_texts["p"].startswith("Rate the incident P1-P4.")
+    assert reflector.rationales[candidate_hash(first.new_texts)]["p"].startswith("the policy")

@@ -167,7 +167,7 @@ def parse_rules_reply(reply: str, count: int) -> RulesReply:
         instruction = whole_sentences(instruction, MAX_EDIT_CHARS)
     except EditRejected:
         instruction = ""  # nothing whole: the chosen statements go in verbatim
-    return RulesReply(keep=keep, reason=str(data.get("reason") or "").strip(), instruction=instruction)
+    return RulesReply(keep=keep, reason=whole_reason(data, RULES_SCHEMA), instruction=instruction)
 
 
 @dataclass(frozen=True)
@@ -175,6 +175,9 @@ class RoleReply:
     reason: str
     task: str
     answer: str
+
+
+ANSWER_STARTS = ("Reply with", "Answer with", "Respond with")
 
 
 def parse_role_reply(reply: str) -> RoleReply:
@@ -187,9 +190,19 @@ def parse_role_reply(reply: str) -> RoleReply:
                              ROLE_SCHEMA["properties"]["answer"]["maxLength"])
     if not task.startswith("You "):
         raise EditRejected(f'"task" must start with "You" and say what the model does, not {task[:60]!r}')
-    if not answer:
-        raise EditRejected('"answer" is empty: say what the answer must look like')
-    return RoleReply(reason=str(data.get("reason") or "").strip(), task=task, answer=answer)
+    if not answer.startswith(ANSWER_STARTS):
+        raise EditRejected(f'"answer" must start with "Reply with" and say what the answer looks like, not {answer[:60]!r}')
+    return RoleReply(reason=whole_reason(data, ROLE_SCHEMA), task=task, answer=answer)
+
+
+def whole_reason(data: dict[str, Any], schema: dict[str, Any]) -> str:
+    """The reply's "reason" without a sentence its schema's maxLength cut off ("" when nothing whole is left: the
+    caller then states the facts of the change). Seen: "... without unnecessary units or additional\u8d58"."""
+    reason = " ".join(str(data.get("reason") or "").split())
+    try:
+        return whole_sentences(reason, schema["properties"]["reason"]["maxLength"])
+    except EditRejected:
+        return ""
 
 
 def whole_sentences(text: str, limit: int) -> str:

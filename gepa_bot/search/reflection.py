@@ -101,6 +101,7 @@ class RationaleReflector:
     tried: dict[tuple[str, str], list[tuple[str, str]]] = field(default_factory=dict)  # (parent, comp) -> (child, what)
     examples_tried: set[tuple[str, str]] = field(default_factory=set)  # (parent, comp) that got a worked example
     roles_tried: set[tuple[str, str]] = field(default_factory=set)  # (parent, comp) whose system prompt got a role
+    known: set[str] = field(default_factory=set)  # hashes of every candidate reflected on or proposed so far
     calls: int = 0  # proposals asked for so far; ``mixed`` rotates on it
     warm_start_rewrites: int = 0  # the first N reflections are plain rewrites that skip the minibatch gate
     reflections: int = 0
@@ -112,6 +113,7 @@ class RationaleReflector:
         proposal = ReflectionProposal(new_texts={})
         results: dict[str, Proposal] = {}
         parent_hash = candidate_hash(candidate)
+        self.known.add(parent_hash)
         warm = self.reflections < self.warm_start_rewrites
         self.reflections += 1
         for name in components_to_update:
@@ -147,6 +149,7 @@ class RationaleReflector:
 
     def _record(self, parent_hash: str, child: dict[str, str], results: Mapping[str, Proposal], warm: bool) -> None:
         child_hash = candidate_hash(child)
+        self.known.add(child_hash)
         self.rationales[child_hash] = {n: motivated(r.rationale, r.failure_ids) for n, r in results.items()}
         self.motivations[child_hash] = {n: list(r.failure_ids) for n, r in results.items()}
         self.kinds[child_hash] = {n: r.kind for n, r in results.items()}
@@ -250,11 +253,19 @@ class RationaleReflector:
             proposal.prompts[name] = messages[0]["content"]
             proposal.raw_lm_outputs[name] = reply.text
             try:
-                return self._parse(kind, reply.text, current, records, statements, task_prompt or "")
+                result = self._parse(kind, reply.text, current, records, statements, task_prompt or "")
+                self._refuse_a_known_candidate(name, result, siblings)
+                return result
             except ProposalRejected as exc:
                 self._reject(name, attempt, str(exc), reply.text)
                 retry_note = self._retry_note(kind, exc)
         return None
+
+    def _refuse_a_known_candidate(self, name: str, result: Proposal, siblings: Mapping[str, str] | None) -> None:
+        """ProposalRejected when the child is a candidate already proposed or reflected on (seen on the metres
+        example: four rewrites of a child went back to its parent's text, and each took over the parent's rationale)."""
+        if siblings is not None and candidate_hash({**siblings, name: result.text}) in self.known:
+            raise ProposalRejected("the proposed prompt is the same as an earlier candidate's; write a different one")
 
     def _format_params(self, kind: str) -> dict[str, Any]:
         if kind not in ("edit", "rules", "role"):

@@ -101,10 +101,11 @@ The current system prompt:
 >>>
 
 The system prompt should tell the model what it does and what its answer must look like. Write it as two
-sentences, in the task prompt's own words: "task" starts with "You" and says what the model does; "answer" says what
-the answer must look like (its form, not its content). Name no detail of a single input. Never write curly braces.
+sentences, in the task prompt's own words: "task" starts with "You" and says what the model does; "answer" starts
+with "Reply with" and says what the answer must look like (its form, not its content). Name no detail of a single
+input. Never write curly braces.
 Answer in JSON: {{"reason": "<what the current system prompt lacks, in one sentence>", "task": "You ...",
-"answer": "<one sentence>"}}{retry_note}"""
+"answer": "Reply with ..."}}{retry_note}"""
 """For a context component (no placeholders; a sibling with placeholders states the task). Measured on
 prompts.example: a plain rewrite of its one-line system prompt invented a task ("... find a root cause for an
 intermittent crash"); a role line stating the task and the answer's form took val from 0.435 to 0.696 beside the

@@ -361,6 +361,11 @@ def ends_with_question(current: str) -> bool:
     return bool(lines) and lines[-1].endswith("?")
 
 
+def with_final_newline_of(original: str, text: str) -> str:
+    """``text`` ending in a newline when ``original`` does (a prompt file's trailing-newline convention)."""
+    return text + "\n" if original.endswith("\n") and not text.endswith("\n") else text
+
+
 def tidy_blank_lines(text: str) -> str:
     """Collapse the blank lines an edit may leave (three or more newlines become two)."""
     return re.sub(r"\n{3,}", "\n\n", text)

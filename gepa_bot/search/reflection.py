@@ -241,8 +241,7 @@ class RationaleReflector:
         statements = extract_statements(records, current) if kind == "rules" else []
         params = self._format_params(kind)
         for attempt in range(1, self.attempts + 1):
-            messages = self._messages(kind, name, current, records, retry_note, parent_hash, statements,
-                                      task_prompt or "")
+            messages = self._messages(kind, name, current, records, retry_note, parent_hash, statements, task_prompt)
             try:
                 reply = self.llm.complete(messages, purpose=f"reflect:{name}", params=params)
             except LLMError as exc:
@@ -253,7 +252,7 @@ class RationaleReflector:
             proposal.prompts[name] = messages[0]["content"]
             proposal.raw_lm_outputs[name] = reply.text
             try:
-                result = self._parse(kind, reply.text, current, records, statements, task_prompt or "")
+                result = self._parse(kind, reply.text, current, records, statements, task_prompt)
                 self._refuse_a_known_candidate(name, result, siblings)
                 return result
             except ProposalRejected as exc:

@@ -24,6 +24,7 @@ from gepa_bot.search.edits import (
     parse_role_reply,
     parse_rules_reply,
     same_apart_from_whitespace,
+    with_final_newline_of,
 )
 from gepa_bot.search.feedback_rules import (
     STOPWORDS,
@@ -81,9 +82,7 @@ def parse_reply(reply: str, current: str) -> Proposal:
     problem = placeholder_problem(current, text) or _rationale_in_prompt(text, current)
     if problem:
         raise ProposalRejected(f"the proposed prompt {problem}")
-    if current.endswith("\n") and not text.endswith("\n"):
-        text += "\n"  # keep the file's trailing-newline convention
-    return Proposal(rationale=rationale or "(no rationale given)", text=text)
+    return Proposal(rationale=rationale or "(no rationale given)", text=with_final_newline_of(current, text))
 
 
 REASONING_LABEL = re.compile(r"\A\s*(?:#+\s*)?[*_]*\s*(?:rationale|reason(?:ing)?|explanation)\s*[*_]*\s*:", re.IGNORECASE)
@@ -125,8 +124,7 @@ def parse_edit_proposal(reply: str, current: str) -> Proposal:
     leaked = _reply_format_leak(parsed.edits, current)
     if leaked:
         raise ProposalRejected(leaked)
-    if current.endswith("\n") and not text.endswith("\n"):
-        text += "\n"
+    text = with_final_newline_of(current, text)
     summary = "; ".join(e.describe() for e in parsed.edits)
     return Proposal(rationale=parsed.rationale or summary, text=text, summary=summary, kind="edit")
 
@@ -164,8 +162,7 @@ def parse_rules_proposal(reply: str, current: str, statements: Sequence[Statemen
         text = apply_edits(current, [Edit("add", "", wording)])
     except EditRejected as exc:
         raise ProposalRejected(str(exc)) from None
-    if current.endswith("\n") and not text.endswith("\n"):
-        text += "\n"
+    text = with_final_newline_of(current, text)
     ids = tuple(dict.fromkeys(i for s in chosen for i in s.ids))
     numbers = ", ".join(str(n) for n in parsed.keep)
     summary = f"add rules {numbers} from the feedback: {wording!r}"
@@ -213,12 +210,12 @@ def _quote_all(statements: Sequence[Statement]) -> str:
     return "; ".join(repr(s.text) for s in statements)
 
 
-def task_prompt_of(current: str, siblings: Mapping[str, str]) -> str | None:
-    """The sibling that states the task (the first with a placeholder) when ``current`` has none, else None: a
+def task_prompt_of(current: str, siblings: Mapping[str, str]) -> str:
+    """The sibling that states the task (the first with a placeholder) when ``current`` has none, else "": a
     system prompt or preamble the model gets beside the prompt it answers."""
     if placeholders_in(current):
-        return None
-    return next((text for text in siblings.values() if placeholders_in(text)), None)
+        return ""
+    return next((text for text in siblings.values() if placeholders_in(text)), "")
 
 
 def parse_role_proposal(reply: str, current: str, task_prompt: str,
@@ -241,7 +238,7 @@ def parse_role_proposal(reply: str, current: str, task_prompt: str,
         raise ProposalRejected("the proposed prompt is identical to the current one (apart from spacing and wrapping)")
     reason = usable_reason(parsed.reason, records, current) or \
         "The system prompt did not say what the model does or what its answer looks like; the task prompt does."
-    return Proposal(rationale=reason, text=text + ("\n" if current.endswith("\n") else ""),
+    return Proposal(rationale=reason, text=with_final_newline_of(current, text),
                     summary=f"system prompt: {text!r}", kind="role")
 
 
@@ -254,8 +251,7 @@ def example_proposal(current: str, records: Sequence[Mapping[str, Any]]) -> Prop
         text = apply_edits(current, [Edit("add", "", example.line())])
     except EditRejected:
         return None
-    if current.endswith("\n") and not text.endswith("\n"):
-        text += "\n"
+    text = with_final_newline_of(current, text)
     form_ids = [record_id(r) for r in records if float(r.get("score", 0.0)) < 1.0]
     rationale = (f"The feedback on failures {', '.join(form_ids)} says the answer's form was wrong; this shows train "
                  f"instance {example.instance_id} with its expected answer ({example.expected}).")

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from gepa_bot.discovery import PLACEHOLDER
-from gepa_bot.search.edits import normalized, tidy_blank_lines
+from gepa_bot.search.edits import normalized, tidy_blank_lines, with_final_newline_of
 
 TRIM_SHARE = 0.15  # of the rollout budget, at most, for trimming (but one val pass when the budget is small)
 MIN_VAL_PASSES = 4  # a budget of fewer val passes than this is all the search's
@@ -154,10 +154,7 @@ def without(text: str, sentence: Sentence) -> str:
         after = "" if line_end_offset < 0 else after[line_end_offset + 1:]
         if not before.strip() or before.endswith("\n\n"):  # a paragraph of its own: its blank line goes too
             after = after.lstrip("\n")
-    trimmed = tidy_blank_lines(before + after)
-    if text.endswith("\n") and not trimmed.endswith("\n"):
-        trimmed += "\n"
-    return trimmed
+    return with_final_newline_of(text, tidy_blank_lines(before + after))
 
 
 def trim(best: dict[str, str], best_scores: Mapping[str, float], seed: Mapping[str, str], trials: int,

@@ -425,6 +425,27 @@ def test_a_sentence_about_the_prompt_itself_is_cut_from_the_condensed_rule():
     assert f"Under our policy P1 means {POLICY['P1']}.\n\nReport:" in verbatim.text and "should" not in verbatim.text
 
 
+def test_every_move_keeps_sentences_about_the_prompt_out_of_the_prompt():
+    """The incidents bench's best prompt (seed 0, budget 200) held "In the prompt, explicitly define that P1 means
+    ..." beside the definitions it restates: the edit and rewrite moves had no meta-sentence check, only rules."""
+    from gepa_bot.search.reflection_proposals import ProposalRejected, parse_edit_proposal, parse_reply
+
+    rule = f"P1 means {POLICY['P1']}."
+    both = json.dumps({"problem": "outages rated low", "instruction": f"{rule} In the prompt, explicitly define "
+                       f"that P1 means {POLICY['P1']}."})
+    assert parse_edit_proposal(both, INCIDENT_PROMPT).text == INCIDENT_PROMPT.replace("Report:", f"{rule}\n\nReport:")
+    only_meta = json.dumps({"rationale": "r", "edits": [{"op": "add", "target": "", "text":
+                            "The prompt should explicitly state the policy."}]})
+    with pytest.raises(ProposalRejected, match="speaks about the prompt instead of telling the model"):
+        parse_edit_proposal(only_meta, INCIDENT_PROMPT)
+    rewrite = f"Reason: outages\n```\nThis prompt must define P1.\n{rule}\n{INCIDENT_PROMPT}```\n"
+    with pytest.raises(ProposalRejected, match="speaks about the prompt \\('This prompt must define P1.'\\)"):
+        parse_reply(rewrite, INCIDENT_PROMPT)
+    about_prompts = "Rewrite the prompt below so it is shorter.\n{prompt}\n"  # a task about prompts may say so
+    edit = json.dumps({"problem": "p", "instruction": "The rewritten prompt must keep its placeholders."})
+    assert "The rewritten prompt must keep its placeholders." in parse_edit_proposal(edit, about_prompts).text
+
+
 def test_a_number_one_failure_expected_is_not_a_label_the_guard_allows():
     """Seen in the metres example: an edit quoting "Answer with 2500 metres as a bare number." (the 2.5 km case's
     answer) passed the generality guard, because every value after "expected" counted as a stated label."""

@@ -28,6 +28,18 @@ def test_only_sentences_the_search_added_may_go_repeats_first_then_longest():
     assert all("{word}" not in s.text and s.text != "Answer:" for s in sentences)
 
 
+def test_a_restatement_of_the_rest_of_the_prompt_is_tried_right_after_the_repeats():
+    """The incidents bench's best prompt (seed 0) restated its two definitions in a longer meta sentence."""
+    seed = {"p": "Assign a priority from P1 to P4.\nReport: {report}\n"}
+    p1, p4 = "P1 means an outage or data loss.", "P4 means a cosmetic issue or a question."
+    restated = "In the prompt, explicitly define that P1 means an outage or data loss; P4 a cosmetic issue."
+    filler = "Think about every single part of the report very carefully before answering anything at all."
+    candidate = {"p": f"Assign a priority from P1 to P4.\n{p1} {p4}\n{filler}\n{restated}\nReport: {{report}}\n"}
+    order = [s.text for s in removable_sentences(seed, candidate)]
+    assert order == [restated, p4, p1, filler]  # the definitions restate the restatement too, until it is cut
+    assert len(filler) > len(restated)  # so the order is not only by length
+
+
 def test_labels_headings_and_placeholder_sentences_are_never_cut():
     candidate = {"p": "# Task\nRead it. Then decide carefully.\nTicket: {ticket} is here.\nQueue name:\n"}
     assert [s.text for s in removable_sentences({"p": "x"}, candidate)] == ["Then decide carefully."]

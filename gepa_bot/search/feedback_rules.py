@@ -225,6 +225,11 @@ def _unquote(cut: _Clauses, token: str) -> str:
     return text.strip().strip("'\"").strip(" .")
 
 
+def content_words(text: str) -> list[str]:
+    """The words of ``text`` that carry meaning (lowercased, no stopwords), in order."""
+    return [w for w in _words(text) if w not in STOPWORDS]
+
+
 def _words(text: str) -> list[str]:
     return [w.lower().strip("'-") for w in WORD.findall(text)]
 

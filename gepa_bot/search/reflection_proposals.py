@@ -97,6 +97,10 @@ def _rationale_in_prompt(text: str, current: str) -> str | None:
         return "starts with the rationale instead of the prompt"
     if PLACEHOLDER_IN_PROSE.search(text) and not PLACEHOLDER_IN_PROSE.search(current):
         return "talks about its placeholder instead of using it for the input"
+    if not _speaks_of_prompts(current):
+        meta = next((s for s in re.split(r"(?<=[.!?])\s+|\n+", text) if _speaks_of_prompts(s)), None)
+        if meta:
+            return f"speaks about the prompt ({meta.strip()[:80]!r}) instead of telling the model what to do"
     return None
 
 
@@ -118,15 +122,33 @@ def parse_edit_proposal(reply: str, current: str) -> Proposal:
     """An edit reply applied to ``current``; EditRejected/ProposalRejected say why it cannot be used."""
     try:
         parsed = parse_edit_reply(reply)
-        text = apply_edits(current, parsed.edits)
+        edits = [_without_meta(edit, current) for edit in parsed.edits]
+        text = apply_edits(current, edits)
     except EditRejected as exc:
         raise ProposalRejected(str(exc)) from None
-    leaked = _reply_format_leak(parsed.edits, current)
+    leaked = _reply_format_leak(edits, current)
     if leaked:
         raise ProposalRejected(leaked)
     text = with_final_newline_of(current, text)
-    summary = "; ".join(e.describe() for e in parsed.edits)
+    summary = "; ".join(e.describe() for e in edits)
     return Proposal(rationale=parsed.rationale or summary, text=text, summary=summary, kind="edit")
+
+
+def _without_meta(edit: Edit, current: str) -> Edit:
+    """``edit`` without the sentences in its text that speak about the prompt rather than to the model (seen on
+    incidents: "In the prompt, explicitly define that P1 means ..." went in beside the definitions it restates);
+    EditRejected when nothing else is left. A prompt that itself speaks of prompts is left to say what it likes."""
+    if edit.op == "delete" or not _speaks_of_prompts(edit.text) or _speaks_of_prompts(current):
+        return edit
+    text = without_meta_sentences(edit.text, current)
+    if not text:
+        raise EditRejected(f"the edit {edit.text[:80]!r} speaks about the prompt instead of telling the model what "
+                           "to do; write the rule itself")
+    return Edit(edit.op, edit.target, text)
+
+
+def _speaks_of_prompts(text: str) -> bool:
+    return bool(META_SENTENCE.search(text))
 
 
 def _reply_format_leak(edits: Sequence[Edit], current: str) -> str | None:

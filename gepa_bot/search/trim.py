@@ -3,8 +3,9 @@
 Proposals from a small reflection model mostly add text: the same rule twice, generic advice next to the one
 sentence that helps. Nothing in GEPA's loop takes a sentence out again, so the best prompt grows. Here each
 sentence of the best candidate that is not in the seed prompt (and holds no placeholder) is tried without it,
-duplicates first and then the longest; a shorter candidate is kept when its val total reaches what its parent
-is known to score (a parent decided on part of val is known by that part: never less than the search's best).
+duplicates first, then sentences whose words the rest of the prompt already says, then the longest; a shorter
+candidate is kept when its val total reaches what its parent is known to score (a parent decided on part of val
+is known by that part: never less than the search's best).
 
 A trial scores val instances a batch at a time, the parent's best-scored first, and stops as soon as the
 verdict is certain: kept once its total reaches the parent's (scores are never negative), dropped once it can
@@ -27,11 +28,13 @@ from dataclasses import dataclass, field
 
 from gepa_bot.discovery import PLACEHOLDER
 from gepa_bot.search.edits import normalized, tidy_blank_lines, with_final_newline_of
+from gepa_bot.search.feedback_rules import content_words
 
 TRIM_SHARE = 0.15  # of the rollout budget, at most, for trimming (but one val pass when the budget is small)
 MIN_VAL_PASSES = 4  # a budget of fewer val passes than this is all the search's
 MAX_SCORE = 1.0  # the eval protocol's score range is 0..1
 EPSILON = 1e-9
+REDUNDANT_SHARE = 0.8  # of a sentence's content words that the rest of its prompt says: a restatement, cut early
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[*]?[A-Z])")
 
 
@@ -114,7 +117,9 @@ class TrimOutcome:
 
 
 def removable_sentences(seed: Mapping[str, str], candidate: Mapping[str, str]) -> list[Sentence]:
-    """Sentences of ``candidate`` that the seed does not have, in the order to try: repeats first, then longest."""
+    """Sentences of ``candidate`` that the seed does not have, in the order to try: repeats first, then
+    restatements (seen on incidents: "In the prompt, explicitly define that P1 means ..." after the P1 and P4
+    definitions), then the longest."""
     found: list[Sentence] = []
     for name, text in candidate.items():
         seed_text = normalized(seed.get(name, ""))
@@ -128,7 +133,17 @@ def removable_sentences(seed: Mapping[str, str], candidate: Mapping[str, str]) -
             repeats.append(sentence)
         seen.add(sentence.key)
     rest = sorted((s for s in found if s not in repeats), key=lambda s: -len(s.text))
-    return repeats + rest
+    restatements = [s for s in rest if restates(s, candidate[s.component])]
+    return repeats + restatements + [s for s in rest if s not in restatements]
+
+
+def restates(sentence: Sentence, text: str) -> bool:
+    """True when REDUNDANT_SHARE of ``sentence``'s content words occur in the other sentences of ``text`` (its
+    own copies aside: an exact repeat is a repeat)."""
+    words = content_words(sentence.text)
+    others = " ".join(s.text for s in _sentences(sentence.component, text) if s.key != sentence.key)
+    said = set(content_words(others))
+    return bool(words) and sum(w in said for w in words) >= REDUNDANT_SHARE * len(words)
 
 
 def trials_wanted(seed: Mapping[str, str], candidate: Mapping[str, str], n_val: int, max_rollouts: int) -> int:

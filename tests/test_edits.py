@@ -129,7 +129,10 @@ def test_proposal_keeps_the_trailing_newline_and_a_rationale():
 
 def test_an_edit_asking_for_json_is_refused_unless_the_prompt_already_speaks_of_json():
     # Seen with Qwen2.5-Coder-1.5B, whose reflection answer is constrained to JSON: the leak ends up in the prompt.
-    leak = json.dumps({"problem": "p", "instruction": "The model should answer with the prompt in JSON format."})
+    seen = json.dumps({"problem": "p", "instruction": "The model should answer with the prompt in JSON format."})
+    with pytest.raises(ProposalRejected, match="speaks about the prompt"):  # the meta-sentence check comes first
+        parse_edit_proposal(seen, 'Rate the word "{word}".\n')
+    leak = json.dumps({"problem": "p", "instruction": "The model should answer in JSON format."})
     with pytest.raises(ProposalRejected, match="asks for JSON"):
         parse_edit_proposal(leak, 'Rate the word "{word}".\n')
     json_prompt = 'Rate the word "{word}". Reply with a json object.\n'

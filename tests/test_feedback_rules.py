@@ -423,6 +423,9 @@ def test_a_sentence_about_the_prompt_itself_is_cut_from_the_condensed_rule():
     only_meta = json.dumps({"keep": [p1], "reason": "", "instruction": "This rule should be added to the prompt."})
     verbatim = parse_rules_proposal(only_meta, INCIDENT_PROMPT, statements, INCIDENTS)
     assert f"Under our policy P1 means {POLICY['P1']}.\n\nReport:" in verbatim.text and "should" not in verbatim.text
+    continents = json.dumps({"keep": [p1], "reason": "", "instruction": "Modify the prompt to include the rule "
+                             f"'P1 means {POLICY['P1']}'."})  # seen on the continents bench (c87ac0d, seed 1)
+    assert parse_rules_proposal(continents, INCIDENT_PROMPT, statements, INCIDENTS).text == verbatim.text
 
 
 def test_every_move_keeps_sentences_about_the_prompt_out_of_the_prompt():

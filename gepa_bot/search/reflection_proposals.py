@@ -138,7 +138,7 @@ def _without_meta(edit: Edit, current: str) -> Edit:
     """``edit`` without the sentences in its text that speak about the prompt rather than to the model (seen on
     incidents: "In the prompt, explicitly define that P1 means ..." went in beside the definitions it restates);
     EditRejected when nothing else is left. A prompt that itself speaks of prompts is left to say what it likes."""
-    if edit.op == "delete" or not _speaks_of_prompts(edit.text) or _speaks_of_prompts(current):
+    if edit.op == "delete" or not _speaks_of_prompts(edit.text):
         return edit
     text = without_meta_sentences(edit.text, current)
     if not text:
@@ -196,12 +196,15 @@ MAX_REASON_CHARS = 240
 META_SENTENCE = re.compile(
     r"\b(?:the|this) (?:prompt|rule|rules|instruction|instructions)\b[^.!?]*\b(?:should|must|needs? to|will)\b|"
     r"\bbe (?:modified|updated|changed|added|rewritten)\b|\bexplicitly (?:state|define|mention|say)|"
-    r"\b(?:in|to) (?:the|this) prompt\b", re.IGNORECASE)
+    r"\bprompts?\b", re.IGNORECASE)  # a task prompt that is not about prompts has no use for the word
 
 
 def without_meta_sentences(instruction: str, current: str) -> str:
     """The instruction without sentences about the prompt itself (seen with the 1.5B model after a correct rule:
-    "The prompt should be modified to explicitly state this rule."), which the task model would read as noise."""
+    "The prompt should be modified to explicitly state this rule."; on continents the whole rule came as "Modify the
+    prompt to include the rule '...'"), which the task model would read as noise."""
+    if _speaks_of_prompts(current):
+        return instruction  # a prompt about prompts may say so
     sentences = re.split(r"(?<=[.!?])\s+", " ".join(instruction.split()))
     kept = [s for s in sentences if not META_SENTENCE.search(s) or normalized(s) in normalized(current)]
     return " ".join(kept).strip()

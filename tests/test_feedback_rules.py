@@ -541,3 +541,18 @@ def test_a_proposal_that_returns_to_an_earlier_candidate_is_refused_and_keeps_it
                                                "different one")
     assert second.new_texts["p"].startswith("Rate the incident P1-P4.")
     assert reflector.rationales[candidate_hash(first.new_texts)]["p"].startswith("the policy")
+
+
+def test_a_proposal_that_only_changes_punctuation_is_refused_before_any_rollout(tmp_path):
+    """Seen on the incidents bench (e37c5b4, seed 1): a rewrite whose one change was a comma ("Under our policy,
+    P2 means ...") went to a minibatch."""
+    comma = f"Reason: clearer.\n````prompt\n{INCIDENT_PROMPT.replace('Report:', 'REPORT,', 1)}````"
+    other = "Reason: shorter.\n````prompt\nRate the incident P1-P4.\n\nReport: {report}\n````"
+    reflector, transport, runlog = _reflector(tmp_path, [comma, other], style="mixed")
+    reflector.calls = 2  # the plain rewrite's turn
+    proposal, _ = reflector.reflect({"p": INCIDENT_PROMPT}, {"p": INCIDENTS}, ["p"])
+    runlog.close()
+    assert len(transport.calls) == 2
+    assert reflector.rejected[0]["reason"] == ("the proposed prompt is identical to the current one apart from "
+                                               "punctuation and case; change what it says")
+    assert proposal.new_texts["p"].startswith("Rate the incident P1-P4.")

@@ -254,6 +254,12 @@ def same_apart_from_whitespace(a: str, b: str) -> bool:
     return a.split() == b.split()
 
 
+def same_words(a: str, b: str) -> bool:
+    """True when two prompts have the same words in the same order: only punctuation, case or spacing differ
+    (seen on incidents: a rewrite that added one comma, "Under our policy, P2 means ...", cost a minibatch)."""
+    return re.findall(r"\w+", a.lower()) == re.findall(r"\w+", b.lower())
+
+
 def keep_wrapping(current: str, proposed: str) -> str:
     """``proposed`` with every paragraph whose words are unchanged taken verbatim from ``current``.
 

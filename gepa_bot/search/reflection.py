@@ -36,7 +36,7 @@ from gepa_bot.evals.cache import candidate_hash
 from gepa_bot.runlog import RunLog
 from gepa_bot.search.adapter import SearchStatus
 from gepa_bot.search.budget import BudgetExhausted
-from gepa_bot.search.edits import ROLE_SCHEMA, RULES_SCHEMA
+from gepa_bot.search.edits import ROLE_SCHEMA, RULES_SCHEMA, same_words
 from gepa_bot.search.feedback_rules import Statement, extract_statements, worked_example
 from gepa_bot.search.llm import LLM, LLMError
 from gepa_bot.search.reflection_prompts import (
@@ -220,6 +220,9 @@ class RationaleReflector:
                 if proposal.rationale == "(no rationale given)":
                     proposal.rationale = (f"Plain rewrite, {len(current)} -> {len(proposal.text)} chars; the model was "
                                           "shown no failures and gave no reason.")
+        if same_words(proposal.text, current):
+            raise ProposalRejected("the proposed prompt is identical to the current one apart from punctuation and "
+                                   "case; change what it says")
         guard_generality(proposal, current, records)
         return proposal
 

@@ -556,3 +556,15 @@ def test_a_proposal_that_only_changes_punctuation_is_refused_before_any_rollout(
     assert reflector.rejected[0]["reason"] == ("the proposed prompt is identical to the current one apart from "
                                                "punctuation and case; change what it says")
     assert proposal.new_texts["p"].startswith("Rate the incident P1-P4.")
+
+
+def test_an_added_paragraph_keeps_only_the_sentences_the_prompt_does_not_have():
+    """Seen on the incidents bench (e37c5b4, seed 1): an added paragraph began with the prompt's first sentence."""
+    from gepa_bot.search.reflection_proposals import ProposalRejected, parse_edit_proposal
+
+    rule = f"P4 means {POLICY['P3']}."
+    again = json.dumps({"problem": "p", "instruction": f"Read the incident report and assign it a priority. {rule}"})
+    assert parse_edit_proposal(again, INCIDENT_PROMPT).text == INCIDENT_PROMPT.replace("Report:", f"{rule}\n\nReport:")
+    only_again = json.dumps({"problem": "p", "instruction": "Read the incident report and  assign it a priority."})
+    with pytest.raises(ProposalRejected, match="only repeats what the prompt already says"):
+        parse_edit_proposal(only_again, INCIDENT_PROMPT)

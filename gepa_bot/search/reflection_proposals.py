@@ -122,7 +122,7 @@ def parse_edit_proposal(reply: str, current: str) -> Proposal:
     """An edit reply applied to ``current``; EditRejected/ProposalRejected say why it cannot be used."""
     try:
         parsed = parse_edit_reply(reply)
-        edits = [_without_meta(edit, current) for edit in parsed.edits]
+        edits = [_without_meta(_only_new_sentences(edit, current), current) for edit in parsed.edits]
         text = apply_edits(current, edits)
     except EditRejected as exc:
         raise ProposalRejected(str(exc)) from None
@@ -145,6 +145,18 @@ def _without_meta(edit: Edit, current: str) -> Edit:
         raise EditRejected(f"the edit {edit.text[:80]!r} speaks about the prompt instead of telling the model what "
                            "to do; write the rule itself")
     return Edit(edit.op, edit.target, text)
+
+
+def _only_new_sentences(edit: Edit, current: str) -> Edit:
+    """An ``add`` edit without the sentences the prompt already has word for word (seen on incidents: an added
+    paragraph that began with the prompt's own first sentence); EditRejected when nothing new is left."""
+    if edit.op != "add" or placeholders_in(edit.text):  # a placeholder is refused with its own reason
+        return edit
+    sentences = re.split(r"(?<=[.!?])\s+", " ".join(edit.text.split()))
+    new = [s for s in sentences if normalized(s) not in normalized(current)]
+    if not new:
+        raise EditRejected(f"the edit {edit.text[:80]!r} only repeats what the prompt already says")
+    return edit if len(new) == len(sentences) else Edit(edit.op, edit.target, " ".join(new))
 
 
 def _speaks_of_prompts(text: str) -> bool:

@@ -68,6 +68,17 @@ def run_eval(task_dir: Path, prompt_file: str, text: str, ids: list[str], env: d
     return {i: results.get(i, {"id": i, "score": 0.0, "feedback": "no result"}) for i in ids}
 
 
+def write_probe_doc(out: Path, title: str, command: str, model: str, started: float, scope: str,
+                    columns: list[str], lines: list[str]) -> None:
+    """A probe's Markdown result: title, how it ran (command, date, machine, model, seconds), its table."""
+    machine = machine_info()
+    out.write_text("\n".join([
+        f"# {title}", "",
+        f"Command: `{command}`; {datetime.date.today()}; machine: {machine['nproc']} cores, {machine['cpu']}, Python "
+        f"{machine['python']}; task model `{model}`, temperature 0; {time.monotonic() - started:.0f} s. {scope}", "",
+        "| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns), *lines, ""]))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--task", default="arithmetic")
@@ -92,15 +103,10 @@ def main() -> int:
             print(lines[-1], flush=True)
     finally:
         server.stop()
-    machine = machine_info()
     out = args.out or ROOT / f"bench/results/instruction-probe-{args.task}.md"
-    out.write_text("\n".join([
-        f"# One instruction line on `{args.task}`, no search", "",
-        f"Command: `python bench/instruction_probe.py --task {args.task}`; {datetime.date.today()}; machine: "
-        f"{machine['nproc']} cores, {machine['cpu']}, Python {machine['python']}; task model "
-        f"`{server.models[0].name}`, temperature 0; {time.monotonic() - started:.0f} s. Train and val only "
-        "(test is held out).", "",
-        "| prompt | train | val | chars |", "| --- | --- | --- | --- |", *lines, ""]))
+    write_probe_doc(out, f"One instruction line on `{args.task}`, no search",
+                    f"python bench/instruction_probe.py --task {args.task}", server.models[0].name, started,
+                    "Train and val only (test is held out).", ["prompt", "train", "val", "chars"], lines)
     print(f"wrote {out}")
     return 0
 

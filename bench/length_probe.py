@@ -13,7 +13,6 @@ not). Run it alone on the machine: it serves the embedded model.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import sys
@@ -23,8 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-from instruction_probe import score  # noqa: E402
-from report import machine_info  # noqa: E402
+from instruction_probe import score, write_probe_doc  # noqa: E402
 
 from gepa_bot.models.modelserver import LocalModelServer  # noqa: E402
 
@@ -83,14 +81,10 @@ def main() -> int:
         lines = [line for task in args.tasks.split(",") for line in probe(task, env)]
     finally:
         server.stop()
-    machine = machine_info()
-    args.out.write_text("\n".join([
-        "# Length probe: the found rules in at most 2x the seed prompt, no search", "",
-        f"Command: `python bench/length_probe.py --tasks {args.tasks}`; {datetime.date.today()}; machine: "
-        f"{machine['nproc']} cores, {machine['cpu']}, Python {machine['python']}; task model "
-        f"`{server.models[0].name}`, temperature 0; {time.monotonic() - started:.0f} s. Train and val totals (a "
-        "partly right answer scores 0.5 on continents); test is held out.", "",
-        "| task | prompt | train | val | chars | vs seed |", "| --- | --- | --- | --- | --- | --- |", *lines, ""]))
+    write_probe_doc(args.out, "Length probe: the found rules in at most 2x the seed prompt, no search",
+                    f"python bench/length_probe.py --tasks {args.tasks}", server.models[0].name, started,
+                    "Train and val totals (a partly right answer scores 0.5 on continents); test is held out.",
+                    ["task", "prompt", "train", "val", "chars", "vs seed"], lines)
     print(f"wrote {args.out}")
     return 0
 

@@ -152,11 +152,16 @@ def _only_new_sentences(edit: Edit, current: str) -> Edit:
     paragraph that began with the prompt's own first sentence); EditRejected when nothing new is left."""
     if edit.op != "add" or placeholders_in(edit.text):  # a placeholder is refused with its own reason
         return edit
-    sentences = re.split(r"(?<=[.!?])\s+", " ".join(edit.text.split()))
+    sentences = _one_line_sentences(edit.text)
     new = [s for s in sentences if normalized(s) not in normalized(current)]
     if not new:
         raise EditRejected(f"the edit {edit.text[:80]!r} only repeats what the prompt already says")
     return edit if len(new) == len(sentences) else Edit(edit.op, edit.target, " ".join(new))
+
+
+def _one_line_sentences(text: str) -> list[str]:
+    """``text``'s sentences, each with its whitespace collapsed."""
+    return re.split(r"(?<=[.!?])\s+", " ".join(text.split()))
 
 
 def _speaks_of_prompts(text: str) -> bool:
@@ -217,8 +222,7 @@ def without_meta_sentences(instruction: str, current: str) -> str:
     prompt to include the rule '...'"), which the task model would read as noise."""
     if _speaks_of_prompts(current):
         return instruction  # a prompt about prompts may say so
-    sentences = re.split(r"(?<=[.!?])\s+", " ".join(instruction.split()))
-    kept = [s for s in sentences if not META_SENTENCE.search(s) or normalized(s) in normalized(current)]
+    kept = [s for s in _one_line_sentences(instruction) if not _speaks_of_prompts(s) or normalized(s) in normalized(current)]
     return " ".join(kept).strip()
 
 

@@ -53,9 +53,9 @@ def test_incidents_feedback_states_the_policy_rule_the_seed_prompt_lacks():
     assert module.score_row(rows["P1"], "P1")[0] == 1.0 and module.score_row(rows["P1"], "Priority: 1")[0] == 1.0
     records = _records(module, [(rows["P1"], "P3"), (rows["P1"], "P2"), (rows["P4"], "P1"), (rows["P2"], "High")],
                        "report")
-    texts = [s.text for s in extract_statements(records, seed)]
-    assert texts[0] == f"P1 means {module.POLICY['P1']}"  # said by three failures (the shortest wording)
-    assert f"Under our policy P4 means {module.POLICY['P4']}" in texts
+    statements = extract_statements(records, seed)
+    assert statements[0].scope == "Under our policy" and statements[0].ids == ("x0", "x1", "x2", "x3")
+    assert statements[0].definitions == tuple(module.POLICY.items())  # the whole scale, in the policy's words
 
 
 def test_continents_has_a_large_test_split_and_feedback_with_the_codes():

@@ -14,12 +14,15 @@ from gepa_bot.search.budget import Budget
 from gepa_bot.search.edits import INSTRUCTION_SCHEMA, RULES_SCHEMA, EditRejected, parse_rules_reply
 from gepa_bot.search.engine import ValGate
 from gepa_bot.search.feedback_rules import (
+    Statement,
+    definition,
     extract_statements,
     form_failures,
     output_shape,
     shape_changed,
     specific_phrases,
     stated_labels,
+    with_definitions_grouped,
     worked_example,
 )
 from gepa_bot.search.llm import LLM, Reply
@@ -58,14 +61,32 @@ PROMPT = "Read the ticket below and decide which queue it should go to.\n\nTicke
 INCIDENT_PROMPT = "Read the incident report and assign it a priority.\n\nReport: {report}\n\nPriority:\n"
 
 
-def test_statements_are_the_general_clauses_merged_across_failures_most_supported_first():
+def test_statements_are_the_general_clauses_merged_across_failures_and_a_scales_definitions_are_one():
     statements = extract_statements(INCIDENTS, INCIDENT_PROMPT)
-    texts = [s.text for s in statements]
-    assert texts[0] == f"Under our policy P1 means {POLICY['P1']}" and statements[0].ids == ("i1", "i2", "i4")
-    # the P3 definition comes as "P3 means ..." (after a ';') in three records: one statement, three ids
-    assert next(s for s in statements if s.text.startswith("P3 means")).ids == ("i1", "i3", "i4")
+    assert len(statements) == 1  # P1 (3 failures), P3 (3, after a ';'), P2 (1): one scale, so a choice takes it whole
+    scale = statements[0]
+    assert scale.definitions == tuple(POLICY.items()) and scale.scope == "Under our policy"
+    assert scale.text == "Under our policy: " + "; ".join(f"{label} means {meaning}" for label, meaning in POLICY.items())
+    assert scale.ids == ("i1", "i2", "i4", "i3")  # P1's failures first: it is the best-supported definition
     # no instance detail: the echoed report and the "expected X, got Y" heads are not statements
-    assert not any("Checkout" in t or "expected" in t.lower() or "report" in t.lower() for t in texts)
+    assert not any(w in scale.text for w in ("Checkout", "expected", "report"))
+
+
+def test_definitions_group_only_for_two_labels_and_never_for_pronouns():
+    one_label = [rec("a", "expected P1, got P2: under our policy P1 means an outage"),
+                 rec("b", "expected P1, got P3: P1 means an outage; this means the reply must name the label")]
+    texts = [(s.text, s.definitions) for s in extract_statements(one_label, INCIDENT_PROMPT)]
+    assert ("P1 means an outage", ()) in texts  # one label defined: a plain statement
+    assert any(text.startswith("This means") and not definitions for text, definitions in texts)
+    scale = with_definitions_grouped([Statement("'bug' means something is broken", ("t1",)),
+                                      Statement("Answer with one label", ("t1", "t2")),
+                                      Statement("'billing' means money", ("t2",)),
+                                      Statement("'bug' means an error", ("t3",))])
+    assert [s.text for s in scale] == ["'billing' means money; 'bug' means something is broken", "Answer with one label",
+                                       "'bug' means an error"]  # a second meaning stays out of the scale, on its own
+    assert scale[0].definitions == (("'billing'", "money"), ("'bug'", "something is broken")) and not scale[0].scope
+    assert definition("P10 means x") == ("", "P10", "x")
+    assert definition("Under the guide, P2 stands for y") == ("Under the guide", "P2", "y")
 
 
 def test_near_duplicate_statements_merge_and_numbers_or_echoes_are_dropped():
@@ -84,7 +105,9 @@ def test_near_duplicate_statements_merge_and_numbers_or_echoes_are_dropped():
 
 def test_statements_the_prompt_already_makes_are_left_out():
     prompt = INCIDENT_PROMPT + f"Under our policy P1 means {POLICY['P1']}.\n"
-    assert all(not s.text.startswith("Under our policy P1") for s in extract_statements(INCIDENTS, prompt))
+    statements = extract_statements(INCIDENTS, prompt)
+    assert [label for s in statements for label, _ in s.definitions] == ["P2", "P3"]
+    assert POLICY["P1"] not in " ".join(s.text for s in statements)
 
 
 def test_stated_labels_come_from_expected_got_and_listed_alternatives():
@@ -131,17 +154,19 @@ def test_rules_reply_parsing():
 
 def test_rules_proposal_uses_a_grounded_condensation_else_the_statements_verbatim():
     statements = extract_statements(INCIDENTS, INCIDENT_PROMPT)
-    p1 = 1 + next(i for i, s in enumerate(statements) if s.text.startswith("Under our policy P1"))
-    condensed = json.dumps({"keep": [p1], "reason": "outages were rated too low",
-                            "instruction": f"P1 means {POLICY['P1']}."})
+    short = "Under our policy P1 means an outage or data loss; P2 a core feature broken; P3 a workaround exists."
+    condensed = json.dumps({"keep": [1], "reason": "outages were rated too low", "instruction": short})
     proposal = parse_rules_proposal(condensed, INCIDENT_PROMPT, statements, INCIDENTS)
-    assert proposal.text == INCIDENT_PROMPT.replace("Report:", f"P1 means {POLICY['P1']}.\n\nReport:")
-    assert proposal.kind == "rules" and proposal.failure_ids == ("i1", "i2", "i4")
+    assert proposal.text == INCIDENT_PROMPT.replace("Report:", f"{short}\n\nReport:")
+    assert proposal.kind == "rules" and proposal.failure_ids == ("i1", "i2", "i4", "i3")
     assert proposal.rationale == "outages were rated too low"
-    invented = json.dumps({"keep": [p1], "reason": "", "instruction": "Prioritize severe issues like P1, P2 or P4."})
-    verbatim = parse_rules_proposal(invented, INCIDENT_PROMPT, statements, INCIDENTS)
-    assert f"Under our policy P1 means {POLICY['P1']}.\n\nReport:" in verbatim.text and "P4" not in verbatim.text
-    assert verbatim.rationale.startswith("The feedback on these failures states:")
+    verbatim = "Under our policy:\n" + "".join(f"{label} means {meaning}.\n" for label, meaning in POLICY.items())
+    invented = json.dumps({"keep": [1], "reason": "", "instruction": "Prioritize severe issues like P1, P2 or P3."})
+    dropped = json.dumps({"keep": [1], "reason": "", "instruction": f"P1 means {POLICY['P1']}."})  # P2, P3 left out
+    for reply in (invented, dropped):
+        proposal = parse_rules_proposal(reply, INCIDENT_PROMPT, statements, INCIDENTS)
+        assert proposal.text == INCIDENT_PROMPT.replace("Report:", f"{verbatim}\nReport:")
+        assert proposal.rationale.startswith("The feedback on these failures states:")
 
 
 class Scripted:
@@ -163,19 +188,22 @@ def _reflector(tmp_path, replies, style="mixed"):
 
 
 def test_mixed_rotation_asks_for_rules_with_numbered_statements_and_records_reason_and_failure_ids(tmp_path):
-    reply = json.dumps({"keep": [1], "reason": "outages were rated P2 or P3", "instruction": f"P1 means {POLICY['P1']}."})
+    scale = "P1 means an outage; P2 means a broken core feature; P3 means a workaround exists."
+    reply = json.dumps({"keep": [1], "reason": "outages were rated P2 or P3", "instruction": scale})
     reflector, transport, runlog = _reflector(tmp_path, [reply])
     parent = {"p": INCIDENT_PROMPT}
     proposal, _ = reflector.reflect(parent, {"p": INCIDENTS}, ["p"])
     runlog.close()
     asked = transport.calls[0]
-    assert f"1. Under our policy P1 means {POLICY['P1']} [3]" in asked["content"]
+    assert f"1. Under our policy: P1 means {POLICY['P1']}; P2 means {POLICY['P2']}; P3" in asked["content"]
+    assert f"{POLICY['P3']} [4]\n\nSome of the wrong answers" in asked["content"]  # one numbered rule
     assert asked["response_format"] == {"type": "json_object", "schema": RULES_SCHEMA}
     child = candidate_hash({**parent, **proposal.new_texts})
-    assert reflector.rationales[child] == {"p": "outages were rated P2 or P3 (failures: i1, i2, i4)"}
-    assert reflector.motivations[child] == {"p": ["i1", "i2", "i4"]} and reflector.kinds[child] == {"p": "rules"}
+    assert reflector.rationales[child] == {"p": "outages were rated P2 or P3 (failures: i1, i2, i4, i3)"}
+    assert reflector.motivations[child] == {"p": ["i1", "i2", "i4", "i3"]} and reflector.kinds[child] == {"p": "rules"}
+    assert scale in proposal.new_texts["p"]
     logged = [r for r in read_records(tmp_path / "run") if r["kind"] == "proposal"][0]
-    assert logged["failures"] == {"p": ["i1", "i2", "i4"]}
+    assert logged["failures"] == {"p": ["i1", "i2", "i4", "i3"]}
 
 
 def test_mixed_rotation_adds_a_worked_example_without_an_llm_call_once_per_parent(tmp_path):
@@ -234,7 +262,7 @@ def test_the_rewrite_request_lists_the_feedback_statements(tmp_path):
     reflector.reflect({"p": INCIDENT_PROMPT}, {"p": INCIDENTS}, ["p"])
     runlog.close()
     assert "## Rules the feedback states" in transport.calls[0]["content"]
-    assert f"Under our policy P1 means {POLICY['P1']} [3]" in transport.calls[0]["content"]
+    assert f"Under our policy: P1 means {POLICY['P1']}; P2 means" in transport.calls[0]["content"]
 
 
 def test_with_schema_keeps_the_constrained_mode():
@@ -412,17 +440,18 @@ def test_a_sentence_about_the_prompt_itself_is_cut_from_the_condensed_rule():
     """Seen in the quick start (1.5B reflector): a correct rule followed by "The prompt should be modified to
     explicitly state this rule.", which went into the candidate prompt as is."""
     statements = extract_statements(INCIDENTS, INCIDENT_PROMPT)
-    p1 = 1 + next(i for i, s in enumerate(statements) if s.text.startswith("Under our policy P1"))
+    p1 = 1  # the scale P1-P3
+    rule = "P1 means an outage or data loss; P2 means a broken core feature; P3 means a workaround exists."
     meta = json.dumps({"keep": [p1], "reason": "outages were rated too low", "instruction":
-                       f"P1 means {POLICY['P1']}. The prompt should be modified to explicitly state this rule."})
+                       f"{rule} The prompt should be modified to explicitly state this rule."})
     proposal = parse_rules_proposal(meta, INCIDENT_PROMPT, statements, INCIDENTS)
-    assert proposal.text == INCIDENT_PROMPT.replace("Report:", f"P1 means {POLICY['P1']}.\n\nReport:")
-    incidents_bench = json.dumps({"keep": [p1], "reason": "", "instruction": f"P1 means {POLICY['P1']}. In the prompt, "
+    assert proposal.text == INCIDENT_PROMPT.replace("Report:", f"{rule}\n\nReport:")
+    incidents_bench = json.dumps({"keep": [p1], "reason": "", "instruction": f"{rule} In the prompt, "
                                   f"explicitly define that P1 means {POLICY['P1']}."})  # seen on the incidents bench
     assert parse_rules_proposal(incidents_bench, INCIDENT_PROMPT, statements, INCIDENTS).text == proposal.text
     only_meta = json.dumps({"keep": [p1], "reason": "", "instruction": "This rule should be added to the prompt."})
     verbatim = parse_rules_proposal(only_meta, INCIDENT_PROMPT, statements, INCIDENTS)
-    assert f"Under our policy P1 means {POLICY['P1']}.\n\nReport:" in verbatim.text and "should" not in verbatim.text
+    assert f"Under our policy:\nP1 means {POLICY['P1']}.\n" in verbatim.text and "should" not in verbatim.text
     continents = json.dumps({"keep": [p1], "reason": "", "instruction": "Modify the prompt to include the rule "
                              f"'P1 means {POLICY['P1']}'."})  # seen on the continents bench (c87ac0d, seed 1)
     assert parse_rules_proposal(continents, INCIDENT_PROMPT, statements, INCIDENTS).text == verbatim.text

@@ -7,7 +7,9 @@ requirements), de-duplicates them, and lets the model pick and condense them (ge
 ``rules`` move). This module is the deterministic half:
 
 - :func:`extract_statements`: feedback -> clauses -> the general ones (a rule cue, no instance detail),
-  normalized and near-duplicates merged, each with the ids of the instances whose feedback states it;
+  normalized and near-duplicates merged, each with the ids of the instances whose feedback states it; the
+  definitions of two or more labels ("P1 means ...", "P2 means ...") are one statement, so a choice takes the
+  whole scale (seen on the incidents bench: offered four definitions one by one, the 1.5B model kept two);
 - :func:`specific_phrases`: the generality guard, n-grams of a proposed text that only one training
   instance's input/feedback contains (not a label the feedback states, not in the prompt, not in a statement);
 - :func:`form_failures` / :func:`worked_example`: failures about the answer's form, and a train instance
@@ -59,6 +61,10 @@ class Statement:
 
     text: str
     ids: tuple[str, ...]
+    definitions: tuple[tuple[str, str], ...] = ()
+    """(label, meaning) pairs when this statement is the feedback's definitions of several labels."""
+    scope: str = ""
+    """What the definitions hold under ("under our policy"), when the feedback says."""
 
     @property
     def support(self) -> int:
@@ -197,7 +203,58 @@ def extract_statements(records: Sequence[Mapping[str, Any]], current: str = "",
             else:
                 merged.append((text, [rid]))
     order = sorted(range(len(merged)), key=lambda i: (-len(merged[i][1]), i))
-    return [Statement(merged[i][0], tuple(merged[i][1])) for i in order[:limit]]
+    return with_definitions_grouped([Statement(merged[i][0], tuple(merged[i][1])) for i in order])[:limit]
+
+
+DEFINITION = re.compile(
+    r"^(?:(?P<scope>(?:under|per|by|in) (?:our|the|this) [\w ]{1,30}?),?\s+)?"
+    r"(?P<label>[\w-]{1,24}|'[^']{1,24}'|\"[^\"]{1,24}\") (?:means|is defined as|stands for) (?P<meaning>.+)$",
+    re.IGNORECASE)
+
+
+def definition(text: str) -> tuple[str, str, str] | None:
+    """(scope, label as written, meaning) of a statement that defines one label ("Under our policy P1 means ...",
+    "'billing' means ..."), else None."""
+    found = DEFINITION.match(text.strip().rstrip("."))
+    if not found or found.group("label").lower() in STOPWORDS:  # "This means ...", "It means ..."
+        return None
+    return (found.group("scope") or "").strip(), found.group("label"), found.group("meaning").strip()
+
+
+def bare_label(label: str) -> str:
+    return label.strip("'\"").lower()
+
+
+def with_definitions_grouped(statements: Sequence[Statement]) -> list[Statement]:
+    """``statements`` with the definitions of two or more distinct labels replaced by one statement, in label
+    order, at the place of the best-supported one; a label defined twice keeps its better-supported meaning."""
+    found: dict[str, tuple[tuple[str, str, str], Statement]] = {}
+    for statement in statements:
+        parsed = definition(statement.text)
+        if parsed and bare_label(parsed[1]) not in found:
+            found[bare_label(parsed[1])] = (parsed, statement)
+    if len(found) < 2:
+        return list(statements)
+    pairs = tuple(sorted(((label, meaning) for (_, label, meaning), _ in found.values()),
+                         key=lambda pair: _label_order(bare_label(pair[0]))))
+    scope = next((scope for (scope, _, _), _ in found.values() if scope), "")
+    scale = "; ".join(f"{label} means {meaning}" for label, meaning in pairs)
+    text = (scope[0].upper() + scope[1:] + ": " if scope else "") + scale
+    group = Statement(text, tuple(dict.fromkeys(i for _, s in found.values() for i in s.ids)), pairs, scope)
+    members = {id(s) for _, s in found.values()}
+    grouped: list[Statement] = []
+    for statement in statements:
+        if id(statement) not in members:
+            grouped.append(statement)
+        elif group not in grouped:
+            grouped.append(group)
+    return grouped
+
+
+def _label_order(label: str) -> tuple[str, int]:
+    """"P2" before "P10": the label's letters, then its number."""
+    number = re.search(r"\d+", label)
+    return re.sub(r"\d+", "", label.lower()), int(number.group(0)) if number else -1
 
 
 def stated_labels(records: Iterable[Mapping[str, Any]]) -> set[str]:

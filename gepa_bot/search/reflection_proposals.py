@@ -29,6 +29,7 @@ from gepa_bot.search.edits import (
 from gepa_bot.search.feedback_rules import (
     STOPWORDS,
     Statement,
+    bare_label,
     covered_by,
     extract_statements,
     record_id,
@@ -195,8 +196,8 @@ def parse_rules_proposal(reply: str, current: str, statements: Sequence[Statemen
     chosen = [statements[n - 1] for n in parsed.keep]
     vocabulary = " ".join([current, *(s.text for s in chosen), *stated_labels(records)])
     instruction = without_meta_sentences(parsed.instruction, current)
-    wording = instruction if instruction and grounded(instruction, vocabulary) else \
-        " ".join(_as_sentence(s.text) for s in chosen)
+    condensed = grounded(instruction, vocabulary) and not labels_left_out(instruction, chosen)
+    wording = instruction if instruction and condensed else "\n".join(_verbatim(s) for s in chosen)
     try:
         text = apply_edits(current, [Edit("add", "", wording)])
     except EditRejected as exc:
@@ -240,6 +241,21 @@ def grounded(instruction: str, vocabulary: str) -> bool:
     known = {w.lower() for w in re.findall(r"[A-Za-z0-9_]+", vocabulary)}
     words = [w.lower() for w in re.findall(r"[A-Za-z0-9_]+", instruction) if w.lower() not in STOPWORDS]
     return bool(words) and sum(w in known or w.rstrip("s") in known for w in words) >= GROUNDED_SHARE * len(words)
+
+
+def labels_left_out(instruction: str, chosen: Sequence[Statement]) -> list[str]:
+    """The labels that the chosen statements define and the condensed ``instruction`` never names: a condensing
+    that drops part of a scale (P1-P4 down to P1 and P4) falls back to the statements' own words."""
+    named = {w.lower() for w in re.findall(r"[\w-]+", instruction)}
+    return [label for s in chosen for label, _ in s.definitions if bare_label(label) not in named]
+
+
+def _verbatim(statement: Statement) -> str:
+    """A statement as prompt text: one sentence, or for a group of definitions one line per label."""
+    if not statement.definitions:
+        return _as_sentence(statement.text)
+    lines = [_as_sentence(f"{label} means {meaning}") for label, meaning in statement.definitions]
+    return "\n".join(([_as_sentence(statement.scope).rstrip(".") + ":"] if statement.scope else []) + lines)
 
 
 def _as_sentence(text: str) -> str:

@@ -27,6 +27,7 @@ from gepa_bot.search.feedback_rules import (
 )
 from gepa_bot.search.llm import LLM, Reply
 from gepa_bot.search.reflection import RationaleReflector, parse_rules_proposal, with_schema
+from gepa_bot.search.reflection_proposals import labels_left_out
 
 POLICY = {"P1": "a customer-facing outage, data loss or a security breach",
           "P2": "a core feature broken for many customers with no workaround",
@@ -163,6 +164,8 @@ def test_rules_proposal_uses_a_grounded_condensation_else_the_statements_verbati
     verbatim = "Under our policy:\n" + "".join(f"{label} means {meaning}.\n" for label, meaning in POLICY.items())
     invented = json.dumps({"keep": [1], "reason": "", "instruction": "Prioritize severe issues like P1, P2 or P3."})
     dropped = json.dumps({"keep": [1], "reason": "", "instruction": f"P1 means {POLICY['P1']}."})  # P2, P3 left out
+    assert labels_left_out("P1 or P10: 'feature request' and P2-ish", [Statement("x", (), (
+        ("P1", "a"), ("P2", "b"), ("'feature request'", "c")))]) == ["P2"]  # whole labels, a multi-word one too
     for reply in (invented, dropped):
         proposal = parse_rules_proposal(reply, INCIDENT_PROMPT, statements, INCIDENTS)
         assert proposal.text == INCIDENT_PROMPT.replace("Report:", f"{verbatim}\nReport:")

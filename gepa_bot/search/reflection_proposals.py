@@ -246,8 +246,9 @@ def grounded(instruction: str, vocabulary: str) -> bool:
 def labels_left_out(instruction: str, chosen: Sequence[Statement]) -> list[str]:
     """The labels that the chosen statements define and the condensed ``instruction`` never names: a condensing
     that drops part of a scale (P1-P4 down to P1 and P4) falls back to the statements' own words."""
-    named = {w.lower() for w in re.findall(r"[\w-]+", instruction)}
-    return [label for s in chosen for label, _ in s.definitions if bare_label(label) not in named]
+    said = instruction.lower()
+    return [label for s in chosen for label, _ in s.definitions
+            if not re.search(rf"(?<![\w-]){re.escape(bare_label(label))}(?![\w-])", said)]
 
 
 def _verbatim(statement: Statement) -> str:

@@ -161,6 +161,8 @@ def test_rules_proposal_uses_a_grounded_condensation_else_the_statements_verbati
     assert proposal.text == INCIDENT_PROMPT.replace("Report:", f"{short}\n\nReport:")
     assert proposal.kind == "rules" and proposal.failure_ids == ("i1", "i2", "i4", "i3")
     assert proposal.rationale == "outages were rated too low"
+    unfinished = json.dumps({"keep": [1], "reason": "", "instruction": short.rstrip(".")})  # seen in the quick start
+    assert parse_rules_proposal(unfinished, INCIDENT_PROMPT, statements, INCIDENTS).text == proposal.text
     verbatim = "Under our policy:\n" + "".join(f"{label} means {meaning}.\n" for label, meaning in POLICY.items())
     invented = json.dumps({"keep": [1], "reason": "", "instruction": "Prioritize severe issues like P1, P2 or P3."})
     dropped = json.dumps({"keep": [1], "reason": "", "instruction": f"P1 means {POLICY['P1']}."})  # P2, P3 left out

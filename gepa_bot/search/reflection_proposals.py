@@ -197,7 +197,7 @@ def parse_rules_proposal(reply: str, current: str, statements: Sequence[Statemen
     vocabulary = " ".join([current, *(s.text for s in chosen), *stated_labels(records)])
     instruction = without_meta_sentences(parsed.instruction, current)
     condensed = grounded(instruction, vocabulary) and not labels_left_out(instruction, chosen)
-    wording = instruction if instruction and condensed else "\n".join(_verbatim(s) for s in chosen)
+    wording = _as_sentence(instruction) if instruction and condensed else "\n".join(_verbatim(s) for s in chosen)
     try:
         text = apply_edits(current, [Edit("add", "", wording)])
     except EditRejected as exc:

@@ -602,3 +602,8 @@ def test_an_added_paragraph_keeps_only_the_sentences_the_prompt_does_not_have():
     only_again = json.dumps({"problem": "p", "instruction": "Read the incident report and  assign it a priority."})
     with pytest.raises(ProposalRejected, match="only repeats what the prompt already says"):
         parse_edit_proposal(only_again, INCIDENT_PROMPT)
+    quoted = json.dumps({"problem": "p", "instruction": "read the incident report and assign it a 'priority'!"})
+    with pytest.raises(ProposalRejected, match="only repeats what the prompt already says"):  # seen on tickets
+        parse_edit_proposal(quoted, INCIDENT_PROMPT)
+    partial = json.dumps({"problem": "p", "instruction": "Read the incident."})  # a sentence's start is new text
+    assert "Read the incident.\n\nReport:" in parse_edit_proposal(partial, INCIDENT_PROMPT).text

@@ -257,7 +257,12 @@ def same_apart_from_whitespace(a: str, b: str) -> bool:
 def same_words(a: str, b: str) -> bool:
     """True when two prompts have the same words in the same order: only punctuation, case or spacing differ
     (seen on incidents: a rewrite that added one comma, "Under our policy, P2 means ...", cost a minibatch)."""
-    return re.findall(r"\w+", a.lower()) == re.findall(r"\w+", b.lower())
+    return words_of(a) == words_of(b)
+
+
+def words_of(text: str) -> list[str]:
+    """``text``'s words, lowercased, without punctuation."""
+    return re.findall(r"\w+", text.lower())
 
 
 def keep_wrapping(current: str, proposed: str) -> str:

@@ -25,6 +25,7 @@ from gepa_bot.search.edits import (
     parse_rules_reply,
     same_apart_from_whitespace,
     with_final_newline_of,
+    words_of,
 )
 from gepa_bot.search.feedback_rules import (
     STOPWORDS,
@@ -149,12 +150,14 @@ def _without_meta(edit: Edit, current: str) -> Edit:
 
 
 def _only_new_sentences(edit: Edit, current: str) -> Edit:
-    """An ``add`` edit without the sentences the prompt already has word for word (seen on incidents: an added
-    paragraph that began with the prompt's own first sentence); EditRejected when nothing new is left."""
+    """An ``add`` edit without the sentences the prompt already has word for word, whatever the punctuation or case
+    (seen on incidents: an added paragraph that began with the prompt's own first sentence; on tickets: "... classified
+    as a 'bug'." under "... classified as a bug."); EditRejected when nothing new is left."""
     if edit.op != "add" or placeholders_in(edit.text):  # a placeholder is refused with its own reason
         return edit
     sentences = _one_line_sentences(edit.text)
-    new = [s for s in sentences if normalized(s) not in normalized(current)]
+    said = {tuple(words_of(s)) for s in _one_line_sentences(current)}
+    new = [s for s in sentences if normalized(s) not in normalized(current) and tuple(words_of(s)) not in said]
     if not new:
         raise EditRejected(f"the edit {edit.text[:80]!r} only repeats what the prompt already says")
     return edit if len(new) == len(sentences) else Edit(edit.op, edit.target, " ".join(new))

@@ -22,6 +22,7 @@ from typing import Any
 from arms import METHODS, BenchOptions, Outcome, Point, Task, best_of_n_count, make_config, run_arm, seed_candidate, settings_for
 from report import ROW_FIELDS, machine_info, write_plot, write_results
 
+from gepa_bot.cli import interrupt_on_sigterm
 from gepa_bot.config import DEFAULT_CONFIG_NAME, LOCAL_MODEL, Config
 from gepa_bot.discovery import render_files
 from gepa_bot.evals.cache import candidate_hash
@@ -178,6 +179,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    interrupt_on_sigterm()  # `kill` of a bench run stops its model server too (atexit does not run on SIGTERM)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.render_only:
         return render(args.out, args.note)

@@ -59,7 +59,7 @@ def delete_run_dir(run_dir: Path) -> None:
     shutil.rmtree(run_dir)
 
 
-def _interrupt_on_sigterm() -> None:
+def interrupt_on_sigterm() -> None:
     """CI cancellation sends SIGTERM: treat it like Ctrl-C so the run log is closed and servers stop. SIGINT too,
     even when this process was started with SIGINT ignored (`cmd &` in a script, nohup): that is inherited, and
     `kill -INT` would then never stop the run."""
@@ -74,7 +74,7 @@ def _interrupt_on_sigterm() -> None:
 @click.version_option(package_name="gepa-bot")
 def main() -> None:
     """Optimize the prompts in a repository with GEPA and propose the result as a pull request."""
-    _interrupt_on_sigterm()
+    interrupt_on_sigterm()
 
 
 @main.command("optimize")

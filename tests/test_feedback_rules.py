@@ -27,7 +27,13 @@ from gepa_bot.search.feedback_rules import (
 )
 from gepa_bot.search.llm import LLM, Reply
 from gepa_bot.search.reflection import RationaleReflector, parse_rules_proposal, with_schema
-from gepa_bot.search.reflection_proposals import labels_left_out
+from gepa_bot.search.reflection_proposals import (
+    Proposal,
+    ProposalRejected,
+    guard_stated_numbers,
+    labels_left_out,
+    stated_numbers,
+)
 
 POLICY = {"P1": "a customer-facing outage, data loss or a security breach",
           "P2": "a core feature broken for many customers with no workaround",
@@ -607,3 +613,38 @@ def test_an_added_paragraph_keeps_only_the_sentences_the_prompt_does_not_have():
         parse_edit_proposal(quoted, INCIDENT_PROMPT)
     partial = json.dumps({"problem": "p", "instruction": "Read the incident."})  # a sentence's start is new text
     assert "Read the incident.\n\nReport:" in parse_edit_proposal(partial, INCIDENT_PROMPT).text
+
+
+def test_stated_numbers_are_the_numbers_written_on_their_own():
+    assert stated_numbers("Rate from -5 (very negative) to 5 (very positive).") == {-5.0, 5.0}
+    assert stated_numbers("a score of 1-5, at most 12,000 chars, 0.5 steps, \u22122 too") == {1.0, 5.0, 12000.0, 0.5,
+                                                                                           -2.0}
+    assert stated_numbers("P1 (highest) to P4 (lowest), gpt-4, v2") == set()  # numbers inside names
+
+
+SENTIMENT_PROMPT = "Rate the sentiment of the text from -5 (very negative) to 5 (very positive).\n\nText: {text}\n"
+SENTIMENT = [rec("s1", "expected -3, got 2", output="2"), rec("s2", "expected 4, got 1", output="1")]
+
+
+def test_a_rewrite_that_changes_the_scale_the_user_wrote_is_refused_and_retried(tmp_path):
+    """afinn bench: "-5 ... to 5" became "1 (negative) to 5 (positive)" and reached val on a tie at 0."""
+    changed = "Reason: the scale was unclear.\n````prompt\nRate the text from 1 (negative) to 5 (positive).\n\n" \
+              "Text: {text}\n````"
+    kept = "Reason: replies missed the sign.\n````prompt\nRate the sentiment from -5 (very negative) to 5 (very " \
+           "positive); a negative text gets a negative number.\n\nText: {text}\n````"
+    reflector, transport, runlog = _reflector(tmp_path, [changed, kept], style="rewrite")
+    reflector.originals = {"p": SENTIMENT_PROMPT}
+    proposal, _ = reflector.reflect({"p": SENTIMENT_PROMPT}, {"p": SENTIMENT}, ["p"])
+    runlog.close()
+    assert reflector.rejected[0]["reason"] == ("the proposed prompt drops the number(s) -5 that the original prompt "
+                                               "states (a scale, a limit or a format); keep them as they are")
+    assert "drops the number(s) -5" in transport.calls[1]["content"]
+    assert "a negative text gets a negative number" in proposal.new_texts["p"]
+
+
+def test_numbers_a_candidate_added_itself_may_go_and_the_users_own_may_not():
+    added = Proposal(rationale="r", text="Rate it from -5 to 5.\n{text}\n")
+    guard_stated_numbers(added, "Rate it from -5 to 5.\nExample: 'meh' -> 0\n{text}\n", "Rate it from -5 to 5.\n{text}\n")
+    with pytest.raises(ProposalRejected, match=r"drops the number\(s\) -5, 5"):
+        guard_stated_numbers(Proposal(rationale="r", text="Rate it.\n{text}\n"), SENTIMENT_PROMPT, SENTIMENT_PROMPT)
+    guard_stated_numbers(Proposal(rationale="r", text="Rate it.\n{text}\n"), SENTIMENT_PROMPT, "")  # no original known

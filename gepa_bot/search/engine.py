@@ -78,7 +78,7 @@ def run_search(session: RunSession) -> RunResult:
     reflector = RationaleReflector(llm=session.llm, runlog=runlog, attempts=config.optimizer.reflection_attempts,
                                    style=style, response_format=functools.partial(
                                        edit_response_format, reflection["model"], reflection.get("api_base")),
-                                   status=session.adapter.status,
+                                   status=session.adapter.status, originals=session.seed_candidate,
                                    warm_start_rewrites=warm_start_rewrites(config, style, len(session.split.val)))
     session.adapter.on_val_scored = reflector.accepted.add
     session.adapter.extra_train_failures = EXTRA_TRAIN_FAILURES if settings.proposer == "gepa_bot" else 0

@@ -20,7 +20,8 @@ of every candidate and refuse bad proposals before a single rollout is spent on 
 
 Every proposal but a worked example passes the generality guard first: a new phrase that only one training
 instance's input/feedback contains ("an export feature in Firefox") is refused, and the model retried with
-the reason. Each proposal keeps the model's own reason and the ids of the failures it was shown.
+the reason; so is one that drops a number the user's prompt states (a scale such as "-5 to 5", a limit). Each
+proposal keeps the model's own reason and the ids of the failures it was shown.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ from gepa_bot.search.reflection_proposals import (
     ProposalRejected,
     example_proposal,
     guard_generality,
+    guard_stated_numbers,
     parse_edit_proposal,
     parse_reply,
     parse_role_proposal,
@@ -107,6 +109,7 @@ class RationaleReflector:
     reflections: int = 0
     ungated: set[str] = field(default_factory=set)  # candidate hashes of warm-start rewrites: scored on val as is
     status: SearchStatus | None = None  # counts for the progress line
+    originals: Mapping[str, str] = field(default_factory=dict)  # the user's prompts (seed candidate), by component
 
     def reflect(self, candidate: dict[str, str], reflective_dataset: Mapping[str, Sequence[Mapping[str, Any]]],
                 components_to_update: list[str]) -> tuple[ReflectionProposal, RationaleReflector]:
@@ -256,6 +259,7 @@ class RationaleReflector:
             proposal.raw_lm_outputs[name] = reply.text
             try:
                 result = self._parse(kind, reply.text, current, records, statements, task_prompt)
+                guard_stated_numbers(result, current, self.originals.get(name, ""))
                 self._refuse_a_known_candidate(name, result, siblings)
                 return result
             except ProposalRejected as exc:

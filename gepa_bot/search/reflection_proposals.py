@@ -320,6 +320,26 @@ def example_proposal(current: str, records: Sequence[Mapping[str, Any]]) -> Prop
                     failure_ids=tuple(form_ids))
 
 
+STATED_NUMBER = re.compile(r"(?<![\w.])(?<![A-Za-z_][-\u2212])[-\u2212]?\d+(?:,\d{3})*(?:\.\d+)?")
+"""A number written on its own ("-5", "0.5", "12,000", the 1 and 5 of "1-5"), not one in a name (P1, gpt-4, v2)."""
+
+
+def stated_numbers(text: str) -> set[float]:
+    """The numbers ``text`` states (see STATED_NUMBER), by value: "5" and "5.0" are one number."""
+    return {float(match.replace("\u2212", "-").replace(",", "")) for match in STATED_NUMBER.findall(text)}
+
+
+def guard_stated_numbers(proposal: Proposal, current: str, original: str) -> None:
+    """ProposalRejected when the new text drops a number that both the user's prompt and the current one state: a
+    scale, a limit or a format is the user's decision (seen on afinn: "-5 (very negative) to 5 (very positive)"
+    rewritten to "1 (negative) to 5 (positive)" reached val on a tie at 0)."""
+    dropped = (stated_numbers(original) & stated_numbers(current)) - stated_numbers(proposal.text)
+    if dropped:
+        shown = ", ".join(f"{n:g}" for n in sorted(dropped))
+        raise ProposalRejected(f"the proposed prompt drops the number(s) {shown} that the original prompt states (a "
+                               "scale, a limit or a format); keep them as they are")
+
+
 def guard_generality(proposal: Proposal, current: str, records: Sequence[Mapping[str, Any]]) -> None:
     """ProposalRejected when the new text quotes a phrase that only one training instance's input/feedback has."""
     if proposal.kind == "example" or not records:

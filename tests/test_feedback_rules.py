@@ -32,6 +32,7 @@ from gepa_bot.search.reflection_proposals import (
     ProposalRejected,
     guard_stated_numbers,
     labels_left_out,
+    reason_about_the_change,
     stated_numbers,
 )
 
@@ -648,3 +649,22 @@ def test_numbers_a_candidate_added_itself_may_go_and_the_users_own_may_not():
     with pytest.raises(ProposalRejected, match=r"drops the number\(s\) -5, 5"):
         guard_stated_numbers(Proposal(rationale="r", text="Rate it.\n{text}\n"), SENTIMENT_PROMPT, SENTIMENT_PROMPT)
     guard_stated_numbers(Proposal(rationale="r", text="Rate it.\n{text}\n"), SENTIMENT_PROMPT, "")  # no original known
+
+
+def test_a_rewrite_reason_that_answers_the_task_instead_gives_way_to_the_facts(tmp_path):
+    """tickets bench (2ca8c04, seed 2): the reason of a plain rewrite was a ticket's answer."""
+    answering = "Reason: The ticket should be directed to the billing queue as it pertains to financial transactions." \
+                "\n````prompt\nGive the queue of the ticket.\n\nTicket:\n{ticket}\n````"
+    explaining = "Reason: the queues were not listed, so the model guessed.\n````prompt\nGive the queue of the ticket " \
+                 "(billing, bug, account, feature_request or other).\n\nTicket:\n{ticket}\n````"
+    reflector, _, runlog = _reflector(tmp_path, [answering, explaining], style="mixed")
+    reflector.warm_start_rewrites = 2
+    stating_nothing = [r for r in TICKETS if r["Inputs"]["instance_id"] == "t3"]
+    first, _ = reflector.reflect({"p": PROMPT}, {"p": stating_nothing}, ["p"])
+    second, _ = reflector.reflect({"p": PROMPT}, {"p": stating_nothing}, ["p"])
+    runlog.close()
+    rationales = [reflector.rationales[candidate_hash(p.new_texts)]["p"] for p in (first, second)]
+    assert rationales[0] == f"Plain rewrite, {len(PROMPT)} -> {len(first.new_texts['p'])} chars; the model was shown " \
+                            "no failures and its reason was not about the change."
+    assert rationales[1] == "the queues were not listed, so the model guessed."
+    assert not reason_about_the_change("I will now use the ticket content to determine its appropriate queue.")

@@ -62,6 +62,7 @@ from gepa_bot.search.reflection_proposals import (
     parse_reply,
     parse_role_proposal,
     parse_rules_proposal,
+    reason_about_the_change,
     task_prompt_of,
     usable_reason,
 )
@@ -223,6 +224,9 @@ class RationaleReflector:
                 if proposal.rationale == "(no rationale given)":
                     proposal.rationale = (f"Plain rewrite, {len(current)} -> {len(proposal.text)} chars; the model was "
                                           "shown no failures and gave no reason.")
+                elif not reason_about_the_change(proposal.rationale):
+                    proposal.rationale = (f"Plain rewrite, {len(current)} -> {len(proposal.text)} chars; the model was "
+                                          "shown no failures and its reason was not about the change.")
         if same_words(proposal.text, current):
             raise ProposalRejected("the proposed prompt is identical to the current one apart from punctuation and "
                                    "case; change what it says")

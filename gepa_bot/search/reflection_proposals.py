@@ -239,6 +239,20 @@ def usable_reason(reason: str, records: Sequence[Mapping[str, Any]], current: st
     return None if specific_phrases(reason, records, current, extract_statements(records, current)) else reason
 
 
+CHANGE_WORDS = re.compile(
+    r"\b(?:prompts?|instructions?|model|answers?|repl(?:y|ies)|outputs?|format|wording|words?|sentences?|rules?|"
+    r"labels?|steps?|examples?|clear(?:er|ly)?|short(?:er)?|simpl(?:e|er|ified|ify)|plain(?:er)?|explicit(?:ly)?|"
+    r"direct(?:ly)?|concise|specific|ambigu(?:ous|ity)|remov(?:e|ed|ing)|add(?:ed|ing|s)?|rephras(?:e|ed|ing)|"
+    r"reword(?:ed|ing)?|chang(?:e|ed|es|ing))\b", re.IGNORECASE)
+
+
+def reason_about_the_change(reason: str) -> bool:
+    """Whether a rewrite's reason speaks of the prompt or the answers at all. Seen with the 1.5B model, shown a
+    ticket classifier: "The ticket should be directed to the billing queue as it pertains to financial
+    transactions." (it answered the task instead of explaining its rewrite)."""
+    return bool(CHANGE_WORDS.search(reason))
+
+
 def grounded(instruction: str, vocabulary: str) -> bool:
     """True when most content words of ``instruction`` occur in ``vocabulary`` (nothing invented)."""
     known = {w.lower() for w in re.findall(r"[A-Za-z0-9_]+", vocabulary)}

@@ -30,6 +30,7 @@ from gepa_bot.search.reflection import RationaleReflector, parse_rules_proposal,
 from gepa_bot.search.reflection_proposals import (
     Proposal,
     ProposalRejected,
+    answer_cue,
     guard_stated_numbers,
     labels_left_out,
     reason_about_the_change,
@@ -668,3 +669,19 @@ def test_a_rewrite_reason_that_answers_the_task_instead_gives_way_to_the_facts(t
                             "no failures and its reason was not about the change."
     assert rationales[1] == "the queues were not listed, so the model guessed."
     assert not reason_about_the_change("I will now use the ticket content to determine its appropriate queue.")
+
+
+def test_a_rewrite_that_writes_the_answer_after_the_answer_cue_is_refused_and_retried(tmp_path):
+    """tickets bench (2ca8c04, seed 2): a plain rewrite ended "Queue: billing", the answer for every ticket."""
+    assert answer_cue(PROMPT) == "Queue:" and answer_cue("Solve this.\n\n{question}\n") is None
+    prefilled = "Reason: the queues are named.\n````prompt\nYou help our support team triage incoming customer " \
+                "tickets.\n\nTicket:\n{ticket}\n\nQueue: billing\n````"
+    fine = "Reason: the queues are named.\n````prompt\nName the queue: billing, bug, account, feature_request or " \
+           "other.\n\nTicket:\n{ticket}\n\nQueue:\n````"
+    reflector, transport, runlog = _reflector(tmp_path, [prefilled, fine], style="rewrite")
+    proposal, _ = reflector.reflect({"p": PROMPT}, {"p": TICKETS}, ["p"])
+    runlog.close()
+    assert reflector.rejected[0]["reason"] == ("the proposed prompt writes 'billing' after 'Queue:', where the "
+                                               "model's answer begins; end the prompt with that line as it is")
+    assert "writes 'billing' after 'Queue:'" in transport.calls[1]["content"]
+    assert proposal.new_texts["p"].endswith("Ticket:\n{ticket}\n\nQueue:\n")

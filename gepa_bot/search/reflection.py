@@ -20,7 +20,8 @@ of every candidate and refuse bad proposals before a single rollout is spent on 
 
 Every proposal but a worked example passes the generality guard first: a new phrase that only one training
 instance's input/feedback contains ("an export feature in Firefox") is refused, and the model retried with
-the reason; so is one that drops a number the user's prompt states (a scale such as "-5 to 5", a limit). Each
+the reason; so is one that drops a number the user's prompt states (a scale such as "-5 to 5", a limit), or
+that writes an answer after the prompt's answer cue ("Queue: billing"). Each
 proposal keeps the model's own reason and the ids of the failures it was shown.
 """
 
@@ -56,6 +57,7 @@ from gepa_bot.search.reflection_proposals import (
     Proposal,
     ProposalRejected,
     example_proposal,
+    guard_answer_cue,
     guard_generality,
     guard_stated_numbers,
     parse_edit_proposal,
@@ -264,6 +266,7 @@ class RationaleReflector:
             try:
                 result = self._parse(kind, reply.text, current, records, statements, task_prompt)
                 guard_stated_numbers(result, current, self.originals.get(name, ""))
+                guard_answer_cue(result, current)
                 self._refuse_a_known_candidate(name, result, siblings)
                 return result
             except ProposalRejected as exc:

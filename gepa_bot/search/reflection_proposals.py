@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gepa_bot.discovery import placeholder_problem, placeholders_in
+from gepa_bot.discovery import PLACEHOLDER, placeholder_problem, placeholders_in
 from gepa_bot.search.edits import (
     Edit,
     EditRejected,
@@ -352,6 +352,27 @@ def guard_stated_numbers(proposal: Proposal, current: str, original: str) -> Non
         shown = ", ".join(f"{n:g}" for n in sorted(dropped))
         raise ProposalRejected(f"the proposed prompt drops the number(s) {shown} that the original prompt states (a "
                                "scale, a limit or a format); keep them as they are")
+
+
+def answer_cue(prompt: str) -> str | None:
+    """The line the model's answer follows ("Queue:", "Priority:"): the prompt's last non-empty line when it ends
+    with a colon and comes after the last placeholder; else None."""
+    ends = [m.end() for m in PLACEHOLDER.finditer(prompt)]
+    tail = [line.strip() for line in prompt[ends[-1] if ends else 0:].splitlines() if line.strip()]
+    return tail[-1] if tail and tail[-1].endswith(":") and len(tail[-1]) <= 40 else None
+
+
+def guard_answer_cue(proposal: Proposal, current: str) -> None:
+    """ProposalRejected when the new text writes an answer after the current prompt's answer cue. Seen on the
+    tickets bench: a rewrite ended "Queue: billing", which tells the model the answer to every ticket."""
+    cue = answer_cue(current)
+    if cue is None:
+        return
+    at = proposal.text.lower().rfind("\n" + cue.lower())
+    filled = proposal.text[at + 1 + len(cue):].strip() if at >= 0 else ""
+    if filled:
+        raise ProposalRejected(f"the proposed prompt writes {filled[:40]!r} after {cue!r}, where the model's answer "
+                               "begins; end the prompt with that line as it is")
 
 
 def guard_generality(proposal: Proposal, current: str, records: Sequence[Mapping[str, Any]]) -> None:

@@ -11,6 +11,7 @@ held-out test split (which no arm ever sees).
 - ``plain_gepa``: ``gepa.optimize`` with gepa's own default reflection prompt and full-text proposals.
 - ``gepa_bot``: gepa-bot as configured (mixed-style reflection for the embedded model).
 - ``gepa_bot_nocache``: the same search with the eval cache off (reflection replies replayed).
+- ``gepa_bot_shorter``: gepa-bot's own search, its proposal chosen with ``prefer_shorter_within: 1`` (DERIVED).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 import yaml
 
 from gepa_bot.config import DEFAULT_CONFIG_NAME, LOCAL_MODEL, Config
-from gepa_bot.result import BudgetSummary, RejectedProposal
+from gepa_bot.result import BudgetSummary, RejectedProposal, RunResult
 from gepa_bot.runlog import RUN_LOG_NAME, read_records
 from gepa_bot.search import engine
 from gepa_bot.search.budget import BudgetExhausted
@@ -31,7 +32,11 @@ from gepa_bot.search.llm import Transport, default_transport
 from gepa_bot.search.reflection import RationaleReflector
 from gepa_bot.search.session import RunSettings, open_session, select_components
 
-METHODS = ("seed", "best_of_n", "plain_gepa", "gepa_bot", "gepa_bot_nocache")
+METHODS = ("seed", "best_of_n", "plain_gepa", "gepa_bot", "gepa_bot_nocache", "gepa_bot_shorter")
+DERIVED = {"gepa_bot_shorter": ("gepa_bot", 1)}
+"""Arms computed from another arm's search, no run of their own: ``gepa_bot_shorter`` proposes gepa-bot's
+shortest candidate within 1 val instance of its best (optimizer.prefer_shorter_within: 1). Its candidates are the
+gepa_bot run's, whose trimming worked on the val-best, so the arm is that rule's lower bound on length."""
 
 
 
@@ -88,12 +93,13 @@ class Outcome:
     rejected: list[RejectedProposal] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def best_at(self, rollouts: int) -> Point:
-        """The val-best entry known within ``rollouts`` (the seed if nothing fits). Ties as in gepa-bot's
-        ``val_best``, for every arm alike: the shorter prompt, then the earliest."""
+    def best_at(self, rollouts: int, slack: float = 0.0) -> Point:
+        """The val-best entry known within ``rollouts`` (the seed if nothing fits), chosen by gepa-bot's own
+        ``val_best`` for every arm alike: on a tie the shorter prompt, then the earliest; with ``slack`` the shortest
+        within that much of the best val score."""
         known = [t for t in self.trajectory if t.rollouts <= rollouts] or self.trajectory[:1]
-        return max(enumerate(known), key=lambda k: (k[1].val_score if k[1].val_score is not None else -1.0,
-                                                    -sum(map(len, k[1].candidate.values())), -k[0]))[1]
+        return known[engine.val_best([{"val_mean": t.val_score if t.val_score is not None else -1.0,
+                                "components": t.candidate} for t in known], slack)]
 
 
 def make_config(task: Task, budget: int, seed: int, opts: BenchOptions) -> Config:
@@ -176,7 +182,11 @@ def run_gepa(task: Task, config: Config, run_dir: Path, opts: BenchOptions, *, u
         (settings.run_dir / RUN_LOG_NAME).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records),
                                                      encoding="utf-8")
         replayed = len(records)
-    result = engine.optimize(settings)
+    return outcome_of(engine.optimize(settings), replayed, proposer)
+
+
+def outcome_of(result: RunResult, replayed: int = 0, proposer: str = "gepa_bot") -> Outcome:
+    """A finished gepa run (its result.json) as an arm's outcome."""
     trajectory = sorted((Point(c.discovered_at_rollout, c.val_mean, c.components) for c in result.candidates),
                         key=lambda t: t.rollouts)
     return Outcome(trajectory, result.budget, result.rejected_proposals,

@@ -19,7 +19,20 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from arms import METHODS, BenchOptions, Outcome, Point, Task, best_of_n_count, make_config, run_arm, seed_candidate, settings_for
+from arms import (
+    DERIVED,
+    METHODS,
+    BenchOptions,
+    Outcome,
+    Point,
+    Task,
+    best_of_n_count,
+    make_config,
+    outcome_of,
+    run_arm,
+    seed_candidate,
+    settings_for,
+)
 from report import ROW_FIELDS, machine_info, write_plot, write_results
 
 from gepa_bot.cli import interrupt_on_sigterm
@@ -28,7 +41,7 @@ from gepa_bot.discovery import render_files
 from gepa_bot.evals.cache import candidate_hash
 from gepa_bot.evals.suite import evaluate_parallel, materialize, remove_workdir
 from gepa_bot.report.rejections import rejection_reasons
-from gepa_bot.result import BudgetSummary, RejectedProposal
+from gepa_bot.result import BudgetSummary, RejectedProposal, RunResult
 from gepa_bot.search.session import choose_split, open_suite, resolved_models, select_components
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -79,11 +92,12 @@ class TestScorer:
 
 
 def rows_for(task: Task, seed: int, method: str, outcome: Outcome, budgets: list[int], scorer: TestScorer,
-             config: Config, wall_s: float) -> list[dict[str, Any]]:
-    """One row per budget checkpoint: the arm's val-best candidate within that many rollouts, on test."""
+             config: Config, wall_s: float, slack: float = 0.0) -> list[dict[str, Any]]:
+    """One row per budget checkpoint: the arm's val-best candidate within that many rollouts (with ``slack``: the
+    shortest within that much of the best val score), on test."""
     rows = []
     for budget in budgets:
-        best = outcome.best_at(budget)
+        best = outcome.best_at(budget, slack)
         candidate = best.candidate
         row = {"task": task.name, "budget": budget, "method": method, "seed": seed,
                "test_score": round(scorer.score(task, config, candidate), 4), "test_n": len(task.test_ids()),
@@ -124,16 +138,25 @@ def run_bench(tasks: list[Task], opts: BenchOptions, rows_file: Path | None = No
             config = make_config(task, top, seed, opts)
             if task.name not in splits:  # (setdefault would run list mode again for every seed)
                 splits[task.name] = _split_sizes(task, config, opts, work)
+            outcomes: dict[str, tuple[Outcome, float]] = {}
             for method in opts.methods:
                 if method == "gepa_bot_nocache" and (seed not in opts.seeds[:opts.nocache_seeds]
                                                      or "gepa_bot" not in opts.methods):
                     continue
+                if method in DERIVED and DERIVED[method][0] not in outcomes:
+                    continue  # its source arm did not run (or runs later in --methods)
                 started = time.monotonic()
+                slack = 0.0
                 if method == "seed":
                     outcome = Outcome([Point(0, None, seed_candidate(task, config, opts, work))])
+                elif method in DERIVED:
+                    source, instances = DERIVED[method]
+                    outcome, slack = outcomes[source][0], instances / splits[task.name]["val"]
                 else:
                     outcome = run_arm(method, task, config, work / task.name / str(seed) / method, opts)
-                new = rows_for(task, seed, method, outcome, opts.budgets, scorer, config, time.monotonic() - started)
+                outcomes[method] = (outcome, time.monotonic() - started)
+                wall = outcomes[DERIVED[method][0]][1] if method in DERIVED else time.monotonic() - started
+                new = rows_for(task, seed, method, outcome, opts.budgets, scorer, config, wall, slack)
                 rows += new
                 if rows_file is not None:
                     with rows_file.open("a", encoding="utf-8") as handle:
@@ -144,6 +167,33 @@ def run_bench(tasks: list[Task], opts: BenchOptions, rows_file: Path | None = No
                     f"chars {last['prompt_chars']} rollouts {last['rollouts_used']} (executed "
                     f"{last['rollouts_executed']}) rejected {last['rejected_proposals']} in "
                     f"{time.monotonic() - started:.0f}s")
+    return {"rows": rows, "splits": splits, "test_eval_seconds": round(scorer.seconds, 1)}
+
+
+def derive_rows(work: Path, tasks: list[Task], opts: BenchOptions, rows_file: Path) -> dict[str, Any]:
+    """The DERIVED arms' rows from a kept bench work dir (``--keep-work``): every TASK/SEED/gepa_bot run in it
+    that has a result.json, without searching again (only the test split is scored)."""
+    scorer = TestScorer(opts, work / "test-scratch")
+    rows: list[dict[str, Any]] = []
+    splits: dict[str, dict[str, int]] = {}
+    for task in tasks:
+        for seed_dir in sorted((work / task.name).glob("*")):
+            for method, (source, instances) in DERIVED.items():
+                if method not in opts.methods or not (seed_dir / source / "run" / "result.json").is_file():
+                    continue
+                seed = int(seed_dir.name)
+                config = make_config(task, max(opts.budgets), seed, opts)
+                result = RunResult.read(seed_dir / source / "run")
+                outcome = outcome_of(result)
+                splits[task.name] = {"val": len(result.split.val), "train": len(result.split.train),
+                                     "test": len(task.test_ids())}
+                new = rows_for(task, seed, method, outcome, opts.budgets, scorer, config, 0.0,
+                               instances / len(result.split.val))
+                rows += new
+                with rows_file.open("a", encoding="utf-8") as handle:
+                    handle.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in new)
+                opts.log(f"[{task.name} seed {seed}] {method} (from {seed_dir / source}): test " + " ".join(
+                    f"@{r['budget']}={r['test_score']:.3f} ({r['prompt_chars']} chars)" for r in new))
     return {"rows": rows, "splits": splits, "test_eval_seconds": round(scorer.seconds, 1)}
 
 
@@ -172,6 +222,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=RESULTS_DIR)
     p.add_argument("--keep-work", action="store_true", help="keep run dirs (printed) instead of deleting them")
     p.add_argument("--note", action="append", default=[], help="a line for the notes section (repeatable)")
+    p.add_argument("--derive-from", type=Path, default=None, metavar="WORK_DIR",
+                   help="rows of the derived arms (gepa_bot_shorter) from a --keep-work dir's finished gepa_bot "
+                        "runs: no search, only the test split is scored")
     p.add_argument("--render-only", action="store_true",
                    help="rewrite results.md/json and the PNG from OUT/rows.jsonl and OUT/meta.json; no runs")
     return p.parse_args(argv)
@@ -188,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     budgets = [int(b) for b in ("40,80" if args.quick else args.budgets).split(",")]
     seeds = [int(s) for s in ("0" if args.quick else args.seeds).split(",")]
     reflection_model = args.reflection_model or args.model
-    work = Path(tempfile.mkdtemp(prefix="gepa-bench-"))
+    work = args.derive_from or Path(tempfile.mkdtemp(prefix="gepa-bench-"))
     try:
         with resolved_models(args.model, reflection_model) as (task_params, reflection_params):
             opts = BenchOptions(budgets=budgets, task_model=args.model, reflection_model=reflection_model,
@@ -196,9 +249,10 @@ def main(argv: list[str] | None = None) -> int:
                                 max_val=args.max_val, work_dir=work, reflection_max_tokens=args.reflection_max_tokens,
                                 reflection_style=args.reflection_style, log=lambda m: print(m, flush=True),
                                 models={args.model: task_params, reflection_model: reflection_params})
-            data = run_bench(tasks, opts, rows_file=args.out / "rows.jsonl")
+            data = derive_rows(args.derive_from, tasks, opts, args.out / "rows.jsonl") if args.derive_from else \
+                run_bench(tasks, opts, rows_file=args.out / "rows.jsonl")
     finally:
-        if args.keep_work:
+        if args.keep_work or args.derive_from:
             print(f"run dirs kept in {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)

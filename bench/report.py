@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 ROW_FIELDS = ("task", "budget", "method", "seed", "test_score", "test_n", "prompt_chars")
-METHOD_ORDER = ("seed", "best_of_n", "plain_gepa", "gepa_bot", "gepa_bot_nocache")
+METHOD_ORDER = ("seed", "best_of_n", "plain_gepa", "gepa_bot", "gepa_bot_shorter", "gepa_bot_nocache")
 METHOD_LABELS = {"seed": "seed prompt", "best_of_n": "best-of-N rewrites", "plain_gepa": "plain gepa 0.1.4",
-                 "gepa_bot": "gepa-bot", "gepa_bot_nocache": "gepa-bot, no cache"}
+                 "gepa_bot": "gepa-bot", "gepa_bot_nocache": "gepa-bot, no cache",
+                 "gepa_bot_shorter": "gepa-bot, shortest within 1 val instance"}
 
 
 def machine_info() -> dict[str, Any]:
@@ -85,7 +86,7 @@ def targets(agg: list[dict[str, Any]], rows: list[dict[str, Any]] | None = None)
                     "test_n": max((r.get("test_n") or 0 for r in rows or [] if r["task"] == task), default=None),
                     "plain_gepa_test": at["plain_gepa"]["test_mean"] if "plain_gepa" in at else None,
                     "rollouts_to_match": rollouts_to_match(rows or [], task, at.get("plain_gepa")),
-                    "seeds": {m: a["seeds"] for m, a in at.items() if m != "gepa_bot_nocache"}})
+                    "seeds": {m: a["seeds"] for m, a in at.items() if m not in ("gepa_bot_nocache", "gepa_bot_shorter")}})
     return out
 
 
@@ -245,7 +246,7 @@ def write_plot(data: dict[str, Any], path: Path) -> bool:
         for method in METHOD_ORDER:
             pts = sorted((a["budget"], a["test_mean"], a["test_min"], a["test_max"])
                          for a in agg if a["task"] == task and a["method"] == method)
-            if not pts or method == "gepa_bot_nocache":
+            if not pts or method in ("gepa_bot_nocache", "gepa_bot_shorter"):
                 continue
             color, line, marker = styles[method]
             xs, ys = [p[0] for p in pts], [p[1] for p in pts]

@@ -162,6 +162,16 @@ def test_bench_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     for g, nc in zip(g0, nocache, strict=True):  # same search: reflection replies replayed, same prompt chosen
         assert nc["llm_calls_replayed"] == nc["llm_calls"] == g["llm_calls"] > 0
         assert nc["prompt"] == g["prompt"]
+    n_val = data["splits"]["toy"]["val"]
+    shorter = [r for r in rows if r["method"] == "gepa_bot_shorter"]
+    for row in shorter:  # the same search's candidates, chosen with one val instance of slack
+        full = next(r for r in rows if (r["method"], r["seed"], r["budget"]) == ("gepa_bot", row["seed"], row["budget"]))
+        assert row["prompt_chars"] <= full["prompt_chars"] and row["val_score"] >= full["val_score"] - 1 / n_val - 1e-9
+        assert row["llm_calls"] == full["llm_calls"] and row["run_wall_s"] == full["run_wall_s"]
+    derived_file = tmp_path / "derived.jsonl"
+    derived = harness.derive_rows(tmp_path / "work", tasks, opts, derived_file)["rows"]
+    assert [{**r, "run_wall_s": 0} for r in derived] == [{**r, "run_wall_s": 0} for r in shorter]
+    assert [json.loads(line) for line in derived_file.read_text().splitlines()] == derived
     # anytime: a larger budget never returns a candidate with a worse val score
     for method in ("best_of_n", "plain_gepa", "gepa_bot"):
         for s in (0, 1):
@@ -191,7 +201,7 @@ def test_bench_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     assert target["seeds"]["gepa_bot"] == 2 and "gepa_bot_nocache" not in target["seeds"]
     assert "2 cores" in md or "cores" in md
     table_rows = [line for line in md.splitlines() if line.startswith(("| 20 |", "| 30 |"))]
-    assert len(table_rows) == 10 and all(line.count("|") == 13 for line in table_rows)
+    assert len(table_rows) == 2 * len(harness.METHODS) and all(line.count("|") == 13 for line in table_rows)
     if importlib.util.find_spec("matplotlib") is None:
         assert loaded and not (out / "score_vs_rollouts.png").exists()
     else:
@@ -215,6 +225,8 @@ def test_best_at_picks_val_best_within_budget_shorter_on_ties():
     assert outcome.best_at(50).candidate == {"p": "short"}  # equal val: the shorter prompt
     assert outcome.best_at(100).candidate == {"p": "best but late"}
     assert outcome.best_at(5).candidate == {"p": "the seed prompt"}  # nothing fits: the seed
+    assert outcome.best_at(100, slack=0.25).candidate == {"p": "short"}  # 0.5 is within 0.25 of 0.7
+    assert outcome.best_at(100, slack=0.1).candidate == {"p": "best but late"}
 
 
 def test_best_of_n_runs_with_different_seeds_share_no_sample(tmp_path: Path):

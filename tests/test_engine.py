@@ -57,6 +57,21 @@ def test_gepa_improves_the_prompts_and_records_everything(toy, tmp_path):
     assert (repo / "prompts" / "main.txt").read_text() == "Classify the ticket {ticket} into a queue.\n"
 
 
+@pytest.mark.parametrize("within, proposed", [(0, 2), (2, 2), (3, 1)])
+def test_prefer_shorter_within_proposes_the_shortest_candidate_within_that_many_val_instances(toy, tmp_path, within,
+                                                                                             proposed):
+    """The toy's search finds 0/6 (seed), 3/6 and 6/6 val, each prompt longer: 3 instances of slack take 3/6."""
+    repo, _ = toy
+    result = optimize(settings_for(repo, tmp_path, ScriptedReflection(), optimizer__prefer_shorter_within=within))
+    assert [round(c.val_mean * 6) for c in result.candidates] == [0, 3, 6]
+    lengths = [sum(map(len, c.components.values())) for c in result.candidates]
+    assert lengths == sorted(lengths)
+    assert result.best_candidate == proposed
+    best = result.candidates[proposed].components
+    assert result.best_files["prompts/main.txt"] == best["prompts/main.txt"]
+    assert f"  {best['prompts/agent.yaml#system'].splitlines()[-1]}\nretries" in result.best_files["prompts/agent.yaml"]
+
+
 def test_per_instance_val_results_are_reported_with_the_cache_off(toy, tmp_path):
     repo, counter = toy
     settings = settings_for(repo, tmp_path, ScriptedReflection())
@@ -347,6 +362,22 @@ def test_val_best_prefers_the_higher_score_then_the_shorter_prompt_then_the_earl
     assert val_best([cand(0.5, "seed prompt"), cand(0.6, "a much longer prompt than the seed")]) == 1
     assert val_best([cand(0.5, "seed prompt text"), cand(0.5, "short"), cand(0.5, "long prompt text here")]) == 1
     assert val_best([cand(0.5, "same"), cand(0.5, "also"), cand(0.4, "s")]) == 0
+
+
+
+def test_val_best_with_slack_proposes_the_shortest_within_it():
+    """arithmetic bench (seed 2): a generic sentence added to the 91-char prompt won one more val instance of 20
+    (0.85 -> 0.90) and scored 0.800 on test against 0.933; one instance of slack proposes the 91-char prompt."""
+    from gepa_bot.search.engine import val_best
+
+    def cand(score, text):
+        return {"val_mean": score, "components": {"p": text}}
+
+    found = [cand(0.15, "Solve it."), cand(0.85, "Solve it. End with the number."),
+             cand(0.90, "Solve it. End with the number. Ensure the model answers accurately.")]
+    assert val_best(found) == 2 and val_best(found, slack=0.05) == 1
+    assert val_best(found, slack=0.75) == 0  # the seed is a candidate like any other
+    assert val_best([cand(0.5, "aa"), cand(0.45, "bb")], slack=0.05) == 0  # equal length: the higher score
 
 
 def test_cache_is_one_sqlite_store_and_still_reads_the_old_one_file_per_rollout_layout(tmp_path):

@@ -143,7 +143,7 @@ def search_stopper(session: RunSession) -> StopperProtocol:
         if trimming(session):
             means = [sum(s.values()) / len(s) if s else 0.0 for s in gepa_state.prog_candidate_val_subscores]
             best = val_best([{"val_mean": m, "components": c} for m, c in zip(means, gepa_state.program_candidates,
-                                                                               strict=True)])
+                                                                               strict=True)], parsimony_slack(session))
             budget.held_back = n_val * trials_wanted(seed, gepa_state.program_candidates[best], n_val,
                                                      budget.max_rollouts)
         if session.settings.proposer == "gepa_bot" and all(
@@ -160,7 +160,7 @@ def trim_best(gepa_result: Any, session: RunSession) -> TrimOutcome:
     budget.release_held_back()
     candidates = [{"val_mean": m, "components": c} for m, c in zip(gepa_result.val_aggregate_scores,
                                                                      gepa_result.candidates, strict=True)]
-    best = val_best(candidates)
+    best = val_best(candidates, parsimony_slack(session))
     components = dict(candidates[best]["components"])
     if not trials_wanted(seed, components, len(val), budget.max_rollouts):
         return TrimOutcome()
@@ -318,11 +318,20 @@ def _use_merge(config: Config, components: list[Component]) -> bool:
     return len(components) > 1 if merge == "auto" else bool(merge)
 
 
-def val_best(candidates: list[dict[str, Any]]) -> int:
+def val_best(candidates: list[dict[str, Any]], slack: float = 0.0) -> int:
     """The index of the best val mean; at equal scores the shorter prompt (less to review, fewer tokens per call,
-    and in the bench the shorter of equal-val prompts held up better on test), then the earlier one."""
-    return max(range(len(candidates)), key=lambda i: (candidates[i]["val_mean"],
-                                                      -sum(map(len, candidates[i]["components"].values())), -i))
+    and in the bench the shorter of equal-val prompts held up better on test), then the earlier one. With ``slack``
+    (optimizer.prefer_shorter_within, as a share of val), the shortest prompt within that much of the best val mean:
+    a longer prompt has to win by more than ``slack`` on val."""
+    top = max(c["val_mean"] for c in candidates)
+    within = [i for i, c in enumerate(candidates) if c["val_mean"] >= top - slack - 1e-9]
+    return min(within, key=lambda i: (sum(map(len, candidates[i]["components"].values())),
+                                      -candidates[i]["val_mean"], i))
+
+
+def parsimony_slack(session: RunSession) -> float:
+    """optimizer.prefer_shorter_within as a share of the val set (1 of 20 instances: 0.05)."""
+    return session.config.optimizer.prefer_shorter_within / max(1, len(session.split.val))
 
 
 def pareto_front(gepa_result: Any) -> list[int]:
@@ -355,7 +364,7 @@ def build_result(gepa_result: Any, session: RunSession, reflector: RationaleRefl
             discovered_at_rollout=gepa_result.discovery_eval_counts[index],
         ))
     candidates += trimmed_candidates(trimmed or TrimOutcome(), candidates, session)
-    best = val_best([{"val_mean": c.val_mean, "components": c.components} for c in candidates])
+    best = val_best([{"val_mean": c.val_mean, "components": c.components} for c in candidates], parsimony_slack(session))
     return RunResult(
         components=[ComponentInfo(name=c.name, path=c.path, kind=c.kind, key=c.key) for c in components],
         split=Split(train=split.train, val=split.val),

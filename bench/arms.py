@@ -36,7 +36,8 @@ METHODS = ("seed", "best_of_n", "plain_gepa", "gepa_bot", "gepa_bot_nocache", "g
 DERIVED = {"gepa_bot_shorter": ("gepa_bot", 1)}
 """Arms computed from another arm's search, no run of their own: ``gepa_bot_shorter`` proposes gepa-bot's
 shortest candidate within 1 val instance of its best (optimizer.prefer_shorter_within: 1). Its candidates are the
-gepa_bot run's, whose trimming worked on the val-best, so the arm is that rule's lower bound on length."""
+gepa_bot run's, whose trimming worked on the val-best: a run with the rule trims its own pick, so its prompts are
+at most this long."""
 
 
 

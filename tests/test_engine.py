@@ -497,6 +497,35 @@ def test_search_stops_once_no_candidate_fails_a_train_instance_and_says_what_to_
     assert f"all {n_train} train instances" in warning and "split.val_fraction" in warning
 
 
+class AlwaysRefused:
+    """A reflection model whose every reply is refused (no fenced prompt, no JSON edit)."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, model, messages, **params):
+        self.calls += 1
+        return Reply(text="I think the prompt is fine as it is.")
+
+
+def test_a_reflector_that_proposes_nothing_new_stops_the_search_with_the_budget_left(toy, tmp_path):
+    """afinn bench: 110 refused replies in 23 minutes on one unchanged seed; the run now ends after STALLED_AFTER."""
+    from gepa_bot.result import REFLECTION_STALLED, STALLED_AFTER
+
+    repo, _ = toy
+    transport = AlwaysRefused()
+    result = optimize(settings_for(repo, tmp_path, transport, budget__rollouts=400,
+                                   optimizer__reflection_style="mixed"))
+    budget = result.budget
+    assert budget.stop_reason == REFLECTION_STALLED
+    assert len(result.candidates) == 1 and result.best_candidate == result.baseline_candidate
+    reflections = [r for r in read_records(tmp_path / "run", "llm") if r["purpose"].startswith("reflect")]
+    assert transport.calls == len(reflections) <= 2 * STALLED_AFTER  # two attempts per reflection at most
+    assert budget.rollouts_used < 400
+    warning = suite_warnings(result)[-1]  # (after the toy baseline's "score 0 on all" warning)
+    assert f"{400 - budget.rollouts_used} rollouts unspent" in warning and "stronger model" in warning
+
+
 def test_plain_gepa_arm_is_not_stopped_early_when_train_is_perfect(toy, tmp_path):
     repo, _ = toy
     make_train_all_correct(repo)

@@ -21,7 +21,7 @@ from gepa_bot.redact import redact
 from gepa_bot.report.rejections import rejection_reasons
 from gepa_bot.report.variants import component_diff, mermaid_chart, pick, wins_and_losses
 from gepa_bot.report.verdict import verdict
-from gepa_bot.result import NOTHING_TO_REFLECT_ON, RunResult
+from gepa_bot.result import NOTHING_TO_REFLECT_ON, REFLECTION_STALLED, RunResult
 from gepa_bot.text import BODY_LIMIT, truncate
 
 BODY_BUDGET = BODY_LIMIT - 1_536  # room for a truncation note and GitHub's own counting quirks
@@ -60,6 +60,11 @@ def suite_warnings(result: RunResult) -> list[str]:
                         "train instances, and gepa-bot learns only from failures. Give it train instances they get "
                         "wrong: label some failing instances 'train' in the eval's list output, or lower "
                         "split.val_fraction so that more instances go to train")
+    if result.budget.stop_reason == REFLECTION_STALLED:
+        warnings.append(f"the search stopped early, {result.budget.rollouts_limit - result.budget.rollouts_used} "
+                        f"rollouts unspent: {REFLECTION_STALLED} ({len(result.rejected_proposals)} refused replies; "
+                        "their reasons are listed below). The reflection model is likely too weak for these prompts: "
+                        "set models.reflection to a stronger model")
     return warnings
 
 

@@ -24,7 +24,9 @@ from gepa_bot.evals.cache import candidate_hash
 from gepa_bot.models.completion import is_loopback
 from gepa_bot.result import (
     NOTHING_TO_REFLECT_ON,
+    REFLECTION_STALLED,
     RESULT_NAME,
+    STALLED_AFTER,
     BudgetSummary,
     Candidate,
     ComponentInfo,
@@ -94,7 +96,7 @@ def run_search(session: RunSession) -> RunResult:
                                              reflector.ungated),
                 use_merge=_use_merge(config, session.components),
                 max_merge_invocations=config.optimizer.max_merge_invocations,
-                stop_callbacks=[search_stopper(session)], logger=_GepaLog(gepa_log),
+                stop_callbacks=[search_stopper(session, reflector)], logger=_GepaLog(gepa_log),
                 callbacks=[cast(GEPACallback, search_errors)],  # gepa calls only the hooks a callback defines
                 seed=config.optimizer.seed, raise_on_exception=False,
                 cache_evaluation=False, display_progress_bar=False, track_best_outputs=False)
@@ -134,9 +136,10 @@ def trimming(session: RunSession) -> bool:
     return session.config.optimizer.trim and session.settings.proposer == "gepa_bot"
 
 
-def search_stopper(session: RunSession) -> StopperProtocol:
+def search_stopper(session: RunSession, reflector: RationaleReflector | None = None) -> StopperProtocol:
     """gepa's stop callback: the budget's caps, with rollouts held back for trimming the current val-best;
-    also once no candidate fails a train instance (gepa-bot's proposer only)."""
+    also (gepa-bot's proposer only) once no candidate fails a train instance, or once the reflector proposed nothing
+    new STALLED_AFTER times in a row (more of the budget would buy the same refusals)."""
     budget, seed, n_val = session.budget, session.seed_candidate, len(session.split.val)
 
     def should_stop(gepa_state: Any) -> bool:
@@ -149,6 +152,9 @@ def search_stopper(session: RunSession) -> StopperProtocol:
         if session.settings.proposer == "gepa_bot" and all(
                 session.adapter.perfect_on_train(candidate) for candidate in gepa_state.program_candidates):
             budget.stop(NOTHING_TO_REFLECT_ON)  # plain gepa (the bench arm) would go on skipping minibatches
+        if session.settings.proposer == "gepa_bot" and reflector is not None \
+                and reflector.barren_streak >= STALLED_AFTER:
+            budget.stop(REFLECTION_STALLED)
         return budget.should_stop()
 
     return should_stop

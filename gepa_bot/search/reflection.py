@@ -112,6 +112,7 @@ class RationaleReflector:
     reflections: int = 0
     ungated: set[str] = field(default_factory=set)  # candidate hashes of warm-start rewrites: scored on val as is
     status: SearchStatus | None = None  # counts for the progress line
+    barren_streak: int = 0  # reflections in a row that proposed nothing new (engine stops at STALLED_AFTER)
     originals: Mapping[str, str] = field(default_factory=dict)  # the user's prompts (seed candidate), by component
 
     def reflect(self, candidate: dict[str, str], reflective_dataset: Mapping[str, Sequence[Mapping[str, Any]]],
@@ -141,6 +142,7 @@ class RationaleReflector:
                 results[name] = result
         if proposal.new_texts:
             self._record(parent_hash, {**candidate, **proposal.new_texts}, results, warm)
+        self.barren_streak = 0 if proposal.new_texts else self.barren_streak + 1
         return proposal, self
 
     def _warm_kind(self, current: str, records: Sequence[Mapping[str, Any]]) -> str:

@@ -61,6 +61,7 @@ def _mean(values: list[Any]) -> float | None:
     return statistics.fmean(numbers) if numbers else None
 
 
+TARGET_COLUMNS = ("vs seed (+10 pts)", "vs best-of-N (>=)", "vs plain gepa (>=)", "length <= 2x seed")
 GAIN_THAT_COUNTS = 0.05  # a baseline arm that beats the seed prompt by this much must be matched by gepa-bot
 
 
@@ -139,7 +140,7 @@ def summary_table(agg: list[dict[str, Any]], task: str) -> str:
 def targets_table(checks: list[dict[str, Any]]) -> str:
     if not checks:
         return "(no task has both seed and gepa-bot rows yet)"
-    names = list(dict.fromkeys(k for c in checks for k in c["margins"]))
+    names = [n for n in TARGET_COLUMNS if any(n in c["margins"] for c in checks)]
     lines = ["Each target cell is the margin over the target: `met (+2.0 pts)` beats it by 2 points, "
              "`MISSED (-3.0 pts)` falls 3 points short. A task whose seed prompt is already near 1.0 cannot meet "
              "the +10 pts target.", "",

@@ -628,20 +628,40 @@ SENTIMENT_PROMPT = "Rate the sentiment of the text from -5 (very negative) to 5 
 SENTIMENT = [rec("s1", "expected -3, got 2", output="2"), rec("s2", "expected 4, got 1", output="1")]
 
 
-def test_a_rewrite_that_changes_the_scale_the_user_wrote_is_refused_and_retried(tmp_path):
-    """afinn bench: "-5 ... to 5" became "1 (negative) to 5 (positive)" and reached val on a tie at 0."""
-    changed = "Reason: the scale was unclear.\n````prompt\nRate the text from 1 (negative) to 5 (positive).\n\n" \
-              "Text: {text}\n````"
-    kept = "Reason: replies missed the sign.\n````prompt\nRate the sentiment from -5 (very negative) to 5 (very " \
-           "positive); a negative text gets a negative number.\n\nText: {text}\n````"
-    reflector, transport, runlog = _reflector(tmp_path, [changed, kept], style="rewrite")
-    reflector.originals = {"p": SENTIMENT_PROMPT}
-    proposal, _ = reflector.reflect({"p": SENTIMENT_PROMPT}, {"p": SENTIMENT}, ["p"])
+SCALE_CHANGED = ("Reason: the scale was unclear.\n````prompt\nRate the text from 1 (negative) to 5 (positive).\n\n"
+                 "Text: {text}\n````")
+SCALE_KEPT = ("Reason: replies missed the sign.\n````prompt\nRate the sentiment from -5 (very negative) to 5 (very "
+              "positive); a negative text gets a negative number.\n\nText: {text}\n````")
+CUE_FILLED = ("Reason: the queues are named.\n````prompt\nYou help our support team triage incoming customer "
+              "tickets.\n\nTicket:\n{ticket}\n\nQueue: billing\n````")
+CUE_KEPT = ("Reason: the queues are named.\n````prompt\nName the queue: billing, bug, account, feature_request or "
+            "other.\n\nTicket:\n{ticket}\n\nQueue:\n````")
+
+
+@pytest.mark.parametrize("prompt, records, refused, taken, reason, kept_text", [
+    # afinn bench: "-5 ... to 5" became "1 (negative) to 5 (positive)" and reached val on a tie at 0
+    (SENTIMENT_PROMPT, SENTIMENT, SCALE_CHANGED, SCALE_KEPT,
+     "the proposed prompt drops the number(s) -5 that the original prompt states (a scale, a limit or a format); keep "
+     "them as they are", "a negative text gets a negative number"),
+    # tickets bench (2ca8c04, seed 2): a plain rewrite ended "Queue: billing", the answer for every ticket
+    (PROMPT, TICKETS, CUE_FILLED, CUE_KEPT,
+     "the proposed prompt writes 'billing' after 'Queue:', where the model's answer begins; end the prompt with that "
+     "line as it is", "Ticket:\n{ticket}\n\nQueue:\n"),
+], ids=["scale the user wrote", "answer after the cue"])
+def test_a_rewrite_the_guards_refuse_is_retried_with_the_reason(tmp_path, prompt, records, refused, taken, reason,
+                                                                 kept_text):
+    reflector, transport, runlog = _reflector(tmp_path, [refused, taken], style="rewrite")
+    reflector.originals = {"p": prompt}
+    proposal, _ = reflector.reflect({"p": prompt}, {"p": records}, ["p"])
     runlog.close()
-    assert reflector.rejected[0]["reason"] == ("the proposed prompt drops the number(s) -5 that the original prompt "
-                                               "states (a scale, a limit or a format); keep them as they are")
-    assert "drops the number(s) -5" in transport.calls[1]["content"]
-    assert "a negative text gets a negative number" in proposal.new_texts["p"]
+    assert [r["reason"] for r in reflector.rejected] == [reason]
+    assert reason in transport.calls[1]["content"]
+    assert kept_text in proposal.new_texts["p"]
+
+
+def test_the_answer_cue_is_the_last_line_after_the_input_when_it_ends_with_a_colon():
+    assert answer_cue(PROMPT) == "Queue:" and answer_cue(INCIDENT_PROMPT) == "Priority:"
+    assert answer_cue("Solve this.\n\n{question}\n") is None
 
 
 def test_numbers_a_candidate_added_itself_may_go_and_the_users_own_may_not():
@@ -671,17 +691,3 @@ def test_a_rewrite_reason_that_answers_the_task_instead_gives_way_to_the_facts(t
     assert not reason_about_the_change("I will now use the ticket content to determine its appropriate queue.")
 
 
-def test_a_rewrite_that_writes_the_answer_after_the_answer_cue_is_refused_and_retried(tmp_path):
-    """tickets bench (2ca8c04, seed 2): a plain rewrite ended "Queue: billing", the answer for every ticket."""
-    assert answer_cue(PROMPT) == "Queue:" and answer_cue("Solve this.\n\n{question}\n") is None
-    prefilled = "Reason: the queues are named.\n````prompt\nYou help our support team triage incoming customer " \
-                "tickets.\n\nTicket:\n{ticket}\n\nQueue: billing\n````"
-    fine = "Reason: the queues are named.\n````prompt\nName the queue: billing, bug, account, feature_request or " \
-           "other.\n\nTicket:\n{ticket}\n\nQueue:\n````"
-    reflector, transport, runlog = _reflector(tmp_path, [prefilled, fine], style="rewrite")
-    proposal, _ = reflector.reflect({"p": PROMPT}, {"p": TICKETS}, ["p"])
-    runlog.close()
-    assert reflector.rejected[0]["reason"] == ("the proposed prompt writes 'billing' after 'Queue:', where the "
-                                               "model's answer begins; end the prompt with that line as it is")
-    assert "writes 'billing' after 'Queue:'" in transport.calls[1]["content"]
-    assert proposal.new_texts["p"].endswith("Ticket:\n{ticket}\n\nQueue:\n")

@@ -401,3 +401,15 @@ def test_rejection_summary_groups_replies_and_shows_one_reason_as_written():
     body, _ = render(result, originals)
     line = next(line for line in body.splitlines() if line.startswith("- 4× LLM call failed"))
     assert "openai/qwen2.5-coder-1.5b" in line and "127.0.0.1:55951/v1" in line and "…" not in line
+
+
+def test_a_higher_scoring_longer_candidate_passed_over_for_a_shorter_one_is_named_with_both_lengths():
+    result, originals = make_result()  # best #1: 3 of 4 on val
+    assert "prefer_shorter_within" not in render(result, originals)[0]  # the best val score is the proposal
+    longer = "better line 0 {question}\nAlways check the answer twice before you reply, then reply.\n"
+    index = add_candidate(result, longer, dict.fromkeys(result.split.val, 1.0))  # 4 of 4, longer than #1
+    body, _ = render(result, originals)
+    best_chars = len(result.best.components["p.txt"])
+    assert (f"Candidate #{index} scores 100.0% on validation, more than #1, but it is {len(longer)} chars against "
+            f"{best_chars}: a longer prompt has to win by more than `optimizer.prefer_shorter_within`") in body
+    assert "| best candidate #1 (reflection) | 0.750 |" in body  # the proposal is still the shorter one

@@ -169,7 +169,18 @@ def _render(result: RunResult, original_files: dict[str, str], detail: Detail, o
         rejected=len(result.rejected_proposals), rejection_reasons=rejection_reasons(result.rejected_proposals),
         overflow=overflow, untrusted=untrusted, chart=mermaid_chart(result),
         variants=variant_sections(result, detail, None if every_variant else result.variants),
-        variants_dropped=not detail.variants and bool(pick(result, result.variants)))
+        variants_dropped=not detail.variants and bool(pick(result, result.variants)),
+        passed_over=higher_but_longer(result))
+
+
+def higher_but_longer(result: RunResult) -> dict[str, Any] | None:
+    """The candidate with the highest val score when the proposal is another one (optimizer.prefer_shorter_within
+    chose a shorter prompt within that many val instances of it), else None."""
+    top = max(result.candidates, key=lambda c: (c.val_mean, -c.index))
+    if top.val_mean <= result.best.val_mean + 1e-9:
+        return None
+    return {"index": top.index, "val_mean": top.val_mean, "chars": sum(map(len, top.components.values())),
+            "best_chars": sum(map(len, result.best.components.values()))}
 
 
 def variant_sections(result: RunResult, detail: Detail, limit: int | None) -> list[dict[str, Any]]:

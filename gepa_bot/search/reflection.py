@@ -21,8 +21,8 @@ of every candidate and refuse bad proposals before a single rollout is spent on 
 Every proposal but a worked example passes the generality guard first: a new phrase that only one training
 instance's input/feedback contains ("an export feature in Firefox") is refused, and the model retried with
 the reason; so is one that drops a number the user's prompt states (a scale such as "-5 to 5", a limit), or
-that writes an answer after the prompt's answer cue ("Queue: billing"). Each
-proposal keeps the model's own reason and the ids of the failures it was shown.
+that writes an answer after the prompt's answer cue ("Queue: billing"). Each proposal keeps the model's own
+reason and the ids of the failures it was shown.
 """
 
 from __future__ import annotations
@@ -225,12 +225,11 @@ class RationaleReflector:
             proposal.failure_ids = () if kind == "simplify" else shown_ids(records, MAX_EXAMPLES)
             if kind == "simplify":
                 proposal.summary = f"rewrite ({len(current)} -> {len(proposal.text)} chars)"
+                facts = f"Plain rewrite, {len(current)} -> {len(proposal.text)} chars; the model was shown no failures"
                 if proposal.rationale == "(no rationale given)":
-                    proposal.rationale = (f"Plain rewrite, {len(current)} -> {len(proposal.text)} chars; the model was "
-                                          "shown no failures and gave no reason.")
+                    proposal.rationale = f"{facts} and gave no reason."
                 elif not reason_about_the_change(proposal.rationale):
-                    proposal.rationale = (f"Plain rewrite, {len(current)} -> {len(proposal.text)} chars; the model was "
-                                          "shown no failures and its reason was not about the change.")
+                    proposal.rationale = f"{facts} and its reason was not about the change."
         if same_words(proposal.text, current):
             raise ProposalRejected("the proposed prompt is identical to the current one apart from punctuation and "
                                    "case; change what it says")

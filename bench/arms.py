@@ -35,9 +35,10 @@ from gepa_bot.search.session import RunSettings, open_session, select_components
 METHODS = ("seed", "best_of_n", "plain_gepa", "gepa_bot", "gepa_bot_nocache", "gepa_bot_shorter")
 DERIVED = {"gepa_bot_shorter": ("gepa_bot", 1)}
 """Arms computed from another arm's search, no run of their own: ``gepa_bot_shorter`` proposes gepa-bot's
-shortest candidate within 1 val instance of its best (optimizer.prefer_shorter_within: 1). Its candidates are the
-gepa_bot run's, whose trimming worked on the val-best: a run with the rule trims its own pick, so its prompts are
-at most this long."""
+shortest candidate within 1 val instance of its best (optimizer.prefer_shorter_within: 1, the default since
+f132ffb; with that default it is the gepa_bot arm itself). On a run with prefer_shorter_within 0 its candidates are
+the ones whose trimming worked on the val-best: a run with the rule trims its own pick, so its prompts are at most
+this long."""
 
 
 

@@ -47,6 +47,7 @@ from gepa_bot.search.session import choose_split, open_suite, resolved_models, s
 BENCH_DIR = Path(__file__).resolve().parent
 TASKS_DIR = BENCH_DIR / "tasks"
 RESULTS_DIR = BENCH_DIR / "results"
+GEPA_BOT_ARMS = ("gepa_bot", "gepa_bot_nocache")
 
 __all__ = ["METHODS", "ROW_FIELDS", "BenchOptions", "best_of_n_count", "find_tasks", "run_bench", "main"]
 
@@ -154,6 +155,8 @@ def run_bench(tasks: list[Task], opts: BenchOptions, rows_file: Path | None = No
                     outcome, slack = outcomes[source][0], instances / splits[task.name]["val"]
                 else:
                     outcome = run_arm(method, task, config, work / task.name / str(seed) / method, opts)
+                    if method in GEPA_BOT_ARMS:  # the proposal as gepa-bot makes it (plain gepa: its val-best)
+                        slack = config.optimizer.prefer_shorter_within / splits[task.name]["val"]
                 outcomes[method] = (outcome, time.monotonic() - started)
                 wall = outcomes[DERIVED[method][0]][1] if method in DERIVED else time.monotonic() - started
                 new = rows_for(task, seed, method, outcome, opts.budgets, scorer, config, wall, slack)

@@ -168,6 +168,7 @@ def test_bench_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
         full = next(r for r in rows if (r["method"], r["seed"], r["budget"]) == ("gepa_bot", row["seed"], row["budget"]))
         assert row["prompt_chars"] <= full["prompt_chars"] and row["val_score"] >= full["val_score"] - 1 / n_val - 1e-9
         assert row["llm_calls"] == full["llm_calls"] and row["run_wall_s"] == full["run_wall_s"]
+        assert row["prompt"] == full["prompt"]  # prefer_shorter_within: 1 is the default: the gepa_bot arm's own rule
     derived_file = tmp_path / "derived.jsonl"
     derived = harness.derive_rows(tmp_path / "work", tasks, opts, derived_file)["rows"]
     assert [{**r, "run_wall_s": 0} for r in derived] == [{**r, "run_wall_s": 0} for r in shorter]

@@ -271,3 +271,17 @@ def test_targets_compare_only_with_arms_that_gained_and_count_rollouts_to_match(
     rows[-1]["test_score"] = 0.49  # seed 0 never reaches 0.50
     [check] = targets(aggregate(rows), rows)
     assert check["rollouts_to_match"]["seeds_reached"] == 0 and check["rollouts_to_match"]["mean_rollouts"] is None
+
+
+def test_targets_count_a_runs_shorter_proposal_as_gepa_bots_where_one_was_derived():
+    from report import at_default
+
+    def row(method, seed, score, chars):
+        return {"task": "t", "budget": 200, "method": method, "seed": seed, "test_score": score, "prompt_chars": chars}
+
+    rows = [row("seed", 0, 0.1, 40), row("gepa_bot", 0, 0.3, 500), row("gepa_bot_shorter", 0, 0.5, 90),
+            row("gepa_bot", 1, 0.6, 80)]  # seed 1 ran without kept candidates: its own row stands
+    default = at_default(rows)
+    assert [(r["method"], r["seed"], r["test_score"]) for r in default] == [
+        ("seed", 0, 0.1), ("gepa_bot", 0, 0.5), ("gepa_bot_shorter", 0, 0.5), ("gepa_bot", 1, 0.6)]
+    assert rows[1]["test_score"] == 0.3  # the rows themselves are left as measured

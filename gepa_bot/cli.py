@@ -23,7 +23,6 @@ from gepa_bot.owned import OWNED_MARKER, is_owned
 from gepa_bot.redact import GITHUB_TOKEN_NAMES
 from gepa_bot.report.rejections import rejection_reasons
 from gepa_bot.report.render import PR_BODY_NAME, Report, original_files, render, suite_warnings
-from gepa_bot.report.verdict import verdict
 from gepa_bot.result import RESULT_NAME, RunResult
 from gepa_bot.runlog import read_records
 from gepa_bot.search.adapter import SearchStatus
@@ -32,6 +31,7 @@ from gepa_bot.search.engine import optimize
 from gepa_bot.search.progress import progress_lines, repeats_note, status_line
 from gepa_bot.search.session import RunSettings
 from gepa_bot.text import one_line
+from gepa_bot.verdict import verdict
 
 err_console = Console(stderr=True)
 

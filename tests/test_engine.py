@@ -57,12 +57,14 @@ def test_gepa_improves_the_prompts_and_records_everything(toy, tmp_path):
     assert (repo / "prompts" / "main.txt").read_text() == "Classify the ticket {ticket} into a queue.\n"
 
 
-@pytest.mark.parametrize("within, proposed", [(0, 2), (2, 2), (3, 1)])
+@pytest.mark.parametrize("within, min_confidence, proposed", [(0, 0, 2), (2, 0, 2), (3, 0, 1), (3, 0.9, 2)])
 def test_prefer_shorter_within_proposes_the_shortest_candidate_within_that_many_val_instances(toy, tmp_path, within,
-                                                                                             proposed):
-    """The toy's search finds 0/6 (seed), 3/6 and 6/6 val, each prompt longer: 3 instances of slack take 3/6."""
+                                                                                             min_confidence, proposed):
+    """The toy's search finds 0/6 (seed), 3/6 and 6/6 val, each prompt longer: 3 instances of slack take 3/6, unless
+    the PR gate would refuse 3/6 (3 improved: sign test p = 0.125) and take 6/6 (p = 0.016)."""
     repo, _ = toy
-    result = optimize(settings_for(repo, tmp_path, ScriptedReflection(), optimizer__prefer_shorter_within=within))
+    result = optimize(settings_for(repo, tmp_path, ScriptedReflection(), optimizer__prefer_shorter_within=within,
+                                   output__min_confidence=min_confidence))
     assert [round(c.val_mean * 6) for c in result.candidates] == [0, 3, 6]
     lengths = [sum(map(len, c.components.values())) for c in result.candidates]
     assert lengths == sorted(lengths)

@@ -9,9 +9,9 @@ import pytest
 from gepa_bot.config import OutputConfig
 from gepa_bot.escaping import untrusted
 from gepa_bot.report.render import BODY_BUDGET, render
-from gepa_bot.report.verdict import verdict
 from gepa_bot.result import Candidate, RejectedProposal, RunResult, SearchError, migrate_v1
 from gepa_bot.text import BODY_LIMIT
+from gepa_bot.verdict import verdict
 
 
 def rejected(reason: str) -> RejectedProposal:

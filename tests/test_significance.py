@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gepa_bot.report.significance import (
+from gepa_bot.significance import (
     bootstrap_interval,
     format_level,
     format_p,

@@ -22,8 +22,8 @@ from gepa_bot.github import rest
 from gepa_bot.github.safegit import head_sha
 from gepa_bot.github.trigger import Plan
 from gepa_bot.github.workflow import Inputs
-from gepa_bot.report.verdict import verdict
 from gepa_bot.result import Evaluation, RunResult
+from gepa_bot.verdict import verdict
 
 RUN_ARTIFACT = "gepa-bot-run"  # action.yml uploads the run directory under this name
 

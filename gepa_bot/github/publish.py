@@ -35,8 +35,8 @@ from gepa_bot.github.safegit import head_sha
 from gepa_bot.github.workflow import command_data
 from gepa_bot.report.jobsummary import no_pull_request, run_summary
 from gepa_bot.report.render import FULL_REPORT_HERE, Report, original_files, render
-from gepa_bot.report.verdict import verdict
 from gepa_bot.result import RunResult
+from gepa_bot.verdict import verdict
 
 REMOTE = re.compile(r"^(?:(?P<scheme>https?)://(?:[^@/]+@)?(?P<host>[^/]+)/|git@(?P<ssh_host>[^:]+):)"
                     r"(?P<name>[\w.-]+/[\w.-]+?)(?:\.git)?/?$")

@@ -14,9 +14,9 @@ from typing import Any
 from gepa_bot.escaping import untrusted
 from gepa_bot.report.render import ENV, LADDER, instance_rows
 from gepa_bot.report.variants import mermaid_chart
-from gepa_bot.report.verdict import verdict
 from gepa_bot.result import RunResult
 from gepa_bot.runlog import read_records
+from gepa_bot.verdict import verdict
 
 SUMMARY_ROWS = 10
 

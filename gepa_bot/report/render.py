@@ -20,9 +20,9 @@ from gepa_bot.escaping import fence_for, untrusted, untrusted_block
 from gepa_bot.redact import redact
 from gepa_bot.report.rejections import rejection_reasons
 from gepa_bot.report.variants import component_diff, mermaid_chart, pick, wins_and_losses
-from gepa_bot.report.verdict import verdict
 from gepa_bot.result import NOTHING_TO_REFLECT_ON, REFLECTION_STALLED, RunResult
 from gepa_bot.text import BODY_LIMIT, truncate
+from gepa_bot.verdict import verdict
 
 BODY_BUDGET = BODY_LIMIT - 1_536  # room for a truncation note and GitHub's own counting quirks
 

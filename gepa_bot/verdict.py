@@ -6,8 +6,8 @@ import math
 
 from pydantic import BaseModel, ConfigDict
 
-from gepa_bot.report.significance import PairedTest, format_p, paired_test, val_scores
 from gepa_bot.result import DEFAULT_MIN_CONFIDENCE, Candidate, RunResult
+from gepa_bot.significance import PairedTest, format_p, paired_test, val_scores
 
 
 class Verdict(BaseModel):

@@ -98,9 +98,9 @@ class OptimizerConfig(Strict):
         "40% of the rollout budget; 0 turns it off")
     prefer_shorter_within: int = Field(default=1, ge=0, le=5, description="val instances a longer prompt has to win "
                                        "by: the proposed prompt is the shortest candidate within that many val "
-                                       "instances of the best val score (0: the best val score, the shorter on a "
-                                       "tie). 1 by the bench: one val instance bought by a longer prompt did not hold "
-                                       "on test (bench/results)")
+                                       "instances of the best val score that still passes the PR checks (0: the best "
+                                       "val score, the shorter on a tie). 1 by the bench: one val instance bought by a "
+                                       "longer prompt did not hold on test (bench/results)")
     eval_repeats: int = Field(default=1, gt=0, le=10, description="run each eval N times; score = mean, spread reported")
     trim: bool = Field(default=True, description="after the search, try the best prompt without each sentence the "
                        "search added and keep it shorter when the val score does not drop (up to 15% of the "

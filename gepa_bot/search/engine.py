@@ -330,10 +330,16 @@ def val_best(candidates: list[dict[str, Any]], slack: float = 0.0) -> int:
     and in the bench the shorter of equal-val prompts held up better on test), then the earlier one. With ``slack``
     (optimizer.prefer_shorter_within, as a share of val), the shortest prompt within that much of the best val mean:
     a longer prompt has to win by more than ``slack`` on val."""
+    return shortest_within(candidates, slack)[0]
+
+
+def shortest_within(candidates: list[dict[str, Any]], slack: float) -> list[int]:
+    """The indices of the candidates within ``slack`` of the best val mean, shortest first (then the higher score,
+    then the earlier)."""
     top = max(c["val_mean"] for c in candidates)
     within = [i for i, c in enumerate(candidates) if c["val_mean"] >= top - slack - 1e-9]
-    return min(within, key=lambda i: (sum(map(len, candidates[i]["components"].values())),
-                                      -candidates[i]["val_mean"], i))
+    return sorted(within, key=lambda i: (sum(map(len, candidates[i]["components"].values())),
+                                         -candidates[i]["val_mean"], i))
 
 
 def parsimony_slack(session: RunSession) -> float:
@@ -397,13 +403,9 @@ def proposable(result: RunResult, slack: float) -> int:
     shortest within ``slack`` (result.best_candidate): preferring a shorter prompt never costs the pull request (the
     quick start: a rewrite one val instance under the best, 5 improved and 1 regressed against 6 and 1, missed the sign
     test the best passed)."""
-    top = max(c.val_mean for c in result.candidates)
-    within = sorted((c for c in result.candidates if c.val_mean >= top - slack - 1e-9),
-                    key=lambda c: (sum(map(len, c.components.values())), -c.val_mean, c.index))
-    for candidate in within:
-        if verdict(result.model_copy(update={"best_candidate": candidate.index})).improved:
-            return candidate.index
-    return result.best_candidate
+    within = shortest_within([{"val_mean": c.val_mean, "components": c.components} for c in result.candidates], slack)
+    return next((i for i in within if verdict(result.model_copy(update={"best_candidate": i})).improved),
+                result.best_candidate)
 
 
 def instance_score(r: Any) -> InstanceScore:

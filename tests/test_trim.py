@@ -250,3 +250,23 @@ def test_a_run_interrupted_while_trimming_resumes_to_the_same_result_without_pay
     assert strip(resumed) == strip(reference) and resumed.best_candidate == reference.best_candidate
     assert resumed.candidates[resumed.best_candidate].origin == "trim"
     assert resumed.budget.rollouts_used == reference.budget.rollouts_used
+
+
+def test_trimming_works_on_the_candidate_the_pr_proposes_not_on_a_shorter_one_the_pr_checks_refuse(tmp_path,
+                                                                                                 monkeypatch):
+    """3 val instances of slack would prefer the 3/6 candidate, but the sign test refuses it (p = 0.125 against
+    min_confidence 0.9): the 6/6 one is proposed, so the rollouts left go to trimming that one."""
+    (tmp_path / "counter").mkdir()
+    monkeypatch.setenv("TOY_COUNTER_DIR", str(tmp_path / "counter"))
+    repo = make_toy_repo(tmp_path, yaml_prompt=True)
+    result = optimize(settings_for(repo, tmp_path, PaddedReflection(), budget__rollouts=120,
+                                   optimizer__prefer_shorter_within=3, output__min_confidence=0.9))
+
+    best = result.candidates[result.best_candidate]
+    assert best.origin == "trim" and best.val_mean == 1.0
+    parent = result.candidates[best.parents[0]]
+    while parent.origin == "trim":
+        parent = result.candidates[parent.parents[0]]
+    assert parent.val_mean == 1.0  # the trims descend from the proposal, not from the shorter 3/6 candidate
+    assert all(PaddedReflection.FILLER not in text for text in best.components.values())
+    assert any(PaddedReflection.FILLER in text for text in parent.components.values())

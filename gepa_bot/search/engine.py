@@ -108,9 +108,12 @@ def run_search(session: RunSession) -> RunResult:
         stop_if_errors_decided(session)
         raise
     stop_if_errors_decided(session)
-    trimmed = trim_best(gepa_result, session) if trimming(session) else TrimOutcome()
-    stop_if_errors_decided(session)
-    result = build_result(gepa_result, session, reflector, trimmed)
+    result = build_result(gepa_result, session, reflector)
+    if trimming(session):  # trim what would be proposed (it may be longer than the shortest within the slack)
+        trimmed = trim_proposal(gepa_result, session, result.best_candidate)
+        stop_if_errors_decided(session)
+        if trimmed.steps:
+            result = build_result(gepa_result, session, reflector, trimmed)
     result.search_errors = [SearchError.model_validate(e)
                             for e in reflector.errors + search_errors.errors]  # gepa swallows both kinds
     for error in search_errors.errors:
@@ -161,14 +164,12 @@ def search_stopper(session: RunSession, reflector: RationaleReflector | None = N
     return should_stop
 
 
-def trim_best(gepa_result: Any, session: RunSession) -> TrimOutcome:
-    """Sentences the search added to its best candidate, deleted one at a time on the rollouts it left."""
+def trim_proposal(gepa_result: Any, session: RunSession, best: int) -> TrimOutcome:
+    """Sentences the search added to candidate ``best`` (the one a PR would propose), deleted one at a time on the
+    rollouts it left."""
     budget, adapter, val, seed = session.budget, session.adapter, session.split.val, session.seed_candidate
     budget.release_held_back()
-    candidates = [{"val_mean": m, "components": c} for m, c in zip(gepa_result.val_aggregate_scores,
-                                                                     gepa_result.candidates, strict=True)]
-    best = val_best(candidates, parsimony_slack(session))
-    components = dict(candidates[best]["components"])
+    components = dict(gepa_result.candidates[best])
     if not trials_wanted(seed, components, len(val), budget.max_rollouts):
         return TrimOutcome()
     best_scores = {val[k]: score for k, score in gepa_result.val_subscores[best].items()}

@@ -200,6 +200,27 @@ def derive_rows(work: Path, tasks: list[Task], opts: BenchOptions, rows_file: Pa
     return {"rows": rows, "splits": splits, "test_eval_seconds": round(scorer.seconds, 1)}
 
 
+def rescore_rows(source: Path, tasks: list[Task], opts: BenchOptions, rows_file: Path) -> dict[str, Any]:
+    """``source``'s rows of ``tasks`` (every arm, seed and budget) with each row's prompt scored again on the task's
+    current test split: for a test split that grew (the search never sees test, so the rows' searches stand).
+    Only ``test_score`` and ``test_n`` change; the old pair is kept as ``rescored_from``."""
+    scorer = TestScorer(opts, (opts.work_dir or rows_file.parent) / "test-scratch")
+    old = [json.loads(line) for line in source.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows: list[dict[str, Any]] = []
+    for task in tasks:
+        config = make_config(task, max(opts.budgets), 0, opts)
+        for row in (r for r in old if r["task"] == task.name):
+            score = round(scorer.score(task, config, row["prompt"]), 4)
+            rows.append({**row, "test_score": score, "test_n": len(task.test_ids()),
+                         "rescored_from": {"test_score": row["test_score"], "test_n": row.get("test_n")}})
+            with rows_file.open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps(rows[-1], ensure_ascii=False) + "\n")
+            opts.log(f"[{task.name} seed {row['seed']}] {row['method']} @{row['budget']}: test "
+                     f"{row['test_score']:.3f} (n {row.get('test_n')}) -> {score:.3f} (n {len(task.test_ids())})")
+    splits = {t.name: {"test": len(t.test_ids())} for t in tasks}
+    return {"rows": rows, "splits": splits, "test_eval_seconds": round(scorer.seconds, 1)}
+
+
 def _split_sizes(task: Task, config: Config, opts: BenchOptions, work: Path) -> dict[str, int]:
     settings = settings_for(task, config, work / "probe", opts)
     with open_suite(settings, with_reflection=False) as (suite, _t, _r):
@@ -228,6 +249,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--derive-from", type=Path, default=None, metavar="WORK_DIR",
                    help="rows of the derived arms (gepa_bot_shorter) from a --keep-work dir's finished gepa_bot "
                         "runs: no search, only the test split is scored")
+    p.add_argument("--rescore-test", type=Path, default=None, metavar="ROWS_FILE",
+                   help="the rows of --tasks in ROWS_FILE with their prompts scored again on the current test split "
+                        "(after the test split grew); no search")
     p.add_argument("--render-only", action="store_true",
                    help="rewrite results.md/json and the PNG from OUT/rows.jsonl and OUT/meta.json; no runs")
     return p.parse_args(argv)
@@ -252,8 +276,10 @@ def main(argv: list[str] | None = None) -> int:
                                 max_val=args.max_val, work_dir=work, reflection_max_tokens=args.reflection_max_tokens,
                                 reflection_style=args.reflection_style, log=lambda m: print(m, flush=True),
                                 models={args.model: task_params, reflection_model: reflection_params})
-            data = derive_rows(args.derive_from, tasks, opts, args.out / "rows.jsonl") if args.derive_from else \
-                run_bench(tasks, opts, rows_file=args.out / "rows.jsonl")
+            rows_file = args.out / "rows.jsonl"
+            data = (rescore_rows(args.rescore_test, tasks, opts, rows_file) if args.rescore_test else
+                    derive_rows(args.derive_from, tasks, opts, rows_file) if args.derive_from else
+                    run_bench(tasks, opts, rows_file=rows_file))
     finally:
         if args.keep_work or args.derive_from:
             print(f"run dirs kept in {work}")

@@ -285,3 +285,32 @@ def test_targets_count_a_runs_shorter_proposal_as_gepa_bots_where_one_was_derive
     assert [(r["method"], r["seed"], r["test_score"]) for r in default] == [
         ("seed", 0, 0.1), ("gepa_bot", 0, 0.5), ("gepa_bot_shorter", 0, 0.5), ("gepa_bot", 1, 0.6)]
     assert rows[1]["test_score"] == 0.3  # the rows themselves are left as measured
+
+
+def test_rescore_scores_every_rows_prompt_again_on_the_grown_test_split(tmp_path: Path):
+    """A test split that grew: rows keep their search (prompt, val, rollouts); test_score and test_n are new."""
+    root = make_task(tmp_path)
+    tasks = harness.find_tasks(["toy"], root)
+    opts = harness.BenchOptions(budgets=[30], task_model="openai/toy-task", reflection_model="openai/toy-reflection",
+                                workers=2, work_dir=tmp_path / "work", log=lambda m: None, seeds=[0])
+    prompts = ["Classify {ticket}.", "Classify {ticket}. Consider: billing, refund", "Consider: crash {ticket}"]
+    source = tmp_path / "old.jsonl"
+    source.write_text("".join(json.dumps({"task": task, "budget": 30, "method": "gepa_bot", "seed": k, "test_score": 0.5,
+                                          "test_n": 6, "val_score": 0.25, "prompt": {"prompts/main.txt": text}}) + "\n"
+                              for k, text in enumerate(prompts) for task in ("toy", "other")))
+    data_file = root / "toy" / "data.jsonl"
+    grown = [{"id": f"x{k:02d}", "keyword": KEYWORDS[k % len(KEYWORDS)], "split": "test"} for k in range(12)]
+    data_file.write_text(data_file.read_text() + "".join(json.dumps(r) + "\n" for r in grown))
+    test_rows = [json.loads(line) for line in data_file.read_text().splitlines() if json.loads(line)["split"] == "test"]
+
+    out = tmp_path / "rows.jsonl"
+    rows = harness.rescore_rows(source, tasks, opts, out)["rows"]
+
+    assert [r["prompt"]["prompts/main.txt"] for r in rows] == prompts  # the other task's rows are left alone
+    for row in rows:
+        text = row["prompt"]["prompts/main.txt"].lower()
+        expected = sum(r["keyword"] in text for r in test_rows) / len(test_rows)
+        assert row["test_score"] == round(expected, 4) and row["test_n"] == len(test_rows) == 18
+        assert row["rescored_from"] == {"test_score": 0.5, "test_n": 6} and row["val_score"] == 0.25
+    assert [json.loads(line) for line in out.read_text().splitlines()] == rows
+    assert len({r["test_score"] for r in rows}) == 3

@@ -230,11 +230,18 @@ class RationaleReflector:
                     proposal.rationale = f"{facts} and gave no reason."
                 elif not reason_about_the_change(proposal.rationale):
                     proposal.rationale = f"{facts} and its reason was not about the change."
-        if same_words(proposal.text, current):
+        return proposal
+
+    def _refuse_unmergeable(self, name: str, result: Proposal, current: str, records: Sequence[Mapping[str, Any]],
+                            siblings: Mapping[str, str] | None) -> None:
+        """Every refusal of a parsed proposal, before any rollout is spent on it (ProposalRejected says why)."""
+        if same_words(result.text, current):
             raise ProposalRejected("the proposed prompt is identical to the current one apart from punctuation and "
                                    "case; change what it says")
-        guard_generality(proposal, current, records)
-        return proposal
+        guard_generality(result, current, records)
+        guard_stated_numbers(result, current, self.originals.get(name, ""))
+        guard_answer_cue(result, current)
+        self._refuse_a_known_candidate(name, result, siblings)
 
     def simplify(self, name: str, current: str) -> Proposal | None:
         """One feedback-free "rewrite it so a small model answers better" proposal (retries and rejection
@@ -266,9 +273,7 @@ class RationaleReflector:
             proposal.raw_lm_outputs[name] = reply.text
             try:
                 result = self._parse(kind, reply.text, current, records, statements, task_prompt)
-                guard_stated_numbers(result, current, self.originals.get(name, ""))
-                guard_answer_cue(result, current)
-                self._refuse_a_known_candidate(name, result, siblings)
+                self._refuse_unmergeable(name, result, current, records, siblings)
                 return result
             except ProposalRejected as exc:
                 self._reject(name, attempt, str(exc), reply.text)

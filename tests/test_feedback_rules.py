@@ -31,6 +31,7 @@ from gepa_bot.search.reflection_proposals import (
     Proposal,
     ProposalRejected,
     answer_cue,
+    guard_answer_cue,
     guard_stated_numbers,
     labels_left_out,
     reason_about_the_change,
@@ -645,8 +646,8 @@ CUE_KEPT = ("Reason: the queues are named.\n````prompt\nName the queue: billing,
      "them as they are", "a negative text gets a negative number"),
     # tickets bench (2ca8c04, seed 2): a plain rewrite ended "Queue: billing", the answer for every ticket
     (PROMPT, TICKETS, CUE_FILLED, CUE_KEPT,
-     "the proposed prompt writes 'billing' after 'Queue:', where the model's answer begins; end the prompt with that "
-     "line as it is", "Ticket:\n{ticket}\n\nQueue:\n"),
+     "the proposed prompt ends with 'billing' after 'Queue:', where the model's answer begins: that answers every "
+     "input alike; end the prompt with that line as it is", "Ticket:\n{ticket}\n\nQueue:\n"),
 ], ids=["scale the user wrote", "answer after the cue"])
 def test_a_rewrite_the_guards_refuse_is_retried_with_the_reason(tmp_path, prompt, records, refused, taken, reason,
                                                                  kept_text):
@@ -657,6 +658,16 @@ def test_a_rewrite_the_guards_refuse_is_retried_with_the_reason(tmp_path, prompt
     assert [r["reason"] for r in reflector.rejected] == [reason]
     assert reason in transport.calls[1]["content"]
     assert kept_text in proposal.new_texts["p"]
+
+
+@pytest.mark.parametrize("ending", [
+    "Queue: billing, bug, account, feature_request or other.",  # the choices (best-of-N, tickets seed 1: 0.6 val)
+    "Queue: <queue name>",
+    "Queue: billing if it is about charges.\nQueue: bug if something is broken.\n\nAnswer in the form `Queue: <name>`.",
+    "Queue:",
+])
+def test_the_cue_followed_by_the_choices_or_by_more_instructions_is_not_an_answer(ending):
+    guard_answer_cue(Proposal(rationale="r", text=f"Triage the ticket.\n\nTicket:\n{{ticket}}\n\n{ending}\n"), PROMPT)
 
 
 def test_the_answer_cue_is_the_last_line_after_the_input_when_it_ends_with_a_colon():

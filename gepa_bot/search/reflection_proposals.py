@@ -362,17 +362,22 @@ def answer_cue(prompt: str) -> str | None:
     return tail[-1] if tail and tail[-1].endswith(":") and len(tail[-1]) <= 40 else None
 
 
+ALTERNATIVES = re.compile(r",|\bor\b|/|\||<|\[")  # "billing, bug or other", "<queue>": a list or a form, not an answer
+
+
 def guard_answer_cue(proposal: Proposal, current: str) -> None:
-    """ProposalRejected when the new text writes an answer after the current prompt's answer cue. Seen on the
-    tickets bench: a rewrite ended "Queue: billing", which tells the model the answer to every ticket."""
+    """ProposalRejected when the new prompt ends with the current prompt's answer cue filled in with one answer.
+    Seen on the tickets bench: a rewrite ended "Queue: billing", which tells the model the answer to every ticket.
+    The cue followed by the choices ("Queue: billing, bug, account, feature_request or other"), or cue lines that
+    define each answer with more text after them, are instructions and pass (best-of-N's best tickets prompts)."""
     cue = answer_cue(current)
-    if cue is None:
+    lines = [line.strip() for line in proposal.text.splitlines() if line.strip()]
+    if cue is None or not lines or not lines[-1].lower().startswith(cue.lower()):
         return
-    at = proposal.text.lower().rfind("\n" + cue.lower())
-    filled = proposal.text[at + 1 + len(cue):].strip() if at >= 0 else ""
-    if filled:
-        raise ProposalRejected(f"the proposed prompt writes {filled[:40]!r} after {cue!r}, where the model's answer "
-                               "begins; end the prompt with that line as it is")
+    filled = lines[-1][len(cue):].strip()
+    if filled and not ALTERNATIVES.search(filled):
+        raise ProposalRejected(f"the proposed prompt ends with {filled[:40]!r} after {cue!r}, where the model's answer "
+                               "begins: that answers every input alike; end the prompt with that line as it is")
 
 
 def guard_generality(proposal: Proposal, current: str, records: Sequence[Mapping[str, Any]]) -> None:

@@ -217,7 +217,8 @@ def rescore_rows(source: Path, tasks: list[Task], opts: BenchOptions, rows_file:
                 handle.write(json.dumps(rows[-1], ensure_ascii=False) + "\n")
             opts.log(f"[{task.name} seed {row['seed']}] {row['method']} @{row['budget']}: test "
                      f"{row['test_score']:.3f} (n {row.get('test_n')}) -> {score:.3f} (n {len(task.test_ids())})")
-    splits = {t.name: {"test": len(t.test_ids())} for t in tasks}
+    splits = {t.name: _split_sizes(t, make_config(t, max(opts.budgets), 0, opts), opts, scorer.scratch)
+              for t in tasks}
     return {"rows": rows, "splits": splits, "test_eval_seconds": round(scorer.seconds, 1)}
 
 

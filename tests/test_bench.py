@@ -304,7 +304,9 @@ def test_rescore_scores_every_rows_prompt_again_on_the_grown_test_split(tmp_path
     test_rows = [json.loads(line) for line in data_file.read_text().splitlines() if json.loads(line)["split"] == "test"]
 
     out = tmp_path / "rows.jsonl"
-    rows = harness.rescore_rows(source, tasks, opts, out)["rows"]
+    data = harness.rescore_rows(source, tasks, opts, out)
+    rows = data["rows"]
+    assert data["splits"] == {"toy": {"train": 6, "val": 6, "test": 18}}  # what the report's chunk lines print
 
     assert [r["prompt"]["prompts/main.txt"] for r in rows] == prompts  # the other task's rows are left alone
     for row in rows:

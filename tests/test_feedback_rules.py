@@ -156,8 +156,10 @@ def test_form_failures_and_the_worked_example():
 def test_rules_reply_parsing():
     parsed = parse_rules_reply('{"keep": [2, "1", 9, 2], "reason": "r", "instruction": " Do  X. "}', 3)
     assert parsed.keep == [2, 1] and parsed.instruction == "Do X."
-    with pytest.raises(EditRejected, match="names no statement"):
+    with pytest.raises(EditRejected, match="names no statement: give numbers from 1 to 3"):
         parse_rules_reply('{"keep": [7], "reason": "", "instruction": ""}', 3)
+    with pytest.raises(EditRejected, match="names no statement: give the number 1$"):  # not "from 1 to 1"
+        parse_rules_reply('{"keep": [], "reason": "", "instruction": ""}', 1)
     with pytest.raises(EditRejected, match="keep"):
         parse_rules_reply('{"instruction": "x"}', 3)
 

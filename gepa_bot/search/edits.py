@@ -161,7 +161,8 @@ def parse_rules_reply(reply: str, count: int) -> RulesReply:
         if 1 <= number <= count and number not in keep:
             keep.append(number)
     if not keep:
-        raise EditRejected(f'"keep" names no statement: give numbers from 1 to {count}')
+        choices = "give the number 1" if count == 1 else f"give numbers from 1 to {count}"
+        raise EditRejected(f'"keep" names no statement: {choices}')
     instruction = " ".join(str(data.get("instruction") or "").split())
     try:
         instruction = whole_sentences(instruction, MAX_EDIT_CHARS)

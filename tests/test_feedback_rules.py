@@ -255,7 +255,9 @@ def test_an_edit_quoting_one_training_input_is_refused_and_retried_with_the_reas
     assert reflector.rationales[child]["p"] == "feature asks were filed as bugs (failures: t1, t2, t3)"
 
 
-def test_the_plain_rewrite_asks_for_a_reason_and_never_gets_a_canned_one(tmp_path):
+def test_the_plain_rewrite_asks_for_no_reason_and_its_rationale_states_what_changed(tmp_path):
+    """Asked for a reason first, the 1.5B model gave a usable tickets rewrite 0 times in 12 (bench/results/
+    simplify-probe.md): the request asks for the prompt only, and the PR states what the rewrite dropped and added."""
     with_reason = "Reason: one label per answer.\n````prompt\nGive the queue of the ticket.\n\nTicket:\n{ticket}\n````"
     without = "````prompt\nQueue of this ticket?\n\nTicket:\n{ticket}\n````"
     reflector, transport, runlog = _reflector(tmp_path, [with_reason, without], style="mixed")
@@ -264,11 +266,12 @@ def test_the_plain_rewrite_asks_for_a_reason_and_never_gets_a_canned_one(tmp_pat
     first, _ = reflector.reflect({"p": PROMPT}, {"p": stating_nothing}, ["p"])
     second, _ = reflector.reflect({"p": PROMPT}, {"p": stating_nothing}, ["p"])
     runlog.close()
-    assert 'First write "Reason:" and ONE sentence' in transport.calls[0]["content"]
+    assert "Reason" not in transport.calls[0]["content"] and "prompt inside ONE fenced block" in transport.calls[0]["content"]
     rationales = [reflector.rationales[candidate_hash(p.new_texts)]["p"] for p in (first, second)]
-    assert rationales[0] == "one label per answer."
-    assert rationales[1] == f"Plain rewrite, {len(PROMPT)} -> {len(second.new_texts['p'])} chars; the model was shown " \
-                            "no failures and gave no reason."
+    assert rationales[0] == "one label per answer."  # a reason given unasked, about the change, stays
+    assert rationales[1] == (f"Plain rewrite, {len(PROMPT)} -> {len(second.new_texts['p'])} chars, asked only to make "
+                             f"the prompt easier for a small model (no failures shown): dropped "
+                             f"{PROMPT.splitlines()[0]!r}; added 'Queue of this ticket?'.")
     assert not any("shorter and more direct" in r for r in rationales)
 
 
@@ -698,8 +701,8 @@ def test_a_rewrite_reason_that_answers_the_task_instead_gives_way_to_the_facts(t
     second, _ = reflector.reflect({"p": PROMPT}, {"p": stating_nothing}, ["p"])
     runlog.close()
     rationales = [reflector.rationales[candidate_hash(p.new_texts)]["p"] for p in (first, second)]
-    assert rationales[0] == f"Plain rewrite, {len(PROMPT)} -> {len(first.new_texts['p'])} chars; the model was shown " \
-                            "no failures and its reason was not about the change."
+    assert rationales[0].startswith(f"Plain rewrite, {len(PROMPT)} -> {len(first.new_texts['p'])} chars, asked only") \
+        and "added 'Give the queue of the ticket.'" in rationales[0] and "billing queue" not in rationales[0]
     assert rationales[1] == "the queues were not listed, so the model guessed."
     assert not reason_about_the_change("I will now use the ticket content to determine its appropriate queue.")
 

@@ -65,6 +65,7 @@ from gepa_bot.search.reflection_proposals import (
     parse_role_proposal,
     parse_rules_proposal,
     reason_about_the_change,
+    rewrite_facts,
     task_prompt_of,
     usable_reason,
 )
@@ -225,11 +226,8 @@ class RationaleReflector:
             proposal.failure_ids = () if kind == "simplify" else shown_ids(records, MAX_EXAMPLES)
             if kind == "simplify":
                 proposal.summary = f"rewrite ({len(current)} -> {len(proposal.text)} chars)"
-                facts = f"Plain rewrite, {len(current)} -> {len(proposal.text)} chars; the model was shown no failures"
-                if proposal.rationale == "(no rationale given)":
-                    proposal.rationale = f"{facts} and gave no reason."
-                elif not reason_about_the_change(proposal.rationale):
-                    proposal.rationale = f"{facts} and its reason was not about the change."
+                if proposal.rationale == "(no rationale given)" or not reason_about_the_change(proposal.rationale):
+                    proposal.rationale = rewrite_facts(current, proposal.text)  # (a reason given unasked may stay)
         return proposal
 
     def _refuse_unmergeable(self, name: str, result: Proposal, current: str, records: Sequence[Mapping[str, Any]],

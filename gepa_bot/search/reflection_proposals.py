@@ -246,6 +246,23 @@ CHANGE_WORDS = re.compile(
     r"reword(?:ed|ing)?|chang(?:e|ed|es|ing))\b", re.IGNORECASE)
 
 
+def rewrite_facts(current: str, new: str) -> str:
+    """What a plain rewrite did, from the texts (the rewrite request asks for no reason: see SIMPLIFY_INSTRUCTIONS):
+    its length and the first sentence it dropped and the first it added."""
+    def sentences(text: str) -> list[str]:
+        return [" ".join(p.split()) for p in re.split(r"(?<=[.!?])\s+|\n+", text) if p.strip()]
+
+    def short(sentence: str) -> str:
+        return sentence if len(sentence) <= 90 else sentence[:87].rstrip() + "..."
+
+    old, fresh = sentences(current), sentences(new)
+    dropped = next((x for x in old if x not in fresh), None)
+    added = next((x for x in fresh if x not in old), None)
+    parts = ([f"dropped {short(dropped)!r}"] if dropped else []) + ([f"added {short(added)!r}"] if added else [])
+    return (f"Plain rewrite, {len(current)} -> {len(new)} chars, asked only to make the prompt easier for a small "
+            f"model (no failures shown)" + (": " + "; ".join(parts) if parts else "") + ".")
+
+
 def reason_about_the_change(reason: str) -> bool:
     """Whether a rewrite's reason speaks of the prompt or the answers at all. Seen with the 1.5B model, shown a
     ticket classifier: "The ticket should be directed to the billing queue as it pertains to financial

@@ -91,6 +91,9 @@ REASONING_LABEL = re.compile(r"\A\s*(?:#+\s*)?[*_]*\s*(?:rationale|reason(?:ing)
 PLACEHOLDER_IN_PROSE = re.compile(r"\bplaceholders?\s+\{[^{}]*\}|\{[^{}]*\}\s+placeholders?\b", re.IGNORECASE)
 
 
+SENTENCE_OR_LINE = re.compile(r"(?<=[.!?])\s+|\n+")  # a prompt's pieces: sentences, and lines without end punctuation
+
+
 def _rationale_in_prompt(text: str, current: str) -> str | None:
     """Why a fenced block holds the reflector's reasoning rather than a prompt, else None. Seen with the 1.5B
     model: "Reason:\nI changed the placeholder {ticket} to ensure it is clear ...\n\nQueue:" (the placeholder
@@ -100,7 +103,7 @@ def _rationale_in_prompt(text: str, current: str) -> str | None:
     if PLACEHOLDER_IN_PROSE.search(text) and not PLACEHOLDER_IN_PROSE.search(current):
         return "talks about its placeholder instead of using it for the input"
     if not _speaks_of_prompts(current):
-        meta = next((s for s in re.split(r"(?<=[.!?])\s+|\n+", text) if _speaks_of_prompts(s)), None)
+        meta = next((s for s in SENTENCE_OR_LINE.split(text) if _speaks_of_prompts(s)), None)
         if meta:
             return f"speaks about the prompt ({meta.strip()[:80]!r}) instead of telling the model what to do"
     return None
@@ -250,7 +253,7 @@ def rewrite_facts(current: str, new: str) -> str:
     """What a plain rewrite did, from the texts (the rewrite request asks for no reason: see SIMPLIFY_INSTRUCTIONS):
     its length and the first sentence it dropped and the first it added."""
     def sentences(text: str) -> list[str]:
-        return [" ".join(p.split()) for p in re.split(r"(?<=[.!?])\s+|\n+", text) if p.strip()]
+        return [" ".join(p.split()) for p in SENTENCE_OR_LINE.split(text) if p.strip()]
 
     def short(sentence: str) -> str:
         return sentence if len(sentence) <= 90 else sentence[:87].rstrip() + "..."
@@ -401,7 +404,7 @@ def guard_generality(proposal: Proposal, current: str, records: Sequence[Mapping
     """ProposalRejected when the new text quotes a phrase that only one training instance's input/feedback has."""
     if proposal.kind == "example" or not records:
         return
-    added = " ".join(line for line in re.split(r"(?<=[.!?])\s+|\n+", proposal.text)
+    added = " ".join(line for line in SENTENCE_OR_LINE.split(proposal.text)
                      if line.strip() and not covered_by(line, current))
     phrases = specific_phrases(added, records, current, extract_statements(records, current))
     if phrases:

@@ -207,18 +207,19 @@ def rescore_rows(source: Path, tasks: list[Task], opts: BenchOptions, rows_file:
     scorer = TestScorer(opts, (opts.work_dir or rows_file.parent) / "test-scratch")
     old = [json.loads(line) for line in source.read_text(encoding="utf-8").splitlines() if line.strip()]
     rows: list[dict[str, Any]] = []
+    splits: dict[str, dict[str, int]] = {}
     for task in tasks:
         config = make_config(task, max(opts.budgets), 0, opts)
+        splits[task.name] = _split_sizes(task, config, opts, scorer.scratch)
+        test_n = splits[task.name]["test"]
         for row in (r for r in old if r["task"] == task.name):
             score = round(scorer.score(task, config, row["prompt"]), 4)
-            rows.append({**row, "test_score": score, "test_n": len(task.test_ids()),
+            rows.append({**row, "test_score": score, "test_n": test_n,
                          "rescored_from": {"test_score": row["test_score"], "test_n": row.get("test_n")}})
             with rows_file.open("a", encoding="utf-8") as handle:
                 handle.write(json.dumps(rows[-1], ensure_ascii=False) + "\n")
             opts.log(f"[{task.name} seed {row['seed']}] {row['method']} @{row['budget']}: test "
-                     f"{row['test_score']:.3f} (n {row.get('test_n')}) -> {score:.3f} (n {len(task.test_ids())})")
-    splits = {t.name: _split_sizes(t, make_config(t, max(opts.budgets), 0, opts), opts, scorer.scratch)
-              for t in tasks}
+                     f"{row['test_score']:.3f} (n {row.get('test_n')}) -> {score:.3f} (n {test_n})")
     return {"rows": rows, "splits": splits, "test_eval_seconds": round(scorer.seconds, 1)}
 
 

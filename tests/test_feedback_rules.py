@@ -22,6 +22,7 @@ from gepa_bot.search.feedback_rules import (
     shape_changed,
     specific_phrases,
     stated_labels,
+    stated_meanings,
     with_definitions_grouped,
     worked_example,
 )
@@ -32,6 +33,7 @@ from gepa_bot.search.reflection_proposals import (
     ProposalRejected,
     answer_cue,
     guard_answer_cue,
+    guard_stated_meanings,
     guard_stated_numbers,
     labels_left_out,
     reason_about_the_change,
@@ -707,3 +709,68 @@ def test_a_rewrite_reason_that_answers_the_task_instead_gives_way_to_the_facts(t
     assert not reason_about_the_change("I will now use the ticket content to determine its appropriate queue.")
 
 
+
+
+GUIDE = {"bug": "something that should work is broken (an error page, a crash, wrong data, a setting that is ignored), "
+                "even when the ticket is about an invoice or asks for a refund",
+         "billing": "questions about prices, plans, charges, invoices and receipts, when nothing in the product is broken"}
+GUIDED_TICKETS = [rec("t5", f"expected '{label}', got 'other' (raw reply: 'other'); under our triage guide '{label}' "
+                            f"means {meaning}; ticket: 'Ticket number {n}.'") for n, (label, meaning) in enumerate(GUIDE.items())]
+QUICK_START_LIST = ("Read the ticket below and decide which queue it should go to.\n\nTicket:\n{ticket}\n\nQueue:\n"
+                    "1. Bug - If the issue is a problem with the software or hardware\n"
+                    "2. Feature Request - If there's an idea for new functionality\n"
+                    "3. Billing - If there's an issue with our payment system\n")
+
+
+def test_the_labels_the_feedback_defines_are_read_whatever_the_grouping():
+    assert stated_meanings(GUIDED_TICKETS) == GUIDE  # two labels: one grouped statement
+    assert stated_meanings(GUIDED_TICKETS[:1]) == {"bug": GUIDE["bug"]}  # one label: a plain statement
+    assert stated_meanings(INCIDENTS) == {label.lower(): meaning for label, meaning in POLICY.items()}
+    assert stated_meanings(TICKETS) == {}  # labels named, none defined
+
+
+def test_a_proposal_defining_a_label_unlike_the_feedback_is_refused_and_a_quote_passes():
+    """Seen on the quick start (e1a213c): a plain rewrite listed queue definitions after "Queue:" that the triage guide
+    in the feedback contradicts ('Billing - an issue with our payment system'; the guide calls a broken payment
+    page a bug)."""
+    with pytest.raises(ProposalRejected, match=r"defines 'Bug' as 'If the issue is a problem with the software or "
+                                               r"hardware', but the feedback defines it as 'something that should"):
+        guard_stated_meanings(Proposal(rationale="r", text=QUICK_START_LIST), PROMPT, GUIDE)
+    billing_only = QUICK_START_LIST.replace("1. Bug - If the issue is a problem with the software or hardware\n", "")
+    with pytest.raises(ProposalRejected, match="defines 'Billing' as \"If there's an issue with our payment system\""):
+        guard_stated_meanings(Proposal(rationale="r", text=billing_only), PROMPT, GUIDE)
+    faithful = [f"'bug' means {GUIDE['bug']}.",  # the rules move's quote
+                "- Bug: something that should work is broken, such as an error page or a crash.",  # condensed
+                "**Billing** - questions about prices, plans and invoices; bug means wrong data or a crash.",
+                "Feature requests are ideas for new functionality.",  # a label the feedback does not define
+                "The ticket is about one customer."]  # not a label at all
+    for line in faithful:
+        guard_stated_meanings(Proposal(rationale="r", text=PROMPT + line + "\n"), PROMPT, GUIDE)
+    # a definition the current prompt already has is not the proposal's doing
+    guard_stated_meanings(Proposal(rationale="r", text=QUICK_START_LIST + "Be brief.\n"), QUICK_START_LIST, GUIDE)
+    guard_stated_meanings(Proposal(rationale="r", text=QUICK_START_LIST), PROMPT, {})  # nothing defined: no guard
+    scale = Proposal(rationale="r", text=INCIDENT_PROMPT + "P1 means an outage; P2 means a broken core feature.\n")
+    guard_stated_meanings(scale, INCIDENT_PROMPT, stated_meanings(INCIDENTS))  # each definition on its own
+    with pytest.raises(ProposalRejected, match="defines 'P1' as 'a major problem that affects multiple customers', but"):
+        # seen on the incidents bench (seed 0, 2026-12-06): the policy's P1 rewritten as severity
+        guard_stated_meanings(Proposal(rationale="r", text=INCIDENT_PROMPT + "P1: a major problem that affects "
+                                       "multiple customers.\n"), INCIDENT_PROMPT, stated_meanings(INCIDENTS))
+
+
+def test_a_plain_rewrite_is_held_to_the_definitions_of_all_feedback_seen_so_far(tmp_path):
+    """The plain rewrite is shown no failures; the definitions come from every minibatch reflected on so far."""
+    listing = f"````prompt\n{QUICK_START_LIST}````"
+    plain = ("````prompt\nDecide which queue the ticket goes to: billing, bug, account, feature_request or other.\n\n"
+             "Ticket:\n{ticket}\n\nQueue:\n````")
+    reflector, transport, runlog = _reflector(tmp_path, [listing, plain, listing, plain.replace("Decide", "Pick")])
+    reflector.calls = 2  # the plain rewrite's turn
+    first, _ = reflector.reflect({"p": PROMPT}, {"p": GUIDED_TICKETS}, ["p"])
+    assert reflector.meanings == GUIDE
+    reflector.calls = 2
+    second, _ = reflector.reflect({"p": PROMPT}, {"p": TICKETS}, ["p"])  # this minibatch defines nothing
+    runlog.close()
+    assert len(reflector.rejected) == 2 and all(
+        r["reason"].startswith("the new text defines 'Bug' as 'If the issue is a problem with") for r in reflector.rejected)
+    assert "use the feedback's definition or leave 'Bug' undefined" in transport.calls[1]["content"]
+    assert first.new_texts["p"].startswith("Decide which queue") and second.new_texts["p"].startswith("Pick")
+    assert reflector.meanings == GUIDE

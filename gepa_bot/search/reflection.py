@@ -39,7 +39,7 @@ from gepa_bot.runlog import RunLog
 from gepa_bot.search.adapter import SearchStatus
 from gepa_bot.search.budget import BudgetExhausted
 from gepa_bot.search.edits import ROLE_SCHEMA, RULES_SCHEMA, same_words
-from gepa_bot.search.feedback_rules import Statement, extract_statements, worked_example
+from gepa_bot.search.feedback_rules import Statement, extract_statements, stated_meanings, worked_example
 from gepa_bot.search.llm import LLM, LLMError
 from gepa_bot.search.reflection_prompts import (
     MAX_EDIT_EXAMPLES,
@@ -59,6 +59,7 @@ from gepa_bot.search.reflection_proposals import (
     example_proposal,
     guard_answer_cue,
     guard_generality,
+    guard_stated_meanings,
     guard_stated_numbers,
     parse_edit_proposal,
     parse_reply,
@@ -115,6 +116,7 @@ class RationaleReflector:
     status: SearchStatus | None = None  # counts for the progress line
     barren_streak: int = 0  # reflections in a row that proposed nothing new (engine stops at STALLED_AFTER)
     originals: Mapping[str, str] = field(default_factory=dict)  # the user's prompts (seed candidate), by component
+    meanings: dict[str, str] = field(default_factory=dict)  # label -> meaning, as the feedback seen so far defines it
 
     def reflect(self, candidate: dict[str, str], reflective_dataset: Mapping[str, Sequence[Mapping[str, Any]]],
                 components_to_update: list[str]) -> tuple[ReflectionProposal, RationaleReflector]:
@@ -128,6 +130,7 @@ class RationaleReflector:
             records = reflective_dataset.get(name) or []
             if not records:
                 continue
+            self.meanings = {**stated_meanings(records), **self.meanings}  # the first definition seen stays
             try:
                 result = self._propose_one(name, candidate[name], records, proposal, parent_hash,
                                            kind=self._warm_kind(candidate[name], records) if warm else None,
@@ -239,6 +242,7 @@ class RationaleReflector:
         guard_generality(result, current, records)
         guard_stated_numbers(result, current, self.originals.get(name, ""))
         guard_answer_cue(result, current)
+        guard_stated_meanings(result, current, self.meanings)
         self._refuse_a_known_candidate(name, result, siblings)
 
     def simplify(self, name: str, current: str) -> Proposal | None:

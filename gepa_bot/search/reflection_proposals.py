@@ -30,8 +30,10 @@ from gepa_bot.search.edits import (
 from gepa_bot.search.feedback_rules import (
     STOPWORDS,
     Statement,
+    agrees_with,
     bare_label,
     covered_by,
+    defined_labels,
     extract_statements,
     record_id,
     specific_phrases,
@@ -398,6 +400,22 @@ def guard_answer_cue(proposal: Proposal, current: str) -> None:
     if filled and not ALTERNATIVES.search(filled):
         raise ProposalRejected(f"the proposed prompt ends with {filled[:40]!r} after {cue!r}, where the model's answer "
                                "begins: that answers every input alike; end the prompt with that line as it is")
+
+
+def guard_stated_meanings(proposal: Proposal, current: str, meanings: Mapping[str, str]) -> None:
+    """ProposalRejected when the new text defines a label the feedback defines, in other words than the feedback's.
+    Seen on the quick start: a plain rewrite listed "1. Bug - If the issue is a problem with the software or
+    hardware" and "3. Billing - If there's an issue with our payment system" after "Queue:", where the triage guide
+    the feedback quotes calls a broken payment page a bug: a reviewer would have to correct every line."""
+    if not meanings:
+        return
+    added = "\n".join(piece for piece in SENTENCE_OR_LINE.split(proposal.text)
+                      if piece.strip() and not covered_by(piece, current))
+    for key, label, meaning in defined_labels(added, meanings):
+        if not agrees_with(meaning, meanings[key]):
+            raise ProposalRejected(f"the new text defines {label!r} as {meaning[:60]!r}, but the feedback defines it "
+                                   f"as {meanings[key][:90]!r}; use the feedback's definition or leave "
+                                   f"{label!r} undefined")
 
 
 def guard_generality(proposal: Proposal, current: str, records: Sequence[Mapping[str, Any]]) -> None:

@@ -31,6 +31,8 @@ from gepa_bot.search.budget import BudgetExhausted
 from gepa_bot.search.llm import Transport, default_transport
 from gepa_bot.search.reflection import RationaleReflector
 from gepa_bot.search.session import RunSettings, open_session, select_components
+from gepa_bot.significance import val_scores
+from gepa_bot.verdict import opens_pr
 
 METHODS = ("seed", "best_of_n", "plain_gepa", "gepa_bot", "gepa_bot_nocache", "gepa_bot_shorter")
 DERIVED = {"gepa_bot_shorter": ("gepa_bot", 1)}
@@ -84,6 +86,7 @@ class Point:
     rollouts: int
     val_score: float | None  # None: not scored on val (the seed arm)
     candidate: dict[str, str]  # component name -> prompt text
+    val: dict[str, float] = field(default_factory=dict)  # val instance id -> score (empty: not scored)
 
 
 @dataclass
@@ -94,6 +97,15 @@ class Outcome:
     budget: BudgetSummary | None = None  # None: the arm spent nothing (the seed)
     rejected: list[RejectedProposal] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def opens_pr(self, pick: Point, config: Config) -> bool | None:
+        """Would gepa-bot open a pull request for ``pick`` against the seed (the trajectory's first point)? The
+        product's gate on the val scores (output.min_improvement, output.min_confidence); None: nothing on val."""
+        seed = self.trajectory[0]
+        if not seed.val or not pick.val:
+            return None
+        return pick.candidate != seed.candidate and opens_pr(seed.val, pick.val, config.output.min_improvement,
+                                                             config.output.min_confidence)
 
     def best_at(self, rollouts: int, slack: float = 0.0) -> Point:
         """The val-best entry known within ``rollouts`` (the seed if nothing fits), chosen by gepa-bot's own
@@ -158,7 +170,8 @@ def run_best_of_n(task: Task, config: Config, run_dir: Path, opts: BenchOptions)
                 batch = session.adapter.evaluate(split.val, cand)
             except BudgetExhausted:
                 break
-            trajectory.append(Point(budget.rollouts, sum(batch.scores) / len(batch.scores), cand))
+            trajectory.append(Point(budget.rollouts, sum(batch.scores) / len(batch.scores), cand,
+                                    dict(zip(split.val, batch.scores, strict=True))))
         distinct = len({json.dumps(c, sort_keys=True) for c in candidates[1:] if c is not None})
         return Outcome(trajectory, BudgetSummary.of(budget), rejected, {"n": n, "distinct_rewrites": distinct})
 
@@ -189,8 +202,8 @@ def run_gepa(task: Task, config: Config, run_dir: Path, opts: BenchOptions, *, u
 
 def outcome_of(result: RunResult, replayed: int = 0, proposer: str = "gepa_bot") -> Outcome:
     """A finished gepa run (its result.json) as an arm's outcome."""
-    trajectory = sorted((Point(c.discovered_at_rollout, c.val_mean, c.components) for c in result.candidates),
-                        key=lambda t: t.rollouts)
+    trajectory = sorted((Point(c.discovered_at_rollout, c.val_mean, c.components, val_scores(c))
+                         for c in result.candidates), key=lambda t: t.rollouts)
     return Outcome(trajectory, result.budget, result.rejected_proposals,
                    {"accepted": len(result.candidates) - 1, "replay_records": replayed,
                     "reflection_style": result.reflection_style if proposer == "gepa_bot" else "gepa-default"})

@@ -104,7 +104,7 @@ def rows_for(task: Task, seed: int, method: str, outcome: Outcome, budgets: list
                "test_score": round(scorer.score(task, config, candidate), 4), "test_n": len(task.test_ids()),
                "val_score": None if best.val_score is None else round(best.val_score, 4),
                "prompt_chars": sum(len(t) for t in candidate.values()),
-               "found_at_rollout": best.rollouts,
+               "found_at_rollout": best.rollouts, "pr_opens": outcome.opens_pr(best, config),
                "candidates_within_budget": sum(1 for t in outcome.trajectory if t.rollouts <= budget),
                **_spent(outcome.budget), "run_wall_s": round(wall_s, 1), "rejected_proposals": len(outcome.rejected),
                "rejected_reason_counts": _reason_counts(outcome.rejected), **outcome.extra, "prompt": candidate}

@@ -51,9 +51,17 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "rollouts_executed": _mean([g.get("rollouts_executed") for g in group]),
                     "llm_calls": _mean([g.get("llm_calls") for g in group]),
                     "rejected": _mean([g.get("rejected_proposals") for g in group]),
-                    "wall_s": _mean([g.get("run_wall_s") for g in group])})
+                    "wall_s": _mean([g.get("run_wall_s") for g in group]),
+                    "pr_opens": _share([g.get("pr_opens") for g in group])})
     order = {m: k for k, m in enumerate(METHOD_ORDER)}
     return sorted(out, key=lambda a: (a["task"], a["budget"], order.get(a["method"], 99)))
+
+
+def _share(flags: list[Any]) -> str:
+    """"2/3": of the seeds whose rows say (rows from before the column have no ``pr_opens``), how many would open a
+    PR; "-" when none say."""
+    known = [f for f in flags if isinstance(f, bool)]
+    return f"{sum(known)}/{len(known)}" if known else "-"
 
 
 def _mean(values: list[Any]) -> float | None:
@@ -128,11 +136,12 @@ def _fmt(value: Any, digits: int = 3) -> str:
 
 def summary_table(agg: list[dict[str, Any]], task: str) -> str:
     lines = ["| budget | method | seeds | test mean | test std | test min-max | val mean | prompt chars "
-             "| rollouts executed | LLM calls | rejected replies | arm wall (s) |", "|" + " --- |" * 12]
+             "| PR opens | rollouts executed | LLM calls | rejected replies | arm wall (s) |", "|" + " --- |" * 13]
     for a in (a for a in agg if a["task"] == task):
         lines.append(f"| {a['budget']} | {METHOD_LABELS.get(a['method'], a['method'])} | {a['seeds']} "
                      f"| **{a['test_mean']:.3f}** | {a['test_std']:.3f} | {a['test_min']:.2f}-{a['test_max']:.2f} "
-                     f"| {_fmt(a['val_mean'])} | {a['prompt_chars']:.0f} | {_fmt(a['rollouts_executed'], 0)} "
+                     f"| {_fmt(a['val_mean'])} | {a['prompt_chars']:.0f} | {a.get('pr_opens', '-')} "
+                     f"| {_fmt(a['rollouts_executed'], 0)} "
                      f"| {_fmt(a['llm_calls'], 1)} | {_fmt(a['rejected'], 1)} | {_fmt(a['wall_s'], 0)} |")
     return "\n".join(lines)
 

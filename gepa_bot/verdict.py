@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 from pydantic import BaseModel, ConfigDict
 
@@ -67,7 +68,22 @@ def significance(result: RunResult, baseline: Candidate, best: Candidate) -> tup
     """The sign test of ``best`` against ``baseline``, the min_confidence in force, and whether the test passes it."""
     min_confidence = result.min_confidence
     test = paired_test(val_scores(baseline), val_scores(best), level=min_confidence or DEFAULT_MIN_CONFIDENCE)
-    return test, min_confidence, min_confidence <= 0 or test.p_value <= 1 - min_confidence + 1e-12
+    return test, min_confidence, passes(test, min_confidence)
+
+
+def passes(test: PairedTest, min_confidence: float) -> bool:
+    """Whether the sign test is significant at ``min_confidence`` (0 disables the test)."""
+    return min_confidence <= 0 or test.p_value <= 1 - min_confidence + 1e-12
+
+
+def opens_pr(baseline: Mapping[str, float], best: Mapping[str, float], min_improvement: float,
+             min_confidence: float) -> bool:
+    """The PR gate on per-instance val scores alone (instance id -> score; no eval repeats, so no measured noise):
+    a mean gain above ``min_improvement`` that the sign test finds significant. The bench asks it of every arm's
+    pick; :func:`verdict` applies the same gate to a run's result."""
+    gain = sum(best.values()) / max(len(best), 1) - sum(baseline.values()) / max(len(baseline), 1)
+    test = paired_test(baseline, best, level=min_confidence or DEFAULT_MIN_CONFIDENCE)
+    return gain > 0 and gain > min_improvement and passes(test, min_confidence)
 
 
 def significance_reason(test: PairedTest, min_confidence: float, significant: bool) -> str:

@@ -11,12 +11,15 @@ from pathlib import Path
 
 import pytest
 
+from gepa_bot.result import RunResult
 from gepa_bot.search.llm import Reply
+from gepa_bot.significance import sign_test_p
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 sys.path.insert(0, str(BENCH))
 harness = pytest.importorskip("harness")
 seeds_cell = pytest.importorskip("report").seeds_cell
+METHOD_LABELS = pytest.importorskip("report").METHOD_LABELS
 
 KEYWORDS = ["billing", "refund", "login", "password", "crash", "export"]
 
@@ -150,7 +153,14 @@ def test_bench_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
         assert 0.0 <= row["test_score"] <= 1.0 and row["test_n"] == len(tasks[0].test_ids())
         assert row["prompt_chars"] == sum(len(t) for t in row["prompt"].values())
     seed = [r for r in rows if r["method"] == "seed"]
-    assert all(r["test_score"] == 0.0 and r["rollouts_used"] == 0 for r in seed)
+    assert all(r["test_score"] == 0.0 and r["rollouts_used"] == 0 and r["pr_opens"] is None for r in seed)
+    n_val = data["splits"]["toy"]["val"]
+    baseline = RunResult.read(tmp_path / "work" / "toy" / "0" / "gepa_bot" / "run").baseline
+    assert baseline.val_mean == 0.0  # so a pick's val score is its count of improved instances, none regressed
+    for row in (r for r in rows if r["method"] != "seed"):  # the product's gate: p <= 0.10 by default
+        improved = round(row["val_score"] * n_val)
+        assert row["pr_opens"] is (sign_test_p(improved, 0) <= 0.1), row
+    assert {r["pr_opens"] for r in rows if r["val_score"]} == {True, False}  # 4 of 6 opens (p 0.0625), 2 does not
     gepa = [r for r in rows if r["method"] == "gepa_bot" and r["budget"] == 30]
     assert all(r["test_score"] > 0 for r in gepa)  # feedback-driven keywords generalize to test
     plain = [r for r in rows if r["method"] == "plain_gepa"]
@@ -202,7 +212,12 @@ def test_bench_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     assert target["seeds"]["gepa_bot"] == 2 and "gepa_bot_nocache" not in target["seeds"]
     assert "2 cores" in md or "cores" in md
     table_rows = [line for line in md.splitlines() if line.startswith(("| 20 |", "| 30 |"))]
-    assert len(table_rows) == 2 * len(harness.METHODS) and all(line.count("|") == 13 for line in table_rows)
+    assert len(table_rows) == 2 * len(harness.METHODS) and all(line.count("|") == 14 for line in table_rows)
+    for row_line in table_rows:  # "PR opens": of the seeds' picks, how many pass the product's PR gate
+        budget, method = row_line.split(" | ")[0].strip("| "), row_line.split(" | ")[1]
+        key = next(m for m in harness.METHODS if METHOD_LABELS.get(m, m) == method)
+        flags = [r["pr_opens"] for r in rows if r["method"] == key and r["budget"] == int(budget)]
+        assert row_line.split(" | ")[8] == ("-" if key == "seed" else f"{sum(flags)}/{len(flags)}")
     if importlib.util.find_spec("matplotlib") is None:
         assert loaded and not (out / "score_vs_rollouts.png").exists()
     else:

@@ -743,7 +743,8 @@ def test_a_proposal_defining_a_label_unlike_the_feedback_is_refused_and_a_quote_
                 "- Bug: something that should work is broken, such as an error page or a crash.",  # condensed
                 "**Billing** - questions about prices, plans and invoices; bug means wrong data or a crash.",
                 "Feature requests are ideas for new functionality.",  # a label the feedback does not define
-                "The ticket is about one customer."]  # not a label at all
+                "The ticket is about one customer.",  # not a label at all
+                "Bug is not the queue for every invoice question."]  # a rule that names the label, not a definition
     for line in faithful:
         guard_stated_meanings(Proposal(rationale="r", text=PROMPT + line + "\n"), PROMPT, GUIDE)
     # a definition the current prompt already has is not the proposal's doing
@@ -751,6 +752,9 @@ def test_a_proposal_defining_a_label_unlike_the_feedback_is_refused_and_a_quote_
     guard_stated_meanings(Proposal(rationale="r", text=QUICK_START_LIST), PROMPT, {})  # nothing defined: no guard
     scale = Proposal(rationale="r", text=INCIDENT_PROMPT + "P1 means an outage; P2 means a broken core feature.\n")
     guard_stated_meanings(scale, INCIDENT_PROMPT, stated_meanings(INCIDENTS))  # each definition on its own
+    with pytest.raises(ProposalRejected, match="defines 'Other' as 'any ticket we cannot place'"):
+        guard_stated_meanings(Proposal(rationale="r", text=PROMPT + "Other is any ticket we cannot place.\n"), PROMPT,
+                              {"other": "anything that is not about using the product or paying for it"})
     with pytest.raises(ProposalRejected, match="defines 'P1' as 'a major problem that affects multiple customers', but"):
         # seen on the incidents bench (seed 0, 2026-12-06): the policy's P1 rewritten as severity
         guard_stated_meanings(Proposal(rationale="r", text=INCIDENT_PROMPT + "P1: a major problem that affects "

@@ -270,10 +270,12 @@ def label_key(label: str) -> str:
 
 LISTED_DEFINITION = re.compile(
     r"^\s*(?:\d+[.)]|[-*\u2022])?\s*[*_'\"`]*(?P<label>[A-Za-z][\w -]{0,23}?)[*_'\"`]*\s*"
-    r"(?:[-\u2013\u2014:=]|\b(?:means|is defined as|stands for|covers|refers to|is for|is)\b)\s*(?P<meaning>\S.*)$",
+    r"(?:[-\u2013\u2014:=]|\b(?:means|is defined as|stands for|covers|refers to)\b|\bis\s+(?=(?:when|any|for|an?)\b))\s*"
+    r"(?P<meaning>\S.*)$",
     re.IGNORECASE)
 """A line or sentence that defines one label: "2. Feature Request - If there's an idea ...", "bug: an error
-page ...", "'other' means ...", "**P1** is a customer-facing outage"."""
+page ...", "'other' means ...", "**P1** is when customers cannot work", "P2 is a ...". A rule that only mentions
+the label ("Bug is not the queue for invoices") is not a definition."""
 AGREEING_SHARE = 0.5  # of a proposal's definition's content words that must come from the feedback's definition
 
 

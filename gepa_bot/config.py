@@ -98,7 +98,8 @@ class OptimizerConfig(Strict):
         "40% of the rollout budget; 0 turns it off")
     prefer_shorter_within: int = Field(default=1, ge=0, le=5, description="val instances a longer prompt has to win "
                                        "by: the proposed prompt is the shortest candidate within that many val "
-                                       "instances of the best val score that still passes the PR checks (0: the best "
+                                       "instances of the best val score, and at least 10% shorter than the best, "
+                                       "that still passes the PR checks (0: the best "
                                        "val score, the shorter on a tie). 1 by the bench: one val instance bought by a "
                                        "longer prompt did not hold on test (bench/results)")
     eval_repeats: int = Field(default=1, gt=0, le=10, description="run each eval N times; score = mean, spread reported")

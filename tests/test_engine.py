@@ -380,6 +380,12 @@ def test_val_best_with_slack_proposes_the_shortest_within_it():
     assert val_best(found) == 2 and val_best(found, slack=0.05) == 1
     assert val_best(found, slack=0.75) == 0  # the seed is a candidate like any other
     assert val_best([cand(0.5, "aa"), cand(0.45, "bb")], slack=0.05) == 0  # equal length: the higher score
+    # seen on arithmetic (seed 0): the same two sentences on one line, one character shorter, one val instance lower
+    two_lines = "Solve this math word problem.\n\nKeep the working short and end with the number.\n\n{question}\n"
+    one_line = two_lines.replace(".\n\nKeep", ". Keep")
+    assert val_best([cand(0.85, two_lines), cand(0.80, one_line)], slack=0.05) == 0  # 1 char is not worth a point
+    assert val_best([cand(0.85, two_lines), cand(0.80, two_lines[:80])], slack=0.05) == 1  # 12% shorter is
+    assert val_best([cand(0.85, two_lines), cand(0.85, one_line)], slack=0.05) == 1  # a tie: the shorter, by any margin
 
 
 def test_cache_is_one_sqlite_store_and_still_reads_the_old_one_file_per_rollout_layout(tmp_path):

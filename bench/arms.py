@@ -30,6 +30,7 @@ from gepa_bot.search import engine
 from gepa_bot.search.budget import BudgetExhausted
 from gepa_bot.search.llm import Transport, default_transport
 from gepa_bot.search.reflection import RationaleReflector
+from gepa_bot.search.selection import val_best
 from gepa_bot.search.session import RunSettings, open_session, select_components
 from gepa_bot.significance import val_scores
 from gepa_bot.verdict import opens_pr
@@ -112,7 +113,7 @@ class Outcome:
         ``val_best`` for every arm alike: on a tie the shorter prompt, then the earliest; with ``slack`` the shortest
         within that much of the best val score."""
         known = [t for t in self.trajectory if t.rollouts <= rollouts] or self.trajectory[:1]
-        return known[engine.val_best([{"val_mean": t.val_score if t.val_score is not None else -1.0,
+        return known[val_best([{"val_mean": t.val_score if t.val_score is not None else -1.0,
                                 "components": t.candidate} for t in known], slack)]
 
 

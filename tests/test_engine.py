@@ -356,7 +356,7 @@ def test_litellm_never_fetches_its_price_table_whatever_imports_it_first():
 
 
 def test_val_best_prefers_the_higher_score_then_the_shorter_prompt_then_the_earlier():
-    from gepa_bot.search.engine import val_best
+    from gepa_bot.search.selection import val_best
 
     def cand(score, text):
         return {"val_mean": score, "components": {"a": text, "b": "x"}}
@@ -370,7 +370,7 @@ def test_val_best_prefers_the_higher_score_then_the_shorter_prompt_then_the_earl
 def test_val_best_with_slack_proposes_the_shortest_within_it():
     """arithmetic bench (seed 2): a generic sentence added to the 91-char prompt won one more val instance of 20
     (0.85 -> 0.90) and scored 0.800 on test against 0.933; one instance of slack proposes the 91-char prompt."""
-    from gepa_bot.search.engine import val_best
+    from gepa_bot.search.selection import val_best
 
     def cand(score, text):
         return {"val_mean": score, "components": {"p": text}}

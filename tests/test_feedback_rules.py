@@ -22,10 +22,10 @@ from gepa_bot.search.feedback_rules import (
     shape_changed,
     specific_phrases,
     stated_labels,
-    stated_meanings,
     with_definitions_grouped,
     worked_example,
 )
+from gepa_bot.search.label_definitions import stated_meanings
 from gepa_bot.search.llm import LLM, Reply
 from gepa_bot.search.reflection import RationaleReflector, parse_rules_proposal, with_schema
 from gepa_bot.search.reflection_proposals import (

@@ -39,7 +39,8 @@ from gepa_bot.runlog import RunLog
 from gepa_bot.search.adapter import SearchStatus
 from gepa_bot.search.budget import BudgetExhausted
 from gepa_bot.search.edits import ROLE_SCHEMA, RULES_SCHEMA, same_words
-from gepa_bot.search.feedback_rules import Statement, extract_statements, stated_meanings, worked_example
+from gepa_bot.search.feedback_rules import Statement, extract_statements, worked_example
+from gepa_bot.search.label_definitions import stated_meanings
 from gepa_bot.search.llm import LLM, LLMError
 from gepa_bot.search.reflection_prompts import (
     MAX_EDIT_EXAMPLES,

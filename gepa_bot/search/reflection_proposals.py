@@ -30,16 +30,15 @@ from gepa_bot.search.edits import (
 from gepa_bot.search.feedback_rules import (
     STOPWORDS,
     Statement,
-    agrees_with,
     bare_label,
     covered_by,
-    defined_labels,
     extract_statements,
     record_id,
     specific_phrases,
     stated_labels,
     worked_example,
 )
+from gepa_bot.search.label_definitions import agrees_with, defined_labels
 
 FENCE_OPEN = re.compile(r"^(?P<fence>`{3,}|~{3,})[ \t]*(?P<lang>[\w-]*)[ \t]*$", re.MULTILINE)
 RATIONALE_HEADING = re.compile(r"^\s*(?:#+\s*)?[*_]*\s*(?:rationale|reason)\s*[*_]*\s*:?\s*[*_]*\s*", re.IGNORECASE)

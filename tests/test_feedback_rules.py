@@ -752,6 +752,12 @@ def test_a_proposal_defining_a_label_unlike_the_feedback_is_refused_and_a_quote_
     guard_stated_meanings(Proposal(rationale="r", text=QUICK_START_LIST), PROMPT, {})  # nothing defined: no guard
     scale = Proposal(rationale="r", text=INCIDENT_PROMPT + "P1 means an outage; P2 means a broken core feature.\n")
     guard_stated_meanings(scale, INCIDENT_PROMPT, stated_meanings(INCIDENTS))  # each definition on its own
+    hyphenated = {"feature_request": "asking for something the product does not do yet"}
+    with pytest.raises(ProposalRejected, match="defines 'feature-request' as 'any idea for new functionality'"):
+        guard_stated_meanings(Proposal(rationale="r", text=PROMPT + "feature-request: any idea for new functionality\n"),
+                              PROMPT, hyphenated)
+    with pytest.raises(ProposalRejected, match="defines 'Feature requests' as 'ideas'"):
+        guard_stated_meanings(Proposal(rationale="r", text=PROMPT + "Feature requests: ideas.\n"), PROMPT, hyphenated)
     with pytest.raises(ProposalRejected, match="defines 'Other' as 'any ticket we cannot place'"):
         guard_stated_meanings(Proposal(rationale="r", text=PROMPT + "Other is any ticket we cannot place.\n"), PROMPT,
                               {"other": "anything that is not about using the product or paying for it"})

@@ -34,13 +34,14 @@ def label_key(label: str) -> str:
 
 
 LISTED_DEFINITION = re.compile(
-    r"^\s*(?:\d+[.)]|[-*\u2022])?\s*[*_'\"`]*(?P<label>[A-Za-z][\w -]{0,23}?)[*_'\"`]*\s*"
-    r"(?:[-\u2013\u2014:=]|\b(?:means|is defined as|stands for|covers|refers to)\b|\bis\s+(?=(?:when|any|for|an?)\b))\s*"
-    r"(?P<meaning>\S.*)$",
+    r"^\s*(?:\d+[.)]|[-*\u2022])?\s*[*_'\"`]*(?P<label>[A-Za-z][\w -]{0,23}?)[*_'\"`]*"
+    r"(?:\s+[-\u2013\u2014]\s+|\s*[:=]\s*|\s+(?:means|is defined as|stands for|covers|refers to)\s+"
+    r"|\s+is\s+(?=(?:when|any|for|an?)\b))(?P<meaning>\S.*)$",
     re.IGNORECASE)
 """A line or sentence that defines one label: "2. Feature Request - If there's an idea ...", "bug: an error
-page ...", "'other' means ...", "**P1** is when customers cannot work", "P2 is a ...". A rule that only mentions
-the label ("Bug is not the queue for invoices") is not a definition."""
+page ...", "'other' means ...", "**P1** is when customers cannot work", "P2 is a ...". A dash between label and
+meaning has spaces around it ("feature-request: ..." is one label). A rule that only mentions the label ("Bug is not
+the queue for invoices") is not a definition."""
 AGREEING_SHARE = 0.5  # of a proposal's definition's content words that must come from the feedback's definition
 
 
@@ -51,7 +52,7 @@ def defined_labels(text: str, labels: Iterable[str]) -> list[tuple[str, str, str
     for piece in re.split(r"(?<=[.!?])\s+|\n+|;\s*", text):  # "P1 means ...; P2 means ...": one each
         match = LISTED_DEFINITION.match(piece.strip())
         key = label_key(match.group("label")) if match else ""
-        key = key if key in wanted else key[:-1] if key.endswith("s") else key  # "Feature requests are ..."
+        key = key if key in wanted else key[:-1] if key.endswith("s") else key  # "Feature requests: ..."
         if match and key in wanted:
             found.append((key, match.group("label").strip(), match.group("meaning").strip().rstrip(".")))
     return found

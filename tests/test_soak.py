@@ -19,6 +19,7 @@ from gepa_bot.result import RunResult
 from gepa_bot.runlog import read_records
 from gepa_bot.search.engine import optimize
 from gepa_bot.search.llm import Reply
+from gepa_bot.search.selection import SHORTER_BY
 from gepa_bot.verdict import verdict
 
 # a 500-rollout run with 4 workers
@@ -78,8 +79,11 @@ def test_500_rollouts_with_4_workers_are_each_recorded_exactly_once(tmp_path, mo
     assert top - slack - 1e-9 <= best.val_mean and best.val_mean > result.candidates[0].val_mean
     def length(c):
         return sum(map(len, c.components.values()))
-    shorter_within = [c for c in result.candidates if c.val_mean >= top - slack - 1e-9 and length(c) < length(best)]
-    # a shorter candidate within the slack is passed over only when the PR checks would turn it down
+    shortest_top = min(length(c) for c in result.candidates if c.val_mean >= top - 1e-9)
+    shorter_within = [c for c in result.candidates if length(c) < length(best) and (
+        c.val_mean >= top - 1e-9 or (c.val_mean >= top - slack - 1e-9 and length(c) <= (1 - SHORTER_BY) * shortest_top))]
+    # a shorter candidate at the top score, or within the slack and at least SHORTER_BY shorter than the top's
+    # shortest, is passed over only when the PR checks would turn it down
     assert not any(verdict(result.model_copy(update={"best_candidate": c.index})).improved for c in shorter_within)
     for candidate in result.candidates:
         scored = [e.score for e in candidate.val.values() if e is not None]

@@ -48,7 +48,7 @@ def verdict(result: RunResult) -> Verdict:
     needed = min_improvement + 2 * noise
     test, min_confidence, significant = significance(result, baseline, best)
     beats = result.best_candidate != result.baseline_candidate and gain > 0
-    improved = beats and gain > needed and significant
+    improved = beats and clears(gain, needed, test, min_confidence)
     if not beats:
         reason = "no candidate scores higher than the current prompts on validation"
     elif gain <= needed:
@@ -83,7 +83,12 @@ def opens_pr(baseline: Mapping[str, float], best: Mapping[str, float], min_impro
     pick; :func:`verdict` applies the same gate to a run's result."""
     gain = sum(best.values()) / max(len(best), 1) - sum(baseline.values()) / max(len(baseline), 1)
     test = paired_test(baseline, best, level=min_confidence or DEFAULT_MIN_CONFIDENCE)
-    return gain > 0 and gain > min_improvement and passes(test, min_confidence)
+    return clears(gain, min_improvement, test, min_confidence)
+
+
+def clears(gain: float, needed: float, test: PairedTest, min_confidence: float) -> bool:
+    """The gate itself: a positive gain above ``needed`` that the sign test finds significant."""
+    return gain > 0 and gain > needed and passes(test, min_confidence)
 
 
 def significance_reason(test: PairedTest, min_confidence: float, significant: bool) -> str:

@@ -169,11 +169,19 @@ def similarity(first: str, second: str) -> float:
     return len(a & b) / len(a | b) if a and b else 0.0
 
 
+SENTENCE_OR_LINE = re.compile(r"(?<=[.!?])\s+|\n+")  # a prompt's pieces: sentences, and lines without end punctuation
+
+
+def added_pieces(text: str, current: str) -> list[str]:
+    """The sentences and lines of ``text`` that ``current`` does not already say (:func:`covered_by`)."""
+    return [piece for piece in SENTENCE_OR_LINE.split(text) if piece.strip() and not covered_by(piece, current)]
+
+
 def covered_by(statement: str, current: str) -> bool:
     """True when the prompt already says it: contained, or a near-duplicate of one of its sentences."""
     if normalize(statement) in normalize(current):
         return True
-    sentences = re.split(r"(?<=[.!?])\s+|\n+", current)
+    sentences = SENTENCE_OR_LINE.split(current)
     return any(similarity(statement, s) >= NEAR_DUPLICATE for s in sentences if s.strip())
 
 

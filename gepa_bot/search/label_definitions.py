@@ -13,7 +13,14 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from gepa_bot.search.feedback_rules import MAX_STATEMENTS, STOPWORDS, bare_label, definition, extract_statements
+from gepa_bot.search.feedback_rules import (
+    MAX_STATEMENTS,
+    SENTENCE_OR_LINE,
+    STOPWORDS,
+    bare_label,
+    definition,
+    extract_statements,
+)
 
 
 def stated_meanings(records: Sequence[Mapping[str, Any]]) -> dict[str, str]:
@@ -42,6 +49,7 @@ LISTED_DEFINITION = re.compile(
 page ...", "'other' means ...", "**P1** is when customers cannot work", "P2 is a ...". A dash between label and
 meaning has spaces around it ("feature-request: ..." is one label). A rule that only mentions the label ("Bug is not
 the queue for invoices") is not a definition."""
+CLAUSE = re.compile(SENTENCE_OR_LINE.pattern + r"|;\s*")  # "P1 means ...; P2 means ...": one definition each
 AGREEING_SHARE = 0.5  # of a proposal's definition's content words that must come from the feedback's definition
 
 
@@ -49,7 +57,7 @@ def defined_labels(text: str, labels: Iterable[str]) -> list[tuple[str, str, str
     """(label key, label as written, meaning) for each piece of ``text`` (sentence, line or ';'-clause) that defines
     one of ``labels``."""
     wanted, found = set(labels), []
-    for piece in re.split(r"(?<=[.!?])\s+|\n+|;\s*", text):  # "P1 means ...; P2 means ...": one each
+    for piece in CLAUSE.split(text):
         match = LISTED_DEFINITION.match(piece.strip())
         key = label_key(match.group("label")) if match else ""
         key = key if key in wanted else key[:-1] if key.endswith("s") else key  # "Feature requests: ..."

@@ -28,10 +28,11 @@ from gepa_bot.search.edits import (
     words_of,
 )
 from gepa_bot.search.feedback_rules import (
+    SENTENCE_OR_LINE,
     STOPWORDS,
     Statement,
+    added_pieces,
     bare_label,
-    covered_by,
     extract_statements,
     record_id,
     specific_phrases,
@@ -90,9 +91,6 @@ def parse_reply(reply: str, current: str) -> Proposal:
 
 REASONING_LABEL = re.compile(r"\A\s*(?:#+\s*)?[*_]*\s*(?:rationale|reason(?:ing)?|explanation)\s*[*_]*\s*:", re.IGNORECASE)
 PLACEHOLDER_IN_PROSE = re.compile(r"\bplaceholders?\s+\{[^{}]*\}|\{[^{}]*\}\s+placeholders?\b", re.IGNORECASE)
-
-
-SENTENCE_OR_LINE = re.compile(r"(?<=[.!?])\s+|\n+")  # a prompt's pieces: sentences, and lines without end punctuation
 
 
 def _rationale_in_prompt(text: str, current: str) -> str | None:
@@ -408,9 +406,7 @@ def guard_stated_meanings(proposal: Proposal, current: str, meanings: Mapping[st
     the feedback quotes calls a broken payment page a bug: a reviewer would have to correct every line."""
     if not meanings:
         return
-    added = "\n".join(piece for piece in SENTENCE_OR_LINE.split(proposal.text)
-                      if piece.strip() and not covered_by(piece, current))
-    for key, label, meaning in defined_labels(added, meanings):
+    for key, label, meaning in defined_labels("\n".join(added_pieces(proposal.text, current)), meanings):
         if not agrees_with(meaning, meanings[key]):
             raise ProposalRejected(f"the new text defines {label!r} as {meaning[:60]!r}, but the feedback defines it "
                                    f"as {meanings[key][:90]!r}; use the feedback's definition or leave "
@@ -421,8 +417,7 @@ def guard_generality(proposal: Proposal, current: str, records: Sequence[Mapping
     """ProposalRejected when the new text quotes a phrase that only one training instance's input/feedback has."""
     if proposal.kind == "example" or not records:
         return
-    added = " ".join(line for line in SENTENCE_OR_LINE.split(proposal.text)
-                     if line.strip() and not covered_by(line, current))
+    added = " ".join(added_pieces(proposal.text, current))
     phrases = specific_phrases(added, records, current, extract_statements(records, current))
     if phrases:
         shown = ", ".join(f"{p!r} (only in {i})" for p, i in phrases[:3])
